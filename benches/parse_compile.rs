@@ -1,0 +1,119 @@
+//! Parse + compile benchmark on a generated project of 10,000 models.
+//!
+//! Run with `cargo bench --bench parse_compile` (optionally `-- <models> <runs>`). The project
+//! is generated into a temporary folder: models in 100 folders, each reading one or two earlier
+//! models through `ref`, with a Jinja `{% for %}` loop and a project macro, plus one property
+//! file per folder declaring every model's columns and a `not_null` test. Each run loads the
+//! project, renders every model (parse phase), builds the DAG and compiles every node; the
+//! median of the runs is printed. `tidemark compile` on the same project is timed too.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+fn generate(root: &Path, models: usize) {
+    std::fs::create_dir_all(root.join("macros")).unwrap();
+    std::fs::write(
+        root.join("tidemark.yml"),
+        "name: bench\nvars:\n  measures: [events, completions, minutes, score]\nmodels:\n  bench:\n    +materialized: view\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("macros/measures.sql"),
+        "{% macro measure(name, source) -%}\nsum(case when kind = '{{ name }}' then {{ source }}.value else 0 end)\n{%- endmacro %}\n",
+    )
+    .unwrap();
+    let folders = 100;
+    for folder in 0..folders {
+        let dir = root.join(format!("models/area_{folder:03}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut properties = String::from("version: 2\nmodels:\n");
+        for index in (folder..models).step_by(folders) {
+            let name = format!("model_{index:05}");
+            let upstream = if index == 0 {
+                "(select 1 as id, 'events' as kind, 1.0 as value)".to_string()
+            } else if index % 3 == 0 && index > 1 {
+                format!(
+                    "{{{{ ref('model_{:05}') }}}} as a join {{{{ ref('model_{:05}') }}}} as b using (id)",
+                    index - 1,
+                    index / 2
+                )
+            } else {
+                format!("{{{{ ref('model_{:05}') }}}} as a", index - 1)
+            };
+            let sql = format!(
+                "{{{{ config(tags=['area_{folder}']) }}}}\nselect\n    id,\n    'events' as kind,\n    1.0 as value,\n{{% for m in var('measures') %}}    {{{{ measure(m, 'a') }}}} as {{{{ m }}}}_total{{{{ ',' if not loop.last }}}}\n{{% endfor %}}from {upstream}\ngroup by id\n"
+            );
+            std::fs::write(dir.join(format!("{name}.sql")), sql).unwrap();
+            write!(
+                properties,
+                "  - name: {name}\n    description: Model {index} of the benchmark.\n    columns:\n      - name: id\n        description: The key.\n        tests: [not_null]\n      - name: events_total\n        description: Events.\n"
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.join("properties.yml"), properties).unwrap();
+    }
+}
+
+fn parse_and_compile(root: &Path) -> usize {
+    let project = tidemark::project::load(root).expect("project loads");
+    let target = tidemark::project::load_target(&project, None, None).expect("target");
+    let engine =
+        tidemark::template::TemplateEngine::new(&project, &target, project.file.vars.clone()).expect("templates");
+    let graph = tidemark::graph::build(&project, &engine, &target).expect("graph");
+    let selected: BTreeSet<String> = graph.nodes.keys().cloned().collect();
+    let compiled = tidemark::compile::compile(&graph, &engine, "target", &selected).expect("compile");
+    compiled.nodes.len()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let models: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(7);
+    let folder = tempfile::tempdir().unwrap();
+    generate(folder.path(), models);
+    println!("generated {models} models in {}", folder.path().display());
+
+    let mut in_process = Vec::new();
+    for run in 0..runs {
+        let clock = Instant::now();
+        let nodes = parse_and_compile(folder.path());
+        let seconds = clock.elapsed().as_secs_f64();
+        println!("run {}: parsed and compiled {nodes} nodes in {seconds:.3}s", run + 1);
+        in_process.push(seconds);
+    }
+    println!(
+        "median parse + compile (library, {runs} runs): {:.3}s",
+        median(in_process)
+    );
+
+    let binary = std::env::var("TIDEMARK_BIN").ok().or_else(|| {
+        let release = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/tidemark");
+        release.exists().then(|| release.display().to_string())
+    });
+    if let Some(binary) = binary {
+        let mut cli = Vec::new();
+        for _ in 0..runs {
+            let clock = Instant::now();
+            let status = std::process::Command::new(&binary)
+                .args(["compile", "--no-progress"])
+                .current_dir(folder.path())
+                .output()
+                .unwrap();
+            assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+            cli.push(clock.elapsed().as_secs_f64());
+        }
+        println!(
+            "median `tidemark compile` wall time incl. writing target/ ({runs} runs): {:.3}s",
+            median(cli)
+        );
+    } else {
+        println!("(set TIDEMARK_BIN to a tidemark binary to also time `tidemark compile` end to end)");
+    }
+}

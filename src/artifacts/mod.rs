@@ -1,0 +1,190 @@
+//! Stage 7 — artifacts: the only module that writes `target/`.
+//!
+//! - `target/compiled/<project>/<path>`: the SQL each node ran (or would run);
+//! - `target/manifest.json`: every node with its config, dependencies and compiled path —
+//!   byte-identical for the same project (no timestamps, ordered maps);
+//! - `target/run_results.json`: status, timing, rows written and error of every node of a run.
+//!
+//! Every file is written to a temporary name and renamed, so readers never see half a file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value as Json};
+
+use crate::compile::{compiled_path, CompiledProject};
+use crate::execute::NodeResult;
+use crate::graph::{Graph, ResourceType};
+use crate::project::{Project, Target};
+
+/// Version written into every artifact.
+pub const TIDEMARK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Writes artifacts under one project's target folder.
+pub struct Artifacts {
+    root: PathBuf,
+    target_path: String,
+}
+
+impl Artifacts {
+    pub fn new(project: &Project) -> Artifacts {
+        Artifacts {
+            root: project.root.clone(),
+            target_path: project.file.target_path.clone(),
+        }
+    }
+
+    fn folder(&self) -> PathBuf {
+        self.root.join(&self.target_path)
+    }
+
+    /// Writes the compiled SQL of every compiled node.
+    pub fn write_compiled(&self, compiled: &CompiledProject) -> std::io::Result<()> {
+        for node in compiled.nodes.values() {
+            let mut text = node.sql.clone();
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            write_atomically(&self.root.join(&node.compiled_path), text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Writes `manifest.json`.
+    pub fn write_manifest(&self, graph: &Graph, target: &Target) -> std::io::Result<PathBuf> {
+        let path = self.folder().join("manifest.json");
+        let manifest = manifest(graph, target, &self.target_path);
+        let mut bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+        bytes.push(b'\n');
+        write_atomically(&path, &bytes)?;
+        Ok(path)
+    }
+
+    /// Writes `run_results.json`.
+    pub fn write_run_results(&self, run: &RunSummary<'_>) -> std::io::Result<PathBuf> {
+        let path = self.folder().join("run_results.json");
+        let document = json!({
+            "metadata": {
+                "tidemark_version": TIDEMARK_VERSION,
+                "invocation_id": run.run_id,
+                "generated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            },
+            "command": run.command,
+            "target": run.target.name,
+            "args": run.args,
+            "elapsed_time": run.elapsed_seconds,
+            "results": run.results,
+        });
+        let mut bytes = serde_json::to_vec_pretty(&document).expect("run results serialise");
+        bytes.push(b'\n');
+        write_atomically(&path, &bytes)?;
+        Ok(path)
+    }
+
+    /// Removes the project's `clean-targets` (only folders inside the project).
+    pub fn clean(project: &Project) -> Result<Vec<String>, String> {
+        let mut removed = Vec::new();
+        for folder in &project.file.clean_targets {
+            let path = project.root.join(folder);
+            let inside = path
+                .canonicalize()
+                .map(|resolved| resolved.starts_with(&project.root) && resolved != project.root)
+                .unwrap_or(false);
+            if !path.exists() {
+                continue;
+            }
+            if !inside {
+                return Err(format!(
+                    "clean-targets entry '{folder}' is not a folder inside the project; refusing to delete it"
+                ));
+            }
+            std::fs::remove_dir_all(&path).map_err(|error| format!("cannot remove '{folder}': {error}"))?;
+            removed.push(folder.clone());
+        }
+        Ok(removed)
+    }
+}
+
+/// What `run_results.json` records about one invocation.
+pub struct RunSummary<'a> {
+    pub run_id: &'a str,
+    pub command: &'a str,
+    pub target: &'a Target,
+    pub args: Json,
+    pub elapsed_seconds: f64,
+    pub results: &'a [NodeResult],
+}
+
+fn manifest(graph: &Graph, target: &Target, target_path: &str) -> Json {
+    let mut nodes = serde_json::Map::new();
+    let mut sources = serde_json::Map::new();
+    for node in graph.nodes.values() {
+        let columns: BTreeMap<&str, Json> = node
+            .columns
+            .iter()
+            .map(|column| {
+                (
+                    column.name.as_str(),
+                    json!({"description": column.description, "data_type": column.data_type}),
+                )
+            })
+            .collect();
+        let mut entry = json!({
+            "unique_id": node.unique_id,
+            "name": node.name,
+            "resource_type": node.resource_type,
+            "original_file_path": node.path,
+            "fqn": node.fqn,
+            "materialized": node.materialized,
+            "config": node.config,
+            "tags": node.tags,
+            "description": node.description,
+            "columns": columns,
+            "depends_on": {"nodes": node.depends_on},
+            "relation": node.relation.as_ref().map(|relation| format!("{}.{}", relation.schema, relation.identifier)),
+        });
+        let object = entry.as_object_mut().expect("object");
+        match node.resource_type {
+            ResourceType::Source => {
+                object.insert("location".into(), json!(node.location));
+                object.insert("format".into(), json!(node.format));
+                sources.insert(node.unique_id.clone(), entry);
+            }
+            _ => {
+                if node.is_executable() || node.materialized == crate::graph::Materialization::Ephemeral {
+                    object.insert(
+                        "compiled_path".into(),
+                        json!(compiled_path(target_path, &graph.project_name, node)),
+                    );
+                }
+                if let Some(test) = &node.test {
+                    object.insert("test_metadata".into(), json!(test));
+                    object.insert("severity".into(), json!(node.severity));
+                }
+                nodes.insert(node.unique_id.clone(), entry);
+            }
+        }
+    }
+    json!({
+        "metadata": {
+            "tidemark_version": TIDEMARK_VERSION,
+            "project_name": graph.project_name,
+            "target": target.name,
+            "schema": target.schema,
+        },
+        "nodes": nodes,
+        "sources": sources,
+        "parent_map": graph.nodes.values().map(|n| (n.unique_id.clone(), json!(n.depends_on))).collect::<serde_json::Map<_, _>>(),
+        "child_map": graph.children.iter().map(|(id, children)| (id.clone(), json!(children))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, path)
+}

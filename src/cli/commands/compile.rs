@@ -1,0 +1,77 @@
+//! `compile`: render the selected nodes' SQL into target/compiled/ and write the manifest.
+
+use clap::Args;
+
+use crate::artifacts::Artifacts;
+use crate::cli::load::load;
+use crate::cli::{ExitStatus, GlobalArgs, Printer, SelectArgs};
+use crate::compile;
+use crate::graph::select::{select, Scope};
+use crate::graph::ResourceType;
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub selection: SelectArgs,
+}
+
+pub fn execute(global: &GlobalArgs, printer: &Printer, args: CompileArgs) -> ExitStatus {
+    let Ok(loaded) = load(global, printer) else {
+        return ExitStatus::Error;
+    };
+    let scope = Scope {
+        sources: false,
+        ..Scope::ALL
+    };
+    let selected = match select(&loaded.graph, &args.selection.select, &args.selection.exclude, scope) {
+        Ok(selected) => selected,
+        Err(diagnostic) => {
+            printer.diagnostics(&diagnostic.into());
+            return ExitStatus::Error;
+        }
+    };
+    let compiled = match compile::compile(
+        &loaded.graph,
+        &loaded.engine,
+        &loaded.project.file.target_path,
+        &selected,
+    ) {
+        Ok(compiled) => compiled,
+        Err(diagnostics) => {
+            printer.diagnostics(&diagnostics);
+            return ExitStatus::Error;
+        }
+    };
+    let artifacts = Artifacts::new(&loaded.project);
+    let written = artifacts
+        .write_compiled(&compiled)
+        .and_then(|()| artifacts.write_manifest(&loaded.graph, &loaded.target));
+    if let Err(error) = written {
+        printer.fatal(&format!(
+            "cannot write to {}/: {error}",
+            loaded.project.file.target_path
+        ));
+        return ExitStatus::Error;
+    }
+    let models: Vec<&String> = selected
+        .iter()
+        .filter(|id| loaded.graph.nodes[*id].resource_type == ResourceType::Model)
+        .collect();
+    if let ([only], true) = (models.as_slice(), !args.selection.select.is_empty()) {
+        let node = &compiled.nodes[*only];
+        printer.info(&format!(
+            "Compiled node '{}' ({}):",
+            loaded.graph.nodes[*only].name, node.compiled_path
+        ));
+        printer.result(&node.sql);
+    } else {
+        printer.info(&format!(
+            "Compiled {} node{} into {}/compiled/{}/",
+            compiled.nodes.len(),
+            if compiled.nodes.len() == 1 { "" } else { "s" },
+            loaded.project.file.target_path,
+            loaded.graph.project_name
+        ));
+    }
+    ExitStatus::Success
+}

@@ -1,0 +1,127 @@
+//! `debug`: check the project, the profile and the warehouse, one line per check.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::artifacts::TIDEMARK_VERSION;
+use crate::cli::{ExitStatus, GlobalArgs, Printer};
+use crate::compile::CompiledProject;
+use crate::execute::Session;
+use crate::graph::Graph;
+use crate::project;
+
+pub async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
+    let mut failed = false;
+    let mut check = |name: &str, outcome: Result<String, String>| match outcome {
+        Ok(detail) => printer.info(&format!("  {name:<10} OK    {detail}")),
+        Err(detail) => {
+            failed = true;
+            printer.info(&format!("  {name:<10} FAIL  {detail}"));
+        }
+    };
+    printer.info(&format!(
+        "tidemark {TIDEMARK_VERSION} (DataFusion {})",
+        datafusion::DATAFUSION_VERSION
+    ));
+    let project = match project::load(&global.project_dir) {
+        Ok(project) => {
+            check(
+                "project",
+                Ok(format!(
+                    "{} ({}): {} models, {} seeds, {} macros, {} property files",
+                    project.file.name,
+                    project.root.join(&project.file.file_name).display(),
+                    project.models.len(),
+                    project.seeds.len(),
+                    project.macros.len(),
+                    project.property_files.len()
+                )),
+            );
+            project
+        }
+        Err(diagnostics) => {
+            check("project", Err(diagnostics.to_string()));
+            return ExitStatus::Failure;
+        }
+    };
+    let target = match project::load_target(&project, global.profiles_dir.as_deref(), global.target.as_deref()) {
+        Ok(target) => {
+            let source = match &target.defined_in {
+                Some(path) => format!("profile '{}' in {}", target.profile, path.display()),
+                None => "no profiles.yml: built-in embedded default".into(),
+            };
+            check(
+                "profile",
+                Ok(format!(
+                    "target '{}' ({source}): type {}, schema {}, {} threads",
+                    target.name,
+                    target.engine.as_str(),
+                    target.schema,
+                    target.threads
+                )),
+            );
+            target
+        }
+        Err(diagnostic) => {
+            check("profile", Err(diagnostic.to_string()));
+            return ExitStatus::Failure;
+        }
+    };
+    let warehouse = match target.local_warehouse(&project.root) {
+        None => {
+            check(
+                "warehouse",
+                Err(format!(
+                    "'{}' is a URL; this version writes to local folders only",
+                    target.warehouse
+                )),
+            );
+            return ExitStatus::Failure;
+        }
+        Some(folder) => match crate::materialize::Warehouse::open_local(folder.clone()) {
+            Err(error) => {
+                check("warehouse", Err(error.to_string()));
+                return ExitStatus::Failure;
+            }
+            Ok(warehouse) => match warehouse.check_writable().await {
+                Ok(()) => {
+                    check(
+                        "warehouse",
+                        Ok(format!("{} is readable and writable", warehouse.root().display())),
+                    );
+                    warehouse
+                }
+                Err(error) => {
+                    check("warehouse", Err(format!("{}: {error}", folder.display())));
+                    return ExitStatus::Failure;
+                }
+            },
+        },
+    };
+    let graph = Arc::new(Graph {
+        project_name: project.file.name.clone(),
+        nodes: BTreeMap::new(),
+        children: BTreeMap::new(),
+        order: Vec::new(),
+        warnings: Vec::new(),
+    });
+    let engine = match Session::embedded(&target, warehouse, graph, Arc::new(CompiledProject::default())) {
+        Ok(session) => match session.ctx.sql("select 1 as ok").await {
+            Ok(frame) => frame
+                .collect()
+                .await
+                .map(|_| "embedded DataFusion session answers queries".to_string())
+                .map_err(|e| e.strip_backtrace()),
+            Err(error) => Err(error.strip_backtrace()),
+        },
+        Err(error) => Err(error.to_string()),
+    };
+    check("engine", engine);
+    if failed {
+        printer.info("Some checks failed.");
+        ExitStatus::Failure
+    } else {
+        printer.info("All checks passed!");
+        ExitStatus::Success
+    }
+}

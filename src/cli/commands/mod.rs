@@ -1,0 +1,52 @@
+//! One file per command.
+
+pub mod clean;
+pub mod compile;
+pub mod debug;
+pub mod ls;
+pub mod run;
+pub mod show;
+
+use crate::cli::Printer;
+use crate::diagnostics::Diagnostic;
+use crate::graph::{Graph, ResourceType};
+use crate::materialize::Warehouse;
+use crate::project::{Project, Target};
+
+/// Opens the target's warehouse, or explains why it cannot.
+pub(crate) fn open_warehouse(project: &Project, target: &Target, printer: &Printer) -> Result<Warehouse, ()> {
+    let Some(folder) = target.local_warehouse(&project.root) else {
+        printer.diagnostics(
+            &Diagnostic::new(format!(
+                "target '{}': warehouse '{}' is a URL; this version of tidemark writes to local folders only",
+                target.name, target.warehouse
+            ))
+            .with_help("set warehouse: to a folder path in profiles.yml")
+            .into(),
+        );
+        return Err(());
+    };
+    Warehouse::open_local(folder).map_err(|error| printer.fatal(&error.to_string()))
+}
+
+/// `Found 5 models, 2 seeds, 9 data tests, 1 source`.
+pub(crate) fn project_counts(graph: &Graph) -> String {
+    let count = |kind: ResourceType| graph.nodes.values().filter(|node| node.resource_type == kind).count();
+    let parts = [
+        (count(ResourceType::Model), "model"),
+        (count(ResourceType::Seed), "seed"),
+        (count(ResourceType::Test), "data test"),
+        (count(ResourceType::Source), "source"),
+    ];
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|(n, word)| {
+            if *n == 1 {
+                format!("1 {word}")
+            } else {
+                format!("{n} {word}s")
+            }
+        })
+        .collect();
+    format!("Found {}", parts.join(", "))
+}

@@ -1,0 +1,164 @@
+//! `build`, `run`, `seed` and `test`: select, compile, execute, record.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::artifacts::{Artifacts, RunSummary, TIDEMARK_VERSION};
+use crate::cli::load::load;
+use crate::cli::{ExitStatus, GlobalArgs, Printer, RunArgs};
+use crate::compile;
+use crate::execute::{self, ExecuteOptions, Reporter, Session};
+use crate::graph::select::{select, Scope};
+
+/// Which of the executing commands this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Build,
+    Run,
+    Seed,
+    Test,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Build => "build",
+            Kind::Run => "run",
+            Kind::Seed => "seed",
+            Kind::Test => "test",
+        }
+    }
+
+    fn scope(self) -> Scope {
+        let none = Scope {
+            models: false,
+            seeds: false,
+            tests: false,
+            sources: false,
+        };
+        match self {
+            Kind::Build => Scope {
+                models: true,
+                seeds: true,
+                tests: true,
+                sources: false,
+            },
+            Kind::Run => Scope { models: true, ..none },
+            Kind::Seed => Scope { seeds: true, ..none },
+            Kind::Test => Scope { tests: true, ..none },
+        }
+    }
+}
+
+pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, args: RunArgs) -> ExitStatus {
+    let clock = Instant::now();
+    let Ok(loaded) = load(global, printer) else {
+        return ExitStatus::Error;
+    };
+    let selected = match select(
+        &loaded.graph,
+        &args.selection.select,
+        &args.selection.exclude,
+        kind.scope(),
+    ) {
+        Ok(selected) => selected,
+        Err(diagnostic) => {
+            printer.diagnostics(&diagnostic.into());
+            return ExitStatus::Error;
+        }
+    };
+    let compiled = match compile::compile(
+        &loaded.graph,
+        &loaded.engine,
+        &loaded.project.file.target_path,
+        &selected,
+    ) {
+        Ok(compiled) => compiled,
+        Err(diagnostics) => {
+            printer.diagnostics(&diagnostics);
+            return ExitStatus::Error;
+        }
+    };
+    let Ok(warehouse) = super::open_warehouse(&loaded.project, &loaded.target, printer) else {
+        return ExitStatus::Error;
+    };
+    let artifacts = Artifacts::new(&loaded.project);
+    if let Err(error) = artifacts
+        .write_compiled(&compiled)
+        .and_then(|()| artifacts.write_manifest(&loaded.graph, &loaded.target).map(|_| ()))
+    {
+        printer.fatal(&format!(
+            "cannot write to {}/: {error}",
+            loaded.project.file.target_path
+        ));
+        return ExitStatus::Error;
+    }
+
+    let plan = execute::plan(&loaded.graph, &selected, kind == Kind::Build);
+    let threads = args.threads.unwrap_or(loaded.target.threads).max(1);
+    printer.info(&format!("Running with tidemark={TIDEMARK_VERSION}"));
+    printer.info(&super::project_counts(&loaded.graph));
+    printer.info(&format!(
+        "Target '{}' ({}), warehouse {}, {} thread{}",
+        loaded.target.name,
+        loaded.target.engine.as_str(),
+        loaded.target.warehouse,
+        threads,
+        if threads == 1 { "" } else { "s" }
+    ));
+    printer.info("");
+    if plan.nodes.is_empty() {
+        printer.info("Nothing to do: the selection matched no nodes this command runs.");
+        return ExitStatus::Success;
+    }
+
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let graph = Arc::new(loaded.graph);
+    let session = match Session::embedded(&loaded.target, warehouse, graph.clone(), Arc::new(compiled)) {
+        Ok(session) => Arc::new(session),
+        Err(error) => {
+            printer.fatal(&error.to_string());
+            return ExitStatus::Error;
+        }
+    };
+    let options = ExecuteOptions {
+        threads,
+        fail_fast: args.fail_fast,
+        run_id: run_id.clone(),
+    };
+    printer.start_progress(plan.nodes.len());
+    let reporter: Arc<dyn Reporter> = printer.clone();
+    let results = execute::execute(session, &plan, &options, reporter).await;
+    printer.finish_progress();
+
+    let elapsed = clock.elapsed().as_secs_f64();
+    let summary = RunSummary {
+        run_id: &run_id,
+        command: kind.name(),
+        target: &loaded.target,
+        args: json!({
+            "select": args.selection.select,
+            "exclude": args.selection.exclude,
+            "threads": threads,
+            "fail_fast": args.fail_fast,
+            "vars": global.vars,
+        }),
+        elapsed_seconds: elapsed,
+        results: &results,
+    };
+    if let Err(error) = artifacts.write_run_results(&summary) {
+        printer.fatal(&format!("cannot write run_results.json: {error}"));
+    }
+    let pairs: Vec<_> = results
+        .iter()
+        .map(|result| (&graph.nodes[&result.unique_id], result))
+        .collect();
+    printer.run_summary(&pairs, elapsed);
+    if results.iter().any(|result| result.status.is_failure()) {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    }
+}

@@ -1,0 +1,124 @@
+//! `show`: preview the rows of a model (or seed, or inline query) without writing anything.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use clap::Args;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+
+use crate::cli::load::load;
+use crate::cli::{ExitStatus, GlobalArgs, Printer};
+use crate::compile;
+use crate::diagnostics::{did_you_mean, Diagnostic};
+use crate::execute::{run_query_preview, Session};
+use crate::graph::ResourceType;
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The model or seed to preview.
+    #[arg(long, short = 's', conflicts_with = "inline", required_unless_present = "inline")]
+    pub select: Option<String>,
+    /// A query to preview instead; it may use ref() and source().
+    #[arg(long)]
+    pub inline: Option<String>,
+    /// Rows to show.
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+}
+
+pub async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowArgs) -> ExitStatus {
+    let Ok(loaded) = load(global, printer) else {
+        return ExitStatus::Error;
+    };
+    let mut graph = loaded.graph.clone();
+    let inline_sql = match (&args.inline, &args.select) {
+        (Some(sql), _) => sql.clone(),
+        (None, Some(name)) => match graph.find_by_name(name) {
+            Some(node) if node.resource_type == ResourceType::Model => String::new(),
+            Some(node) if node.resource_type == ResourceType::Seed => {
+                format!("select * from {{{{ ref('{}') }}}}", node.name)
+            }
+            Some(node) => {
+                printer.diagnostics(
+                    &Diagnostic::new(format!(
+                        "'{}' is a {}; show previews models and seeds",
+                        node.name,
+                        node.resource_type.as_str()
+                    ))
+                    .into(),
+                );
+                return ExitStatus::Error;
+            }
+            None => {
+                let names = graph
+                    .nodes
+                    .values()
+                    .filter(|n| n.resource_type != ResourceType::Test)
+                    .map(|n| n.name.as_str());
+                let mut diagnostic = Diagnostic::new(format!("no model or seed named '{name}'"));
+                if let Some(near) = did_you_mean(name, names) {
+                    diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
+                }
+                printer.diagnostics(&diagnostic.into());
+                return ExitStatus::Error;
+            }
+        },
+        (None, None) => unreachable!("clap requires --select or --inline"),
+    };
+    let node_id = if inline_sql.is_empty() {
+        graph
+            .find_by_name(args.select.as_deref().unwrap_or_default())
+            .map(|node| node.unique_id.clone())
+            .unwrap_or_default()
+    } else {
+        match compile::inline_node(&graph, &loaded.engine, &inline_sql) {
+            Ok(node) => {
+                let id = node.unique_id.clone();
+                graph.nodes.insert(id.clone(), node);
+                id
+            }
+            Err(diagnostics) => {
+                printer.diagnostics(&diagnostics);
+                return ExitStatus::Error;
+            }
+        }
+    };
+    let selected: BTreeSet<String> = [node_id.clone()].into();
+    let compiled = match compile::compile(&graph, &loaded.engine, &loaded.project.file.target_path, &selected) {
+        Ok(compiled) => compiled,
+        Err(diagnostics) => {
+            printer.diagnostics(&diagnostics);
+            return ExitStatus::Error;
+        }
+    };
+    let sql = compiled.nodes[&node_id].sql.clone();
+    let Ok(warehouse) = super::open_warehouse(&loaded.project, &loaded.target, printer) else {
+        return ExitStatus::Error;
+    };
+    let graph = Arc::new(graph);
+    let session = match Session::embedded(&loaded.target, warehouse, graph.clone(), Arc::new(compiled)) {
+        Ok(session) => session,
+        Err(error) => {
+            printer.fatal(&error.to_string());
+            return ExitStatus::Error;
+        }
+    };
+    match run_query_preview(&session, &graph.nodes[&node_id], &sql, args.limit).await {
+        Ok(batches) => match pretty_format_batches(&batches) {
+            Ok(table) => {
+                let label = args.select.clone().unwrap_or_else(|| "inline query".into());
+                printer.info(&format!("Previewing {label} (up to {} rows):", args.limit));
+                printer.result(&table.to_string());
+                ExitStatus::Success
+            }
+            Err(error) => {
+                printer.fatal(&format!("cannot format the preview: {error}"));
+                ExitStatus::Failure
+            }
+        },
+        Err(error) => {
+            printer.fatal(&error.to_string());
+            ExitStatus::Failure
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Loading shared by the commands: project, target, vars, templates and graph.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use super::{GlobalArgs, Printer};
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::graph::{self, Graph};
+use crate::project::{self, Project, Target};
+use crate::template::TemplateEngine;
+
+/// A loaded project, ready to select and compile.
+pub struct Loaded {
+    pub project: Project,
+    pub target: Target,
+    pub engine: TemplateEngine,
+    pub graph: Graph,
+}
+
+/// Loads everything up to the graph; problems are printed and returned as `Err`.
+pub fn load(global: &GlobalArgs, printer: &Printer) -> Result<Loaded, ()> {
+    let report = |diagnostics: Diagnostics| printer.diagnostics(&diagnostics);
+    let project = project::load(&global.project_dir).map_err(report)?;
+    let target = project::load_target(&project, global.profiles_dir.as_deref(), global.target.as_deref())
+        .map_err(|diagnostic| report(diagnostic.into()))?;
+    let vars = merged_vars(&project, global.vars.as_deref()).map_err(|diagnostic| report(diagnostic.into()))?;
+    let engine = TemplateEngine::new(&project, &target, vars).map_err(report)?;
+    let graph = graph::build(&project, &engine, &target).map_err(report)?;
+    for warning in &graph.warnings {
+        printer.warning(warning);
+    }
+    Ok(Loaded {
+        project,
+        target,
+        engine,
+        graph,
+    })
+}
+
+/// Project vars overridden by `--vars`.
+fn merged_vars(project: &Project, overrides: Option<&str>) -> Result<BTreeMap<String, Json>, Diagnostic> {
+    let mut vars = project.file.vars.clone();
+    if let Some(text) = overrides {
+        let parsed: BTreeMap<String, Json> = serde_yaml::from_str(text).map_err(|error| {
+            Diagnostic::new(format!("--vars is not a YAML/JSON mapping: {error}"))
+                .with_help("write it as --vars '{name: value, other: 2}'")
+        })?;
+        vars.extend(parsed);
+    }
+    Ok(vars)
+}

@@ -1,0 +1,165 @@
+//! Stage 8 — cli: arguments, commands and the printer (the only code that writes to the terminal).
+//!
+//! One file per command under `commands/`. Exit codes ([`ExitStatus`]): 0 everything
+//! succeeded, 1 the command ran but something failed, 2 it could not run (usage, project or
+//! profile error).
+
+mod commands;
+mod load;
+mod printer;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use printer::Printer;
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything succeeded.
+    Success = 0,
+    /// The command ran, but a node, test or check failed.
+    Failure = 1,
+    /// The command could not run: bad arguments, project, profile or compile error.
+    Error = 2,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> ExitCode {
+        ExitCode::from(status as u8)
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tidemark",
+    version,
+    about = "SQL-first transformation engine: SQL and YAML models compiled to DataFusion, materialised as Parquet"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: GlobalArgs,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Project folder (holding tidemark.yml or dbt_project.yml).
+    #[arg(long, global = true, env = "TIDEMARK_PROJECT_DIR", default_value = ".")]
+    pub project_dir: PathBuf,
+    /// Folder holding profiles.yml (default: the project folder; none means the embedded default).
+    #[arg(long, global = true, env = "TIDEMARK_PROFILES_DIR")]
+    pub profiles_dir: Option<PathBuf>,
+    /// Target of the profile to use (default: the profile's `target:`).
+    #[arg(long, short = 't', global = true, env = "TIDEMARK_TARGET")]
+    pub target: Option<String>,
+    /// Variables overriding the project's `vars:`, as YAML or JSON: --vars '{start: 2026-01-01}'.
+    #[arg(long, global = true)]
+    pub vars: Option<String>,
+    /// Output format of log lines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Never draw a progress bar (it is only drawn on a terminal anyway).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, as dbt prints them.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Node selection.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SelectArgs {
+    /// Nodes to include: names, +model, model+, tag:x, path:models/x, config.materialized:table, ...
+    #[arg(long, short = 's', num_args = 1.., value_name = "SELECTOR")]
+    pub select: Vec<String>,
+    /// Nodes to leave out (same syntax as --select).
+    #[arg(long, num_args = 1.., value_name = "SELECTOR")]
+    pub exclude: Vec<String>,
+}
+
+/// Options of commands that execute nodes.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub selection: SelectArgs,
+    /// Nodes to run at once (default: the target's `threads`).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Stop starting new nodes after the first failure.
+    #[arg(long, short = 'x')]
+    pub fail_fast: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load seeds, run models and test them, in dependency order.
+    Build(RunArgs),
+    /// Run models (tables and views) in dependency order.
+    Run(RunArgs),
+    /// Load the CSV files under seeds/ into tables.
+    Seed(RunArgs),
+    /// Run data tests.
+    Test(RunArgs),
+    /// Render every selected node's SQL into target/compiled/ and write target/manifest.json.
+    Compile(commands::compile::CompileArgs),
+    /// List nodes.
+    Ls(commands::ls::LsArgs),
+    /// Preview the rows of a model or of an inline query.
+    Show(commands::show::ShowArgs),
+    /// Check the project, the profile and access to the warehouse.
+    Debug,
+    /// Delete the project's clean-targets (target/ by default).
+    Clean,
+}
+
+/// Entry point of the `tidemark` binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let status = if error.use_stderr() {
+                ExitStatus::Error
+            } else {
+                ExitStatus::Success
+            };
+            let _ = error.print();
+            return status.into();
+        }
+    };
+    let printer = std::sync::Arc::new(Printer::new(cli.global.log_format, !cli.global.no_progress));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            printer.fatal(&format!("cannot start the async runtime: {error}"));
+            return ExitStatus::Error.into();
+        }
+    };
+    let status = runtime.block_on(async {
+        match cli.command {
+            Command::Build(args) => {
+                commands::run::execute(&cli.global, &printer, commands::run::Kind::Build, args).await
+            }
+            Command::Run(args) => commands::run::execute(&cli.global, &printer, commands::run::Kind::Run, args).await,
+            Command::Seed(args) => commands::run::execute(&cli.global, &printer, commands::run::Kind::Seed, args).await,
+            Command::Test(args) => commands::run::execute(&cli.global, &printer, commands::run::Kind::Test, args).await,
+            Command::Compile(args) => commands::compile::execute(&cli.global, &printer, args),
+            Command::Ls(args) => commands::ls::execute(&cli.global, &printer, args),
+            Command::Show(args) => commands::show::execute(&cli.global, &printer, args).await,
+            Command::Debug => commands::debug::execute(&cli.global, &printer).await,
+            Command::Clean => commands::clean::execute(&cli.global, &printer),
+        }
+    });
+    // Node tasks may still hold the runtime; don't wait for background work on the way out.
+    runtime.shutdown_background();
+    status.into()
+}

@@ -1,0 +1,320 @@
+//! Stage 4 — compile: nodes → the SQL DataFusion runs. Pure and deterministic.
+//!
+//! Models and singular tests are rendered in the compile phase with every `ref`/`source`
+//! resolved to its relation; ephemeral models become CTEs injected at the top of each query
+//! that uses them (directly or through other ephemeral models); generic tests are generated
+//! from their declaration ([`tests`]). Nothing is executed or written here.
+
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
+use crate::graph::{Graph, Materialization, Node, ResourceType};
+use crate::template::{CompileContext, RelationName, RelationResolver, TemplateEngine};
+
+/// The SQL of one node, ready to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledNode {
+    pub unique_id: String,
+    /// The final query (for tests: the query returning failing rows).
+    pub sql: String,
+    /// Where `tidemark` writes it, relative to the project root (`target/compiled/...`).
+    pub compiled_path: String,
+}
+
+/// Compiled SQL of the nodes a command needs, by unique id.
+#[derive(Debug, Clone, Default)]
+pub struct CompiledProject {
+    pub nodes: BTreeMap<String, CompiledNode>,
+}
+
+/// Prefix of the CTE an ephemeral model is inlined as.
+pub const EPHEMERAL_PREFIX: &str = "__tidemark_cte__";
+
+/// Compiles `selected` and every view or ephemeral model they read through (their SQL is needed
+/// to resolve them at run time).
+pub fn compile(
+    graph: &Graph,
+    engine: &TemplateEngine,
+    target_path: &str,
+    selected: &BTreeSet<String>,
+) -> Result<CompiledProject, Diagnostics> {
+    let needed = needed_nodes(graph, selected);
+    let resolver: Arc<dyn RelationResolver> = Arc::new(GraphResolver::new(graph));
+
+    // Ephemeral bodies first (they are inlined into others), then everything else.
+    let render = |node: &Node| -> Result<String, Diagnostic> {
+        match (&node.resource_type, &node.test) {
+            (ResourceType::Test, Some(_)) => tests::generic_test_sql(graph, node, resolver.as_ref()),
+            _ => engine.compile(
+                &node.path,
+                &node.raw_code,
+                CompileContext {
+                    this: this_relation(node),
+                    config: node.config.clone(),
+                    is_incremental: false,
+                    resolver: resolver.clone(),
+                },
+            ),
+        }
+    };
+    let ids: Vec<&String> = needed
+        .iter()
+        .filter(|id| graph.nodes[*id].resource_type != ResourceType::Source)
+        .collect();
+    let bodies: Vec<(String, Result<String, Diagnostic>)> = ids
+        .par_iter()
+        .map(|id| ((*id).clone(), render(&graph.nodes[*id])))
+        .collect();
+    let mut problems = Diagnostics::default();
+    let mut rendered: BTreeMap<String, String> = BTreeMap::new();
+    for (id, body) in bodies {
+        match body {
+            Ok(sql) => {
+                rendered.insert(id, sql);
+            }
+            Err(diagnostic) => problems.push(diagnostic),
+        }
+    }
+    if !problems.is_empty() {
+        return problems.into_result(CompiledProject::default());
+    }
+
+    let nodes = rendered
+        .iter()
+        .filter(|(id, _)| selected.contains(*id) || graph.nodes[*id].materialized != Materialization::Ephemeral)
+        .map(|(id, body)| {
+            let node = &graph.nodes[id];
+            let ctes = ephemeral_ancestors(graph, node);
+            let sql = if ctes.is_empty() {
+                body.clone()
+            } else {
+                let definitions: Vec<String> = ctes
+                    .iter()
+                    .map(|cte| {
+                        format!(
+                            "{EPHEMERAL_PREFIX}{} as (\n{}\n)",
+                            graph.nodes[cte].name,
+                            rendered[cte].trim()
+                        )
+                    })
+                    .collect();
+                inject_ctes(body, &definitions)
+            };
+            let compiled_path = compiled_path(target_path, &graph.project_name, node);
+            (
+                id.clone(),
+                CompiledNode {
+                    unique_id: id.clone(),
+                    sql,
+                    compiled_path,
+                },
+            )
+        })
+        .collect();
+    Ok(CompiledProject { nodes })
+}
+
+/// `target/compiled/<project>/<file>`; generic tests live under their property file's path.
+pub fn compiled_path(target_path: &str, project_name: &str, node: &Node) -> String {
+    match node.test {
+        Some(_) => format!("{target_path}/compiled/{project_name}/{}/{}.sql", node.path, node.name),
+        None => format!("{target_path}/compiled/{project_name}/{}", node.path),
+    }
+}
+
+fn this_relation(node: &Node) -> RelationName {
+    node.relation.clone().unwrap_or_else(|| RelationName {
+        schema: String::new(),
+        identifier: node.name.clone(),
+        rendered: format!("{EPHEMERAL_PREFIX}{}", node.name),
+    })
+}
+
+/// `selected` plus the views and ephemeral models they read, transitively through such models.
+fn needed_nodes(graph: &Graph, selected: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut needed = selected.clone();
+    let mut frontier: Vec<String> = selected.iter().cloned().collect();
+    while let Some(id) = frontier.pop() {
+        for parent in &graph.nodes[&id].depends_on {
+            let node = &graph.nodes[parent];
+            if matches!(node.materialized, Materialization::View | Materialization::Ephemeral)
+                && needed.insert(parent.clone())
+            {
+                frontier.push(parent.clone());
+            }
+        }
+    }
+    needed
+}
+
+/// Ephemeral models `node` reads, directly or through other ephemeral models, parents first.
+fn ephemeral_ancestors(graph: &Graph, node: &Node) -> Vec<String> {
+    let mut found = BTreeSet::new();
+    let mut frontier: Vec<&str> = node.depends_on.iter().map(String::as_str).collect();
+    while let Some(id) = frontier.pop() {
+        let parent = &graph.nodes[id];
+        if parent.materialized == Materialization::Ephemeral && found.insert(id.to_string()) {
+            frontier.extend(parent.depends_on.iter().map(String::as_str));
+        }
+    }
+    graph.order.iter().filter(|id| found.contains(*id)).cloned().collect()
+}
+
+/// Puts CTE definitions in front of `sql`, merging with its own `WITH` clause when it has one.
+pub fn inject_ctes(sql: &str, definitions: &[String]) -> String {
+    let joined = definitions.join(",\n");
+    let start = skip_comments_and_space(sql);
+    let rest = &sql[start..];
+    let keyword_end = |keyword: &str| -> Option<usize> {
+        let candidate = rest.get(..keyword.len())?;
+        let boundary = rest[keyword.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        (candidate.eq_ignore_ascii_case(keyword) && boundary).then_some(keyword.len())
+    };
+    if let Some(length) = keyword_end("with") {
+        let after_with = &rest[length..];
+        let trimmed = after_with.trim_start();
+        if trimmed.len() >= 9 && trimmed[..9].eq_ignore_ascii_case("recursive") {
+            let after = &trimmed[9..];
+            return format!("{}with recursive {joined},{after}", &sql[..start]);
+        }
+        return format!("{}with {joined},{after_with}", &sql[..start]);
+    }
+    format!("{}with {joined}\n{rest}", &sql[..start])
+}
+
+/// Byte offset of the first token that is not whitespace or an SQL comment.
+fn skip_comments_and_space(sql: &str) -> usize {
+    let mut index = 0;
+    loop {
+        let rest = &sql[index..];
+        let trimmed = rest.trim_start();
+        index += rest.len() - trimmed.len();
+        if trimmed.starts_with("--") {
+            index += trimmed.find('\n').map(|n| n + 1).unwrap_or(trimmed.len());
+        } else if trimmed.starts_with("/*") {
+            index += trimmed.find("*/").map(|n| n + 2).unwrap_or(trimmed.len());
+        } else {
+            return index;
+        }
+    }
+}
+
+/// Resolves refs and sources from the graph.
+struct GraphResolver {
+    by_name: BTreeMap<String, RelationName>,
+    sources: BTreeMap<(String, String), RelationName>,
+}
+
+impl GraphResolver {
+    fn new(graph: &Graph) -> Self {
+        let mut by_name = BTreeMap::new();
+        let mut sources = BTreeMap::new();
+        for node in graph.nodes.values() {
+            match node.resource_type {
+                ResourceType::Model | ResourceType::Seed => {
+                    by_name.insert(node.name.clone(), this_relation(node));
+                }
+                ResourceType::Source => {
+                    let relation = node.relation.clone().expect("sources have relations");
+                    sources.insert((node.fqn[1].clone(), node.name.clone()), relation);
+                }
+                ResourceType::Test => {}
+            }
+        }
+        GraphResolver { by_name, sources }
+    }
+}
+
+impl RelationResolver for GraphResolver {
+    fn resolve_ref(&self, _package: Option<&str>, name: &str) -> Result<RelationName, String> {
+        self.by_name.get(name).cloned().ok_or_else(|| {
+            let mut message = format!("ref('{name}'): no model or seed named '{name}'");
+            if let Some(near) = did_you_mean(name, self.by_name.keys().map(String::as_str)) {
+                message.push_str(&format!(" (did you mean '{near}'?)"));
+            }
+            message
+        })
+    }
+
+    fn resolve_source(&self, source: &str, table: &str) -> Result<RelationName, String> {
+        self.sources
+            .get(&(source.to_string(), table.to_string()))
+            .cloned()
+            .ok_or_else(|| format!("source('{source}', '{table}') is not declared"))
+    }
+}
+
+/// A node for an inline query (`tidemark show --inline "select ... from {{ ref('x') }}"`),
+/// with the dependencies its refs and sources name. Add it to a copy of the graph to compile it.
+pub fn inline_node(graph: &Graph, engine: &TemplateEngine, sql: &str) -> Result<Node, Diagnostics> {
+    const NAME: &str = "inline query";
+    let capture = engine.parse(NAME, sql).map_err(Diagnostics::from)?;
+    let mut problems = Diagnostics::default();
+    let mut depends_on = BTreeSet::new();
+    for call in &capture.refs {
+        match graph
+            .nodes
+            .values()
+            .find(|n| matches!(n.resource_type, ResourceType::Model | ResourceType::Seed) && n.name == call.name)
+        {
+            Some(node) => {
+                depends_on.insert(node.unique_id.clone());
+            }
+            None => problems.push(
+                Diagnostic::new(format!(
+                    "the inline query refers to '{}', which was not found",
+                    call.name
+                ))
+                .in_file(NAME),
+            ),
+        }
+    }
+    for call in &capture.sources {
+        match graph
+            .nodes
+            .values()
+            .find(|n| n.resource_type == ResourceType::Source && n.fqn[1] == call.source && n.name == call.table)
+        {
+            Some(node) => {
+                depends_on.insert(node.unique_id.clone());
+            }
+            None => problems.push(
+                Diagnostic::new(format!(
+                    "the inline query reads source('{}', '{}'), which is not declared",
+                    call.source, call.table
+                ))
+                .in_file(NAME),
+            ),
+        }
+    }
+    problems.into_result(Node {
+        unique_id: format!("sql_operation.{}.inline", graph.project_name),
+        name: "inline".into(),
+        resource_type: ResourceType::Test,
+        path: NAME.into(),
+        line: None,
+        fqn: vec![graph.project_name.clone(), "inline".into()],
+        materialized: Materialization::Test,
+        config: Default::default(),
+        tags: Vec::new(),
+        description: String::new(),
+        columns: Vec::new(),
+        relation: None,
+        raw_code: sql.to_string(),
+        refs: capture.refs,
+        sources: capture.sources,
+        depends_on: depends_on.into_iter().collect(),
+        severity: crate::graph::Severity::Error,
+        test: None,
+        location: None,
+        format: None,
+    })
+}

@@ -1,0 +1,280 @@
+//! Running one node: build a table, create a view, load a seed, or count a test's failures.
+
+use std::time::Instant;
+
+use datafusion::arrow::array::{Array, Int64Array};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::file_format::options::CsvReadOptions;
+use datafusion::prelude::DataFrame;
+use serde_json::Value as Json;
+
+use super::{ExecuteError, NodeResult, NodeStatus, Reporter, Session};
+use crate::graph::{Materialization, Node, Severity};
+use crate::materialize::{MaterializeError, WriteSummary};
+use crate::template::quote_identifier;
+
+/// What a node did when it succeeded.
+struct Outcome {
+    status: NodeStatus,
+    message: String,
+    rows: Option<u64>,
+    failures: Option<u64>,
+    write: Option<WriteSummary>,
+}
+
+/// Runs node `id`; never panics on user input, every problem becomes an error result.
+pub async fn run(session: &Session, id: &str, run_id: &str, reporter: &dyn Reporter) -> NodeResult {
+    let node = &session.graph().nodes[id];
+    let compiled_path = session.compiled().nodes.get(id).map(|c| c.compiled_path.clone());
+    let started_at = now();
+    let clock = Instant::now();
+    let outcome = match node.materialized {
+        Materialization::Table => build_table(session, node, run_id).await,
+        Materialization::View => session.create_view(node).await.map(|()| Outcome {
+            status: NodeStatus::Success,
+            message: "CREATE VIEW".into(),
+            rows: None,
+            failures: None,
+            write: None,
+        }),
+        Materialization::Seed => load_seed(session, node, run_id).await,
+        Materialization::Test => run_test(session, node).await,
+        Materialization::Ephemeral | Materialization::External => {
+            Err(ExecuteError::Internal(format!("{} is not executable", node.unique_id)))
+        }
+    };
+    let execution_time = clock.elapsed().as_secs_f64();
+    let completed_at = Some(now());
+    match outcome {
+        Ok(outcome) => {
+            if let Some(notice) = outcome.write.as_ref().and_then(|w| w.recovered_lock.clone()) {
+                reporter.notice(&notice);
+            }
+            NodeResult {
+                unique_id: id.to_string(),
+                status: outcome.status,
+                execution_time,
+                started_at: Some(started_at),
+                completed_at,
+                rows_affected: outcome.rows,
+                failures: outcome.failures,
+                bytes_written: outcome.write.as_ref().map(|w| w.bytes),
+                version: outcome.write.as_ref().map(|w| w.version),
+                message: outcome.message,
+                error: None,
+                compiled_path,
+            }
+        }
+        Err(error) => NodeResult {
+            unique_id: id.to_string(),
+            status: NodeStatus::Error,
+            execution_time,
+            started_at: Some(started_at),
+            completed_at,
+            rows_affected: None,
+            failures: None,
+            bytes_written: None,
+            version: None,
+            message: "ERROR".into(),
+            error: Some(error.to_string()),
+            compiled_path,
+        },
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Plans the node's compiled SQL; planning errors name the node and its compiled file.
+async fn plan_sql(session: &Session, node: &Node, sql: &str) -> Result<DataFrame, ExecuteError> {
+    session
+        .ctx
+        .sql(sql)
+        .await
+        .map_err(|error| sql_error(session, node, error.strip_backtrace()))
+}
+
+fn sql_error(session: &Session, node: &Node, message: String) -> ExecuteError {
+    ExecuteError::Sql {
+        node: node.name.clone(),
+        compiled_path: session
+            .compiled()
+            .nodes
+            .get(&node.unique_id)
+            .map(|c| c.compiled_path.clone())
+            .unwrap_or_default(),
+        message,
+    }
+}
+
+fn compiled_sql<'a>(session: &'a Session, node: &Node) -> Result<&'a str, ExecuteError> {
+    session
+        .compiled()
+        .nodes
+        .get(&node.unique_id)
+        .map(|compiled| compiled.sql.as_str())
+        .ok_or_else(|| ExecuteError::Internal(format!("{} was not compiled", node.unique_id)))
+}
+
+/// Streams a DataFrame into the node's table and registers the new version.
+async fn write_frame(
+    session: &Session,
+    node: &Node,
+    frame: DataFrame,
+    run_id: &str,
+) -> Result<WriteSummary, ExecuteError> {
+    let relation = node.relation.as_ref().expect("tables have relations");
+    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let stream = frame
+        .execute_stream()
+        .await
+        .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
+    let summary = session
+        .warehouse
+        .write_table(relation, schema, stream, run_id)
+        .await
+        .map_err(|error| match error {
+            // Errors raised while the query runs belong to the node's SQL.
+            MaterializeError::Execution(error) => sql_error(session, node, error.strip_backtrace()),
+            other => ExecuteError::Materialize(other),
+        })?;
+    session.register_written_table(relation).await?;
+    Ok(summary)
+}
+
+async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Outcome, ExecuteError> {
+    session.register_inputs(node).await?;
+    let frame = plan_sql(session, node, compiled_sql(session, node)?).await?;
+    let summary = write_frame(session, node, frame, run_id).await?;
+    Ok(Outcome {
+        status: NodeStatus::Success,
+        message: format!("OK {}", summary.rows),
+        rows: Some(summary.rows),
+        failures: None,
+        write: Some(summary),
+    })
+}
+
+async fn load_seed(session: &Session, node: &Node, run_id: &str) -> Result<Outcome, ExecuteError> {
+    let path = node.location.as_deref().expect("seeds have a file");
+    let seed_error = |message: String| ExecuteError::Setup(format!("seed '{}' ({}): {message}", node.name, node.path));
+    let frame = session
+        .ctx
+        .read_csv(path, CsvReadOptions::new().has_header(true))
+        .await
+        .map_err(|error| seed_error(error.strip_backtrace()))?;
+    let declared: Vec<(String, String)> = match node.config.get("column_types") {
+        Some(Json::Object(types)) => types
+            .iter()
+            .map(|(column, data_type)| {
+                (
+                    column.clone(),
+                    data_type
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| data_type.to_string()),
+                )
+            })
+            .collect(),
+        Some(_) => return Err(seed_error("column_types must map column names to SQL types".into())),
+        None => Vec::new(),
+    };
+    let columns: Vec<String> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| field.name().clone())
+        .collect();
+    for (column, _) in &declared {
+        if !columns.contains(column) {
+            return Err(seed_error(format!(
+                "column_types names column '{column}', which is not in the CSV header ({})",
+                columns.join(", ")
+            )));
+        }
+    }
+    let frame = if declared.is_empty() {
+        frame
+    } else {
+        let expressions: Vec<String> = columns
+            .iter()
+            .map(|column| match declared.iter().find(|(name, _)| name == column) {
+                Some((_, data_type)) => {
+                    format!(
+                        "cast({} as {data_type}) as {}",
+                        quote_identifier(column),
+                        quote_identifier(column)
+                    )
+                }
+                None => quote_identifier(column),
+            })
+            .collect();
+        let expressions: Vec<&str> = expressions.iter().map(String::as_str).collect();
+        frame
+            .select_exprs(&expressions)
+            .map_err(|error| seed_error(error.strip_backtrace()))?
+    };
+    let summary = write_frame(session, node, frame, run_id).await?;
+    Ok(Outcome {
+        status: NodeStatus::Success,
+        message: format!("INSERT {}", summary.rows),
+        rows: Some(summary.rows),
+        failures: None,
+        write: Some(summary),
+    })
+}
+
+async fn run_test(session: &Session, node: &Node) -> Result<Outcome, ExecuteError> {
+    session.register_inputs(node).await?;
+    let sql = format!(
+        "select count(*) as failures from (\n{}\n) as tidemark_test",
+        compiled_sql(session, node)?
+    );
+    let frame = plan_sql(session, node, &sql).await?;
+    let batches = frame
+        .collect()
+        .await
+        .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
+    let failures = batches
+        .first()
+        .and_then(|batch| {
+            batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .filter(|a| !a.is_empty())
+                .map(|a| a.value(0))
+        })
+        .unwrap_or(0) as u64;
+    let (status, message) = match (failures, node.severity) {
+        (0, _) => (NodeStatus::Pass, "PASS".to_string()),
+        (n, Severity::Warn) => (NodeStatus::Warn, format!("WARN {n}")),
+        (n, Severity::Error) => (NodeStatus::Fail, format!("FAIL {n}")),
+    };
+    Ok(Outcome {
+        status,
+        message,
+        rows: None,
+        failures: Some(failures),
+        write: None,
+    })
+}
+
+/// Runs `sql` (a compiled node or an inline query) with its inputs registered and returns at
+/// most `limit` rows. Used by `show`.
+pub async fn run_query_preview(
+    session: &Session,
+    node: &Node,
+    sql: &str,
+    limit: usize,
+) -> Result<Vec<RecordBatch>, ExecuteError> {
+    session.register_inputs(node).await?;
+    let frame = plan_sql(session, node, sql).await?;
+    frame
+        .limit(0, Some(limit))
+        .map_err(ExecuteError::from_datafusion)?
+        .collect()
+        .await
+        .map_err(|error| sql_error(session, node, error.strip_backtrace()))
+}

@@ -1,0 +1,304 @@
+//! The DataFusion session of a run and the relations registered in it.
+//!
+//! Embedded and (later) distributed runs differ only in how [`Session::embedded`] builds the
+//! `SessionContext`. Relations are registered lazily, just before a node that reads them runs:
+//! warehouse tables as Parquet, sources from their files, views by re-planning their SQL (so a
+//! view always sees the tables as they are at that moment of the run).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::file_format::options::{CsvReadOptions, JsonReadOptions, ParquetReadOptions};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use tokio::sync::Mutex;
+
+use super::ExecuteError;
+use crate::compile::CompiledProject;
+use crate::graph::{Graph, Materialization, Node};
+use crate::materialize::Warehouse;
+use crate::project::Target;
+use crate::template::RelationName;
+
+/// Name of the default catalog relations are registered in.
+pub const CATALOG: &str = "tidemark";
+
+/// A DataFusion session bound to a warehouse and a compiled project.
+pub struct Session {
+    pub ctx: SessionContext,
+    pub warehouse: Warehouse,
+    graph: Arc<Graph>,
+    compiled: Arc<CompiledProject>,
+    /// Tables registered so far (views are re-planned every time they are needed).
+    registered: Mutex<BTreeSet<String>>,
+}
+
+impl Session {
+    /// An embedded DataFusion session with the target's memory limit, spill folder and options.
+    pub fn embedded(
+        target: &Target,
+        warehouse: Warehouse,
+        graph: Arc<Graph>,
+        compiled: Arc<CompiledProject>,
+    ) -> Result<Session, ExecuteError> {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, &target.schema)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true);
+        for (key, value) in &target.options {
+            config.options_mut().set(key, value).map_err(|error| {
+                ExecuteError::Setup(format!("profile option '{key}: {value}': {}", error.strip_backtrace()))
+            })?;
+        }
+        let memory_limit = target.memory_limit.unwrap_or_else(default_memory_limit);
+        let disk = match &target.spill_dir {
+            Some(folder) => DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![folder.clone()])),
+            None => DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
+        };
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit as usize)))
+            .with_disk_manager_builder(disk)
+            .build_arc()
+            .map_err(|error| ExecuteError::Setup(error.strip_backtrace()))?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        Ok(Session {
+            ctx,
+            warehouse,
+            graph,
+            compiled,
+            registered: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn compiled(&self) -> &CompiledProject {
+        &self.compiled
+    }
+
+    /// Registers every relation `node` reads (and, for views, what they read).
+    pub async fn register_inputs(&self, node: &Node) -> Result<(), ExecuteError> {
+        let mut guard = self.registered.lock().await;
+        let mut visiting = BTreeSet::new();
+        for parent in &node.depends_on {
+            self.register(&mut guard, parent, &mut visiting).await?;
+        }
+        Ok(())
+    }
+
+    /// Registers (or re-registers) a table just written by this run.
+    pub async fn register_written_table(&self, relation: &RelationName) -> Result<(), ExecuteError> {
+        let mut guard = self.registered.lock().await;
+        self.register_parquet_table(relation).await?;
+        guard.insert(format!("{}.{}", relation.schema, relation.identifier));
+        Ok(())
+    }
+
+    /// Registers a view so later nodes can read it.
+    pub async fn create_view(&self, node: &Node) -> Result<(), ExecuteError> {
+        let mut guard = self.registered.lock().await;
+        let mut visiting = BTreeSet::new();
+        for parent in &node.depends_on {
+            self.register(&mut guard, parent, &mut visiting).await?;
+        }
+        self.register_view(node).await
+    }
+
+    fn register<'a>(
+        &'a self,
+        registered: &'a mut BTreeSet<String>,
+        id: &'a str,
+        visiting: &'a mut BTreeSet<String>,
+    ) -> futures::future::BoxFuture<'a, Result<(), ExecuteError>> {
+        Box::pin(async move {
+            let node = &self.graph.nodes[id];
+            match node.materialized {
+                Materialization::Ephemeral => {
+                    // Inlined as a CTE; what it reads must be registered.
+                    for parent in &node.depends_on {
+                        self.register(registered, parent, visiting).await?;
+                    }
+                }
+                Materialization::View => {
+                    if !visiting.insert(id.to_string()) {
+                        return Ok(());
+                    }
+                    for parent in &node.depends_on {
+                        self.register(registered, parent, visiting).await?;
+                    }
+                    self.register_view(node).await?;
+                }
+                Materialization::Table | Materialization::Seed => {
+                    let relation = node.relation.as_ref().expect("tables have relations");
+                    let key = format!("{}.{}", relation.schema, relation.identifier);
+                    if registered.contains(&key) {
+                        return Ok(());
+                    }
+                    if !self.warehouse.table_exists(relation).await {
+                        return Err(ExecuteError::MissingRelation {
+                            relation: key,
+                            hint: format!(
+                                "{} '{}' has not been built yet: run `tidemark build --select {}` first",
+                                node.resource_type.as_str(),
+                                node.name,
+                                node.name
+                            ),
+                        });
+                    }
+                    self.register_parquet_table(relation).await?;
+                    registered.insert(key);
+                }
+                Materialization::External => {
+                    let relation = node.relation.as_ref().expect("sources have relations");
+                    let key = format!("{}.{}", relation.schema, relation.identifier);
+                    if registered.contains(&key) {
+                        return Ok(());
+                    }
+                    self.register_source(node, relation).await?;
+                    registered.insert(key);
+                }
+                Materialization::Test => {}
+            }
+            Ok(())
+        })
+    }
+
+    fn ensure_schema(&self, schema: &str) -> Result<(), ExecuteError> {
+        let catalog = self
+            .ctx
+            .catalog(CATALOG)
+            .ok_or_else(|| ExecuteError::Internal(format!("catalog {CATALOG} is missing")))?;
+        if catalog.schema(schema).is_none() {
+            catalog
+                .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
+                .map_err(|error| ExecuteError::Internal(error.strip_backtrace()))?;
+        }
+        Ok(())
+    }
+
+    fn reference(relation: &RelationName) -> TableReference {
+        TableReference::full(CATALOG, relation.schema.clone(), relation.identifier.clone())
+    }
+
+    async fn register_parquet_table(&self, relation: &RelationName) -> Result<(), ExecuteError> {
+        self.ensure_schema(&relation.schema)?;
+        let reference = Self::reference(relation);
+        self.ctx
+            .deregister_table(reference.clone())
+            .map_err(ExecuteError::from_datafusion)?;
+        self.ctx
+            .register_parquet(
+                reference,
+                self.warehouse.table_url(relation),
+                ParquetReadOptions::default(),
+            )
+            .await
+            .map_err(ExecuteError::from_datafusion)
+    }
+
+    async fn register_view(&self, node: &Node) -> Result<(), ExecuteError> {
+        let relation = node.relation.as_ref().expect("views have relations");
+        self.ensure_schema(&relation.schema)?;
+        let compiled = self.compiled.nodes.get(&node.unique_id).ok_or_else(|| {
+            ExecuteError::Internal(format!(
+                "view {} was not compiled; this is likely a bug",
+                node.unique_id
+            ))
+        })?;
+        let statement = format!("create or replace view {} as\n{}", relation.rendered, compiled.sql);
+        let frame = self.ctx.sql(&statement).await.map_err(|error| ExecuteError::Sql {
+            node: node.name.clone(),
+            compiled_path: compiled.compiled_path.clone(),
+            message: error.strip_backtrace(),
+        })?;
+        frame.collect().await.map_err(ExecuteError::from_datafusion)?;
+        Ok(())
+    }
+
+    async fn register_source(&self, node: &Node, relation: &RelationName) -> Result<(), ExecuteError> {
+        self.ensure_schema(&relation.schema)?;
+        let reference = Self::reference(relation);
+        let Some(location) = &node.location else {
+            // A warehouse table produced elsewhere.
+            if !self.warehouse.table_exists(relation).await {
+                return Err(ExecuteError::MissingRelation {
+                    relation: format!("{}.{}", relation.schema, relation.identifier),
+                    hint: format!(
+                        "source '{}.{}' has no external_location and no table {} in the warehouse ({})",
+                        node.fqn[1], node.name, relation.identifier, node.path
+                    ),
+                });
+            }
+            return self.register_parquet_table(relation).await;
+        };
+        let format = node.format.clone().unwrap_or_else(|| infer_format(location));
+        let registered = match format.as_str() {
+            "parquet" => {
+                self.ctx
+                    .register_parquet(reference, location, ParquetReadOptions::default())
+                    .await
+            }
+            "csv" => {
+                self.ctx
+                    .register_csv(reference, location, CsvReadOptions::new().has_header(true))
+                    .await
+            }
+            "json" | "ndjson" | "jsonl" => {
+                let extension = std::path::Path::new(location)
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or("json")
+                    .to_string();
+                let extension = format!(".{extension}");
+                let options = JsonReadOptions {
+                    file_extension: &extension,
+                    ..Default::default()
+                };
+                self.ctx.register_json(reference, location, options).await
+            }
+            other => {
+                return Err(ExecuteError::Setup(format!(
+                    "source '{}.{}' ({}): unknown format '{other}'; use parquet, csv or json",
+                    node.fqn[1], node.name, node.path
+                )))
+            }
+        };
+        registered.map_err(|error| ExecuteError::Source {
+            source_name: format!("{}.{}", node.fqn[1], node.name),
+            location: location.clone(),
+            message: error.strip_backtrace(),
+        })
+    }
+}
+
+fn infer_format(location: &str) -> String {
+    let lower = location.to_ascii_lowercase();
+    if lower.ends_with(".csv") || lower.ends_with(".csv.gz") {
+        "csv".into()
+    } else if lower.ends_with(".json") || lower.ends_with(".ndjson") || lower.ends_with(".jsonl") {
+        "json".into()
+    } else {
+        "parquet".into()
+    }
+}
+
+/// Without a configured limit, the engine may use 60% of the machine's memory before spilling.
+fn default_memory_limit() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("MemTotal:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(8 << 30);
+    total / 10 * 6
+}

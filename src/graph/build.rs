@@ -1,0 +1,679 @@
+//! Parse phase: project files → nodes with resolved configs and dependencies.
+//!
+//! Every model and singular test is rendered once by the template stage to learn its `ref`,
+//! `source` and `config` calls; property files add descriptions, columns, configs and generic
+//! tests. Unknown refs and sources are reported with their file and line and the nearest name.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rayon::prelude::*;
+use serde_json::Value as Json;
+
+use super::node::{GenericTest, Materialization, Node, ResourceType, Severity};
+use super::Graph;
+use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
+use crate::project::project_file::{merge_configs, tags_of};
+use crate::project::{ConfigMap, NodeProperties, Project, SqlFile, Target, TestDeclaration};
+use crate::template::{Capture, RelationName, TemplateEngine};
+
+/// The generic tests tidemark knows, with their required arguments.
+pub const GENERIC_TESTS: &[(&str, &[&str])] = &[
+    ("unique", &[]),
+    ("not_null", &[]),
+    ("accepted_values", &["values"]),
+    ("relationships", &["to", "field"]),
+];
+
+/// Builds the graph of every enabled node in the project.
+pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Result<Graph, Diagnostics> {
+    let project_name = project.file.name.as_str();
+    let mut problems = Diagnostics::default();
+    let mut warnings = Vec::new();
+
+    let model_properties = properties_by_name(project, |file| &file.models);
+    let seed_properties = properties_by_name(project, |file| &file.seeds);
+
+    // Models and singular tests are rendered in parallel; the rest is cheap bookkeeping.
+    let parsed_models: Vec<(&SqlFile, Result<Capture, Diagnostic>)> = project
+        .models
+        .par_iter()
+        .map(|file| (file, engine.parse(&file.path, &file.text)))
+        .collect();
+    let parsed_tests: Vec<(&SqlFile, Result<Capture, Diagnostic>)> = project
+        .singular_tests
+        .par_iter()
+        .map(|file| (file, engine.parse(&file.path, &file.text)))
+        .collect();
+
+    let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+    let mut disabled: BTreeSet<String> = BTreeSet::new();
+
+    for (file, parsed) in parsed_models {
+        let capture = match parsed {
+            Ok(capture) => capture,
+            Err(diagnostic) => {
+                problems.push(diagnostic);
+                continue;
+            }
+        };
+        let name = file.name().to_string();
+        let fqn = fqn_of(project_name, &file.parts);
+        let mut config = project.file.models.resolve(&fqn);
+        let properties = model_properties.get(name.as_str());
+        if let Some(properties) = properties {
+            merge_configs(&mut config, &properties.config);
+        }
+        merge_configs(&mut config, &capture.config);
+        if !is_enabled(&config) {
+            disabled.insert(name);
+            continue;
+        }
+        let materialized_name = config
+            .get("materialized")
+            .and_then(Json::as_str)
+            .unwrap_or("view")
+            .to_string();
+        let materialized = match Materialization::for_model(&materialized_name) {
+            Ok(materialized) => materialized,
+            Err(message) => {
+                problems.push(
+                    Diagnostic::new(format!("model '{name}': {message}"))
+                        .in_file(&file.path)
+                        .at_line(crate::diagnostics::line_of(&file.text, &materialized_name)),
+                );
+                continue;
+            }
+        };
+        config.insert("materialized".into(), Json::from(materialized.as_str()));
+        let relation = (materialized != Materialization::Ephemeral).then(|| relation_of(&config, &name, target));
+        let unique_id = format!("model.{project_name}.{name}");
+        if let Some(previous) = by_name.insert(name.clone(), unique_id.clone()) {
+            problems.push(duplicate_name(&name, &file.path, &nodes[&previous].path));
+            continue;
+        }
+        nodes.insert(
+            unique_id.clone(),
+            Node {
+                unique_id,
+                tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
+                description: properties.map(|p| p.description.clone()).unwrap_or_default(),
+                columns: properties.map(|p| p.columns.clone()).unwrap_or_default(),
+                name,
+                resource_type: ResourceType::Model,
+                path: file.path.clone(),
+                line: None,
+                fqn,
+                materialized,
+                config,
+                relation,
+                raw_code: file.text.clone(),
+                refs: capture.refs,
+                sources: capture.sources,
+                depends_on: Vec::new(),
+                severity: Severity::Error,
+                test: None,
+                location: None,
+                format: None,
+            },
+        );
+    }
+
+    for seed in &project.seeds {
+        let name = seed.parts.last().cloned().unwrap_or_default();
+        let fqn = fqn_of(project_name, &seed.parts);
+        let mut config = project.file.seeds.resolve(&fqn);
+        let properties = seed_properties.get(name.as_str());
+        if let Some(properties) = properties {
+            merge_configs(&mut config, &properties.config);
+        }
+        if !is_enabled(&config) {
+            disabled.insert(name);
+            continue;
+        }
+        config.insert("materialized".into(), Json::from("seed"));
+        let unique_id = format!("seed.{project_name}.{name}");
+        if let Some(previous) = by_name.insert(name.clone(), unique_id.clone()) {
+            problems.push(duplicate_name(&name, &seed.path, &nodes[&previous].path));
+            continue;
+        }
+        nodes.insert(
+            unique_id.clone(),
+            Node {
+                unique_id,
+                relation: Some(relation_of(&config, &name, target)),
+                tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
+                description: properties.map(|p| p.description.clone()).unwrap_or_default(),
+                columns: properties.map(|p| p.columns.clone()).unwrap_or_default(),
+                name,
+                resource_type: ResourceType::Seed,
+                path: seed.path.clone(),
+                line: None,
+                fqn,
+                materialized: Materialization::Seed,
+                config,
+                raw_code: String::new(),
+                refs: Vec::new(),
+                sources: Vec::new(),
+                depends_on: Vec::new(),
+                severity: Severity::Error,
+                test: None,
+                location: Some(seed.absolute_path.to_string_lossy().into_owned()),
+                format: Some("csv".into()),
+            },
+        );
+    }
+
+    // Sources.
+    let mut source_ids: BTreeMap<(String, String), String> = BTreeMap::new();
+    for file in &project.property_files {
+        for source in &file.sources {
+            for table in &source.tables {
+                let unique_id = format!("source.{project_name}.{}.{}", source.name, table.name);
+                if source_ids
+                    .insert((source.name.clone(), table.name.clone()), unique_id.clone())
+                    .is_some()
+                {
+                    problems.push(
+                        Diagnostic::new(format!("source '{}.{}' is declared twice", source.name, table.name))
+                            .in_file(&file.file)
+                            .at_line(table.line),
+                    );
+                    continue;
+                }
+                let mut config = ConfigMap::new();
+                config.insert("materialized".into(), Json::from("external"));
+                nodes.insert(
+                    unique_id.clone(),
+                    Node {
+                        unique_id,
+                        name: table.name.clone(),
+                        resource_type: ResourceType::Source,
+                        path: file.file.clone(),
+                        line: table.line,
+                        fqn: vec![project_name.to_string(), source.name.clone(), table.name.clone()],
+                        materialized: Materialization::External,
+                        config,
+                        tags: Vec::new(),
+                        description: table.description.clone(),
+                        columns: table.columns.clone(),
+                        relation: Some(RelationName::table(&source.schema, &table.identifier)),
+                        raw_code: String::new(),
+                        refs: Vec::new(),
+                        sources: Vec::new(),
+                        depends_on: Vec::new(),
+                        severity: Severity::Error,
+                        test: None,
+                        location: table
+                            .location
+                            .as_ref()
+                            .map(|location| resolve_location(project, location)),
+                        format: table.format.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    // Generic tests declared in property files.
+    let mut tests: Vec<Node> = Vec::new();
+    for file in &project.property_files {
+        let mut declare = |owner_kind: &str, owner: &NodeProperties| {
+            let owner_id = match owner_kind {
+                "model" => by_name.get(&owner.name).filter(|id| id.starts_with("model.")),
+                _ => by_name.get(&owner.name).filter(|id| id.starts_with("seed.")),
+            };
+            let Some(owner_id) = owner_id else {
+                if !disabled.contains(&owner.name) {
+                    let candidates: Vec<&str> = by_name.keys().map(String::as_str).collect();
+                    let mut warning = Diagnostic::new(format!(
+                        "properties are declared for {owner_kind} '{}', which does not exist",
+                        owner.name
+                    ))
+                    .in_file(&file.file)
+                    .at_line(owner.line);
+                    if let Some(near) = did_you_mean(&owner.name, candidates) {
+                        warning = warning.with_help(format!("did you mean '{near}'?"));
+                    }
+                    warnings.push(warning);
+                }
+                return;
+            };
+            for declaration in &owner.tests {
+                tests.push(generic_test(
+                    project,
+                    file.file.as_str(),
+                    owner_id,
+                    &owner.name,
+                    None,
+                    declaration,
+                ));
+            }
+            for column in &owner.columns {
+                for declaration in &column.tests {
+                    tests.push(generic_test(
+                        project,
+                        &file.file,
+                        owner_id,
+                        &owner.name,
+                        Some(&column.name),
+                        declaration,
+                    ));
+                }
+            }
+        };
+        for owner in &file.models {
+            declare("model", owner);
+        }
+        for owner in &file.seeds {
+            declare("seed", owner);
+        }
+        for source in &file.sources {
+            for table in &source.tables {
+                let owner_id = &source_ids[&(source.name.clone(), table.name.clone())];
+                let owner_name = format!("{}_{}", source.name, table.name);
+                for column in &table.columns {
+                    for declaration in &column.tests {
+                        tests.push(generic_test(
+                            project,
+                            &file.file,
+                            owner_id,
+                            &owner_name,
+                            Some(&column.name),
+                            declaration,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    // Singular tests.
+    for (file, parsed) in parsed_tests {
+        let capture = match parsed {
+            Ok(capture) => capture,
+            Err(diagnostic) => {
+                problems.push(diagnostic);
+                continue;
+            }
+        };
+        let name = file.name().to_string();
+        let fqn = fqn_of(project_name, &file.parts);
+        let mut config = project.file.data_tests.resolve(&fqn);
+        merge_configs(&mut config, &capture.config);
+        if !is_enabled(&config) {
+            continue;
+        }
+        config.insert("materialized".into(), Json::from("test"));
+        tests.push(Node {
+            unique_id: format!("test.{project_name}.{name}"),
+            severity: severity_of(&config),
+            tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
+            name,
+            resource_type: ResourceType::Test,
+            path: file.path.clone(),
+            line: None,
+            fqn,
+            materialized: Materialization::Test,
+            config,
+            description: String::new(),
+            columns: Vec::new(),
+            relation: None,
+            raw_code: file.text.clone(),
+            refs: capture.refs,
+            sources: capture.sources,
+            depends_on: Vec::new(),
+            test: None,
+            location: None,
+            format: None,
+        });
+    }
+
+    let mut test_names: BTreeMap<String, usize> = BTreeMap::new();
+    for mut test in tests {
+        if test.test.is_some() {
+            validate_generic_test(&test, &mut problems);
+        }
+        if !is_enabled(&test.config) {
+            continue;
+        }
+        let count = test_names.entry(test.unique_id.clone()).or_default();
+        *count += 1;
+        if *count > 1 {
+            test.unique_id = format!("{}.{}", test.unique_id, count);
+        }
+        nodes.insert(test.unique_id.clone(), test);
+    }
+
+    // Dependencies.
+    let names: Vec<&str> = by_name.keys().map(String::as_str).collect();
+    let source_names: Vec<String> = source_ids.keys().map(|(s, t)| format!("{s}.{t}")).collect();
+    for node in nodes.values_mut() {
+        let mut depends_on = BTreeSet::new();
+        for call in &node.refs {
+            if let Some(package) = &call.package {
+                if package != project_name {
+                    problems.push(
+                        Diagnostic::new(format!(
+                            "{} '{}' refers to package '{package}', but packages are not supported; only '{project_name}'",
+                            node.resource_type.as_str(),
+                            node.name
+                        ))
+                        .in_file(&node.path)
+                        .at_line(call.line),
+                    );
+                    continue;
+                }
+            }
+            match by_name.get(&call.name) {
+                Some(id) => {
+                    depends_on.insert(id.clone());
+                }
+                None => problems.push(unknown_ref(node, &call.name, call.line, &names, &disabled)),
+            }
+        }
+        for call in &node.sources {
+            match source_ids.get(&(call.source.clone(), call.table.clone())) {
+                Some(id) => {
+                    depends_on.insert(id.clone());
+                }
+                None => {
+                    let wanted = format!("{}.{}", call.source, call.table);
+                    let mut diagnostic = Diagnostic::new(format!(
+                        "{} '{}' depends on source '{wanted}', which is not declared under sources: in any property file",
+                        node.resource_type.as_str(),
+                        node.name
+                    ))
+                    .in_file(&node.path)
+                    .at_line(call.line);
+                    if let Some(near) = did_you_mean(&wanted, source_names.iter().map(String::as_str)) {
+                        diagnostic =
+                            diagnostic.with_help(format!("did you mean source('{}')?", near.replace('.', "', '")));
+                    }
+                    problems.push(diagnostic);
+                }
+            }
+        }
+        if let Some(test) = &node.test {
+            depends_on.insert(test.tested_node.clone());
+        }
+        node.depends_on = depends_on.into_iter().collect();
+    }
+
+    // A test of a node that does not exist was reported above; drop dangling dependencies.
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let graph = Graph::new(project_name.to_string(), nodes, warnings)?;
+    Ok(graph)
+}
+
+fn properties_by_name<'a>(
+    project: &'a Project,
+    pick: impl Fn(&'a crate::project::PropertyFile) -> &'a Vec<NodeProperties>,
+) -> BTreeMap<&'a str, &'a NodeProperties> {
+    project
+        .property_files
+        .iter()
+        .flat_map(|file| pick(file).iter().map(|p| (p.name.as_str(), p)))
+        .collect()
+}
+
+fn fqn_of(project_name: &str, parts: &[String]) -> Vec<String> {
+    std::iter::once(project_name.to_string())
+        .chain(parts.iter().cloned())
+        .collect()
+}
+
+fn is_enabled(config: &ConfigMap) -> bool {
+    config.get("enabled").and_then(Json::as_bool).unwrap_or(true)
+}
+
+fn severity_of(config: &ConfigMap) -> Severity {
+    match config
+        .get("severity")
+        .and_then(Json::as_str)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("warn") => Severity::Warn,
+        _ => Severity::Error,
+    }
+}
+
+/// Where a model or seed lives: `config.schema` (else the target's schema), `config.alias` (else its name).
+fn relation_of(config: &ConfigMap, name: &str, target: &Target) -> RelationName {
+    let schema = config.get("schema").and_then(Json::as_str).unwrap_or(&target.schema);
+    let alias = config.get("alias").and_then(Json::as_str).unwrap_or(name);
+    RelationName::table(schema, alias)
+}
+
+/// Source locations that are relative paths are relative to the project root.
+fn resolve_location(project: &Project, location: &str) -> String {
+    if location.contains("://") || std::path::Path::new(location).is_absolute() {
+        location.to_string()
+    } else {
+        project.root.join(location).to_string_lossy().into_owned()
+    }
+}
+
+fn duplicate_name(name: &str, path: &str, previous: &str) -> Diagnostic {
+    Diagnostic::new(format!("two nodes are named '{name}': {path} and {previous}"))
+        .in_file(path)
+        .with_help("rename one of them; model and seed names must be unique")
+}
+
+fn unknown_ref(
+    node: &Node,
+    name: &str,
+    line: Option<usize>,
+    names: &[&str],
+    disabled: &BTreeSet<String>,
+) -> Diagnostic {
+    let what = node.resource_type.as_str();
+    if disabled.contains(name) {
+        return Diagnostic::new(format!(
+            "{what} '{}' depends on '{name}', which is disabled (enabled: false)",
+            node.name
+        ))
+        .in_file(&node.path)
+        .at_line(line);
+    }
+    let mut diagnostic = Diagnostic::new(format!(
+        "{what} '{}' depends on '{name}', which was not found",
+        node.name
+    ))
+    .in_file(&node.path)
+    .at_line(line);
+    if let Some(near) = did_you_mean(name, names.iter().copied()) {
+        diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
+    }
+    diagnostic
+}
+
+/// Makes the test node for one declaration.
+fn generic_test(
+    project: &Project,
+    file: &str,
+    owner_id: &str,
+    owner_name: &str,
+    column: Option<&str>,
+    declaration: &TestDeclaration,
+) -> Node {
+    let project_name = project.file.name.as_str();
+    // dbt's naming: test_model_column, then the arguments that tell two tests apart.
+    let mut name_parts = vec![declaration.test_name.clone(), owner_name.to_string()];
+    if let Some(column) = column {
+        name_parts.push(column.to_string());
+    }
+    let mut suffix = Vec::new();
+    if let Some(Json::String(field)) = declaration.arguments.get("field") {
+        suffix.push(field.clone());
+    }
+    if let Some(Json::String(to)) = declaration.arguments.get("to") {
+        suffix.push(to.replace(['\'', '"'], ""));
+    }
+    if let Some(Json::Array(values)) = declaration.arguments.get("values") {
+        suffix.extend(
+            values
+                .iter()
+                .map(|value| value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string())),
+        );
+    }
+    if !suffix.is_empty() {
+        let joined: String = suffix
+            .join("__")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .collect();
+        name_parts.push(format!("_{joined}"));
+    }
+    let name = shorten_test_name(name_parts.join("_"));
+    let fqn = vec![project_name.to_string(), name.clone()];
+    let mut config = project.file.data_tests.resolve(&fqn);
+    merge_configs(&mut config, &declaration.config);
+    config.insert("materialized".into(), Json::from("test"));
+    let where_clause = config.get("where").and_then(Json::as_str).map(str::to_string);
+    let mut refs = Vec::new();
+    let mut sources = Vec::new();
+    if let Some(Json::String(to)) = declaration.arguments.get("to") {
+        match parse_relation_expression(to) {
+            Some(RelationExpression::Ref(name)) => refs.push(crate::template::RefCall {
+                package: None,
+                name,
+                line: declaration.line,
+            }),
+            Some(RelationExpression::Source(source, table)) => sources.push(crate::template::SourceCall {
+                source,
+                table,
+                line: declaration.line,
+            }),
+            None => {}
+        }
+    }
+    Node {
+        unique_id: format!("test.{project_name}.{name}"),
+        severity: severity_of(&config),
+        tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
+        name,
+        resource_type: ResourceType::Test,
+        path: file.to_string(),
+        line: declaration.line,
+        fqn,
+        materialized: Materialization::Test,
+        config,
+        description: String::new(),
+        columns: Vec::new(),
+        relation: None,
+        raw_code: String::new(),
+        refs,
+        sources,
+        depends_on: Vec::new(),
+        test: Some(GenericTest {
+            test_name: declaration.test_name.clone(),
+            column_name: column.map(str::to_string),
+            arguments: declaration.arguments.clone(),
+            attached_node: owner_id.to_string(),
+            tested_node: owner_id.to_string(),
+            where_clause,
+        }),
+        location: None,
+        format: None,
+    }
+}
+
+fn validate_generic_test(node: &Node, problems: &mut Diagnostics) {
+    let test = node.test.as_ref().expect("generic test");
+    let known: Vec<&str> = GENERIC_TESTS.iter().map(|(name, _)| *name).collect();
+    let Some((_, required)) = GENERIC_TESTS.iter().find(|(name, _)| *name == test.test_name) else {
+        let mut diagnostic = Diagnostic::new(format!(
+            "unknown test '{}'; tidemark's generic tests are {}",
+            test.test_name,
+            known.join(", ")
+        ))
+        .in_file(&node.path)
+        .at_line(node.line);
+        if let Some(near) = did_you_mean(&test.test_name, known) {
+            diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
+        }
+        problems.push(diagnostic);
+        return;
+    };
+    if test.column_name.is_none() {
+        problems.push(
+            Diagnostic::new(format!("test '{}' must be declared under a column", test.test_name))
+                .in_file(&node.path)
+                .at_line(node.line),
+        );
+    }
+    for argument in *required {
+        if !test.arguments.contains_key(*argument) {
+            problems.push(
+                Diagnostic::new(format!("test '{}' needs the argument '{argument}'", test.test_name))
+                    .in_file(&node.path)
+                    .at_line(node.line),
+            );
+        }
+    }
+    if test.test_name == "accepted_values" && !matches!(test.arguments.get("values"), Some(Json::Array(_)) | None) {
+        problems.push(
+            Diagnostic::new("accepted_values: 'values' must be a list")
+                .in_file(&node.path)
+                .at_line(node.line),
+        );
+    }
+    if test.test_name == "relationships" {
+        if let Some(Json::String(to)) = test.arguments.get("to") {
+            if parse_relation_expression(to).is_none() {
+                problems.push(
+                    Diagnostic::new(format!(
+                        "relationships: 'to' must be ref('model') or source('source', 'table'), not '{to}'"
+                    ))
+                    .in_file(&node.path)
+                    .at_line(node.line),
+                );
+            }
+        }
+    }
+}
+
+/// `ref('x')` or `source('a', 'b')` as written in a test argument.
+pub enum RelationExpression {
+    Ref(String),
+    Source(String, String),
+}
+
+pub fn parse_relation_expression(text: &str) -> Option<RelationExpression> {
+    let text = text.trim();
+    let text = text
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
+        .map(str::trim)
+        .unwrap_or(text);
+    let (function, rest) = text.split_once('(')?;
+    let arguments: Vec<String> = rest
+        .strip_suffix(')')?
+        .split(',')
+        .map(|argument| argument.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+        .collect();
+    match (function.trim(), arguments.as_slice()) {
+        ("ref", [name]) => Some(RelationExpression::Ref(name.clone())),
+        ("source", [source, table]) => Some(RelationExpression::Source(source.clone(), table.clone())),
+        _ => None,
+    }
+}
+
+/// Long test names are cut to 63 characters with a hash of the whole name, as dbt does.
+fn shorten_test_name(name: String) -> String {
+    if name.len() <= 63 {
+        return name;
+    }
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut cut = 50;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{:012x}", &name[..cut], hash & 0xffff_ffff_ffff)
+}

@@ -1,0 +1,259 @@
+//! Node selection with dbt's syntax.
+//!
+//! - Terms separated by spaces (or given as separate `--select` values) are unioned; parts of a
+//!   term separated by commas are intersected.
+//! - A part is `[@][N]+]method:value[+[N]]`. Methods: `tag:`, `path:`, `fqn:`, `resource_type:`,
+//!   `source:`, `test_name:`, `config.<key>:`; without a method, a value with `/` or a file
+//!   extension is a path and anything else is a name or an fqn pattern (`staging.*`, `*_daily`).
+//! - `+x` adds ancestors, `x+` descendants (`2+x`, `x+1` limit the depth), `@x` adds the
+//!   descendants and all their ancestors.
+//! - Tests are selected along with the nodes they test ("eager" indirect selection).
+
+use std::collections::BTreeSet;
+
+use globset::{Glob, GlobMatcher};
+use serde_json::Value as Json;
+
+use super::{Graph, Node, ResourceType};
+use crate::diagnostics::Diagnostic;
+
+/// Which nodes a command considers at all.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope {
+    pub models: bool,
+    pub seeds: bool,
+    pub tests: bool,
+    pub sources: bool,
+}
+
+impl Scope {
+    pub const ALL: Scope = Scope {
+        models: true,
+        seeds: true,
+        tests: true,
+        sources: true,
+    };
+
+    fn includes(&self, node: &Node) -> bool {
+        match node.resource_type {
+            ResourceType::Model => self.models,
+            ResourceType::Seed => self.seeds,
+            ResourceType::Test => self.tests,
+            ResourceType::Source => self.sources,
+        }
+    }
+}
+
+/// Selects node ids: everything in `scope` when `select` is empty, minus `exclude`.
+pub fn select(
+    graph: &Graph,
+    select: &[String],
+    exclude: &[String],
+    scope: Scope,
+) -> Result<BTreeSet<String>, Diagnostic> {
+    let mut selected = if select.iter().all(|s| s.trim().is_empty()) {
+        graph.nodes.keys().cloned().collect()
+    } else {
+        evaluate(graph, select)?
+    };
+    if scope.tests {
+        let tests: Vec<String> = graph
+            .nodes
+            .values()
+            .filter(|node| node.resource_type == ResourceType::Test)
+            .filter(|node| node.depends_on.iter().any(|parent| selected.contains(parent)))
+            .map(|node| node.unique_id.clone())
+            .collect();
+        selected.extend(tests);
+    }
+    if !exclude.iter().all(|s| s.trim().is_empty()) {
+        let excluded = evaluate(graph, exclude)?;
+        // Tests of excluded nodes go too.
+        let excluded_tests: BTreeSet<String> = graph
+            .nodes
+            .values()
+            .filter(|node| {
+                node.resource_type == ResourceType::Test && node.depends_on.iter().any(|p| excluded.contains(p))
+            })
+            .map(|node| node.unique_id.clone())
+            .collect();
+        selected.retain(|id| !excluded.contains(id) && !excluded_tests.contains(id));
+    }
+    selected.retain(|id| scope.includes(&graph.nodes[id]));
+    Ok(selected)
+}
+
+fn evaluate(graph: &Graph, expressions: &[String]) -> Result<BTreeSet<String>, Diagnostic> {
+    let mut union = BTreeSet::new();
+    for term in expressions.iter().flat_map(|expression| expression.split_whitespace()) {
+        let mut intersection: Option<BTreeSet<String>> = None;
+        for part in term.split(',').filter(|part| !part.is_empty()) {
+            let matched = evaluate_part(graph, part)?;
+            intersection = Some(match intersection {
+                None => matched,
+                Some(previous) => previous.intersection(&matched).cloned().collect(),
+            });
+        }
+        union.extend(intersection.unwrap_or_default());
+    }
+    Ok(union)
+}
+
+fn evaluate_part(graph: &Graph, part: &str) -> Result<BTreeSet<String>, Diagnostic> {
+    let invalid = |message: String| Diagnostic::new(format!("invalid selector '{part}': {message}"));
+    let (at, rest) = match part.strip_prefix('@') {
+        Some(rest) => (true, rest),
+        None => (false, part),
+    };
+    let (ancestors, rest) = split_leading_plus(rest).map_err(invalid)?;
+    let (rest, descendants) = split_trailing_plus(rest).map_err(invalid)?;
+    if at && (ancestors.is_some() || descendants.is_some()) {
+        return Err(invalid("'@' cannot be combined with '+'".into()));
+    }
+    let base = match_method(graph, rest).map_err(invalid)?;
+    let mut result = base.clone();
+    for id in &base {
+        if let Some(depth) = ancestors {
+            result.extend(graph.ancestors(id, depth));
+        }
+        if let Some(depth) = descendants {
+            result.extend(graph.descendants(id, depth));
+        }
+        if at {
+            let below = graph.descendants(id, None);
+            for child in &below {
+                result.extend(graph.ancestors(child, None));
+            }
+            result.extend(graph.ancestors(id, None));
+            result.extend(below);
+        }
+    }
+    Ok(result)
+}
+
+/// `2+x` → (Some(Some(2)), "x"); `+x` → (Some(None), "x"); `x` → (None, "x").
+type Depth = Option<Option<usize>>;
+
+fn split_leading_plus(text: &str) -> Result<(Depth, &str), String> {
+    let digits = text.chars().take_while(char::is_ascii_digit).count();
+    if text[digits..].starts_with('+') {
+        let depth = if digits == 0 {
+            None
+        } else {
+            Some(text[..digits].parse().map_err(|_| "bad depth".to_string())?)
+        };
+        Ok((Some(depth), &text[digits + 1..]))
+    } else {
+        Ok((None, text))
+    }
+}
+
+fn split_trailing_plus(text: &str) -> Result<(&str, Depth), String> {
+    let digits = text.chars().rev().take_while(char::is_ascii_digit).count();
+    let head = &text[..text.len() - digits];
+    if let Some(head) = head.strip_suffix('+') {
+        let depth = if digits == 0 {
+            None
+        } else {
+            Some(
+                text[text.len() - digits..]
+                    .parse()
+                    .map_err(|_| "bad depth".to_string())?,
+            )
+        };
+        Ok((head, Some(depth)))
+    } else {
+        Ok((text, None))
+    }
+}
+
+fn glob(pattern: &str) -> Result<GlobMatcher, String> {
+    Glob::new(pattern)
+        .map(|g| g.compile_matcher())
+        .map_err(|e| e.to_string())
+}
+
+fn match_method(graph: &Graph, text: &str) -> Result<BTreeSet<String>, String> {
+    let (method, value) = match text.split_once(':') {
+        Some((method, value)) => (method, value),
+        None if text.contains('/') || text.ends_with(".sql") || text.ends_with(".csv") || text.ends_with(".yml") => {
+            ("path", text)
+        }
+        None => ("fqn", text),
+    };
+    if value.is_empty() {
+        return Err(format!("'{method}:' needs a value"));
+    }
+    let matcher = glob(value)?;
+    let nodes = graph.nodes.values();
+    let matched: BTreeSet<String> = match method {
+        "fqn" => nodes.filter(|node| fqn_matches(node, value, &matcher)).map(|n| n.unique_id.clone()).collect(),
+        "tag" => nodes.filter(|node| node.tags.iter().any(|tag| matcher.is_match(tag))).map(|n| n.unique_id.clone()).collect(),
+        "path" => {
+            let prefix = value.trim_end_matches('/');
+            nodes
+                .filter(|node| {
+                    node.resource_type != ResourceType::Test || node.test.is_none()
+                })
+                .filter(|node| {
+                    node.path == prefix
+                        || node.path.starts_with(&format!("{prefix}/"))
+                        || matcher.is_match(&node.path)
+                })
+                .map(|n| n.unique_id.clone())
+                .collect()
+        }
+        "resource_type" => nodes.filter(|node| node.resource_type.as_str() == value).map(|n| n.unique_id.clone()).collect(),
+        "source" => nodes
+            .filter(|node| node.resource_type == ResourceType::Source)
+            .filter(|node| {
+                let source = &node.fqn[1];
+                matcher.is_match(source) || matcher.is_match(format!("{source}.{}", node.name))
+            })
+            .map(|n| n.unique_id.clone())
+            .collect(),
+        "test_name" => nodes
+            .filter(|node| node.test.as_ref().is_some_and(|test| matcher.is_match(&test.test_name)))
+            .map(|n| n.unique_id.clone())
+            .collect(),
+        method if method.starts_with("config.") => {
+            let key = &method["config.".len()..];
+            nodes
+                .filter(|node| match node.config.get(key) {
+                    Some(Json::String(text)) => matcher.is_match(text),
+                    Some(Json::Array(items)) => items.iter().any(|item| item.as_str().is_some_and(|t| matcher.is_match(t))),
+                    Some(other) => matcher.is_match(other.to_string()),
+                    None => false,
+                })
+                .map(|n| n.unique_id.clone())
+                .collect()
+        }
+        other => {
+            return Err(format!(
+                "unknown selector method '{other}'; use tag:, path:, fqn:, resource_type:, source:, test_name: or config.<key>:"
+            ))
+        }
+    };
+    Ok(matched)
+}
+
+/// A name, a dotted fqn pattern (`staging.*`, `lms.staging`), or a folder of the fqn.
+fn fqn_matches(node: &Node, value: &str, matcher: &GlobMatcher) -> bool {
+    if node.resource_type == ResourceType::Source {
+        return false;
+    }
+    if matcher.is_match(&node.name) {
+        return true;
+    }
+    let parts: Vec<&str> = value.split('.').collect();
+    let fqn = &node.fqn;
+    // Match with or without the project name, as a prefix of the fqn (folders select their contents).
+    [0usize, 1].iter().any(|&skip| {
+        let candidate = &fqn[skip.min(fqn.len())..];
+        parts.len() <= candidate.len()
+            && parts
+                .iter()
+                .zip(candidate)
+                .all(|(pattern, part)| glob(pattern).map(|g| g.is_match(part)).unwrap_or(false))
+    })
+}

@@ -1,0 +1,51 @@
+//! # tidemark
+//!
+//! A SQL-first transformation engine: analytics engineers keep SQL models (and, later, YAML
+//! metric models) in git; tidemark compiles them to Apache DataFusion SQL, runs them in
+//! dependency order and materialises the results as Parquet tables that any reader can open.
+//!
+//! ## Pipeline
+//!
+//! One module per stage; stages talk through plain data types and never reach back.
+//!
+//! ```text
+//!  files ──project──▶ Project ──template (parse phase: ref/source/config calls)──▶ Capture
+//!        ──graph──▶ Graph (nodes, DAG, order) + selection ──compile──▶ CompiledProject (SQL per node)
+//!        ──execute (embedded DataFusion SessionContext)──▶ record batch streams
+//!        ──materialize──▶ Parquet tables, committed atomically
+//!        ──artifacts──▶ target/{manifest.json, run_results.json, compiled/**.sql}
+//! ```
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`project`] | reading project files: `tidemark.yml`/`dbt_project.yml`, `profiles.yml`, models, macros, seeds, property YAML |
+//! | [`template`] | minijinja environment with the dbt context (`ref`, `source`, `config`, `var`, `env_var`, `this`, `is_incremental`, macros); parse and compile renders |
+//! | [`graph`] | nodes with resolved configs, the DAG (cycles rejected with their path), dbt selection syntax |
+//! | [`compile`] | refs → relations, ephemeral models → CTEs, generic tests → SQL; pure and deterministic |
+//! | [`execute`] | the DataFusion session, relation registration, scheduling with `--threads`, skip-on-failure, `--fail-fast` |
+//! | [`materialize`] | the warehouse layout and the commit protocol (locks, atomic publish, commit log) |
+//! | [`artifacts`] | `target/`: compiled SQL, `manifest.json`, `run_results.json` |
+//! | [`cli`] | arguments, one file per command, the printer, exit codes |
+//! | [`diagnostics`] | user-facing errors with `file:line:col` and "did you mean" |
+//!
+//! ## Invariants
+//!
+//! - Only [`project`] reads project files; only [`materialize`] writes warehouse data; only
+//!   [`artifacts`] writes `target/`; only the CLI's printer writes to the terminal.
+//! - [`compile`] is pure: the same project gives byte-identical SQL and manifest. Everything
+//!   serialised uses ordered maps.
+//! - A reader never sees a partial table, and a run killed mid-write leaves the previous
+//!   version readable (see [`materialize`] for the protocol).
+//! - User mistakes are [`diagnostics::Diagnostic`]s that point at the file and line; internal
+//!   errors say they are bugs. Loading collects every problem before stopping.
+//! - Exit codes: 0 all good, 1 ran but something failed, 2 could not run.
+
+pub mod artifacts;
+pub mod cli;
+pub mod compile;
+pub mod diagnostics;
+pub mod execute;
+pub mod graph;
+pub mod materialize;
+pub mod project;
+pub mod template;

@@ -1,0 +1,238 @@
+//! Stage 1 — project: the only module that reads project files.
+//!
+//! [`load`] finds the project file (`tidemark.yml`, else `dbt_project.yml`), then reads every
+//! model, macro, singular test, seed path and property file under the configured folders, in a
+//! stable order. It collects every problem before failing. [`load_target`] reads `profiles.yml`.
+
+pub mod profiles;
+pub mod project_file;
+pub mod properties;
+pub mod yaml;
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::diagnostics::{Diagnostic, Diagnostics};
+pub use profiles::{Engine, Target};
+pub use project_file::{ConfigMap, ProjectFile};
+pub use properties::{ColumnProperties, NodeProperties, PropertyFile, SourceProperties, SourceTable, TestDeclaration};
+
+/// Project file names, in order of preference.
+pub const PROJECT_FILE_NAMES: &[&str] = &["tidemark.yml", "dbt_project.yml"];
+
+/// A source file of the project (model, macro or singular test).
+#[derive(Debug, Clone)]
+pub struct SqlFile {
+    /// Path relative to the project root, with `/` separators (`models/staging/stg_events.sql`).
+    pub path: String,
+    /// Path relative to its model/macro/test folder, without extension, split into parts
+    /// (`["staging", "stg_events"]`); the node's fully qualified name is built from it.
+    pub parts: Vec<String>,
+    pub text: String,
+}
+
+impl SqlFile {
+    /// The file's stem: the node name.
+    pub fn name(&self) -> &str {
+        self.parts.last().map(String::as_str).unwrap_or_default()
+    }
+}
+
+/// A seed CSV. Its contents are data: the engine reads it when the seed is loaded.
+#[derive(Debug, Clone)]
+pub struct SeedFile {
+    pub path: String,
+    pub parts: Vec<String>,
+    pub absolute_path: PathBuf,
+}
+
+/// Everything read from a project folder.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub file: ProjectFile,
+    pub models: Vec<SqlFile>,
+    pub macros: Vec<SqlFile>,
+    pub singular_tests: Vec<SqlFile>,
+    pub seeds: Vec<SeedFile>,
+    pub property_files: Vec<PropertyFile>,
+}
+
+/// Reads the project at `root`.
+pub fn load(root: &Path) -> Result<Project, Diagnostics> {
+    let root = root
+        .canonicalize()
+        .map_err(|error| Diagnostic::new(format!("cannot open project folder '{}': {error}", root.display())))?;
+    let Some((file_name, project_file_path)) = PROJECT_FILE_NAMES
+        .iter()
+        .map(|name| (*name, root.join(name)))
+        .find(|(_, path)| path.is_file())
+    else {
+        return Err(
+            Diagnostic::new(format!("no tidemark.yml or dbt_project.yml in '{}'", root.display()))
+                .with_help("run tidemark inside a project folder, or pass --project-dir")
+                .into(),
+        );
+    };
+    let text = read(&project_file_path, file_name)?;
+    let text = crate::template::render_config_text(file_name, &text)?;
+    let file = project_file::parse(file_name, &text).map_err(Diagnostics)?;
+
+    let mut problems = Diagnostics::default();
+    let collect =
+        |folders: &[String], extension: &str, problems: &mut Diagnostics| -> Vec<(String, Vec<String>, PathBuf)> {
+            let mut found = Vec::new();
+            for folder in folders {
+                let base = root.join(folder);
+                if !base.is_dir() {
+                    continue;
+                }
+                for entry in walkdir::WalkDir::new(&base).sort_by_file_name() {
+                    let entry = match entry {
+                        Ok(entry) => entry,
+                        Err(error) => {
+                            problems.push(Diagnostic::new(format!("cannot read '{folder}': {error}")));
+                            continue;
+                        }
+                    };
+                    let path = entry.path();
+                    if !entry.file_type().is_file() || path.extension().and_then(|e| e.to_str()) != Some(extension) {
+                        continue;
+                    }
+                    let relative_to_root = relative_path(&root, path);
+                    let mut parts: Vec<String> = path
+                        .strip_prefix(&base)
+                        .unwrap_or(path)
+                        .with_extension("")
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect();
+                    if parts.is_empty() {
+                        parts.push(String::new());
+                    }
+                    found.push((relative_to_root, parts, path.to_path_buf()));
+                }
+            }
+            found
+        };
+
+    let read_all = |entries: Vec<(String, Vec<String>, PathBuf)>| -> (Vec<SqlFile>, Diagnostics) {
+        let results: Vec<Result<SqlFile, Diagnostic>> = entries
+            .into_par_iter()
+            .map(|(path, parts, absolute)| {
+                Ok(SqlFile {
+                    text: read(&absolute, &path)?,
+                    path,
+                    parts,
+                })
+            })
+            .collect();
+        let mut files = Vec::new();
+        let mut problems = Diagnostics::default();
+        for result in results {
+            match result {
+                Ok(file) => files.push(file),
+                Err(diagnostic) => problems.push(diagnostic),
+            }
+        }
+        (files, problems)
+    };
+
+    let (models, model_problems) = read_all(collect(&file.model_paths, "sql", &mut problems));
+    let (macros, macro_problems) = read_all(collect(&file.macro_paths, "sql", &mut problems));
+    let (singular_tests, test_problems) = read_all(collect(&file.test_paths, "sql", &mut problems));
+    problems.extend(model_problems);
+    problems.extend(macro_problems);
+    problems.extend(test_problems);
+
+    let seeds = collect(&file.seed_paths, "csv", &mut problems)
+        .into_iter()
+        .map(|(path, parts, absolute_path)| SeedFile {
+            path,
+            parts,
+            absolute_path,
+        })
+        .collect();
+
+    let mut yaml_entries = collect(&file.model_paths, "yml", &mut problems);
+    yaml_entries.extend(collect(&file.model_paths, "yaml", &mut problems));
+    yaml_entries.extend(collect(&file.seed_paths, "yml", &mut problems));
+    yaml_entries.sort_by(|a, b| a.0.cmp(&b.0));
+    yaml_entries.dedup_by(|a, b| a.0 == b.0);
+    let parsed: Vec<Result<PropertyFile, Vec<Diagnostic>>> = yaml_entries
+        .into_par_iter()
+        .map(|(path, _, absolute)| {
+            let text = read(&absolute, &path).map_err(|d| vec![d])?;
+            properties::parse(&path, &text)
+        })
+        .collect();
+    let mut property_files = Vec::new();
+    for result in parsed {
+        match result {
+            Ok(file) => property_files.push(file),
+            Err(diagnostics) => diagnostics.into_iter().for_each(|d| problems.push(d)),
+        }
+    }
+
+    problems.into_result(Project {
+        root,
+        file,
+        models,
+        macros,
+        singular_tests,
+        seeds,
+        property_files,
+    })
+}
+
+/// Reads `profiles.yml` (from `profiles_dir`, else the project folder) and picks the target.
+/// Without a profiles file the embedded default target is used.
+pub fn load_target(
+    project: &Project,
+    profiles_dir: Option<&Path>,
+    requested_target: Option<&str>,
+) -> Result<Target, Diagnostic> {
+    let folder = profiles_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| project.root.clone());
+    let path = folder.join("profiles.yml");
+    if !path.is_file() {
+        if profiles_dir.is_some() {
+            return Err(Diagnostic::new(format!("no profiles.yml in '{}'", folder.display())));
+        }
+        let mut target = Target::embedded_default(&project.file.profile);
+        if let Some(name) = requested_target {
+            if name != target.name {
+                return Err(Diagnostic::new(format!(
+                    "target '{name}' was requested, but there is no profiles.yml; the built-in target is 'dev'"
+                )));
+            }
+            target.name = name.to_string();
+        }
+        return Ok(target);
+    }
+    let display_name = if profiles_dir.is_some() {
+        path.display().to_string()
+    } else {
+        "profiles.yml".to_string()
+    };
+    let text = read(&path, &display_name)?;
+    let text =
+        crate::template::render_config_text(&display_name, &text).map_err(|mut diagnostics| diagnostics.0.remove(0))?;
+    profiles::select_target(&path, &display_name, &text, &project.file.profile, requested_target)
+}
+
+fn read(path: &Path, display: &str) -> Result<String, Diagnostic> {
+    std::fs::read_to_string(path)
+        .map_err(|error| Diagnostic::new(format!("cannot read file: {error}")).in_file(display))
+}
+
+fn relative_path(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}

@@ -1,0 +1,252 @@
+//! `profiles.yml`: named targets that say where and how a project runs.
+//!
+//! A profile has a default `target` and `outputs` keyed by target name. With no `profiles.yml` at
+//! all, the project runs on [`Target::embedded_default`]: the embedded DataFusion engine writing
+//! to `warehouse/` in the project folder. `{{ env_var('X', 'default') }}` is rendered before the
+//! YAML is read, so secrets can stay in the environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::diagnostics::{did_you_mean, line_of, Diagnostic};
+
+/// Where and how a project runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Target name (`dev`, `prod`, ...).
+    pub name: String,
+    /// Profile the target came from.
+    pub profile: String,
+    pub engine: Engine,
+    /// Warehouse root as written: a path (relative to the project root) or a URL.
+    pub warehouse: String,
+    /// Default schema of models.
+    pub schema: String,
+    /// Concurrent nodes.
+    pub threads: usize,
+    /// Memory the engine may use before spilling, in bytes.
+    pub memory_limit: Option<u64>,
+    /// Folder for spill files (defaults to the system temp folder).
+    pub spill_dir: Option<PathBuf>,
+    /// Extra DataFusion settings (`datafusion.execution.batch_size: 8192`, ...).
+    pub options: BTreeMap<String, String>,
+    /// Where the target was defined (`profiles.yml`), or `None` for the built-in default.
+    pub defined_in: Option<PathBuf>,
+}
+
+/// The engine a target runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// DataFusion in this process.
+    Embedded,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Embedded => "datafusion",
+        }
+    }
+}
+
+impl Target {
+    /// The target used when there is no `profiles.yml`: embedded DataFusion, `warehouse/` folder.
+    pub fn embedded_default(profile: &str) -> Target {
+        Target {
+            name: "dev".into(),
+            profile: profile.into(),
+            engine: Engine::Embedded,
+            warehouse: "warehouse".into(),
+            schema: "main".into(),
+            threads: default_threads(),
+            memory_limit: None,
+            spill_dir: None,
+            options: BTreeMap::new(),
+            defined_in: None,
+        }
+    }
+
+    /// The warehouse as an absolute local path when it is one (not a URL).
+    pub fn local_warehouse(&self, project_root: &Path) -> Option<PathBuf> {
+        let location = self.warehouse.strip_prefix("file://").unwrap_or(&self.warehouse);
+        if location.contains("://") {
+            return None;
+        }
+        let path = Path::new(location);
+        Some(if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            project_root.join(path)
+        })
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .max(1)
+}
+
+#[derive(Debug, Deserialize)]
+struct RawProfile {
+    #[serde(default)]
+    target: Option<String>,
+    outputs: BTreeMap<String, RawTarget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    #[serde(rename = "type")]
+    engine: String,
+    #[serde(default)]
+    warehouse: Option<String>,
+    #[serde(default)]
+    schema: Option<String>,
+    #[serde(default)]
+    threads: Option<usize>,
+    #[serde(default)]
+    memory_limit: Option<String>,
+    #[serde(default)]
+    spill_dir: Option<String>,
+    #[serde(default)]
+    options: BTreeMap<String, Json>,
+}
+
+/// Picks the target for `profile` from the rendered text of a profiles file.
+///
+/// `requested` is `--target` (or `TIDEMARK_TARGET`); without it the profile's default is used.
+pub fn select_target(
+    file: &Path,
+    display_name: &str,
+    text: &str,
+    profile: &str,
+    requested: Option<&str>,
+) -> Result<Target, Diagnostic> {
+    let profiles: BTreeMap<String, serde_yaml::Value> = super::yaml::parse(display_name, text)?;
+    let Some(raw_profile) = profiles.get(profile) else {
+        let names: Vec<&str> = profiles
+            .keys()
+            .map(String::as_str)
+            .filter(|name| *name != "config")
+            .collect();
+        let mut diagnostic = Diagnostic::new(format!(
+            "profile '{profile}' (named by the project file) is not in {display_name}; it defines: {}",
+            if names.is_empty() {
+                "nothing".to_string()
+            } else {
+                names.join(", ")
+            }
+        ))
+        .in_file(display_name);
+        if let Some(near) = did_you_mean(profile, names.iter().copied()) {
+            diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
+        }
+        return Err(diagnostic);
+    };
+    let raw_profile: RawProfile = serde_yaml::from_value(raw_profile.clone()).map_err(|error| {
+        Diagnostic::new(format!("invalid profile '{profile}': {error}"))
+            .in_file(display_name)
+            .at_line(line_of(text, &format!("{profile}:")))
+    })?;
+    let name = requested
+        .map(str::to_string)
+        .or(raw_profile.target.clone())
+        .or_else(|| {
+            (raw_profile.outputs.len() == 1)
+                .then(|| raw_profile.outputs.keys().next().cloned())
+                .flatten()
+        })
+        .ok_or_else(|| {
+            Diagnostic::new(format!(
+                "profile '{profile}' has no default 'target:' and no --target was given"
+            ))
+            .in_file(display_name)
+            .at_line(line_of(text, &format!("{profile}:")))
+        })?;
+    let Some(raw) = raw_profile.outputs.get(&name) else {
+        let names: Vec<&str> = raw_profile.outputs.keys().map(String::as_str).collect();
+        let mut diagnostic = Diagnostic::new(format!(
+            "target '{name}' is not defined in profile '{profile}'; its targets are: {}",
+            names.join(", ")
+        ))
+        .in_file(display_name)
+        .at_line(line_of(text, "outputs:"));
+        if let Some(near) = did_you_mean(&name, names.iter().copied()) {
+            diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
+        }
+        return Err(diagnostic);
+    };
+    let at_target = |message: String| {
+        Diagnostic::new(message)
+            .in_file(display_name)
+            .at_line(line_of(text, &format!("{name}:")))
+    };
+    let engine = match raw.engine.as_str() {
+        "datafusion" | "embedded" => Engine::Embedded,
+        other => {
+            return Err(at_target(format!(
+                "target '{name}' has type '{other}', which tidemark does not run; use type: datafusion"
+            )))
+        }
+    };
+    let memory_limit = match &raw.memory_limit {
+        Some(text) => Some(parse_bytes(text).map_err(|message| at_target(format!("memory_limit: {message}")))?),
+        None => None,
+    };
+    if raw.threads == Some(0) {
+        return Err(at_target("threads must be at least 1".into()));
+    }
+    let options = raw
+        .options
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Json::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            (key.clone(), value)
+        })
+        .collect();
+    Ok(Target {
+        name: name.clone(),
+        profile: profile.to_string(),
+        engine,
+        warehouse: raw.warehouse.clone().unwrap_or_else(|| "warehouse".into()),
+        schema: raw.schema.clone().unwrap_or_else(|| "main".into()),
+        threads: raw.threads.unwrap_or_else(default_threads),
+        memory_limit,
+        spill_dir: raw.spill_dir.as_ref().map(PathBuf::from),
+        options,
+        defined_in: Some(file.to_path_buf()),
+    })
+}
+
+/// Parses sizes such as `4GiB`, `512MB`, `1073741824`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size such as 4GiB or 512MB"))?;
+    let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024f64.powi(4),
+        _ => return Err(format!("unknown unit in '{text}' (use B, KB, MB, GB, KiB, MiB, GiB)")),
+    };
+    Ok((number * multiplier) as u64)
+}

@@ -1,0 +1,249 @@
+//! The project file (`tidemark.yml`, or dbt's `dbt_project.yml`) and its per-folder configs.
+//!
+//! Folder configs follow dbt: under `models:` / `seeds:` the first key is the project name, nested
+//! keys are folders (and finally node names), and keys starting with `+` are configs that apply to
+//! everything below. Deeper levels override shallower ones; `tags` accumulate and `meta` merges.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::diagnostics::Diagnostic;
+
+/// Configs as written by the user: key → JSON value. Ordered, so anything serialised is stable.
+pub type ConfigMap = BTreeMap<String, Json>;
+
+/// The parsed project file.
+#[derive(Debug, Clone)]
+pub struct ProjectFile {
+    /// The file it came from, relative to the project root.
+    pub file_name: String,
+    pub name: String,
+    pub profile: String,
+    pub model_paths: Vec<String>,
+    pub macro_paths: Vec<String>,
+    pub seed_paths: Vec<String>,
+    pub test_paths: Vec<String>,
+    pub target_path: String,
+    pub clean_targets: Vec<String>,
+    pub vars: BTreeMap<String, Json>,
+    pub models: FolderConfigs,
+    pub seeds: FolderConfigs,
+    pub data_tests: FolderConfigs,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawProjectFile {
+    name: String,
+    #[serde(default)]
+    profile: Option<String>,
+    #[serde(default, alias = "source-paths")]
+    model_paths: Option<Vec<String>>,
+    #[serde(default)]
+    macro_paths: Option<Vec<String>>,
+    #[serde(default, alias = "data-paths")]
+    seed_paths: Option<Vec<String>>,
+    #[serde(default)]
+    test_paths: Option<Vec<String>>,
+    #[serde(default)]
+    target_path: Option<String>,
+    #[serde(default)]
+    clean_targets: Option<Vec<String>>,
+    #[serde(default)]
+    vars: Option<BTreeMap<String, Json>>,
+    #[serde(default)]
+    models: Option<serde_yaml::Value>,
+    #[serde(default)]
+    seeds: Option<serde_yaml::Value>,
+    #[serde(default, alias = "tests")]
+    data_tests: Option<serde_yaml::Value>,
+    #[serde(flatten)]
+    other: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// Keys of `dbt_project.yml` that tidemark reads without using, so dbt projects load unchanged.
+const IGNORED_DBT_KEYS: &[&str] = &[
+    "version",
+    "config-version",
+    "require-dbt-version",
+    "analysis-paths",
+    "snapshot-paths",
+    "docs-paths",
+    "asset-paths",
+    "packages-install-path",
+    "log-path",
+    "snapshots",
+    "sources",
+    "metrics",
+    "exposures",
+    "semantic-models",
+    "saved-queries",
+    "analyses",
+    "on-run-start",
+    "on-run-end",
+    "dispatch",
+    "quoting",
+    "query-comment",
+    "restrict-access",
+    "flags",
+    "unit_tests",
+    "dbt-cloud",
+];
+
+/// Parses the project file text. `file_name` is used in diagnostics.
+pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>> {
+    let raw: RawProjectFile = super::yaml::parse(file_name, text).map_err(|d| vec![d])?;
+    let mut problems = Vec::new();
+    for key in raw.other.keys() {
+        if !IGNORED_DBT_KEYS.contains(&key.as_str()) {
+            let known = [
+                "name",
+                "profile",
+                "model-paths",
+                "macro-paths",
+                "seed-paths",
+                "test-paths",
+                "target-path",
+                "clean-targets",
+                "vars",
+                "models",
+                "seeds",
+                "data_tests",
+            ];
+            let mut diagnostic = Diagnostic::new(format!("unknown key '{key}' in the project file"))
+                .in_file(file_name)
+                .at_line(crate::diagnostics::line_of(text, &format!("{key}:")));
+            if let Some(near) = crate::diagnostics::did_you_mean(key, known) {
+                diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
+            }
+            problems.push(diagnostic);
+        }
+    }
+    let folder = |value: Option<serde_yaml::Value>, key: &str, problems: &mut Vec<Diagnostic>| match value
+        .map(|value| FolderConfigs::from_yaml(&value))
+    {
+        None => FolderConfigs::default(),
+        Some(Ok(tree)) => tree,
+        Some(Err(message)) => {
+            problems.push(
+                Diagnostic::new(format!("invalid '{key}:' configs: {message}"))
+                    .in_file(file_name)
+                    .at_line(crate::diagnostics::line_of(text, &format!("{key}:"))),
+            );
+            FolderConfigs::default()
+        }
+    };
+    let models = folder(raw.models, "models", &mut problems);
+    let seeds = folder(raw.seeds, "seeds", &mut problems);
+    let data_tests = folder(raw.data_tests, "data_tests", &mut problems);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(ProjectFile {
+        file_name: file_name.to_string(),
+        profile: raw.profile.unwrap_or_else(|| raw.name.clone()),
+        name: raw.name,
+        model_paths: raw.model_paths.unwrap_or_else(|| vec!["models".into()]),
+        macro_paths: raw.macro_paths.unwrap_or_else(|| vec!["macros".into()]),
+        seed_paths: raw.seed_paths.unwrap_or_else(|| vec!["seeds".into()]),
+        test_paths: raw.test_paths.unwrap_or_else(|| vec!["tests".into()]),
+        target_path: raw.target_path.unwrap_or_else(|| "target".into()),
+        clean_targets: raw.clean_targets.unwrap_or_else(|| vec!["target".into()]),
+        vars: raw.vars.unwrap_or_default(),
+        models,
+        seeds,
+        data_tests,
+    })
+}
+
+/// A tree of folder-level configs (`+materialized: table` and friends).
+#[derive(Debug, Clone, Default)]
+pub struct FolderConfigs {
+    pub configs: ConfigMap,
+    pub children: BTreeMap<String, FolderConfigs>,
+}
+
+impl FolderConfigs {
+    fn from_yaml(value: &serde_yaml::Value) -> Result<Self, String> {
+        let mut tree = FolderConfigs::default();
+        let serde_yaml::Value::Mapping(mapping) = value else {
+            return Err("expected a mapping of folders and +configs".into());
+        };
+        for (key, value) in mapping {
+            let key = key.as_str().ok_or("keys must be strings")?;
+            if let Some(config) = key.strip_prefix('+') {
+                tree.configs.insert(config.to_string(), yaml_to_json(value)?);
+            } else if value.is_mapping() {
+                tree.children.insert(key.to_string(), FolderConfigs::from_yaml(value)?);
+            } else {
+                // dbt also accepts configs without the '+' when the value is not a mapping.
+                tree.configs.insert(key.to_string(), yaml_to_json(value)?);
+            }
+        }
+        Ok(tree)
+    }
+
+    /// The configs that apply to a node with this fully qualified name
+    /// (`[project, folder, ..., node_name]`), shallow to deep.
+    pub fn resolve(&self, fqn: &[String]) -> ConfigMap {
+        let mut resolved = ConfigMap::new();
+        let mut level = self;
+        merge_configs(&mut resolved, &level.configs);
+        for part in fqn {
+            match level.children.get(part) {
+                Some(child) => {
+                    level = child;
+                    merge_configs(&mut resolved, &level.configs);
+                }
+                None => break,
+            }
+        }
+        resolved
+    }
+}
+
+/// Merges `overrides` into `base` with dbt's rules: `tags` accumulate, `meta` merges, others replace.
+pub fn merge_configs(base: &mut ConfigMap, overrides: &ConfigMap) {
+    for (key, value) in overrides {
+        match (key.as_str(), base.get_mut(key)) {
+            ("tags", Some(existing)) => {
+                let mut tags = tags_of(existing);
+                for tag in tags_of(value) {
+                    if !tags.contains(&tag) {
+                        tags.push(tag);
+                    }
+                }
+                *existing = Json::from(tags);
+            }
+            ("meta", Some(Json::Object(existing))) => {
+                if let Json::Object(extra) = value {
+                    for (k, v) in extra {
+                        existing.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// Tags as a list, whether written as one string or a list.
+pub fn tags_of(value: &Json) -> Vec<String> {
+    match value {
+        Json::String(tag) => vec![tag.clone()],
+        Json::Array(items) => items
+            .iter()
+            .filter_map(|item| item.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Converts YAML to JSON (configs are stored as JSON so they serialise into the manifest as-is).
+pub fn yaml_to_json(value: &serde_yaml::Value) -> Result<Json, String> {
+    serde_json::to_value(value).map_err(|error| error.to_string())
+}

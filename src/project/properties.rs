@@ -1,0 +1,426 @@
+//! Property files (`models/**/*.yml`, `version: 2`): sources, model and seed properties, and the
+//! generic data tests declared under `columns:`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use super::project_file::ConfigMap;
+use crate::diagnostics::{line_of, Diagnostic};
+
+/// Everything declared in one property file.
+#[derive(Debug, Clone, Default)]
+pub struct PropertyFile {
+    pub file: String,
+    pub sources: Vec<SourceProperties>,
+    pub models: Vec<NodeProperties>,
+    pub seeds: Vec<NodeProperties>,
+    /// `metric_models:` entries, kept raw for the metrics stage.
+    pub metric_models: Vec<serde_yaml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPropertyFile {
+    #[serde(default)]
+    #[expect(dead_code, reason = "accepted for dbt compatibility; only version 2 exists")]
+    version: Option<serde_yaml::Value>,
+    #[serde(default)]
+    sources: Vec<RawSource>,
+    #[serde(default)]
+    models: Vec<RawNodeProperties>,
+    #[serde(default)]
+    seeds: Vec<RawNodeProperties>,
+    #[serde(default)]
+    metric_models: Vec<serde_yaml::Value>,
+    // dbt keys that tidemark accepts and does not use.
+    #[serde(default, rename = "snapshots")]
+    _snapshots: serde_yaml::Value,
+    #[serde(default, rename = "macros")]
+    _macros: serde_yaml::Value,
+    #[serde(default, rename = "exposures")]
+    _exposures: serde_yaml::Value,
+    #[serde(default, rename = "metrics")]
+    _metrics: serde_yaml::Value,
+    #[serde(default, rename = "semantic_models")]
+    _semantic_models: serde_yaml::Value,
+    #[serde(default, rename = "saved_queries")]
+    _saved_queries: serde_yaml::Value,
+    #[serde(default, rename = "analyses")]
+    _analyses: serde_yaml::Value,
+    #[serde(default, rename = "groups")]
+    _groups: serde_yaml::Value,
+    #[serde(default, rename = "unit_tests")]
+    _unit_tests: serde_yaml::Value,
+    #[serde(default, rename = "data_tests")]
+    _data_tests: serde_yaml::Value,
+}
+
+/// A `sources:` entry: a named group of tables that tidemark reads but does not build.
+#[derive(Debug, Clone)]
+pub struct SourceProperties {
+    pub name: String,
+    pub description: String,
+    /// Schema the source's tables live in when they are warehouse tables (defaults to the name).
+    pub schema: String,
+    pub tables: Vec<SourceTable>,
+    pub line: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceTable {
+    pub name: String,
+    pub identifier: String,
+    pub description: String,
+    /// Where the files are: a path (relative to the project root), glob or URL.
+    pub location: Option<String>,
+    /// `parquet`, `csv` or `json`; inferred from the location's extension when absent.
+    pub format: Option<String>,
+    pub columns: Vec<ColumnProperties>,
+    pub line: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(
+    dead_code,
+    reason = "dbt keys are accepted so dbt projects load; tidemark does not use them yet"
+)]
+struct RawSource {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    schema: Option<String>,
+    #[serde(default)]
+    database: Option<String>,
+    /// Location pattern for every table, `{name}` replaced by the table's identifier (as dbt-duckdb).
+    #[serde(default)]
+    external_location: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    tables: Vec<RawSourceTable>,
+    #[serde(default)]
+    meta: Option<Json>,
+    #[serde(default)]
+    config: Option<Json>,
+    #[serde(default)]
+    loader: Option<String>,
+    #[serde(default)]
+    freshness: Option<serde_yaml::Value>,
+    #[serde(default)]
+    loaded_at_field: Option<String>,
+    #[serde(default)]
+    tags: Option<Json>,
+    #[serde(default)]
+    quoting: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(
+    dead_code,
+    reason = "dbt keys are accepted so dbt projects load; tidemark does not use them yet"
+)]
+struct RawSourceTable {
+    name: String,
+    #[serde(default)]
+    identifier: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    external_location: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    columns: Vec<RawColumn>,
+    #[serde(default)]
+    meta: Option<Json>,
+    #[serde(default)]
+    config: Option<Json>,
+    #[serde(default)]
+    freshness: Option<serde_yaml::Value>,
+    #[serde(default)]
+    loaded_at_field: Option<String>,
+    #[serde(default)]
+    tags: Option<Json>,
+    #[serde(default, alias = "data_tests")]
+    tests: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    quoting: Option<serde_yaml::Value>,
+}
+
+/// Properties of a model or seed.
+#[derive(Debug, Clone)]
+pub struct NodeProperties {
+    pub name: String,
+    pub description: String,
+    pub config: ConfigMap,
+    pub columns: Vec<ColumnProperties>,
+    /// Model-level tests (`tests:` / `data_tests:` beside `columns:`).
+    pub tests: Vec<TestDeclaration>,
+    pub file: String,
+    pub line: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(
+    dead_code,
+    reason = "dbt keys are accepted so dbt projects load; tidemark does not use them yet"
+)]
+struct RawNodeProperties {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    config: Option<BTreeMap<String, Json>>,
+    #[serde(default)]
+    columns: Vec<RawColumn>,
+    #[serde(default, alias = "data_tests")]
+    tests: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    meta: Option<Json>,
+    #[serde(default)]
+    docs: Option<Json>,
+    #[serde(default)]
+    access: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    constraints: Option<serde_yaml::Value>,
+    #[serde(default)]
+    latest_version: Option<serde_yaml::Value>,
+    #[serde(default)]
+    versions: Option<serde_yaml::Value>,
+    #[serde(default)]
+    deprecation_date: Option<serde_yaml::Value>,
+}
+
+/// A column and its declared tests.
+#[derive(Debug, Clone)]
+pub struct ColumnProperties {
+    pub name: String,
+    pub description: String,
+    pub data_type: Option<String>,
+    pub tests: Vec<TestDeclaration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(
+    dead_code,
+    reason = "dbt keys are accepted so dbt projects load; tidemark does not use them yet"
+)]
+struct RawColumn {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    data_type: Option<String>,
+    #[serde(default, alias = "data_tests")]
+    tests: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    meta: Option<Json>,
+    #[serde(default)]
+    quote: Option<bool>,
+    #[serde(default)]
+    constraints: Option<serde_yaml::Value>,
+    #[serde(default)]
+    tags: Option<Json>,
+    #[serde(default)]
+    config: Option<Json>,
+}
+
+/// One generic test as declared: `unique`, or `accepted_values: {values: [...]}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestDeclaration {
+    /// The test's name (`unique`, `not_null`, `accepted_values`, `relationships`, ...).
+    pub test_name: String,
+    /// Arguments (`values`, `to`, `field`, `quote`, ...), excluding `config` keys.
+    pub arguments: BTreeMap<String, Json>,
+    /// `config:` of the test (`severity`, `where`, ...), with the shorthand keys folded in.
+    pub config: ConfigMap,
+    pub line: Option<usize>,
+}
+
+/// Keys of a test entry that dbt treats as configs even when written beside the arguments.
+const TEST_CONFIG_KEYS: &[&str] = &[
+    "severity",
+    "where",
+    "tags",
+    "enabled",
+    "warn_if",
+    "error_if",
+    "limit",
+    "store_failures",
+    "meta",
+];
+
+/// Parses one property file.
+pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
+    if text.trim().is_empty() {
+        return Ok(PropertyFile {
+            file: file.to_string(),
+            ..PropertyFile::default()
+        });
+    }
+    let raw: RawPropertyFile = super::yaml::parse(file, text).map_err(|d| vec![d])?;
+    let mut problems = Vec::new();
+    let located = |needle: &str| line_of(text, needle);
+
+    let test_declarations = |entries: &[serde_yaml::Value], owner: &str, problems: &mut Vec<Diagnostic>| {
+        entries
+            .iter()
+            .filter_map(|entry| match test_declaration(entry) {
+                Ok(mut declaration) => {
+                    declaration.line = located(&declaration.test_name);
+                    Some(declaration)
+                }
+                Err(message) => {
+                    problems.push(
+                        Diagnostic::new(format!("invalid test on {owner}: {message}"))
+                            .in_file(file)
+                            .at_line(located(owner)),
+                    );
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+
+    let columns_of = |raw_columns: Vec<RawColumn>, owner: &str, problems: &mut Vec<Diagnostic>| {
+        raw_columns
+            .into_iter()
+            .map(|column| ColumnProperties {
+                tests: test_declarations(&column.tests, &format!("{owner}.{}", column.name), problems),
+                name: column.name,
+                description: column.description,
+                data_type: column.data_type,
+            })
+            .collect::<Vec<_>>()
+    };
+
+    let mut sources = Vec::new();
+    for source in raw.sources {
+        let line = located(&format!("name: {}", source.name));
+        let mut tables = Vec::new();
+        for table in source.tables {
+            let identifier = table.identifier.unwrap_or_else(|| table.name.clone());
+            let location = table
+                .external_location
+                .or_else(|| meta_string(&table.meta, "external_location"))
+                .or_else(|| meta_string(&table.config, "external_location"))
+                .or_else(|| {
+                    source
+                        .external_location
+                        .as_ref()
+                        .map(|pattern| pattern.replace("{name}", &identifier))
+                });
+            let owner = format!("{}.{}", source.name, table.name);
+            tables.push(SourceTable {
+                line: located(&format!("name: {}", table.name)),
+                columns: columns_of(table.columns, &owner, &mut problems),
+                name: table.name,
+                identifier,
+                description: table.description,
+                location,
+                format: table.format.or_else(|| source.format.clone()),
+            });
+        }
+        sources.push(SourceProperties {
+            schema: source.schema.unwrap_or_else(|| source.name.clone()),
+            name: source.name,
+            description: source.description,
+            tables,
+            line,
+        });
+    }
+
+    let node_properties = |entries: Vec<RawNodeProperties>, problems: &mut Vec<Diagnostic>| {
+        entries
+            .into_iter()
+            .map(|entry| NodeProperties {
+                line: located(&format!("name: {}", entry.name)),
+                config: entry.config.unwrap_or_default(),
+                tests: test_declarations(&entry.tests, &entry.name, problems),
+                columns: columns_of(entry.columns, &entry.name, problems),
+                name: entry.name,
+                description: entry.description,
+                file: file.to_string(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let models = node_properties(raw.models, &mut problems);
+    let seeds = node_properties(raw.seeds, &mut problems);
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(PropertyFile {
+        file: file.to_string(),
+        sources,
+        models,
+        seeds,
+        metric_models: raw.metric_models,
+    })
+}
+
+fn meta_string(meta: &Option<Json>, key: &str) -> Option<String> {
+    meta.as_ref()?.get(key)?.as_str().map(str::to_string)
+}
+
+/// Reads `unique`, `{accepted_values: {values: [...]}}` or `{accepted_values: {arguments: {...}, config: {...}}}`.
+fn test_declaration(entry: &serde_yaml::Value) -> Result<TestDeclaration, String> {
+    let json = super::project_file::yaml_to_json(entry)?;
+    match json {
+        Json::String(test_name) => Ok(TestDeclaration {
+            test_name,
+            arguments: BTreeMap::new(),
+            config: ConfigMap::new(),
+            line: None,
+        }),
+        Json::Object(map) if map.len() == 1 => {
+            let (test_name, body) = map.into_iter().next().expect("map has one entry");
+            let mut arguments = BTreeMap::new();
+            let mut config = ConfigMap::new();
+            match body {
+                Json::Object(body) => {
+                    for (key, value) in body {
+                        match key.as_str() {
+                            "config" => {
+                                let Json::Object(entries) = value else {
+                                    return Err(format!("'config' of test '{test_name}' must be a mapping"));
+                                };
+                                config.extend(entries);
+                            }
+                            "arguments" => {
+                                let Json::Object(entries) = value else {
+                                    return Err(format!("'arguments' of test '{test_name}' must be a mapping"));
+                                };
+                                arguments.extend(entries);
+                            }
+                            key if TEST_CONFIG_KEYS.contains(&key) => {
+                                config.insert(key.to_string(), value);
+                            }
+                            _ => {
+                                arguments.insert(key, value);
+                            }
+                        }
+                    }
+                }
+                Json::Null => {}
+                _ => return Err(format!("the arguments of test '{test_name}' must be a mapping")),
+            }
+            Ok(TestDeclaration {
+                test_name,
+                arguments,
+                config,
+                line: None,
+            })
+        }
+        _ => Err("a test is a name or a mapping with a single test name as its key".into()),
+    }
+}

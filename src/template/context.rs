@@ -1,0 +1,330 @@
+//! The dbt Jinja context: globals backed by a thread-local render state.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use minijinja::value::{Kwargs, Object, Rest, Value};
+use minijinja::{Environment, Error, ErrorKind, State};
+use serde_json::Value as Json;
+
+use super::{CompileContext, RelationName};
+use crate::project::{ConfigMap, Target};
+
+/// A `ref()` call recorded during parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefCall {
+    pub package: Option<String>,
+    pub name: String,
+    pub line: Option<usize>,
+}
+
+/// A `source()` call recorded during parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceCall {
+    pub source: String,
+    pub table: String,
+    pub line: Option<usize>,
+}
+
+/// What a parse-phase render recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Capture {
+    pub refs: Vec<RefCall>,
+    pub sources: Vec<SourceCall>,
+    /// `config(...)` arguments, later calls overriding earlier ones.
+    pub config: ConfigMap,
+}
+
+pub(super) enum RenderState {
+    Parse(Capture),
+    Compile(CompileContext),
+}
+
+impl RenderState {
+    pub(super) fn parse() -> RenderState {
+        RenderState::Parse(Capture::default())
+    }
+
+    pub(super) fn compile(context: CompileContext) -> RenderState {
+        RenderState::Compile(context)
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Vec<RenderState>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Restores the previous render state when dropped.
+pub(super) struct Guard;
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        CURRENT.with(|current| current.borrow_mut().pop());
+    }
+}
+
+pub(super) fn enter(state: RenderState) -> Guard {
+    CURRENT.with(|current| current.borrow_mut().push(state));
+    Guard
+}
+
+/// Takes what the current parse render captured.
+pub(super) fn take_capture() -> Capture {
+    CURRENT.with(|current| match current.borrow_mut().last_mut() {
+        Some(RenderState::Parse(capture)) => std::mem::take(capture),
+        _ => Capture::default(),
+    })
+}
+
+fn with_state<R>(f: impl FnOnce(Option<&mut RenderState>) -> R) -> R {
+    CURRENT.with(|current| f(current.borrow_mut().last_mut()))
+}
+
+fn error(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidOperation, message.into())
+}
+
+/// Installs the dbt context as globals.
+pub(super) fn install_globals(
+    env: &mut Environment<'static>,
+    project_name: &str,
+    target: &Target,
+    vars: BTreeMap<String, Json>,
+) {
+    env.add_function("ref", ref_function);
+    env.add_function("source", source_function);
+    env.add_function("env_var", env_var);
+    env.add_function("is_incremental", || {
+        with_state(|state| matches!(state, Some(RenderState::Compile(c)) if c.is_incremental))
+    });
+    env.add_function("log", |_message: Value, _kwargs: Kwargs| String::new());
+    let vars = Arc::new(vars);
+    env.add_function("var", move |name: String, default: Option<Value>| -> Result<Value, Error> {
+        match (vars.get(&name), default) {
+            (Some(value), _) => Ok(Value::from_serialize(value)),
+            (None, Some(default)) => Ok(default),
+            (None, None) => Err(error(format!(
+                "required var '{name}' is not set: define it under vars: in the project file or pass --vars '{{{name}: ...}}'"
+            ))),
+        }
+    });
+    env.add_global("config", Value::from_object(ConfigObject));
+    env.add_global("this", Value::from_object(ThisObject));
+    env.add_global("exceptions", Value::from_object(Exceptions));
+    env.add_global("project_name", project_name.to_string());
+    env.add_global(
+        "target",
+        Value::from_serialize(serde_json::json!({
+            "name": target.name,
+            "profile_name": target.profile,
+            "schema": target.schema,
+            "type": target.engine.as_str(),
+            "threads": target.threads,
+        })),
+    );
+}
+
+/// Makes the macro `name` defined in the template `path` callable from every template.
+pub(super) fn install_macro(env: &mut Environment<'static>, name: String, path: String) {
+    let macro_name = name.clone();
+    env.add_function(
+        name,
+        move |state: &State, Rest(args): Rest<Value>| -> Result<Value, Error> {
+            let template = state.env().get_template(&path)?;
+            let captured = template.render_captured(())?;
+            let output = captured.state().call_macro(&macro_name, &args)?;
+            Ok(Value::from_safe_string(output))
+        },
+    );
+}
+
+/// `{{ env_var('NAME', 'default') }}`.
+pub(super) fn env_var(name: String, default: Option<Value>) -> Result<Value, Error> {
+    match std::env::var(&name) {
+        Ok(value) => Ok(Value::from(value)),
+        Err(_) => match default {
+            Some(default) => Ok(default),
+            None => Err(error(format!(
+                "environment variable '{name}' is required but not set, and no default was given"
+            ))),
+        },
+    }
+}
+
+fn ref_function(Rest(args): Rest<Value>) -> Result<Value, Error> {
+    let (args, _kwargs): (Vec<Value>, Vec<Value>) = args.into_iter().partition(|arg| !arg.is_kwargs());
+    let names: Vec<String> = args
+        .iter()
+        .map(|arg| {
+            arg.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| error("ref() takes model names as strings"))
+        })
+        .collect::<Result<_, _>>()?;
+    let (package, name) = match names.as_slice() {
+        [name] => (None, name.clone()),
+        [package, name] => (Some(package.clone()), name.clone()),
+        _ => {
+            return Err(error(
+                "ref() takes one or two arguments: ref('model') or ref('package', 'model')",
+            ))
+        }
+    };
+    with_state(|state| match state {
+        Some(RenderState::Parse(capture)) => {
+            let call = RefCall {
+                package,
+                name: name.clone(),
+                line: None,
+            };
+            if !capture.refs.contains(&call) {
+                capture.refs.push(call);
+            }
+            Ok(Value::from_object(Relation(RelationName::table("__ref__", &name))))
+        }
+        Some(RenderState::Compile(context)) => context
+            .resolver
+            .resolve_ref(package.as_deref(), &name)
+            .map(|relation| Value::from_object(Relation(relation)))
+            .map_err(error),
+        None => Err(error("ref() is only available while rendering a model")),
+    })
+}
+
+fn source_function(source: String, table: String) -> Result<Value, Error> {
+    with_state(|state| match state {
+        Some(RenderState::Parse(capture)) => {
+            let call = SourceCall {
+                source: source.clone(),
+                table: table.clone(),
+                line: None,
+            };
+            if !capture.sources.contains(&call) {
+                capture.sources.push(call);
+            }
+            Ok(Value::from_object(Relation(RelationName::table(&source, &table))))
+        }
+        Some(RenderState::Compile(context)) => context
+            .resolver
+            .resolve_source(&source, &table)
+            .map(|relation| Value::from_object(Relation(relation)))
+            .map_err(error),
+        None => Err(error("source() is only available while rendering a model")),
+    })
+}
+
+/// A relation: renders as SQL, exposes `schema`, `identifier`, `name` like dbt's Relation.
+#[derive(Debug)]
+struct Relation(RelationName);
+
+impl Object for Relation {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "schema" => Some(Value::from(self.0.schema.clone())),
+            "identifier" | "name" | "table" => Some(Value::from(self.0.identifier.clone())),
+            "database" => Some(Value::from("tidemark")),
+            _ => None,
+        }
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.rendered)
+    }
+}
+
+/// `this`: the relation of the node being rendered.
+#[derive(Debug)]
+struct ThisObject;
+
+impl ThisObject {
+    fn current() -> RelationName {
+        with_state(|state| match state {
+            Some(RenderState::Compile(context)) => context.this.clone(),
+            _ => RelationName::table("__this__", "__this__"),
+        })
+    }
+}
+
+impl Object for ThisObject {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Arc::new(Relation(ThisObject::current())).get_value(key)
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&ThisObject::current().rendered)
+    }
+}
+
+/// `config(...)` records configs while parsing; `config.get('key', default)` reads them.
+#[derive(Debug)]
+struct ConfigObject;
+
+impl Object for ConfigObject {
+    fn call(self: &Arc<Self>, _state: &State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        let mut entries = ConfigMap::new();
+        for arg in args {
+            if arg.is_kwargs() || arg.kind() == minijinja::value::ValueKind::Map {
+                let json = serde_json::to_value(arg).map_err(|e| error(format!("config(): {e}")))?;
+                if let Json::Object(map) = json {
+                    entries.extend(map);
+                }
+            } else {
+                return Err(error(
+                    "config() takes keyword arguments, e.g. config(materialized='table')",
+                ));
+            }
+        }
+        with_state(|state| {
+            if let Some(RenderState::Parse(capture)) = state {
+                crate::project::project_file::merge_configs(&mut capture.config, &entries);
+            }
+        });
+        Ok(Value::from(""))
+    }
+
+    fn call_method(self: &Arc<Self>, _state: &State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
+        match method {
+            "get" | "require" => {
+                let key = args
+                    .first()
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| error("config.get() needs a key"))?;
+                let found = with_state(|state| match state {
+                    Some(RenderState::Compile(context)) => context.config.get(key).map(Value::from_serialize),
+                    Some(RenderState::Parse(capture)) => capture.config.get(key).map(Value::from_serialize),
+                    None => None,
+                });
+                match (found, args.get(1)) {
+                    (Some(value), _) => Ok(value),
+                    (None, Some(default)) if method == "get" => Ok(default.clone()),
+                    (None, _) if method == "get" => Ok(Value::from(())),
+                    (None, _) => Err(error(format!("config '{key}' is required but not set"))),
+                }
+            }
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("config has no method '{method}'"),
+            )),
+        }
+    }
+}
+
+/// `exceptions.raise_compiler_error(msg)` and `exceptions.warn(msg)`.
+#[derive(Debug)]
+struct Exceptions;
+
+impl Object for Exceptions {
+    fn call_method(self: &Arc<Self>, _state: &State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
+        let message = args.first().map(|v| v.to_string()).unwrap_or_default();
+        match method {
+            "raise_compiler_error" => Err(error(message)),
+            "warn" => Ok(Value::from("")),
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("exceptions has no method '{method}'"),
+            )),
+        }
+    }
+}

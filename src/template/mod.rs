@@ -1,0 +1,195 @@
+//! Stage 2 — template: renders models, tests and macros with minijinja, dbt-style.
+//!
+//! Rendering happens in two phases, as in dbt:
+//! - **parse** renders each model once to record what it calls: `ref`, `source` and `config`
+//!   ([`Capture`]). `ref` and `source` render placeholders; `is_incremental()` is false.
+//! - **compile** renders again once every node's config is known, with a [`RelationResolver`]
+//!   that turns `ref('x')` into the relation it names (or the CTE name of an ephemeral model).
+//!
+//! The dbt context (`ref`, `source`, `config`, `var`, `env_var`, `this`, `is_incremental`,
+//! `target`, `log`, `exceptions`) and every project macro are globals of one shared
+//! [`Environment`]; per-render state lives in a thread-local set around each render, so macros
+//! defined in `macros/` see the same context as the model that calls them.
+
+mod context;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde_json::Value as Json;
+
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::project::{ConfigMap, Project, Target};
+pub use context::{Capture, RefCall, SourceCall};
+
+/// A relation as SQL sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationName {
+    pub schema: String,
+    pub identifier: String,
+    /// What `{{ ref(...) }}` renders to: `"main"."stg_events"`, or a CTE name for ephemeral models.
+    pub rendered: String,
+}
+
+impl RelationName {
+    /// A relation in `schema` named `identifier`, rendered with quoted identifiers.
+    pub fn table(schema: &str, identifier: &str) -> RelationName {
+        RelationName {
+            schema: schema.to_string(),
+            identifier: identifier.to_string(),
+            rendered: format!("{}.{}", quote_identifier(schema), quote_identifier(identifier)),
+        }
+    }
+}
+
+/// Quotes an identifier for DataFusion SQL.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Resolves `ref` and `source` calls during the compile phase.
+pub trait RelationResolver: Send + Sync {
+    fn resolve_ref(&self, package: Option<&str>, name: &str) -> Result<RelationName, String>;
+    fn resolve_source(&self, source: &str, table: &str) -> Result<RelationName, String>;
+}
+
+/// What a compile-phase render of one node needs to know about it.
+pub struct CompileContext {
+    pub this: RelationName,
+    pub config: ConfigMap,
+    pub is_incremental: bool,
+    pub resolver: Arc<dyn RelationResolver>,
+}
+
+/// The shared Jinja environment of a project: dbt context plus project macros.
+pub struct TemplateEngine {
+    env: Environment<'static>,
+}
+
+impl TemplateEngine {
+    /// Builds the environment. `vars` are the project's vars already overridden by `--vars`.
+    pub fn new(project: &Project, target: &Target, vars: BTreeMap<String, Json>) -> Result<Self, Diagnostics> {
+        let mut env = base_environment();
+        context::install_globals(&mut env, &project.file.name, target, vars);
+        let mut problems = Diagnostics::default();
+        let mut macro_names: BTreeMap<String, String> = BTreeMap::new();
+        for file in &project.macros {
+            if let Err(error) = env.add_template_owned(file.path.clone(), file.text.clone()) {
+                problems.push(jinja_diagnostic(&error, &file.path));
+                continue;
+            }
+            let exports = env.get_template(&file.path).and_then(|template| {
+                template.render_captured(()).map(|captured| {
+                    captured
+                        .state()
+                        .exports()
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+            });
+            match exports {
+                Ok(names) => {
+                    for name in names {
+                        if let Some(previous) = macro_names.insert(name.clone(), file.path.clone()) {
+                            problems.push(
+                                Diagnostic::new(format!("macro '{name}' is defined twice (also in {previous})"))
+                                    .in_file(&file.path)
+                                    .at_line(crate::diagnostics::line_of(&file.text, &format!("macro {name}"))),
+                            );
+                        }
+                    }
+                }
+                Err(error) => problems.push(jinja_diagnostic(&error, &file.path)),
+            }
+        }
+        for (name, path) in macro_names {
+            context::install_macro(&mut env, name, path);
+        }
+        problems.into_result(TemplateEngine { env })
+    }
+
+    /// Parse phase: renders `source` (named `name` for errors) and records its calls.
+    pub fn parse(&self, name: &str, source: &str) -> Result<Capture, Diagnostic> {
+        let _guard = context::enter(context::RenderState::parse());
+        let template = self
+            .env
+            .template_from_named_str(name, source)
+            .map_err(|error| jinja_diagnostic(&error, name))?;
+        template.render(()).map_err(|error| jinja_diagnostic(&error, name))?;
+        let mut capture = context::take_capture();
+        for call in &mut capture.refs {
+            call.line = ref_line(source, &call.name);
+        }
+        for call in &mut capture.sources {
+            call.line = ref_line(source, &call.table);
+        }
+        Ok(capture)
+    }
+
+    /// Compile phase: renders `source` with relations resolved. Returns the SQL and the
+    /// relations it referenced (in call order, duplicates removed).
+    pub fn compile(&self, name: &str, source: &str, context: CompileContext) -> Result<String, Diagnostic> {
+        let _guard = context::enter(context::RenderState::compile(context));
+        let template = self
+            .env
+            .template_from_named_str(name, source)
+            .map_err(|error| jinja_diagnostic(&error, name))?;
+        template.render(()).map_err(|error| jinja_diagnostic(&error, name))
+    }
+}
+
+fn base_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // SQL and YAML are rendered verbatim: no HTML or JSON escaping by file extension.
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.set_keep_trailing_newline(false);
+    env.set_trim_blocks(false);
+    env
+}
+
+/// Renders `env_var()` in a configuration file (project file, profiles) before it is parsed.
+pub fn render_config_text(file: &str, text: &str) -> Result<String, Diagnostics> {
+    if !text.contains("{{") && !text.contains("{%") {
+        return Ok(text.to_string());
+    }
+    let mut env = base_environment();
+    env.set_keep_trailing_newline(true);
+    env.add_function("env_var", context::env_var);
+    let template = env
+        .template_from_named_str(file, text)
+        .map_err(|error| jinja_diagnostic(&error, file))?;
+    template
+        .render(())
+        .map_err(|error| jinja_diagnostic(&error, file).into())
+}
+
+/// A diagnostic at the template's file and line, with minijinja's explanation.
+fn jinja_diagnostic(error: &minijinja::Error, fallback_name: &str) -> Diagnostic {
+    // The innermost error with a location is the one the user has to fix.
+    let mut located: &minijinja::Error = error;
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(inner) = current {
+        if let Some(jinja) = inner.downcast_ref::<minijinja::Error>() {
+            if jinja.line().is_some() {
+                located = jinja;
+            }
+        }
+        current = inner.source();
+    }
+    let message = match located.detail() {
+        Some(detail) => format!("{}: {detail}", located.kind()),
+        None => located.kind().to_string(),
+    };
+    Diagnostic::new(format!("Jinja error: {message}"))
+        .in_file(located.name().unwrap_or(fallback_name))
+        .at_line(located.line())
+}
+
+/// Line of `ref('name')`-style calls naming `name`, for diagnostics.
+fn ref_line(source: &str, name: &str) -> Option<usize> {
+    crate::diagnostics::line_of(source, &format!("'{name}'"))
+        .or_else(|| crate::diagnostics::line_of(source, &format!("\"{name}\"")))
+}

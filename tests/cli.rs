@@ -1,0 +1,474 @@
+//! End-to-end tests: the real `tidemark` binary on fixture projects, with table contents checked
+//! against expected CSVs and CLI output, compiled SQL and errors snapshot-tested.
+//!
+//! Regenerate snapshots with `INSTA_UPDATE=always cargo test` and review the diff.
+
+mod common;
+
+use std::path::Path;
+
+use common::{expected_csv, files_under, fixture, table_csv, tidemark, transcript};
+use serde_json::Value as Json;
+
+fn table(project: &Path, schema: &str, name: &str) -> String {
+    table_csv(&project.join("warehouse").join(schema).join(name).join("data.parquet"))
+}
+
+fn run_results(project: &Path) -> Json {
+    serde_json::from_str(&std::fs::read_to_string(project.join("target/run_results.json")).expect("run_results.json"))
+        .expect("json")
+}
+
+fn result_of<'a>(results: &'a Json, unique_id: &str) -> &'a Json {
+    results["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["unique_id"] == unique_id)
+        .unwrap_or_else(|| panic!("no result for {unique_id}"))
+}
+
+#[test]
+fn build_writes_the_expected_tables() {
+    let project = fixture("basic");
+    let output = tidemark(project.path(), &["build", "--threads", "1", "--no-progress"]);
+    insta::assert_snapshot!("basic_build", transcript(&output, project.path()));
+    assert_eq!(output.status.code(), Some(0));
+    for (table_name, expected) in [
+        ("person_summary", "person_summary.csv"),
+        ("teams_by_amount", "teams_by_amount.csv"),
+    ] {
+        assert_eq!(
+            table(project.path(), "main", table_name),
+            expected_csv(&project.path().join("expected").join(expected)),
+            "table {table_name}"
+        );
+    }
+    // Views and ephemeral models are not written; seeds and tables are.
+    let files = files_under(&project.path().join("warehouse/main"));
+    assert_eq!(
+        files,
+        [
+            "events/data.parquet",
+            "people/data.parquet",
+            "person_summary/data.parquet",
+            "teams_by_amount/data.parquet"
+        ]
+    );
+    let results = run_results(project.path());
+    let person = result_of(&results, "model.basic.person_summary");
+    assert_eq!(person["status"], "success");
+    assert_eq!(person["rows_affected"], 5);
+    assert_eq!(person["version"], 1);
+    assert_eq!(
+        result_of(
+            &results,
+            "test.basic.accepted_values_stg_events_kind__course__quiz__forum"
+        )["status"],
+        "pass"
+    );
+    assert_eq!(result_of(&results, "seed.basic.events")["rows_affected"], 8);
+}
+
+#[test]
+fn threads_run_nodes_concurrently_with_the_same_results() {
+    let project = fixture("basic");
+    let output = tidemark(project.path(), &["build", "--threads", "4"]);
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project.path()));
+    assert_eq!(
+        table(project.path(), "main", "person_summary"),
+        expected_csv(&project.path().join("expected/person_summary.csv"))
+    );
+    // A second build commits a new version of every table.
+    let output = tidemark(project.path(), &["run", "--select", "person_summary"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        result_of(&run_results(project.path()), "model.basic.person_summary")["version"],
+        2
+    );
+}
+
+#[test]
+fn compiled_sql_inlines_ephemeral_models_and_macros() {
+    let project = fixture("basic");
+    let output = tidemark(project.path(), &["compile"]);
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project.path()));
+    let compiled = project.path().join("target/compiled/basic/models");
+    for file in [
+        "marts/person_summary.sql",
+        "marts/team_summary.sql",
+        "staging/stg_events.sql",
+    ] {
+        let sql = std::fs::read_to_string(compiled.join(file)).expect("compiled file");
+        insta::assert_snapshot!(format!("compiled_{}", file.replace(['/', '.'], "_")), sql);
+    }
+    let test_sql =
+        std::fs::read_to_string(compiled.join("schema.yml/relationships_stg_events_person_id__id__ref_people_.sql"))
+            .expect("test sql");
+    insta::assert_snapshot!("compiled_relationships_test", test_sql);
+    // Compiling is deterministic: the manifest is byte-identical on a second run.
+    let first = std::fs::read(project.path().join("target/manifest.json")).expect("manifest");
+    assert_eq!(tidemark(project.path(), &["compile"]).status.code(), Some(0));
+    let second = std::fs::read(project.path().join("target/manifest.json")).expect("manifest");
+    assert_eq!(first, second);
+    // compile never touches the warehouse.
+    assert!(!project.path().join("warehouse").exists());
+}
+
+#[test]
+fn compile_of_one_model_prints_its_sql() {
+    let project = fixture("basic");
+    let output = tidemark(project.path(), &["compile", "--select", "team_summary"]);
+    insta::assert_snapshot!("compile_one_model", transcript(&output, project.path()));
+}
+
+#[test]
+fn manifest_records_nodes_dependencies_and_configs() {
+    let project = fixture("basic");
+    assert_eq!(tidemark(project.path(), &["compile"]).status.code(), Some(0));
+    let manifest: Json =
+        serde_json::from_str(&std::fs::read_to_string(project.path().join("target/manifest.json")).unwrap()).unwrap();
+    let node = &manifest["nodes"]["model.basic.person_summary"];
+    assert_eq!(
+        node["depends_on"]["nodes"],
+        serde_json::json!(["model.basic.int_person_totals", "seed.basic.people"])
+    );
+    assert_eq!(node["config"]["materialized"], "table");
+    assert_eq!(node["config"]["tags"], serde_json::json!(["summary"]));
+    assert_eq!(
+        node["compiled_path"],
+        "target/compiled/basic/models/marts/person_summary.sql"
+    );
+    assert_eq!(
+        manifest["nodes"]["model.basic.team_summary"]["relation"],
+        "main.teams_by_amount"
+    );
+    assert_eq!(manifest["nodes"]["model.basic.stg_events"]["materialized"], "view");
+    assert_eq!(
+        manifest["child_map"]["seed.basic.events"],
+        serde_json::json!(["model.basic.stg_events"])
+    );
+}
+
+#[test]
+fn selection_syntax() {
+    let project = fixture("basic");
+    let mut transcript_text = String::new();
+    for selector in [
+        vec!["ls"],
+        vec!["ls", "--select", "person_summary"],
+        vec!["ls", "--select", "+person_summary", "--resource-type", "model"],
+        vec!["ls", "--select", "stg_events+", "--exclude", "team_summary"],
+        vec!["ls", "--select", "1+person_summary", "--output", "name"],
+        vec!["ls", "--select", "tag:summary"],
+        vec!["ls", "--select", "path:models/staging", "--output", "path"],
+        vec!["ls", "--select", "marts", "--resource-type", "model"],
+        vec!["ls", "--select", "config.materialized:view"],
+        vec!["ls", "--select", "+team_summary,resource_type:seed"],
+        vec!["ls", "--select", "@stg_events", "--resource-type", "model", "seed"],
+        vec!["ls", "--select", "test_name:unique"],
+        vec!["ls", "--resource-type", "source", "seed"],
+    ] {
+        let output = tidemark(project.path(), &selector);
+        assert_eq!(output.status.code(), Some(0), "{selector:?}");
+        transcript_text.push_str(&format!(
+            "$ tidemark {}\n{}\n",
+            selector.join(" "),
+            String::from_utf8_lossy(&output.stdout)
+        ));
+    }
+    insta::assert_snapshot!("selection", transcript_text);
+    let output = tidemark(project.path(), &["ls", "--select", "colour:red"]);
+    insta::assert_snapshot!("selection_unknown_method", transcript(&output, project.path()));
+    assert_eq!(output.status.code(), Some(2));
+}
+
+fn assert_nothing_written(project: &Path) {
+    assert!(!project.join("warehouse").exists(), "the warehouse was created");
+    assert!(!project.join("target").exists(), "target/ was written");
+}
+
+#[test]
+fn a_cycle_is_reported_with_its_path() {
+    let project = fixture("cycle");
+    let output = tidemark(project.path(), &["build"]);
+    insta::assert_snapshot!("error_cycle", transcript(&output, project.path()));
+    assert_eq!(output.status.code(), Some(2));
+    assert_nothing_written(project.path());
+}
+
+#[test]
+fn an_unknown_ref_names_file_line_and_nearest_model() {
+    let project = fixture("unknown_ref");
+    let output = tidemark(project.path(), &["build"]);
+    insta::assert_snapshot!("error_unknown_ref", transcript(&output, project.path()));
+    assert_eq!(output.status.code(), Some(2));
+    assert_nothing_written(project.path());
+}
+
+#[test]
+fn malformed_yaml_names_file_line_and_column() {
+    let project = fixture("bad_yaml");
+    let output = tidemark(project.path(), &["build"]);
+    insta::assert_snapshot!("error_bad_yaml", transcript(&output, project.path()));
+    assert_eq!(output.status.code(), Some(2));
+    assert_nothing_written(project.path());
+}
+
+#[test]
+fn a_jinja_error_names_file_and_line() {
+    let project = fixture("jinja_error");
+    let output = tidemark(project.path(), &["build"]);
+    insta::assert_snapshot!("error_jinja", transcript(&output, project.path()));
+    assert_eq!(output.status.code(), Some(2));
+    assert_nothing_written(project.path());
+}
+
+#[test]
+fn a_sql_error_names_the_model_and_its_compiled_sql_and_skips_children() {
+    let project = fixture("sql_error");
+    let output = tidemark(project.path(), &["build", "--threads", "1"]);
+    insta::assert_snapshot!("error_sql", transcript(&output, project.path()));
+    assert_eq!(output.status.code(), Some(1));
+    // The failing model wrote nothing; its sibling was built; its child was skipped.
+    assert_eq!(
+        files_under(&project.path().join("warehouse/main")),
+        ["good/data.parquet"]
+    );
+    let results = run_results(project.path());
+    assert_eq!(result_of(&results, "model.sql_error.bad")["status"], "error");
+    assert_eq!(result_of(&results, "model.sql_error.after_bad")["status"], "skipped");
+    let error = result_of(&results, "model.sql_error.bad")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("target/compiled/sql_error/models/bad.sql"), "{error}");
+}
+
+#[test]
+fn a_failing_test_fails_the_build_with_its_row_count_and_skips_descendants() {
+    let project = fixture("failing_test");
+    let output = tidemark(project.path(), &["build", "--threads", "1"]);
+    insta::assert_snapshot!("failing_test", transcript(&output, project.path()));
+    assert_eq!(output.status.code(), Some(1));
+    let results = run_results(project.path());
+    assert_eq!(
+        result_of(&results, "test.failing_test.not_null_scores_score")["status"],
+        "fail"
+    );
+    assert_eq!(
+        result_of(&results, "test.failing_test.not_null_scores_score")["failures"],
+        2
+    );
+    assert_eq!(
+        result_of(&results, "test.failing_test.unique_scores_id")["status"],
+        "pass"
+    );
+    assert_eq!(
+        result_of(&results, "model.failing_test.score_report")["status"],
+        "skipped"
+    );
+    assert_eq!(
+        result_of(&results, "model.failing_test.independent")["status"],
+        "success"
+    );
+}
+
+#[test]
+fn fail_fast_stops_starting_nodes_after_the_first_failure() {
+    let project = fixture("failing_test");
+    let output = tidemark(
+        project.path(),
+        &["build", "--threads", "1", "--fail-fast", "--exclude", "independent"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let results = run_results(project.path());
+    let statuses: std::collections::BTreeMap<String, String> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["unique_id"].as_str().unwrap().to_string(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("model.failing_test.score_report", "skipped"),
+        ("model.failing_test.scores", "success"),
+        ("test.failing_test.not_null_scores_score", "fail"),
+        ("test.failing_test.unique_scores_id", "skipped"),
+    ];
+    assert_eq!(
+        statuses,
+        expected
+            .iter()
+            .map(|(id, status)| (id.to_string(), status.to_string()))
+            .collect()
+    );
+}
+
+#[test]
+fn a_dbt_project_runs_without_profiles() {
+    let project = fixture("dbt_style");
+    let output = common::command(project.path())
+        .args(["build"])
+        .env("TIDEMARK_TEST_GREETING", "bonjour")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project.path()));
+    assert_eq!(
+        table(project.path(), "analytics", "final"),
+        "greeting,me,incremental,target_name\nbonjour,base,false,dev\n"
+    );
+}
+
+#[test]
+fn vars_on_the_command_line_override_project_vars() {
+    let project = fixture("basic");
+    let output = tidemark(project.path(), &["build", "--vars", "{big_amount: 70}"]);
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project.path()));
+    let csv = table(project.path(), "main", "person_summary");
+    // Only Ada's 80 is at least 70 now; Chioma's 55 and 65 no longer count as big.
+    assert!(csv.contains("1,Ada,red,2,1,1,155"), "{csv}");
+    assert!(csv.contains("3,Chioma,blue,1,2,0,140"), "{csv}");
+    let output = tidemark(project.path(), &["build", "--vars", "{not yaml"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn show_previews_models_seeds_and_inline_queries() {
+    let project = fixture("basic");
+    assert_eq!(tidemark(project.path(), &["build"]).status.code(), Some(0));
+    let output = tidemark(project.path(), &["show", "--select", "person_summary", "--limit", "3"]);
+    insta::assert_snapshot!("show_model", transcript(&output, project.path()));
+    let output = tidemark(
+        project.path(),
+        &[
+            "show",
+            "--inline",
+            "select team, count(*) as n from {{ ref('people') }} group by team order by team",
+        ],
+    );
+    insta::assert_snapshot!("show_inline", transcript(&output, project.path()));
+    let output = tidemark(project.path(), &["show", "--select", "person_sumary"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("did you mean 'person_summary'?"));
+}
+
+#[test]
+fn json_log_lines_are_json() {
+    let project = fixture("basic");
+    let output = tidemark(project.path(), &["build", "--log-format", "json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let lines: Vec<Json> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json line"))
+        .collect();
+    assert!(lines.iter().any(|line| line["event"] == "node_finished"
+        && line["node"] == "model.basic.person_summary"
+        && line["rows_affected"] == 5));
+    assert_eq!(lines.last().unwrap()["event"], "run_finished");
+}
+
+#[test]
+fn debug_checks_project_profile_and_warehouse() {
+    let project = fixture("basic");
+    let output = tidemark(project.path(), &["debug"]);
+    insta::assert_snapshot!("debug", transcript(&output, project.path()));
+    assert_eq!(output.status.code(), Some(0));
+    std::fs::write(
+        project.path().join("profiles.yml"),
+        "basic:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n",
+    )
+    .unwrap();
+    let output = tidemark(project.path(), &["debug"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("type 'postgres'"));
+}
+
+#[test]
+fn clean_removes_target_but_not_the_warehouse() {
+    let project = fixture("basic");
+    assert_eq!(tidemark(project.path(), &["build"]).status.code(), Some(0));
+    let output = tidemark(project.path(), &["clean"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(!project.path().join("target").exists());
+    assert!(project
+        .path()
+        .join("warehouse/main/person_summary/data.parquet")
+        .exists());
+}
+
+#[test]
+fn usage_errors_exit_with_code_2() {
+    let project = fixture("basic");
+    assert_eq!(tidemark(project.path(), &["bulid"]).status.code(), Some(2));
+    assert_eq!(
+        tidemark(project.path(), &["build", "--target", "prod"]).status.code(),
+        Some(2)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let output = tidemark(empty.path(), &["build"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no tidemark.yml or dbt_project.yml"));
+}
+
+#[test]
+fn profiles_render_env_var_and_select_targets() {
+    let project = fixture("basic");
+    std::fs::write(
+        project.path().join("profiles.yml"),
+        "basic:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      warehouse: \"{{ env_var('BASIC_WAREHOUSE', 'default_wh') }}\"\n    other:\n      type: datafusion\n      warehouse: other_wh\n      schema: reporting\n",
+    )
+    .unwrap();
+    let output = common::command(project.path())
+        .args(["seed"])
+        .env("BASIC_WAREHOUSE", "custom_wh")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project.path()));
+    assert!(project.path().join("custom_wh/main/people/data.parquet").exists());
+    assert_eq!(
+        tidemark(project.path(), &["seed", "--target", "other"]).status.code(),
+        Some(0)
+    );
+    assert!(project.path().join("other_wh/reporting/people/data.parquet").exists());
+    let output = tidemark(project.path(), &["seed", "--target", "prod"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("target 'prod' is not defined in profile 'basic'"));
+}
+
+#[test]
+fn the_example_project_builds() {
+    let project = tempfile::tempdir().unwrap();
+    let root = common::repository_root();
+    for item in [
+        "tidemark.yml",
+        "profiles.yml",
+        "models",
+        "macros",
+        "seeds",
+        "data",
+        "data_tests",
+    ] {
+        let source = root.join(item);
+        if source.is_dir() {
+            common::copy_tree(&source, &project.path().join(item));
+        } else {
+            std::fs::copy(&source, project.path().join(item)).unwrap();
+        }
+    }
+    let output = tidemark(project.path(), &["build"]);
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project.path()));
+    let results = run_results(project.path());
+    assert!(results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["status"] == "success" || r["status"] == "pass"));
+    let team_weeks = table(project.path(), "main", "team_weekly_engagement");
+    // 4 teams × 8 weeks.
+    assert_eq!(team_weeks.lines().count(), 1 + 4 * 8, "{team_weeks}");
+}

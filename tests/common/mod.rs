@@ -1,0 +1,179 @@
+//! Helpers of the integration tests: fixture projects in temp folders, the real binary, and an
+//! independent read of the tables it writes.
+
+#![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use datafusion::arrow::csv::WriterBuilder;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+/// The repository root.
+pub fn repository_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Copies `tests/fixtures/<name>` into a fresh temp folder and returns it.
+pub fn fixture(name: &str) -> tempfile::TempDir {
+    let source = repository_root().join("tests/fixtures").join(name);
+    let folder = tempfile::Builder::new()
+        .prefix(&format!("tidemark-{name}-"))
+        .tempdir()
+        .expect("temp dir");
+    copy_tree(&source, folder.path());
+    folder
+}
+
+pub fn copy_tree(source: &Path, destination: &Path) {
+    for entry in walkdir::WalkDir::new(source) {
+        let entry = entry.expect("walk fixture");
+        let relative = entry.path().strip_prefix(source).expect("inside");
+        let target = destination.join(relative);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A `tidemark` command in `project`, with no inherited tidemark settings.
+pub fn command(project: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidemark"));
+    command
+        .current_dir(project)
+        .env_remove("TIDEMARK_TARGET")
+        .env_remove("TIDEMARK_PROFILES_DIR")
+        .env_remove("TIDEMARK_PROJECT_DIR")
+        .env_remove("TIDEMARK_WAREHOUSE")
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// Runs `tidemark <args>` in `project`.
+pub fn tidemark(project: &Path, args: &[&str]) -> Output {
+    command(project).args(args).output().expect("run tidemark")
+}
+
+/// stdout, stderr and exit code with timestamps, timings, ids and temp paths masked.
+pub fn transcript(output: &Output, project: &Path) -> String {
+    let text = format!(
+        "exit code: {}\n--- stdout\n{}--- stderr\n{}",
+        output
+            .status
+            .code()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "signal".into()),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    mask(&text, project)
+}
+
+pub fn mask(text: &str, project: &Path) -> String {
+    let project_path = project.canonicalize().unwrap_or(project.to_path_buf());
+    let text = text
+        .replace(&project_path.display().to_string(), "[PROJECT]")
+        .replace(&project.display().to_string(), "[PROJECT]");
+    let patterns = [
+        (r"(?m)^\d{2}:\d{2}:\d{2}", "[TIME]"),
+        (r"in \d+\.\d+s", "in [SECONDS]s"),
+        (r"\.+ \[", "... ["),
+        (
+            r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            "[UUID]",
+        ),
+        (r"tidemark=\d+\.\d+\.\d+", "tidemark=[VERSION]"),
+    ];
+    let mut masked = text;
+    for (pattern, replacement) in patterns {
+        masked = regex_replace(&masked, pattern, replacement);
+    }
+    masked
+}
+
+fn regex_replace(text: &str, pattern: &str, replacement: &str) -> String {
+    regex::Regex::new(pattern)
+        .expect("valid regex")
+        .replace_all(text, replacement)
+        .into_owned()
+}
+
+/// Reads a Parquet table with DataFusion (independently of tidemark's code) and returns it as
+/// CSV with a header, rows sorted.
+pub fn table_csv(parquet: &Path) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let ctx = SessionContext::new();
+        let frame = ctx
+            .read_parquet(parquet.to_str().expect("utf-8 path"), ParquetReadOptions::default())
+            .await
+            .expect("read parquet");
+        let batches = frame.collect().await.expect("collect");
+        let mut buffer = Vec::new();
+        {
+            let mut writer = WriterBuilder::new().with_header(true).build(&mut buffer);
+            for batch in &batches {
+                let batch = cast_views(batch);
+                writer.write(&batch).expect("csv");
+            }
+        }
+        let text = String::from_utf8(buffer).expect("utf-8");
+        let mut lines: Vec<&str> = text.lines().collect();
+        if lines.is_empty() {
+            return String::new();
+        }
+        let header = lines.remove(0);
+        // Several batches repeat the header.
+        lines.retain(|line| *line != header);
+        lines.sort();
+        format!("{header}\n{}\n", lines.join("\n"))
+    })
+}
+
+/// String views are written by the CSV writer too, but normalise them to plain strings.
+fn cast_views(batch: &datafusion::arrow::record_batch::RecordBatch) -> datafusion::arrow::record_batch::RecordBatch {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let schema = batch.schema();
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        if matches!(field.data_type(), DataType::Utf8View | DataType::LargeUtf8) {
+            columns.push(datafusion::arrow::compute::cast(column, &DataType::Utf8).expect("cast"));
+            fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()));
+        } else {
+            columns.push(column.clone());
+            fields.push(field.as_ref().clone());
+        }
+    }
+    datafusion::arrow::record_batch::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch")
+}
+
+/// Sorted CSV of an expected-results file.
+pub fn expected_csv(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).expect("expected csv");
+    let mut lines: Vec<&str> = text.lines().collect();
+    let header = lines.remove(0);
+    lines.sort();
+    format!("{header}\n{}\n", lines.join("\n"))
+}
+
+/// Every file under `folder`, relative, sorted (empty when the folder does not exist).
+pub fn files_under(folder: &Path) -> Vec<String> {
+    if !folder.exists() {
+        return Vec::new();
+    }
+    let mut files: Vec<String> = walkdir::WalkDir::new(folder)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| entry.path().strip_prefix(folder).expect("inside").display().to_string())
+        .collect();
+    files.sort();
+    files
+}
