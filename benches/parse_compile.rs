@@ -56,14 +56,24 @@ fn generate(root: &Path, models: usize) {
     }
 }
 
-fn parse_and_compile(root: &Path) -> usize {
+fn parse_and_compile(root: &Path, verbose: bool) -> usize {
+    let clock = Instant::now();
+    let stage = |name: &str| {
+        if verbose {
+            println!("  {name:<10} done at {:.3}s", clock.elapsed().as_secs_f64());
+        }
+    };
     let project = tidemark::project::load(root).expect("project loads");
+    stage("load");
     let target = tidemark::project::load_target(&project, None, None).expect("target");
     let engine =
         tidemark::template::TemplateEngine::new(&project, &target, project.file.vars.clone()).expect("templates");
+    stage("templates");
     let graph = tidemark::graph::build(&project, &engine, &target).expect("graph");
+    stage("parse+dag");
     let selected: BTreeSet<String> = graph.nodes.keys().cloned().collect();
     let compiled = tidemark::compile::compile(&graph, &engine, "target", &selected).expect("compile");
+    stage("compile");
     compiled.nodes.len()
 }
 
@@ -83,7 +93,7 @@ fn main() {
     let mut in_process = Vec::new();
     for run in 0..runs {
         let clock = Instant::now();
-        let nodes = parse_and_compile(folder.path());
+        let nodes = parse_and_compile(folder.path(), run == 0);
         let seconds = clock.elapsed().as_secs_f64();
         println!("run {}: parsed and compiled {nodes} nodes in {seconds:.3}s", run + 1);
         in_process.push(seconds);

@@ -162,7 +162,12 @@ fn ephemeral_ancestors(graph: &Graph, node: &Node) -> Vec<String> {
             frontier.extend(parent.depends_on.iter().map(String::as_str));
         }
     }
-    graph.order.iter().filter(|id| found.contains(*id)).cloned().collect()
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let mut ordered: Vec<String> = found.into_iter().collect();
+    ordered.sort_by_key(|id| graph.position(id));
+    ordered
 }
 
 /// Puts CTE definitions in front of `sql`, merging with its own `WITH` clause when it has one.

@@ -23,6 +23,8 @@ pub struct Graph {
     pub children: BTreeMap<String, Vec<String>>,
     /// All node ids in a deterministic topological order (parents first).
     pub order: Vec<String>,
+    /// Position of each node id in `order`.
+    pub positions: BTreeMap<String, usize>,
     /// Problems worth telling the user that do not stop the run.
     pub warnings: Vec<Diagnostic>,
 }
@@ -66,13 +68,8 @@ impl Graph {
             .into());
         }
         let order = topological_order(&nodes, &children);
-        Ok(Graph {
-            project_name,
-            nodes,
-            children,
-            order,
-            warnings,
-        })
+        let positions = order.iter().enumerate().map(|(index, id)| (id.clone(), index)).collect();
+        Ok(Graph { project_name, nodes, children, order, positions, warnings })
     }
 
     /// Ids of every ancestor of `id` (not including it), up to `depth` levels (`None`: all).
@@ -104,6 +101,11 @@ impl Graph {
             level += 1;
         }
         seen
+    }
+
+    /// Position of a node in the topological order (nodes added after building sort last).
+    pub fn position(&self, id: &str) -> usize {
+        self.positions.get(id).copied().unwrap_or(usize::MAX)
     }
 
     /// Looks a node up by its name among models, seeds and tests.

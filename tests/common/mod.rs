@@ -85,6 +85,7 @@ pub fn mask(text: &str, project: &Path) -> String {
             "[UUID]",
         ),
         (r"tidemark=\d+\.\d+\.\d+", "tidemark=[VERSION]"),
+        (r"\b\d+ threads\b", "[N] threads"),
     ];
     let mut masked = text;
     for (pattern, replacement) in patterns {

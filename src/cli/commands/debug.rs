@@ -103,6 +103,7 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
         nodes: BTreeMap::new(),
         children: BTreeMap::new(),
         order: Vec::new(),
+        positions: BTreeMap::new(),
         warnings: Vec::new(),
     });
     let engine = match Session::embedded(&target, warehouse, graph, Arc::new(CompiledProject::default())) {
