@@ -462,12 +462,21 @@ fn the_example_project_builds() {
     }
     let output = tidemark(project.path(), &["build"]);
     assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project.path()));
-    let results = run_results(project.path());
+    // The example project keeps its artifacts in target/tidemark (Cargo owns target/ here).
+    let results: Json = serde_json::from_str(
+        &std::fs::read_to_string(project.path().join("target/tidemark/run_results.json")).unwrap(),
+    )
+    .unwrap();
     assert!(results["results"]
         .as_array()
         .unwrap()
         .iter()
         .all(|r| r["status"] == "success" || r["status"] == "pass"));
+    // Declared seed column types are applied; the rest are inferred.
+    let columns = common::parquet_columns(&project.path().join("warehouse/main/lms_events/data.parquet"));
+    assert!(columns.contains(&"event_at: Timestamp(ns)".to_string()), "{columns:?}");
+    assert!(columns.contains(&"score: Float64".to_string()), "{columns:?}");
+    assert!(columns.contains(&"duration_minutes: Int64".to_string()), "{columns:?}");
     let team_weeks = table(project.path(), "main", "team_weekly_engagement");
     // 4 teams × 8 weeks.
     assert_eq!(team_weeks.lines().count(), 1 + 4 * 8, "{team_weeks}");

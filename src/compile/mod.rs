@@ -323,3 +323,42 @@ pub fn inline_node(graph: &Graph, engine: &TemplateEngine, sql: &str) -> Result<
         format: None,
     })
 }
+
+#[cfg(test)]
+mod unit_tests {
+    use super::inject_ctes;
+
+    #[test]
+    fn ctes_go_in_front_of_a_plain_select() {
+        assert_eq!(
+            inject_ctes("select * from a", &["a as (select 1)".into()]),
+            "with a as (select 1)\nselect * from a"
+        );
+    }
+
+    #[test]
+    fn ctes_merge_into_an_existing_with_after_leading_comments() {
+        let sql = "-- comment\n/* block */ WITH b as (select 2) select * from a, b";
+        assert_eq!(
+            inject_ctes(sql, &["a as (select 1)".into()]),
+            "-- comment\n/* block */ with a as (select 1), b as (select 2) select * from a, b"
+        );
+    }
+
+    #[test]
+    fn ctes_keep_recursive() {
+        let sql = "with recursive r as (select 1) select * from r, a";
+        assert_eq!(
+            inject_ctes(sql, &["a as (select 1)".into()]),
+            "with recursive a as (select 1), r as (select 1) select * from r, a"
+        );
+    }
+
+    #[test]
+    fn a_column_named_with_something_is_not_a_with_clause() {
+        assert_eq!(
+            inject_ctes("with_x", &["a as (select 1)".into()]),
+            "with a as (select 1)\nwith_x"
+        );
+    }
+}

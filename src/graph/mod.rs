@@ -68,8 +68,19 @@ impl Graph {
             .into());
         }
         let order = topological_order(&nodes, &children);
-        let positions = order.iter().enumerate().map(|(index, id)| (id.clone(), index)).collect();
-        Ok(Graph { project_name, nodes, children, order, positions, warnings })
+        let positions = order
+            .iter()
+            .enumerate()
+            .map(|(index, id)| (id.clone(), index))
+            .collect();
+        Ok(Graph {
+            project_name,
+            nodes,
+            children,
+            order,
+            positions,
+            warnings,
+        })
     }
 
     /// Ids of every ancestor of `id` (not including it), up to `depth` levels (`None`: all).

@@ -247,3 +247,28 @@ pub fn tags_of(value: &Json) -> Vec<String> {
 pub fn yaml_to_json(value: &serde_yaml::Value) -> Result<Json, String> {
     serde_json::to_value(value).map_err(|error| error.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_configs_inherit_with_tags_accumulating() {
+        let text = "name: p\nmodels:\n  p:\n    +materialized: table\n    +tags: [all]\n    staging:\n      +materialized: view\n      +tags: staging\n      stg_x:\n        +alias: x\n";
+        let file = parse("tidemark.yml", text).expect("parses");
+        let fqn: Vec<String> = ["p", "staging", "stg_x"].iter().map(|s| s.to_string()).collect();
+        let resolved = file.models.resolve(&fqn);
+        assert_eq!(resolved["materialized"], Json::from("view"));
+        assert_eq!(resolved["tags"], serde_json::json!(["all", "staging"]));
+        assert_eq!(resolved["alias"], Json::from("x"));
+        let other: Vec<String> = ["p", "marts", "y"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(file.models.resolve(&other)["materialized"], Json::from("table"));
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_a_suggestion() {
+        let problems = parse("tidemark.yml", "name: p\nmodel-path: [x]\n").expect_err("unknown key");
+        assert_eq!(problems[0].line, Some(2));
+        assert_eq!(problems[0].help.as_deref(), Some("did you mean 'model-paths'?"));
+    }
+}

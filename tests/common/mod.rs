@@ -178,3 +178,16 @@ pub fn files_under(folder: &Path) -> Vec<String> {
     files.sort();
     files
 }
+
+/// `column: type` of every column of a Parquet file, as Arrow reads it.
+pub fn parquet_columns(parquet: &Path) -> Vec<String> {
+    let file = std::fs::File::open(parquet).expect("open parquet");
+    let builder =
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet");
+    builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| format!("{}: {}", field.name(), field.data_type()))
+        .collect()
+}
