@@ -21,6 +21,7 @@
 //! | [`project`] | reading project files: `tidemark.yml`/`dbt_project.yml`, `profiles.yml`, models, macros, seeds, property YAML |
 //! | [`template`] | minijinja environment with the dbt context (`ref`, `source`, `config`, `var`, `env_var`, `this`, `is_incremental`, macros); parse and compile renders |
 //! | [`graph`] | nodes with resolved configs, the DAG (cycles rejected with their path), dbt selection syntax |
+//! | [`metrics`] | metric models (`metric_models:` YAML) expanded into generated SQL models: daily roll-up, scorecard, alerts |
 //! | [`compile`] | refs → relations, ephemeral models → CTEs, generic tests → SQL; pure and deterministic |
 //! | [`execute`] | the DataFusion session, relation registration, scheduling with `--threads`, skip-on-failure, `--fail-fast` |
 //! | [`materialize`] | the warehouse layout and the commit protocol (locks, atomic publish, commit log) |
@@ -47,5 +48,6 @@ pub mod diagnostics;
 pub mod execute;
 pub mod graph;
 pub mod materialize;
+pub mod metrics;
 pub mod project;
 pub mod template;

@@ -119,11 +119,13 @@ pub fn compile(
     Ok(CompiledProject { nodes })
 }
 
-/// `target/compiled/<project>/<file>`; generic tests live under their property file's path.
+/// `target/compiled/<project>/<file>`.
 pub fn compiled_path(target_path: &str, project_name: &str, node: &Node) -> String {
-    match node.test {
-        Some(_) => format!("{target_path}/compiled/{project_name}/{}/{}.sql", node.path, node.name),
-        None => format!("{target_path}/compiled/{project_name}/{}", node.path),
+    // Nodes declared in property files (generic tests, metric models) live under that file's path.
+    if node.path.ends_with(".sql") {
+        format!("{target_path}/compiled/{project_name}/{}", node.path)
+    } else {
+        format!("{target_path}/compiled/{project_name}/{}/{}.sql", node.path, node.name)
     }
 }
 

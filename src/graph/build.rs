@@ -33,10 +33,29 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
     let model_properties = properties_by_name(project, |file| &file.models);
     let seed_properties = properties_by_name(project, |file| &file.seeds);
 
+    // Metric models become generated SQL models, parsed like the others.
+    let generated = match crate::metrics::expand(project) {
+        Ok(generated) => generated,
+        Err(diagnostics) => {
+            problems.extend(diagnostics);
+            Vec::new()
+        }
+    };
+    let generated_files: Vec<SqlFile> = generated
+        .iter()
+        .map(|model| SqlFile {
+            path: model.path.clone(),
+            parts: generated_parts(project, &model.path, &model.name),
+            text: model.sql.clone(),
+        })
+        .collect();
+    let generated_by_name: BTreeMap<&str, &crate::metrics::GeneratedModel> =
+        generated.iter().map(|model| (model.name.as_str(), model)).collect();
+    let all_models: Vec<&SqlFile> = project.models.iter().chain(generated_files.iter()).collect();
+
     // Models and singular tests are rendered in parallel; the rest is cheap bookkeeping.
-    let parsed_models: Vec<(&SqlFile, Result<Capture, Diagnostic>)> = project
-        .models
-        .par_iter()
+    let parsed_models: Vec<(&SqlFile, Result<Capture, Diagnostic>)> = all_models
+        .into_par_iter()
         .map(|file| (file, engine.parse(&file.path, &file.text)))
         .collect();
     let parsed_tests: Vec<(&SqlFile, Result<Capture, Diagnostic>)> = project
@@ -65,6 +84,12 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             merge_configs(&mut config, &properties.config);
         }
         merge_configs(&mut config, &capture.config);
+        let generated_model = generated_by_name
+            .get(name.as_str())
+            .filter(|model| model.path == file.path);
+        if let Some(model) = generated_model {
+            merge_configs(&mut config, &model.config);
+        }
         if !is_enabled(&config) {
             disabled.insert(name);
             continue;
@@ -97,12 +122,16 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             Node {
                 unique_id,
                 tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
-                description: properties.map(|p| p.description.clone()).unwrap_or_default(),
+                description: properties
+                    .map(|p| p.description.clone())
+                    .filter(|d| !d.is_empty())
+                    .or_else(|| generated_model.map(|m| m.description.clone()))
+                    .unwrap_or_default(),
                 columns: properties.map(|p| p.columns.clone()).unwrap_or_default(),
                 name,
                 resource_type: ResourceType::Model,
                 path: file.path.clone(),
-                line: None,
+                line: generated_model.and_then(|m| m.line),
                 fqn,
                 materialized,
                 config,
@@ -417,6 +446,20 @@ fn properties_by_name<'a>(
         .iter()
         .flat_map(|file| pick(file).iter().map(|p| (p.name.as_str(), p)))
         .collect()
+}
+
+/// fqn parts of a model generated from a property file: the file's folders, then the name.
+fn generated_parts(project: &Project, path: &str, name: &str) -> Vec<String> {
+    let relative = project
+        .file
+        .model_paths
+        .iter()
+        .find_map(|folder| path.strip_prefix(&format!("{}/", folder.trim_end_matches('/'))))
+        .unwrap_or(path);
+    let mut parts: Vec<String> = relative.split('/').map(str::to_string).collect();
+    parts.pop();
+    parts.push(name.to_string());
+    parts
 }
 
 fn fqn_of(project_name: &str, parts: &[String]) -> Vec<String> {

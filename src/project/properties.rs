@@ -18,6 +18,8 @@ pub struct PropertyFile {
     pub seeds: Vec<NodeProperties>,
     /// `metric_models:` entries, kept raw for the metrics stage.
     pub metric_models: Vec<serde_yaml::Value>,
+    /// The file's text (the metrics stage re-reads its metric models for positioned errors).
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -365,6 +367,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
         models,
         seeds,
         metric_models: raw.metric_models,
+        text: text.to_string(),
     })
 }
 

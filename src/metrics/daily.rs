@@ -1,0 +1,274 @@
+//! `<name>__daily`: one pass over the events to an entity × day roll-up.
+//!
+//! Every measure is reduced to components that add up over days (counts, sums, the sums a
+//! least-squares slope needs, drop flags, due and overdue items) or that pick one value per day
+//! (min, max, the latest rolling mean). Event-level steps (the previous score for drops, the
+//! rolling mean of the last N events, the first completion of an item) are computed in their own
+//! branch and unioned in, so the events are grouped once.
+
+use super::spec::{Aggregation, MeasureSpec, MetricModelSpec};
+use super::validate::ValidatedModel;
+
+pub fn name(spec: &MetricModelSpec) -> String {
+    format!("{}__daily", spec.name)
+}
+
+/// How a component is combined within a day.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum DayAggregate {
+    Sum,
+    Min,
+    Max,
+    /// The value of the day's last event (rolling means).
+    Last,
+}
+
+/// Where a component's rows come from.
+#[derive(Clone, PartialEq, Eq)]
+enum Branch {
+    Events,
+    Drops(String),
+    Rolling(String),
+    Overdue(String),
+}
+
+struct Component {
+    column: String,
+    expression: String,
+    aggregate: DayAggregate,
+    branch: Branch,
+}
+
+fn filter_of(filter: &Option<String>) -> String {
+    filter
+        .as_ref()
+        .map(|f| format!("({f})"))
+        .unwrap_or_else(|| "true".into())
+}
+
+/// Column of a measure's daily component.
+pub fn component(measure: &str, part: &str) -> String {
+    format!("{measure}__{part}")
+}
+
+fn components(model: &ValidatedModel) -> Vec<Component> {
+    let mut list = vec![Component {
+        column: "__events".into(),
+        expression: "1".into(),
+        aggregate: DayAggregate::Sum,
+        branch: Branch::Events,
+    }];
+    for measure in &model.spec.measures {
+        list.extend(components_of(measure, model.origin_day));
+    }
+    list
+}
+
+fn components_of(measure: &MeasureSpec, origin_day: i64) -> Vec<Component> {
+    let m = &measure.name;
+    let f = filter_of(&measure.filter);
+    let expr = measure.expr.clone().unwrap_or_default();
+    let value = format!("cast({expr} as double)");
+    let events = |part: &str, expression: String, aggregate: DayAggregate| Component {
+        column: component(m, part),
+        expression,
+        aggregate,
+        branch: Branch::Events,
+    };
+    match measure.agg {
+        Aggregation::Count => vec![events(
+            "n",
+            format!("case when {f} then 1 else 0 end"),
+            DayAggregate::Sum,
+        )],
+        // Distinct values are counted from the events themselves (see the scorecard).
+        Aggregation::CountDistinct => vec![],
+        Aggregation::Sum => vec![events(
+            "s",
+            format!("case when {f} then {value} end"),
+            DayAggregate::Sum,
+        )],
+        Aggregation::Avg => vec![
+            events("s", format!("case when {f} then {value} end"), DayAggregate::Sum),
+            events(
+                "c",
+                format!("case when {f} and ({expr}) is not null then 1 else 0 end"),
+                DayAggregate::Sum,
+            ),
+        ],
+        Aggregation::Min => vec![events(
+            "v",
+            format!("case when {f} then {value} end"),
+            DayAggregate::Min,
+        )],
+        Aggregation::Max => vec![events(
+            "v",
+            format!("case when {f} then {value} end"),
+            DayAggregate::Max,
+        )],
+        Aggregation::ActiveDays => vec![events(
+            "a",
+            format!("case when {f} then 1 else 0 end"),
+            DayAggregate::Max,
+        )],
+        Aggregation::Ratio => {
+            let part = |side: &Option<super::spec::RatioPart>| {
+                let side = side.as_ref().expect("validated");
+                let amount = side
+                    .expr
+                    .as_ref()
+                    .map(|e| format!("cast({e} as double)"))
+                    .unwrap_or_else(|| "1".into());
+                format!("case when {} then {amount} else 0 end", filter_of(&side.filter))
+            };
+            vec![
+                events("num", part(&measure.numerator), DayAggregate::Sum),
+                events("den", part(&measure.denominator), DayAggregate::Sum),
+            ]
+        }
+        Aggregation::Slope => {
+            let point = format!("{f} and ({expr}) is not null");
+            let x = format!("cast(__day - {origin_day} as double)");
+            vec![
+                events("n", format!("case when {point} then 1 else 0 end"), DayAggregate::Sum),
+                events("sx", format!("case when {point} then {x} end"), DayAggregate::Sum),
+                events("sy", format!("case when {point} then {value} end"), DayAggregate::Sum),
+                events(
+                    "sxy",
+                    format!("case when {point} then {x} * {value} end"),
+                    DayAggregate::Sum,
+                ),
+                events(
+                    "sxx",
+                    format!("case when {point} then {x} * {x} end"),
+                    DayAggregate::Sum,
+                ),
+            ]
+        }
+        Aggregation::Drops => vec![Component {
+            column: component(m, "d"),
+            expression: format!(
+                "case when __delta < -({}) then 1 else 0 end",
+                measure.threshold.unwrap_or_default()
+            ),
+            aggregate: DayAggregate::Sum,
+            branch: Branch::Drops(m.clone()),
+        }],
+        Aggregation::RollingMean => vec![Component {
+            column: component(m, "r"),
+            expression: "__rolling".into(),
+            aggregate: DayAggregate::Last,
+            branch: Branch::Rolling(m.clone()),
+        }],
+        Aggregation::OverdueShare => vec![
+            Component {
+                column: component(m, "due"),
+                expression: "1".into(),
+                aggregate: DayAggregate::Sum,
+                branch: Branch::Overdue(m.clone()),
+            },
+            Component {
+                column: component(m, "overdue"),
+                expression: "__overdue".into(),
+                aggregate: DayAggregate::Sum,
+                branch: Branch::Overdue(m.clone()),
+            },
+        ],
+    }
+}
+
+/// The SQL source of the rows of one branch.
+fn branch_source(model: &ValidatedModel, branch: &Branch) -> String {
+    let measure = |name: &str| {
+        model
+            .spec
+            .measures
+            .iter()
+            .find(|m| &m.name == name)
+            .expect("measure of branch")
+    };
+    match branch {
+        Branch::Events => "events".into(),
+        Branch::Drops(name) => {
+            let measure = measure(name);
+            let expr = measure.expr.as_deref().unwrap_or_default();
+            format!(
+                "(\n        select __entity, __day, __time,\n            cast({expr} as double) - lag(cast({expr} as double)) over (partition by __entity order by __time) as __delta\n        from events\n        where {} and ({expr}) is not null\n    ) as drops",
+                filter_of(&measure.filter)
+            )
+        }
+        Branch::Rolling(name) => {
+            let measure = measure(name);
+            let expr = measure.expr.as_deref().unwrap_or_default();
+            format!(
+                "(\n        select __entity, __day, __time,\n            avg(cast({expr} as double)) over (partition by __entity order by __time rows between {} preceding and current row) as __rolling\n        from events\n        where {} and ({expr}) is not null\n    ) as rolling",
+                measure.last.unwrap_or(1).saturating_sub(1),
+                filter_of(&measure.filter)
+            )
+        }
+        Branch::Overdue(name) => {
+            let measure = measure(name);
+            let item = measure.item.as_deref().unwrap_or_default();
+            let due = measure.due.as_deref().unwrap_or_default();
+            let completed = measure.completed.as_deref().unwrap_or("false");
+            format!(
+                "(\n        select assigned.__entity,\n            cast(cast(assigned.__due as date) as int) as __day,\n            assigned.__due as __time,\n            case when done.__completed is null or done.__completed > assigned.__due then 1 else 0 end as __overdue\n        from (\n            select __entity, {item} as __item, min(cast({due} as timestamp)) as __due\n            from events\n            where {} and ({due}) is not null\n            group by __entity, {item}\n        ) as assigned\n        left join (\n            select __entity, {item} as __item, min(__time) as __completed\n            from events\n            where ({completed})\n            group by __entity, {item}\n        ) as done on done.__entity = assigned.__entity and done.__item = assigned.__item\n    ) as overdue",
+                filter_of(&measure.filter)
+            )
+        }
+    }
+}
+
+pub fn sql(model: &ValidatedModel) -> String {
+    let spec = &model.spec;
+    let components = components(model);
+    let mut branches: Vec<Branch> = Vec::new();
+    for component in &components {
+        if !branches.contains(&component.branch) {
+            branches.push(component.branch.clone());
+        }
+    }
+    let selects: Vec<String> = branches
+        .iter()
+        .map(|branch| {
+            let columns: Vec<String> = components
+                .iter()
+                .map(|component| {
+                    if &component.branch == branch {
+                        format!("cast({} as double) as {}", component.expression, component.column)
+                    } else {
+                        format!("cast(null as double) as {}", component.column)
+                    }
+                })
+                .collect();
+            format!(
+                "    select __entity, __day, __time,\n        {}\n    from {}",
+                columns.join(",\n        "),
+                branch_source(model, branch)
+            )
+        })
+        .collect();
+    let aggregates: Vec<String> = components
+        .iter()
+        .map(|component| {
+            let column = &component.column;
+            match component.aggregate {
+                DayAggregate::Sum => format!("sum({column}) as {column}"),
+                DayAggregate::Min => format!("min({column}) as {column}"),
+                DayAggregate::Max => format!("max({column}) as {column}"),
+                DayAggregate::Last => {
+                    format!("last_value({column} order by __time) filter (where {column} is not null) as {column}")
+                }
+            }
+        })
+        .collect();
+    format!(
+        "-- Metric model {name}: entity × day roll-up of {events} (generated by tidemark).\nwith events as (\n    select\n        e.*,\n        e.{entity} as __entity,\n        cast(e.{time} as timestamp) as __time,\n        cast(cast(e.{time} as date) as int) as __day\n    from {{{{ ref('{events}') }}}} as e\n    where e.{entity} is not null and e.{time} is not null\n),\ncomponents as (\n{}\n)\nselect\n    __entity,\n    __day,\n    {}\nfrom components\ngroup by __entity, __day\n",
+        selects.join("\n    union all\n"),
+        aggregates.join(",\n    "),
+        name = spec.name,
+        events = spec.events.model,
+        entity = spec.events.entity,
+        time = spec.events.time,
+    )
+}

@@ -1,0 +1,673 @@
+//! Checks a metric model spec before any SQL is written, and works out what the SQL needs:
+//! the period ends, the scorecard's columns, and the order derived columns are computed in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Months, NaiveDate};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use super::spec::*;
+use crate::diagnostics::{did_you_mean, line_of, Diagnostic, Diagnostics};
+
+/// A scorecard column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// Numbers are rounded when they appear in an alert's reason.
+    pub numeric: bool,
+}
+
+/// A derived column (comparison, normalisation, shrinkage, score) in dependency order.
+#[derive(Debug, Clone)]
+pub enum Derived {
+    Comparison(ComparisonSpec),
+    Normalize(NormalizeSpec, String),
+    Shrink(ShrinkSpec, String),
+    Score(ScoreSpec),
+}
+
+/// A spec that passed validation, with what SQL generation needs.
+#[derive(Debug, Clone)]
+pub struct ValidatedModel {
+    pub spec: MetricModelSpec,
+    /// Period ends, as days since 1970-01-01, ascending.
+    pub periods: Vec<i64>,
+    /// Day 0 of slope x-values: the first day any window reaches.
+    pub origin_day: i64,
+    pub max_window: i64,
+    /// Columns of the scorecard a user may refer to.
+    pub columns: Vec<Column>,
+    pub derived: Vec<Derived>,
+}
+
+impl ValidatedModel {
+    pub fn windows_of<'a>(&'a self, measure: &'a MeasureSpec) -> &'a [i64] {
+        measure.windows.as_deref().unwrap_or(&self.spec.windows)
+    }
+
+    pub fn is_numeric(&self, column: &str) -> bool {
+        self.columns.iter().any(|c| c.name == column && c.numeric)
+    }
+}
+
+/// The date of a day number.
+pub fn date_of(day: i64) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Days::new(day.max(0) as u64)
+}
+
+pub fn day_number(date: NaiveDate) -> i64 {
+    (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days()
+}
+
+/// Validates `spec` from `file` (whose text is `text`; the model starts at `line`).
+pub fn validate(
+    spec: &MetricModelSpec,
+    file: &str,
+    text: &str,
+    line: Option<usize>,
+) -> Result<ValidatedModel, Diagnostics> {
+    let mut problems = Diagnostics::default();
+    // Offending values are located within the model's own part of the file when possible.
+    let region_start = line
+        .map(|l| text.lines().take(l - 1).map(|l| l.len() + 1).sum::<usize>())
+        .unwrap_or(0);
+    let region = &text[region_start.min(text.len())..];
+    let located =
+        |needle: &str| -> Option<usize> { line_of(region, needle).map(|l| l + line.unwrap_or(1) - 1).or(line) };
+    let error = |message: String, needle: &str| {
+        Diagnostic::new(format!("metric model '{}': {message}", spec.name))
+            .in_file(file)
+            .at_line(located(needle))
+    };
+
+    if !is_identifier(&spec.name) {
+        problems.push(error(
+            format!("name '{}' must be a lowercase identifier", spec.name),
+            "name:",
+        ));
+    }
+    for window in &spec.windows {
+        if *window <= 0 {
+            problems.push(error(
+                format!("window {window} must be a positive number of days"),
+                "windows:",
+            ));
+        }
+    }
+    if spec.measures.is_empty() {
+        problems.push(error("needs at least one measure".into(), "measures:"));
+    }
+
+    // Periods.
+    let periods = match period_ends(&spec.periods) {
+        Ok(periods) => periods,
+        Err(message) => {
+            problems.push(error(message, "periods:"));
+            Vec::new()
+        }
+    };
+
+    // Grain.
+    let mut columns: Vec<Column> = vec![
+        Column {
+            name: spec.events.entity.clone(),
+            numeric: false,
+        },
+        Column {
+            name: "period_end".into(),
+            numeric: false,
+        },
+    ];
+    if let Some(dimension) = &spec.dimension {
+        for attribute in &dimension.attributes {
+            columns.push(Column {
+                name: attribute.clone(),
+                numeric: false,
+            });
+        }
+    }
+    if let Some(cohort) = &spec.cohort {
+        let known = spec.dimension.as_ref().is_some_and(|d| d.attributes.contains(cohort));
+        if !known {
+            problems.push(error(
+                format!("cohort '{cohort}' must be one of the dimension's attributes"),
+                &format!("cohort: {cohort}"),
+            ));
+        }
+    }
+
+    // Measures.
+    let mut measure_names = BTreeSet::new();
+    let mut max_window = 0;
+    for measure in &spec.measures {
+        let at = format!("name: {}", measure.name);
+        if !is_identifier(&measure.name) {
+            problems.push(error(
+                format!("measure name '{}' must be a lowercase identifier", measure.name),
+                &at,
+            ));
+        }
+        if !measure_names.insert(measure.name.clone()) {
+            problems.push(error(format!("measure '{}' is defined twice", measure.name), &at));
+        }
+        let windows = measure.windows.as_deref().unwrap_or(&spec.windows);
+        for window in windows {
+            // The model's own windows were checked above.
+            if *window <= 0 && measure.windows.is_some() {
+                problems.push(error(
+                    format!("measure '{}': window {window} must be positive", measure.name),
+                    &at,
+                ));
+            }
+            max_window = max_window.max(*window);
+            columns.push(Column {
+                name: format!("{}_{window}d", measure.name),
+                numeric: true,
+            });
+        }
+        let needs = |field: &str, present: bool, problems: &mut Diagnostics| {
+            if !present {
+                problems.push(error(
+                    format!("measure '{}' ({:?}) needs '{field}'", measure.name, measure.agg).to_lowercase(),
+                    &at,
+                ));
+            }
+        };
+        match measure.agg {
+            Aggregation::Count | Aggregation::ActiveDays => {}
+            Aggregation::CountDistinct
+            | Aggregation::Sum
+            | Aggregation::Avg
+            | Aggregation::Min
+            | Aggregation::Max
+            | Aggregation::Slope => needs("expr", measure.expr.is_some(), &mut problems),
+            Aggregation::Ratio => {
+                needs("numerator", measure.numerator.is_some(), &mut problems);
+                needs("denominator", measure.denominator.is_some(), &mut problems);
+            }
+            Aggregation::RollingMean => {
+                needs("expr", measure.expr.is_some(), &mut problems);
+                needs("last", measure.last.is_some_and(|n| n > 0), &mut problems);
+            }
+            Aggregation::Drops => {
+                needs("expr", measure.expr.is_some(), &mut problems);
+                needs("threshold", measure.threshold.is_some(), &mut problems);
+            }
+            Aggregation::OverdueShare => {
+                needs("item", measure.item.is_some(), &mut problems);
+                needs("due", measure.due.is_some(), &mut problems);
+                needs("completed", measure.completed.is_some(), &mut problems);
+            }
+        }
+    }
+    let origin_day = periods.first().copied().unwrap_or(0) - max_window;
+
+    // Derived columns, in dependency order.
+    let mut items: Vec<(String, Vec<String>, Derived, String)> = Vec::new();
+    for comparison in &spec.comparisons {
+        let mut inputs = vec![comparison.metric.clone()];
+        if let Some(condition) = &comparison.exclude_when {
+            inputs.extend(identifiers(condition));
+        }
+        let is_cohort = !matches!(comparison.against, Against::Baseline | Against::Previous);
+        if is_cohort && spec.cohort.is_none() {
+            problems.push(error(
+                format!(
+                    "comparison '{}' compares with the cohort, but the model has no cohort",
+                    comparison.name
+                ),
+                &format!("name: {}", comparison.name),
+            ));
+        }
+        let allowed: &[CompareAs] = match comparison.against {
+            Against::Baseline => &[
+                CompareAs::Zscore,
+                CompareAs::RobustZ,
+                CompareAs::Ratio,
+                CompareAs::Difference,
+                CompareAs::RelativeChange,
+            ],
+            _ => &[CompareAs::Ratio, CompareAs::Difference, CompareAs::RelativeChange],
+        };
+        if let Some(compare_as) = comparison.compare_as {
+            if !allowed.contains(&compare_as) {
+                problems.push(error(
+                    format!(
+                        "comparison '{}': as: {compare_as:?} does not apply to against: {:?}",
+                        comparison.name, comparison.against
+                    )
+                    .to_lowercase(),
+                    &format!("name: {}", comparison.name),
+                ));
+            }
+        }
+        items.push((
+            comparison.name.clone(),
+            inputs,
+            Derived::Comparison(comparison.clone()),
+            format!("name: {}", comparison.name),
+        ));
+    }
+    for normalize in &spec.normalize {
+        let name = normalize
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}_{}", normalize.metric, method_name(normalize.method)));
+        if normalize.within == Scope::Cohort && spec.cohort.is_none() {
+            problems.push(error(
+                format!("normalisation '{name}' is within the cohort, but the model has no cohort"),
+                &format!("metric: {}", normalize.metric),
+            ));
+        }
+        items.push((
+            name.clone(),
+            vec![normalize.metric.clone()],
+            Derived::Normalize(normalize.clone(), name),
+            format!("metric: {}", normalize.metric),
+        ));
+    }
+    for shrink in &spec.shrink {
+        let name = shrink
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}_{}d_shrunk", shrink.measure, shrink.window));
+        let measure = spec.measures.iter().find(|m| m.name == shrink.measure);
+        match measure {
+            Some(measure) if measure.agg == Aggregation::Ratio => {
+                if !measure
+                    .windows
+                    .as_deref()
+                    .unwrap_or(&spec.windows)
+                    .contains(&shrink.window)
+                {
+                    problems.push(error(
+                        format!(
+                            "shrinkage of '{}': the measure has no {}-day window",
+                            shrink.measure, shrink.window
+                        ),
+                        &format!("measure: {}", shrink.measure),
+                    ));
+                }
+            }
+            _ => problems.push(error(
+                format!("shrinkage needs a ratio measure; '{}' is not one", shrink.measure),
+                &format!("measure: {}", shrink.measure),
+            )),
+        }
+        if shrink.strength < 0.0 {
+            problems.push(error("shrinkage strength must not be negative".into(), "strength:"));
+        }
+        if shrink.toward == Scope::Cohort && spec.cohort.is_none() {
+            problems.push(error(
+                format!("shrinkage '{name}' is toward the cohort, but the model has no cohort"),
+                &format!("measure: {}", shrink.measure),
+            ));
+        }
+        items.push((
+            name.clone(),
+            vec![],
+            Derived::Shrink(shrink.clone(), name),
+            format!("measure: {}", shrink.measure),
+        ));
+    }
+    for score in &spec.scores {
+        let at = format!("name: {}", score.name);
+        if score.components.is_empty() {
+            problems.push(error(format!("score '{}' has no components", score.name), &at));
+        }
+        if score.families.is_empty() {
+            let weights: Vec<f64> = score.components.iter().map(|c| c.weight.unwrap_or(f64::NAN)).collect();
+            if weights.iter().any(|w| w.is_nan()) {
+                problems.push(error(
+                    format!(
+                        "score '{}': every component needs a weight (or give the score families)",
+                        score.name
+                    ),
+                    &at,
+                ));
+            } else if (weights.iter().sum::<f64>() - 1.0).abs() > 1e-6 {
+                problems.push(error(
+                    format!(
+                        "score '{}': weights sum to {}, not 1",
+                        score.name,
+                        weights.iter().sum::<f64>()
+                    ),
+                    &at,
+                ));
+            }
+        } else {
+            let total: f64 = score.families.values().sum();
+            if (total - 1.0).abs() > 1e-6 {
+                problems.push(error(
+                    format!("score '{}': family weights sum to {total}, not 1", score.name),
+                    &at,
+                ));
+            }
+            for component in &score.components {
+                match &component.family {
+                    Some(family) if score.families.contains_key(family) => {}
+                    Some(family) => problems.push(error(
+                        format!(
+                            "score '{}': component '{}' is in family '{family}', which has no weight",
+                            score.name, component.metric
+                        ),
+                        &format!("family: {family}"),
+                    )),
+                    None => problems.push(error(
+                        format!(
+                            "score '{}': component '{}' needs a family",
+                            score.name, component.metric
+                        ),
+                        &format!("metric: {}", component.metric),
+                    )),
+                }
+            }
+            for family in score.families.keys() {
+                if !score.components.iter().any(|c| c.family.as_deref() == Some(family)) {
+                    problems.push(error(
+                        format!("score '{}': family '{family}' has no components", score.name),
+                        &format!("{family}:"),
+                    ));
+                }
+            }
+        }
+        if (score.within == Scope::Cohort) && spec.cohort.is_none() {
+            problems.push(error(
+                format!(
+                    "score '{}' is normalised within the cohort, but the model has no cohort",
+                    score.name
+                ),
+                &at,
+            ));
+        }
+        let inputs = score.components.iter().map(|c| c.metric.clone()).collect();
+        items.push((score.name.clone(), inputs, Derived::Score(score.clone()), at));
+    }
+
+    // Order derived columns by their inputs; report unknown inputs and cycles.
+    let base: BTreeSet<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let derived_names: Vec<String> = items.iter().map(|(name, ..)| name.clone()).collect();
+    let mut seen_names = BTreeSet::new();
+    for name in &derived_names {
+        if base.contains(name) || !seen_names.insert(name.clone()) {
+            problems.push(error(
+                format!("column '{name}' is defined twice"),
+                &format!("name: {name}"),
+            ));
+        }
+        if !is_identifier(name) {
+            problems.push(error(
+                format!("column name '{name}' must be a lowercase identifier"),
+                name,
+            ));
+        }
+    }
+    let mut all_names: Vec<String> = base.iter().cloned().chain(derived_names.iter().cloned()).collect();
+    for comparison in &spec.comparisons {
+        all_names.push(format!("{}_reference", comparison.name));
+    }
+    for (name, inputs, _, at) in &items {
+        for input in inputs {
+            if !all_names.contains(input) {
+                problems.push(unknown_column(&error, name, input, &all_names, at));
+            }
+        }
+    }
+    let mut ordered: Vec<Derived> = Vec::new();
+    let mut available = base.clone();
+    let mut pending: Vec<&(String, Vec<String>, Derived, String)> = items.iter().collect();
+    while !pending.is_empty() {
+        let before = pending.len();
+        pending.retain(|(name, inputs, derived, _)| {
+            if inputs
+                .iter()
+                .all(|input| available.contains(input) || !all_names.contains(input))
+            {
+                available.insert(name.clone());
+                available.insert(format!("{name}_reference"));
+                ordered.push(derived.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if pending.len() == before {
+            let names: Vec<&str> = pending.iter().map(|(name, ..)| name.as_str()).collect();
+            problems.push(error(
+                format!("derived columns depend on each other in a cycle: {}", names.join(", ")),
+                &pending[0].3,
+            ));
+            break;
+        }
+    }
+    for name in &derived_names {
+        columns.push(Column {
+            name: name.clone(),
+            numeric: true,
+        });
+    }
+    for comparison in &spec.comparisons {
+        columns.push(Column {
+            name: format!("{}_reference", comparison.name),
+            numeric: true,
+        });
+        if comparison.against == Against::Baseline {
+            columns.push(Column {
+                name: format!("{}_sigma", comparison.name),
+                numeric: true,
+            });
+        }
+    }
+    for (name, numeric) in [("cohort_size", true), ("gate_ok", false), ("gate_reason", false)] {
+        columns.push(Column {
+            name: name.into(),
+            numeric,
+        });
+    }
+
+    // Alerts refer to scorecard columns.
+    let known: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let alert_outputs = [
+        "value",
+        "threshold",
+        "consecutive_periods",
+        "first_period_in_breach",
+        "severity",
+        "owner",
+        "rule",
+    ];
+    let mut alert_names = BTreeSet::new();
+    for alert in &spec.alerts {
+        let at = format!("name: {}", alert.name);
+        if !alert_names.insert(alert.name.clone()) {
+            problems.push(error(format!("alert '{}' is defined twice", alert.name), &at));
+        }
+        match (&alert.when, &alert.control_chart) {
+            (None, None) => problems.push(error(
+                format!("alert '{}' needs 'when' or 'control_chart'", alert.name),
+                &at,
+            )),
+            (Some(_), Some(_)) => problems.push(error(
+                format!("alert '{}' has both 'when' and 'control_chart'; use one", alert.name),
+                &at,
+            )),
+            _ => {}
+        }
+        if alert.consecutive == Some(0) {
+            problems.push(error(format!("alert '{}': for must be at least 1", alert.name), &at));
+        }
+        let mut referenced: Vec<String> = vec![alert.value.clone()];
+        for expression in [&alert.when, &alert.min_sample, &alert.threshold].into_iter().flatten() {
+            referenced.extend(identifiers(expression));
+        }
+        for tier in &alert.severity {
+            if let Some(condition) = &tier.when {
+                referenced.extend(identifiers(condition));
+            }
+        }
+        if let Some(chart) = &alert.control_chart {
+            referenced.push(chart.metric.clone());
+        }
+        for column in referenced {
+            if !known.contains(&column) {
+                problems.push(unknown_column(
+                    &error,
+                    &format!("alert {}", alert.name),
+                    &column,
+                    &known,
+                    &at,
+                ));
+            }
+        }
+        for placeholder in placeholders(&alert.reason) {
+            if !known.contains(&placeholder) && !alert_outputs.contains(&placeholder.as_str()) {
+                problems.push(unknown_column(
+                    &error,
+                    &format!("alert {} reason", alert.name),
+                    &placeholder,
+                    &known,
+                    &at,
+                ));
+            }
+        }
+    }
+
+    problems.into_result(ValidatedModel {
+        spec: spec.clone(),
+        periods,
+        origin_day,
+        max_window: max_window.max(1),
+        columns,
+        derived: ordered,
+    })
+}
+
+fn unknown_column(
+    error: &dyn Fn(String, &str) -> Diagnostic,
+    owner: &str,
+    column: &str,
+    known: &[String],
+    at: &str,
+) -> Diagnostic {
+    let mut diagnostic = error(format!("{owner} refers to unknown column '{column}'"), at);
+    if let Some(near) = did_you_mean(column, known.iter().map(String::as_str)) {
+        diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
+    } else {
+        diagnostic = diagnostic.with_help(format!("scorecard columns are: {}", known.join(", ")));
+    }
+    diagnostic
+}
+
+pub fn method_name(method: NormalizeMethod) -> &'static str {
+    match method {
+        NormalizeMethod::Zscore => "zscore",
+        NormalizeMethod::PercentRank => "percent_rank",
+        NormalizeMethod::MinMax => "min_max",
+    }
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Column names an SQL expression refers to (words that are not keywords, functions or strings).
+pub fn identifiers(expression: &str) -> Vec<String> {
+    let dialect = GenericDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, expression).tokenize() else {
+        return Vec::new();
+    };
+    let significant: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+    let mut found = Vec::new();
+    for (index, token) in significant.iter().enumerate() {
+        if let Token::Word(word) = token {
+            let is_function = matches!(significant.get(index + 1), Some(Token::LParen));
+            let is_qualified = matches!(significant.get(index + 1), Some(Token::Period))
+                || (index > 0 && matches!(significant.get(index - 1), Some(Token::Period)));
+            if word.quote_style.is_none() && word.keyword == Keyword::NoKeyword && !is_function && !is_qualified {
+                found.push(word.value.to_lowercase());
+            }
+        }
+    }
+    found
+}
+
+/// `{column}` placeholders of a reason template.
+pub fn placeholders(template: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let Some(end) = rest[start..].find('}') else { break };
+        found.push(rest[start + 1..start + end].trim().to_string());
+        rest = &rest[start + end + 1..];
+    }
+    found
+}
+
+/// The period ends of a spec, as day numbers.
+fn period_ends(periods: &PeriodsSpec) -> Result<Vec<i64>, String> {
+    let parse = |text: &str, key: &str| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|_| format!("periods.{key}: '{text}' is not a date (YYYY-MM-DD)"))
+    };
+    if let Some(as_of) = &periods.as_of {
+        if periods.every.is_some() || periods.start.is_some() || periods.end.is_some() {
+            return Err("periods: give either as_of, or every with start and end".into());
+        }
+        return Ok(vec![day_number(parse(as_of, "as_of")?)]);
+    }
+    let (Some(every), Some(start), Some(end)) = (periods.every, &periods.start, &periods.end) else {
+        return Err("periods: give either as_of, or every (day, week, month) with start and end".into());
+    };
+    let (start, end) = (parse(start, "start")?, parse(end, "end")?);
+    if end < start {
+        return Err(format!("periods: end {end} is before start {start}"));
+    }
+    let mut ends = Vec::new();
+    let mut current = start;
+    let mut step = 0u32;
+    while current <= end {
+        ends.push(day_number(current));
+        step += 1;
+        current = match every {
+            Cadence::Day => start + chrono::Days::new(u64::from(step)),
+            Cadence::Week => start + chrono::Days::new(7 * u64::from(step)),
+            Cadence::Month => start
+                .checked_add_months(Months::new(step))
+                .ok_or("periods: date out of range")?,
+        };
+        if ends.len() > 100_000 {
+            return Err("periods: more than 100,000 periods".into());
+        }
+    }
+    Ok(ends)
+}
+
+/// Placeholder map for `reason` templates: column → SQL text of its value.
+pub fn reason_sql(template: &str, value_of: &BTreeMap<String, String>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let Some(end) = rest[start..].find('}') else { break };
+        if start > 0 {
+            parts.push(sql_string(&rest[..start]));
+        }
+        let name = rest[start + 1..start + end].trim();
+        parts.push(value_of.get(name).cloned().unwrap_or_else(|| sql_string(name)));
+        rest = &rest[start + end + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(sql_string(rest));
+    }
+    if parts.is_empty() {
+        return "''".into();
+    }
+    parts.join(" || ")
+}
+
+pub fn sql_string(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
