@@ -441,18 +441,10 @@ fn profiles_render_env_var_and_select_targets() {
 }
 
 #[test]
-fn the_example_project_builds() {
+fn the_example_project_builds_and_its_alerts_find_what_was_planted() {
     let project = tempfile::tempdir().unwrap();
     let root = common::repository_root();
-    for item in [
-        "tidemark.yml",
-        "profiles.yml",
-        "models",
-        "macros",
-        "seeds",
-        "data",
-        "data_tests",
-    ] {
+    for item in ["tidemark.yml", "profiles.yml", "models", "macros", "data_tests"] {
         let source = root.join(item);
         if source.is_dir() {
             common::copy_tree(&source, &project.path().join(item));
@@ -472,12 +464,29 @@ fn the_example_project_builds() {
         .unwrap()
         .iter()
         .all(|r| r["status"] == "success" || r["status"] == "pass"));
-    // Declared seed column types are applied; the rest are inferred.
-    let columns = common::parquet_columns(&project.path().join("warehouse/main/lms_events/data.parquet"));
-    assert!(columns.contains(&"event_at: Timestamp(ns)".to_string()), "{columns:?}");
-    assert!(columns.contains(&"score: Float64".to_string()), "{columns:?}");
-    assert!(columns.contains(&"duration_minutes: Int64".to_string()), "{columns:?}");
-    let team_weeks = table(project.path(), "main", "team_weekly_engagement");
-    // 4 teams × 8 weeks.
-    assert_eq!(team_weeks.lines().count(), 1 + 4 * 8, "{team_weeks}");
+
+    // The evaluation table the project builds: precision and recall against the planted truth.
+    let evaluation = table(project.path(), "main", "alert_evaluation");
+    let mut rows = evaluation.lines();
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let column = |row: &str, name: &str| -> String {
+        let index = header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        row.split(',').nth(index).unwrap().to_string()
+    };
+    let rows: Vec<&str> = rows.collect();
+    let learner = rows.iter().find(|r| r.starts_with("learner")).expect("learner row");
+    let team = rows.iter().find(|r| r.starts_with("team")).expect("team row");
+    let number = |text: String| text.parse::<f64>().unwrap_or_else(|_| panic!("not a number: {text}"));
+    assert!(number(column(learner, "alert_precision")) >= 0.9, "{evaluation}");
+    assert!(number(column(learner, "alert_recall")) >= 0.9, "{evaluation}");
+    assert!(number(column(learner, "noise_false_alarm_rate")) < 0.05, "{evaluation}");
+    assert_eq!(column(learner, "fired_in_reporting_gap"), "0", "{evaluation}");
+    assert_eq!(
+        number(column(team, "alert_recall")),
+        1.0,
+        "every planted team drop is caught: {evaluation}"
+    );
 }

@@ -76,3 +76,31 @@ fn invalid_metric_specs_are_reported_at_their_line() {
     insta::assert_snapshot!("metric_spec_shape_error", transcript(&output, project.path()));
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn the_lms_project_compiles_to_readable_sql() {
+    let project = tempfile::tempdir().unwrap();
+    let root = common::repository_root();
+    for item in ["tidemark.yml", "profiles.yml", "models", "macros", "data_tests"] {
+        let source = root.join(item);
+        if source.is_dir() {
+            common::copy_tree(&source, &project.path().join(item));
+        } else {
+            std::fs::copy(&source, project.path().join(item)).unwrap();
+        }
+    }
+    let output = tidemark(project.path(), &["compile", "--select", "tag:metric_model"]);
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project.path()));
+    let compiled = project
+        .path()
+        .join("target/tidemark/compiled/tidemark_lms/models/engagement");
+    for (file, name) in [
+        ("learner_engagement.yml", "learner_engagement__daily"),
+        ("learner_engagement.yml", "learner_engagement"),
+        ("learner_engagement.yml", "learner_engagement_alerts"),
+        ("team_engagement.yml", "team_sustained_drop"),
+    ] {
+        let sql = std::fs::read_to_string(compiled.join(file).join(format!("{name}.sql"))).expect("compiled SQL");
+        insta::assert_snapshot!(format!("lms_sql_{name}"), sql);
+    }
+}

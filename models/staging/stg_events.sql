@@ -1,14 +1,17 @@
--- xAPI-style learning events, one row per statement.
+-- xAPI statements flattened for analysis, with the learner's team.
 select
-    event_id,
-    learner_id,
-    verb,
-    course_id,
-    module_id,
-    mandatory,
-    score,
-    duration_minutes,
-    event_at,
-    cast(event_at as date) as event_date
-from {{ ref('lms_events') }}
-where verb in ({% for verb in var('engagement_verbs') %}'{{ verb }}'{% if not loop.last %}, {% endif %}{% endfor %})
+    s.statement_id,
+    s.actor_id as learner_id,
+    l.team_id,
+    s.verb,
+    s.course_id,
+    s.module_id,
+    s.mandatory,
+    s.result_score as score,
+    s.result_success as success,
+    s.result_duration_minutes as duration_minutes,
+    s.context_due_date as due_date,
+    s.event_at,
+    cast(s.event_at as date) as event_date
+from {{ ref('synthetic_events') }} as s
+join {{ ref('stg_learners') }} as l on l.learner_id = s.actor_id

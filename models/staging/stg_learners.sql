@@ -1,11 +1,9 @@
--- Learners with their team attributes.
+-- Learners with their team's department and region (the HRIS side of the data).
 select
     l.learner_id,
+    l.team_id,
     l.role,
-    l.hired_on,
-    t.team_id,
-    t.team_name,
     t.department,
     t.region
-from {{ ref('learners') }} as l
-join {{ ref('teams') }} as t on l.team_id = t.team_id
+from {{ ref('synthetic_learners') }} as l
+join {{ ref('synthetic_teams') }} as t on t.team_id = l.team_id

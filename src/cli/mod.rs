@@ -98,6 +98,9 @@ pub struct RunArgs {
     /// Stop starting new nodes after the first failure.
     #[arg(long, short = 'x')]
     pub fail_fast: bool,
+    /// After a successful run, preview this model's rows (as `tidemark show` does).
+    #[arg(long, value_name = "MODEL")]
+    pub show: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,8 @@
 //! Per rule: judge every entity × period (the condition, or the control chart against the
 //! trailing baseline that excludes the period judged), count consecutive periods in breach with
 //! a running group per entity (a gaps-and-islands count), and keep the periods where the streak
-//! is long enough. A period whose data gate failed gives status `suppressed` with the gate's
+//! is long enough. A period whose data gate failed does not break a streak: bad data is not
+//! evidence of recovery. A period whose data gate failed gives status `suppressed` with the gate's
 //! reason instead of `fired`. All rules are unioned into one table.
 
 use std::collections::BTreeMap;
@@ -89,7 +90,7 @@ fn rule_ctes(model: &ValidatedModel, alert: &AlertSpec, index: usize) -> Vec<Str
         "rule_{index}_judged as (\n    select *,\n        case when coalesce({min_sample} and {condition}, false) then 1 else 0 end as __breach\n    from {source}\n)"
     ));
     ctes.push(format!(
-        "rule_{index}_groups as (\n    select *,\n        sum(case when __breach = 1 then 0 else 1 end) over ({per_entity} rows between unbounded preceding and current row) as __group\n    from rule_{index}_judged\n)"
+        "rule_{index}_groups as (\n    select *,\n        sum(case when __breach = 1 or not coalesce(gate_ok, true) then 0 else 1 end) over ({per_entity} rows between unbounded preceding and current row) as __group\n    from rule_{index}_judged\n)"
     ));
     let severity = if alert.severity.is_empty() {
         "'medium'".to_string()

@@ -81,8 +81,8 @@ fn components_of(measure: &MeasureSpec, origin_day: i64) -> Vec<Component> {
             format!("case when {f} then 1 else 0 end"),
             DayAggregate::Sum,
         )],
-        // Distinct values are counted from the events themselves (see the scorecard).
-        Aggregation::CountDistinct => vec![],
+        // Distinct counts and percentiles are computed from the events themselves (see the scorecard).
+        Aggregation::CountDistinct | Aggregation::Percentile => vec![],
         Aggregation::Sum => vec![events(
             "s",
             format!("case when {f} then {value} end"),

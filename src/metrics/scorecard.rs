@@ -102,7 +102,7 @@ pub fn sql(model: &ValidatedModel) -> String {
                     "max(case when {in_window} then d.{} end) as {column}",
                     component(m, "v")
                 )),
-                Aggregation::CountDistinct => {}
+                Aggregation::CountDistinct | Aggregation::Percentile => {}
                 Aggregation::RollingMean => windowed.push(format!(
                     "last_value(d.{r} order by d.__day) filter (where {in_window} and d.{r} is not null) as {column}",
                     r = component(m, "r")
@@ -166,25 +166,41 @@ pub fn sql(model: &ValidatedModel) -> String {
         ),
     );
 
-    // Distinct counts come from the events, not the roll-up.
+    // Distinct counts and percentiles come from the events, not the roll-up.
     let mut distinct_joins = Vec::new();
-    for measure in spec.measures.iter().filter(|m| m.agg == Aggregation::CountDistinct) {
+    for measure in spec
+        .measures
+        .iter()
+        .filter(|m| matches!(m.agg, Aggregation::CountDistinct | Aggregation::Percentile))
+    {
         let m = &measure.name;
         let windows = model.windows_of(measure);
         let widest = windows.iter().copied().max().unwrap_or(1);
+        let distinct = measure.agg == Aggregation::CountDistinct;
         let counts: Vec<String> = windows
             .iter()
-            .map(|w| format!("count(distinct case when v.__day > g.__period - {w} then v.__value end) as {m}_{w}d"))
+            .map(|w| {
+                let value = format!("case when v.__day > g.__period - {w} then v.__value end");
+                if distinct {
+                    format!("count(distinct {value}) as {m}_{w}d")
+                } else {
+                    format!(
+                        "percentile_cont(cast({value} as double), {}) as {m}_{w}d",
+                        measure.percentile.unwrap_or(0.5)
+                    )
+                }
+            })
             .collect();
+        let select_kind = if distinct { "select distinct" } else { "select" };
         let filter = measure
             .filter
             .as_ref()
             .map(|f| format!("\n        where {f}"))
             .unwrap_or_default();
         let name = query.add(
-            format!("distinct_{m}"),
+            format!("raw_{m}"),
             format!(
-                "    select g.{entity}, g.__period,\n        {}\n    from grid as g\n    left join (\n        select distinct e.{ev_entity} as __entity, cast(cast(e.{time} as date) as int) as __day, {expr} as __value\n        from {{{{ ref('{events}') }}}} as e{filter}\n    ) as v on v.__entity = g.{entity} and v.__day <= g.__period and v.__day > g.__period - {widest}\n    group by g.{entity}, g.__period",
+                "    select g.{entity}, g.__period,\n        {}\n    from grid as g\n    left join (\n        {select_kind} e.{ev_entity} as __entity, cast(cast(e.{time} as date) as int) as __day, {expr} as __value\n        from {{{{ ref('{events}') }}}} as e{filter}\n    ) as v on v.__entity = g.{entity} and v.__day <= g.__period and v.__day > g.__period - {widest}\n    group by g.{entity}, g.__period",
                 counts.join(",\n        "),
                 ev_entity = spec.events.entity,
                 time = spec.events.time,
@@ -277,6 +293,16 @@ pub fn sql(model: &ValidatedModel) -> String {
     let mut public_derived: Vec<String> = Vec::new();
     for (index, derived) in model.derived.iter().enumerate() {
         match derived {
+            Derived::Formula(formula) => {
+                previous = query.add(
+                    format!("derived_{index}"),
+                    format!(
+                        "    select *,\n        cast({} as double) as {}\n    from {previous}",
+                        formula.expr, formula.name
+                    ),
+                );
+                public_derived.push(formula.name.clone());
+            }
             Derived::Comparison(comparison) => {
                 let name = &comparison.name;
                 let metric = &format!("cast({} as double)", comparison.metric);
@@ -297,9 +323,11 @@ pub fn sql(model: &ValidatedModel) -> String {
                         )
                     }
                     Against::Baseline => {
+                        let skip = comparison.skip.unwrap_or(0);
                         let frame = format!(
-                            "over (partition by {entity} order by __period rows between {} preceding and 1 preceding)",
-                            comparison.periods.unwrap_or(8)
+                            "over (partition by {entity} order by __period rows between {} preceding and {} preceding)",
+                            comparison.periods.unwrap_or(8) + skip,
+                            skip + 1
                         );
                         let kept = match &comparison.exclude_when {
                             Some(exclude) => format!("case when not coalesce(({exclude}), false) then {metric} end"),

@@ -35,6 +35,9 @@ pub struct MetricModelSpec {
     pub measures: Vec<MeasureSpec>,
     #[serde(default)]
     pub comparisons: Vec<ComparisonSpec>,
+    /// Columns computed from other scorecard columns with an SQL expression.
+    #[serde(default)]
+    pub formulas: Vec<FormulaSpec>,
     #[serde(default)]
     pub normalize: Vec<NormalizeSpec>,
     #[serde(default)]
@@ -106,6 +109,8 @@ pub enum Aggregation {
     Count,
     /// Distinct values of `expr` among events matching `filter`.
     CountDistinct,
+    /// The `percentile` (default 0.5, the median) of `expr` over the events in the window.
+    Percentile,
     Sum,
     Avg,
     Min,
@@ -146,6 +151,9 @@ pub struct MeasureSpec {
     /// `drops`: the fall between consecutive events that counts.
     #[serde(default)]
     pub threshold: Option<f64>,
+    /// `percentile`: which one, between 0 and 1 (default 0.5).
+    #[serde(default)]
+    pub percentile: Option<f64>,
     /// `rolling_mean`: how many events.
     #[serde(default)]
     pub last: Option<u32>,
@@ -214,6 +222,10 @@ pub struct ComparisonSpec {
     /// Baseline: trailing periods (default 8); previous: how many periods back (default 1).
     #[serde(default)]
     pub periods: Option<u32>,
+    /// Baseline: leave out this many periods just before the one judged (default 0), so a drop
+    /// that began recently is judged against how things were before it.
+    #[serde(default)]
+    pub skip: Option<u32>,
     /// Baseline: periods where this SQL condition held are left out of the baseline.
     #[serde(default)]
     pub exclude_when: Option<String>,
@@ -226,6 +238,15 @@ pub struct ComparisonSpec {
     /// Baseline: fewer trailing periods with data than this gives no figure (default 3).
     #[serde(default)]
     pub min_periods: Option<u32>,
+}
+
+/// `name: expr`: a column computed row by row from other scorecard columns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormulaSpec {
+    pub name: String,
+    /// SQL expression over scorecard columns (divisions are done in floating point).
+    pub expr: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

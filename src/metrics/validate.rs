@@ -22,6 +22,7 @@ pub struct Column {
 /// A derived column (comparison, normalisation, shrinkage, score) in dependency order.
 #[derive(Debug, Clone)]
 pub enum Derived {
+    Formula(FormulaSpec),
     Comparison(ComparisonSpec),
     Normalize(NormalizeSpec, String),
     Shrink(ShrinkSpec, String),
@@ -177,6 +178,15 @@ pub fn validate(
         };
         match measure.agg {
             Aggregation::Count | Aggregation::ActiveDays => {}
+            Aggregation::Percentile => {
+                needs("expr", measure.expr.is_some(), &mut problems);
+                if measure.percentile.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+                    problems.push(error(
+                        format!("measure '{}': percentile must be between 0 and 1", measure.name),
+                        &at,
+                    ));
+                }
+            }
             Aggregation::CountDistinct
             | Aggregation::Sum
             | Aggregation::Avg
@@ -206,6 +216,14 @@ pub fn validate(
 
     // Derived columns, in dependency order.
     let mut items: Vec<(String, Vec<String>, Derived, String)> = Vec::new();
+    for formula in &spec.formulas {
+        items.push((
+            formula.name.clone(),
+            identifiers(&formula.expr),
+            Derived::Formula(formula.clone()),
+            format!("name: {}", formula.name),
+        ));
+    }
     for comparison in &spec.comparisons {
         let mut inputs = vec![comparison.metric.clone()];
         if let Some(condition) = &comparison.exclude_when {
@@ -386,6 +404,13 @@ pub fn validate(
         items.push((score.name.clone(), inputs, Derived::Score(score.clone()), at));
     }
 
+    for (name, numeric) in [("cohort_size", true), ("gate_ok", false), ("gate_reason", false)] {
+        columns.push(Column {
+            name: name.into(),
+            numeric,
+        });
+    }
+
     // Order derived columns by their inputs; report unknown inputs and cycles.
     let base: BTreeSet<String> = columns.iter().map(|c| c.name.clone()).collect();
     let derived_names: Vec<String> = items.iter().map(|(name, ..)| name.clone()).collect();
@@ -459,12 +484,6 @@ pub fn validate(
                 numeric: true,
             });
         }
-    }
-    for (name, numeric) in [("cohort_size", true), ("gate_ok", false), ("gate_reason", false)] {
-        columns.push(Column {
-            name: name.into(),
-            numeric,
-        });
     }
 
     // Alerts refer to scorecard columns.

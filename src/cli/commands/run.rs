@@ -157,8 +157,18 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
         .collect();
     printer.run_summary(&pairs, elapsed);
     if results.iter().any(|result| result.status.is_failure()) {
-        ExitStatus::Failure
-    } else {
-        ExitStatus::Success
+        return ExitStatus::Failure;
+    }
+    match args.show {
+        Some(model) => {
+            printer.info("");
+            let show = super::show::ShowArgs {
+                select: Some(model),
+                inline: None,
+                limit: 20,
+            };
+            super::show::execute(global, printer, show).await
+        }
+        None => ExitStatus::Success,
     }
 }

@@ -1,0 +1,143 @@
+-- Synthetic xAPI-style LMS statements (actor, verb, object, result, context), deterministic for
+-- a given lms_seed. Healthy learners vary ±8% week to week; everyone dips in a holiday week and
+-- spikes in a content-launch week; planted learners and teams change from their change day; and
+-- a reporting-lag gap loses most statements for a few days.
+with days as (
+    select value as day from range(0, {{ var('lms_days') }})
+),
+learner_days as (
+    select
+        l.learner_id, l.learner_number, l.team_id, l.daily_rate, l.skill, l.planted_shape, l.change_day,
+        t.planted_team_drop, t.team_change_day,
+        d.day,
+        cast(d.day / 7 as bigint) as week
+    from {{ ref('synthetic_learners') }} as l
+    join {{ ref('synthetic_teams') }} as t on t.team_id = l.team_id
+    cross join days as d
+),
+rates as (
+    select *,
+        greatest(0.0, least(1.0, cast(day - change_day as double) / 42.0)) as progress,
+        daily_rate
+        * (1 + 0.16 * ({{ hash01('learner_number', 'week', 21) }} - 0.5))
+        * case when day % 7 in (5, 6) then 0.35 else 1.0 end
+        * case when day between {{ var('lms_holiday_day') }} and {{ var('lms_holiday_day') }} + 6 then 0.6 else 1.0 end
+        * case when day between {{ var('lms_launch_day') }} and {{ var('lms_launch_day') }} + 6 then 1.5 else 1.0 end
+        * case when planted_team_drop and day >= team_change_day then 0.8 else 1.0 end
+        * case
+            when day < change_day then 1.0
+            when planted_shape = 'sudden' then 0.15
+            when planted_shape = 'gradual' then greatest(0.15, 1.0 - 0.85 * cast(day - change_day as double) / 42.0)
+            when planted_shape = 'social_withdrawal' then 0.5
+            when planted_shape = 'score_erosion' then 0.5
+            when planted_shape = 'skipping_mandatory' then 0.5
+            else 1.0
+          end as rate
+    from learner_days
+),
+slots as (
+    select r.*, s.value as slot, {{ hash01('r.learner_number * 16 + s.value', 'r.day', 31) }} as u_verb,
+        {{ hash01('r.learner_number * 16 + s.value', 'r.day', 32) }} as u_object,
+        {{ hash01('r.learner_number * 16 + s.value', 'r.day', 33) }} as u_result
+    from rates as r
+    cross join (select value from range(0, 9)) as s
+    where {{ hash01('r.learner_number * 16 + s.value', 'r.day', 30) }} < r.rate / 9.0
+),
+activity as (
+    select
+        learner_id, learner_number, team_id, day, slot, planted_shape, change_day,
+        case
+            when u_verb < 0.26 then 'launched'
+            when u_verb < 0.55 then 'experienced'
+            when u_verb < 0.66 then 'completed'
+            when u_verb < 0.78 then 'assessed'
+            when planted_shape = 'social_withdrawal' and day >= change_day then 'experienced'
+            when u_verb < 0.88 then 'commented'
+            when u_verb < 0.94 then 'posted'
+            else 'reviewed'
+        end as kind,
+        cast(floor(u_object * 40) as bigint) as course_number,
+        skill + 16 * (u_result - 0.5) - case when planted_shape = 'score_erosion' then 30 * progress else 0 end as raw_score,
+        cast(5 + floor(u_result * 50) as bigint) as duration_minutes,
+        cast(floor(u_object * 600) as bigint) as minute_of_day
+    from slots
+),
+activity_statements as (
+    select
+        learner_id || '-' || cast(day as varchar) || '-' || cast(slot as varchar) as statement_id,
+        learner_id,
+        day,
+        case when kind = 'assessed' then case when raw_score >= 60 then 'passed' else 'failed' end else kind end as verb,
+        'C' || lpad(cast(course_number as varchar), 3, '0') as course_id,
+        'C' || lpad(cast(course_number as varchar), 3, '0') || '-M' || cast(day % 5 as varchar) as module_id,
+        course_number < 8 as mandatory,
+        case when kind = 'assessed' then round(least(100.0, greatest(0.0, raw_score)), 1) end as score,
+        case when kind = 'assessed' then raw_score >= 60 end as success,
+        duration_minutes,
+        cast(null as date) as due_date,
+        minute_of_day + 480 as minute,
+        learner_number * 16 + slot as gap_key
+    from activity
+),
+assignments as (
+    -- Every Monday each learner is assigned a mandatory module, due ten days later.
+    select
+        l.learner_id, l.learner_number, l.planted_shape, l.change_day, d.day,
+        'M' || lpad(cast(d.day as varchar), 3, '0') as module_number
+    from {{ ref('synthetic_learners') }} as l
+    cross join days as d
+    where d.day % 7 = 0
+),
+assignment_statements as (
+    select
+        learner_id || '-' || cast(day as varchar) || '-assigned' as statement_id,
+        learner_id, day, 'assigned' as verb,
+        'C00' || cast(day % 8 as varchar) as course_id,
+        'C00' || cast(day % 8 as varchar) || '-' || module_number as module_id,
+        true as mandatory, cast(null as double) as score, cast(null as boolean) as success,
+        cast(0 as bigint) as duration_minutes,
+        cast(cast(date '{{ var('lms_start') }}' as int) + day + 10 as date) as due_date,
+        420 as minute,
+        learner_number * 16 + 14 as gap_key
+    from assignments
+    union all
+    select
+        learner_id || '-' || cast(day as varchar) || '-done' as statement_id,
+        learner_id, day + cast(floor({{ hash01('learner_number', 'day', 41) }} * 9) as bigint) as day, 'completed' as verb,
+        'C00' || cast(day % 8 as varchar) as course_id,
+        'C00' || cast(day % 8 as varchar) || '-' || module_number as module_id,
+        true as mandatory, cast(null as double) as score, cast(null as boolean) as success,
+        cast(20 + floor({{ hash01('learner_number', 'day', 42) }} * 30) as bigint) as duration_minutes,
+        cast(null as date) as due_date,
+        600 as minute,
+        learner_number * 16 + 15 as gap_key
+    from assignments
+    where {{ hash01('learner_number', 'day', 43) }} < case
+        when planted_shape = 'skipping_mandatory' and day >= change_day then 0.15
+        when planted_shape in ('sudden', 'gradual') and day >= change_day then 0.4
+        else 0.93
+    end
+),
+statements as (
+    select * from activity_statements
+    union all
+    select * from assignment_statements
+)
+select
+    statement_id,
+    learner_id as actor_id,
+    verb,
+    module_id as object_id,
+    course_id,
+    module_id,
+    mandatory,
+    score as result_score,
+    success as result_success,
+    duration_minutes as result_duration_minutes,
+    due_date as context_due_date,
+    {{ synthetic_time('day', 'minute') }} as event_at
+from statements
+where day < {{ var('lms_days') }}
+  -- The reporting-lag gap: most statements of these days never arrive.
+  and not (day between {{ var('lms_gap_day') }} and {{ var('lms_gap_day') }} + 3
+           and {{ hash01('gap_key', 'day', 51) }} < 0.8)

@@ -1,0 +1,35 @@
+-- Synthetic learners: team, role, activity level, skill, and the planted disengagement
+-- (ground truth for learner alerts): shape and the day it starts.
+with numbers as (
+    select value as learner_number from range(0, {{ var('lms_learners') }})
+),
+profiles as (
+    select
+        learner_number,
+        learner_number % {{ team_count() }} as team_number,
+        {{ hash01('learner_number', 1) }} as u_disengage,
+        {{ hash01('learner_number', 2) }} as u_shape,
+        {{ hash01('learner_number', 3) }} as u_change,
+        {{ hash01('learner_number', 4) }} as u_rate,
+        {{ hash01('learner_number', 5) }} as u_skill,
+        {{ hash01('learner_number', 6) }} as u_role
+    from numbers
+)
+select
+    'L' || lpad(cast(learner_number as varchar), 6, '0') as learner_id,
+    learner_number,
+    'T' || lpad(cast(team_number as varchar), 4, '0') as team_id,
+    team_number,
+    case when u_role < 0.5 then 'individual contributor' when u_role < 0.8 then 'specialist' else 'manager' end as role,
+    2.5 + 2.5 * u_rate as daily_rate,
+    62 + 30 * u_skill as skill,
+    case
+        when u_disengage >= {{ var('lms_disengaged_share') }} then 'healthy'
+        when u_shape < 0.2 then 'sudden'
+        when u_shape < 0.4 then 'gradual'
+        when u_shape < 0.6 then 'social_withdrawal'
+        when u_shape < 0.8 then 'score_erosion'
+        else 'skipping_mandatory'
+    end as planted_shape,
+    {{ var('lms_drop_window_start') }} + cast(floor(u_change * 28) as bigint) as change_day
+from profiles
