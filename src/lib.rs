@@ -1,15 +1,17 @@
 //! # tidemark
 //!
-//! A SQL-first transformation engine: analytics engineers keep SQL models (and, later, YAML
-//! metric models) in git; tidemark compiles them to Apache DataFusion SQL, runs them in
-//! dependency order and materialises the results as Parquet tables that any reader can open.
+//! A SQL-first transformation engine: analytics engineers keep SQL models and YAML metric
+//! models (scorecards and alerts) in git; tidemark compiles them to Apache DataFusion SQL, runs
+//! them in dependency order and materialises the results as Parquet tables that any reader can
+//! open.
 //!
 //! ## Pipeline
 //!
 //! One module per stage; stages talk through plain data types and never reach back.
 //!
 //! ```text
-//!  files ──project──▶ Project ──template (parse phase: ref/source/config calls)──▶ Capture
+//!  files ──project──▶ Project ──metrics (metric_models: YAML → generated SQL models)──▶
+//!        ──template (parse phase: ref/source/config calls)──▶ Capture
 //!        ──graph──▶ Graph (nodes, DAG, order) + selection ──compile──▶ CompiledProject (SQL per node)
 //!        ──execute (embedded DataFusion SessionContext)──▶ record batch streams
 //!        ──materialize──▶ Parquet tables, committed atomically
@@ -31,6 +33,8 @@
 //!
 //! ## Invariants
 //!
+//! - Metric models are only SQL generation: every number of a scorecard or alert is computed by
+//!   DataFusion from the generated SQL, which `tidemark compile` shows.
 //! - Only [`project`] reads project files; only [`materialize`] writes warehouse data; only
 //!   [`artifacts`] writes `target/`; only the CLI's printer writes to the terminal.
 //! - [`compile`] is pure: the same project gives byte-identical SQL and manifest. Everything

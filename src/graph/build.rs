@@ -87,8 +87,13 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
         let generated_model = generated_by_name
             .get(name.as_str())
             .filter(|model| model.path == file.path);
+        let mut capture = capture;
         if let Some(model) = generated_model {
             merge_configs(&mut config, &model.config);
+            // Problems with a generated model's refs point at the metric model in its YAML file.
+            for call in &mut capture.refs {
+                call.line = model.line;
+            }
         }
         if !is_enabled(&config) {
             disabled.insert(name);

@@ -690,3 +690,62 @@ pub fn reason_sql(template: &str, value_of: &BTreeMap<String, String>) -> String
 pub fn sql_string(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_skip_keywords_functions_strings_and_qualified_names() {
+        assert_eq!(
+            identifiers("coalesce(score_30d, 0) < 0.5 * team_median and verb = 'passed' and t.x > 1 and not gate_ok"),
+            ["score_30d", "team_median", "verb", "gate_ok"]
+        );
+    }
+
+    #[test]
+    fn reason_templates_become_sql_concatenations() {
+        let mut values = BTreeMap::new();
+        values.insert("value".to_string(), "cast(value as varchar)".to_string());
+        assert_eq!(placeholders("{value} below {threshold}"), ["value", "threshold"]);
+        assert_eq!(
+            reason_sql("it's {value}!", &values),
+            "'it''s ' || cast(value as varchar) || '!'"
+        );
+    }
+
+    #[test]
+    fn weekly_and_monthly_period_ends() {
+        let weekly = PeriodsSpec {
+            every: Some(Cadence::Week),
+            start: Some("2026-01-04".into()),
+            end: Some("2026-01-25".into()),
+            as_of: None,
+        };
+        let ends: Vec<String> = period_ends(&weekly)
+            .unwrap()
+            .into_iter()
+            .map(|d| date_of(d).to_string())
+            .collect();
+        assert_eq!(ends, ["2026-01-04", "2026-01-11", "2026-01-18", "2026-01-25"]);
+        let monthly = PeriodsSpec {
+            every: Some(Cadence::Month),
+            start: Some("2026-01-31".into()),
+            end: Some("2026-04-30".into()),
+            as_of: None,
+        };
+        let ends: Vec<String> = period_ends(&monthly)
+            .unwrap()
+            .into_iter()
+            .map(|d| date_of(d).to_string())
+            .collect();
+        assert_eq!(ends, ["2026-01-31", "2026-02-28", "2026-03-31", "2026-04-30"]);
+        let backwards = PeriodsSpec {
+            every: Some(Cadence::Day),
+            start: Some("2026-02-01".into()),
+            end: Some("2026-01-01".into()),
+            as_of: None,
+        };
+        assert!(period_ends(&backwards).unwrap_err().contains("before start"));
+    }
+}

@@ -1,0 +1,118 @@
+//! Builds the LMS example project at a given scale and reports wall time and peak memory.
+//!
+//! `cargo bench --bench lms_build -- [learners]` (default 17,200 learners ≈ 10M statements;
+//! 172,000 ≈ 100M). It copies the project into a temporary folder, runs `tidemark build` there
+//! with `--vars '{lms_learners: N}'` using the release binary next to this benchmark (or
+//! `TIDEMARK_BIN`), samples the process's peak resident memory (VmHWM) while it runs, and prints
+//! the statement count, wall time and peak memory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn copy_tree(source: &Path, destination: &Path) {
+    for entry in walkdir::WalkDir::new(source) {
+        let entry = entry.expect("walk");
+        let target = destination.join(entry.path().strip_prefix(source).expect("inside"));
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("TIDEMARK_BIN") {
+        return PathBuf::from(path);
+    }
+    // The benchmark runs from target/<profile>/deps; the binary is one folder up.
+    let me = std::env::current_exe().expect("current exe");
+    let folder = me.parent().and_then(Path::parent).expect("target folder");
+    folder.join("tidemark")
+}
+
+fn main() {
+    let learners: u64 = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(17_200);
+    let binary = binary();
+    assert!(
+        binary.exists(),
+        "no tidemark binary at {} (cargo build --release, or set TIDEMARK_BIN)",
+        binary.display()
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = tempfile::tempdir().expect("temp dir");
+    for item in ["tidemark.yml", "profiles.yml", "models", "macros", "data_tests"] {
+        let source = root.join(item);
+        if source.is_dir() {
+            copy_tree(&source, &project.path().join(item));
+        } else {
+            std::fs::copy(&source, project.path().join(item)).expect("copy");
+        }
+    }
+    let vars = format!("{{lms_learners: {learners}}}");
+    println!(
+        "building the LMS project with {learners} learners using {}",
+        binary.display()
+    );
+    let clock = Instant::now();
+    let mut child = Command::new(&binary)
+        .args(["build", "--vars", &vars, "--no-progress"])
+        .current_dir(project.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start tidemark");
+    let pid = child.id();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kib) = peak_rss_kib(pid) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let seconds = clock.elapsed().as_secs_f64();
+    let output = child.wait_with_output().expect("output");
+    let log = String::from_utf8_lossy(&output.stdout);
+    for line in log
+        .lines()
+        .filter(|l| l.contains(" OK created") || l.contains("Finished") || l.contains("Done."))
+    {
+        println!("{line}");
+    }
+    assert!(status.success(), "tidemark build failed:\n{log}");
+    let statements = Command::new(&binary)
+        .args([
+            "show",
+            "--inline",
+            "select count(*) as statements from {{ ref('synthetic_events') }}",
+            "--vars",
+            &vars,
+        ])
+        .current_dir(project.path())
+        .output()
+        .expect("count");
+    println!("{}", String::from_utf8_lossy(&statements.stdout).trim_end());
+    println!(
+        "wall time {seconds:.1}s, peak memory {:.2} GiB ({learners} learners)",
+        peak as f64 / 1024.0 / 1024.0
+    );
+}
