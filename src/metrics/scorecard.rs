@@ -74,6 +74,7 @@ pub fn sql(model: &ValidatedModel) -> String {
     // Windowed sums of the daily components.
     let mut windowed = Vec::new();
     let mut measured = Vec::new();
+    let mut rolling_joins: Vec<(String, String, String, String)> = Vec::new();
     let max_window = model.max_window;
     for measure in &spec.measures {
         let m = measure.name.as_str();
@@ -103,10 +104,16 @@ pub fn sql(model: &ValidatedModel) -> String {
                     component(m, "v")
                 )),
                 Aggregation::CountDistinct | Aggregation::Percentile => {}
-                Aggregation::RollingMean => windowed.push(format!(
-                    "last_value(d.{r} order by d.__day) filter (where {in_window} and d.{r} is not null) as {column}",
-                    r = component(m, "r")
-                )),
+                Aggregation::RollingMean => {
+                    // The latest day in the window with a value; the value is joined back below
+                    // (an ordered aggregate would sort the whole join).
+                    let r = component(m, "r");
+                    internal(
+                        "day",
+                        format!("max(case when {in_window} and d.{r} is not null then d.__day end)"),
+                    );
+                    rolling_joins.push((format!("rolling_{m}_{w}"), window_part(m, w, "day"), r, column.clone()));
+                }
                 Aggregation::Avg => {
                     internal("s", total("s"));
                     internal("c", total("c"));
@@ -277,6 +284,12 @@ pub fn sql(model: &ValidatedModel) -> String {
         from.push_str(&format!(
             "\n    left join {name} on {name}.{entity} = w.{entity} and {name}.__period = w.__period"
         ));
+    }
+    for (alias, day_column, value_column, column) in &rolling_joins {
+        from.push_str(&format!(
+            "\n    left join {daily_ref} as {alias} on {alias}.__entity = w.{entity} and {alias}.__day = w.{day_column}"
+        ));
+        select.push(format!("{alias}.{value_column} as {column}"));
     }
     from.push_str("\n    left join gates on gates.__period = w.__period");
     let mut previous = query.add(

@@ -91,6 +91,12 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowArgs) -> 
             return ExitStatus::Error;
         }
     };
+    let mut compiled = compiled;
+    if args.inline.is_some() {
+        if let Some(node) = compiled.nodes.get_mut(&node_id) {
+            node.compiled_path = "(inline query, not written)".into();
+        }
+    }
     let sql = compiled.nodes[&node_id].sql.clone();
     let Ok(warehouse) = super::open_warehouse(&loaded.project, &loaded.target, printer) else {
         return ExitStatus::Error;
