@@ -271,9 +271,17 @@ pub async fn run_query_preview(
 ) -> Result<Vec<RecordBatch>, ExecuteError> {
     session.register_inputs(node).await?;
     let frame = plan_sql(session, node, sql).await?;
+    // EXPLAIN output is a plan, not rows to cut (and EXPLAIN ANALYZE must stay the root).
+    let is_explain = sql
+        .trim_start()
+        .get(..7)
+        .is_some_and(|word| word.eq_ignore_ascii_case("explain"));
+    let frame = if is_explain {
+        frame
+    } else {
+        frame.limit(0, Some(limit)).map_err(ExecuteError::from_datafusion)?
+    };
     frame
-        .limit(0, Some(limit))
-        .map_err(ExecuteError::from_datafusion)?
         .collect()
         .await
         .map_err(|error| sql_error(session, node, error.strip_backtrace()))

@@ -12,7 +12,7 @@ use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::datasource::file_format::options::{CsvReadOptions, JsonReadOptions, ParquetReadOptions};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::memory_pool::{FairSpillPool, GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use tokio::sync::Mutex;
@@ -59,8 +59,15 @@ impl Session {
             Some(folder) => DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![folder.clone()])),
             None => DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
         };
+        // Greedy by default: a fair pool splits the limit evenly between every operator that can
+        // spill, which starves the sorts of a deep window pipeline (metric scorecards) even when
+        // only one of them is active at a time.
+        let pool: Arc<dyn MemoryPool> = match target.memory_pool.as_str() {
+            "fair" => Arc::new(FairSpillPool::new(memory_limit as usize)),
+            _ => Arc::new(GreedyMemoryPool::new(memory_limit as usize)),
+        };
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit as usize)))
+            .with_memory_pool(pool)
             .with_disk_manager_builder(disk)
             .build_arc()
             .map_err(|error| ExecuteError::Setup(error.strip_backtrace()))?;

@@ -31,6 +31,9 @@ pub struct Target {
     pub memory_limit: Option<u64>,
     /// Folder for spill files (defaults to the system temp folder).
     pub spill_dir: Option<PathBuf>,
+    /// `greedy` (default: operators take memory as they need it, up to the limit) or `fair`
+    /// (the limit is split evenly between the operators that can spill).
+    pub memory_pool: String,
     /// Extra DataFusion settings (`datafusion.execution.batch_size: 8192`, ...).
     pub options: BTreeMap<String, String>,
     /// Where the target was defined (`profiles.yml`), or `None` for the built-in default.
@@ -64,6 +67,7 @@ impl Target {
             threads: default_threads(),
             memory_limit: None,
             spill_dir: None,
+            memory_pool: "greedy".into(),
             options: BTreeMap::new(),
             defined_in: None,
         }
@@ -113,6 +117,8 @@ struct RawTarget {
     memory_limit: Option<String>,
     #[serde(default)]
     spill_dir: Option<String>,
+    #[serde(default)]
+    memory_pool: Option<String>,
     #[serde(default)]
     options: BTreeMap<String, Json>,
 }
@@ -221,6 +227,11 @@ pub fn select_target(
         threads: raw.threads.unwrap_or_else(default_threads),
         memory_limit,
         spill_dir: raw.spill_dir.as_ref().map(PathBuf::from),
+        memory_pool: match raw.memory_pool.as_deref() {
+            None | Some("greedy") => "greedy".into(),
+            Some("fair") => "fair".into(),
+            Some(other) => return Err(at_target(format!("memory_pool '{other}' is not greedy or fair"))),
+        },
         options,
         defined_in: Some(file.to_path_buf()),
     })
