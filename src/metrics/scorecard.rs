@@ -297,7 +297,11 @@ pub fn sql(model: &ValidatedModel) -> String {
         format!("    select\n        {}\n    from {from}", select.join(",\n        ")),
     );
 
-    // Derived columns, one layer each.
+    // Derived columns, grouped by dependency level: each level is one CTE of references (window
+    // functions) and one of values, so the plan has as few window stages as the dependencies allow.
+    let levels = derived_levels(model);
+    let mut stages: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+
     let cohort_partition = |scope: Scope| match (&spec.cohort, scope) {
         (Some(cohort), Scope::Cohort) => format!("{cohort}, __period"),
         _ => "__period".to_string(),
@@ -305,15 +309,12 @@ pub fn sql(model: &ValidatedModel) -> String {
     let min_cohort = spec.min_cohort_size.unwrap_or(0);
     let mut public_derived: Vec<String> = Vec::new();
     for (index, derived) in model.derived.iter().enumerate() {
+        let level = levels[index];
         match derived {
             Derived::Formula(formula) => {
-                previous = query.add(
-                    format!("derived_{index}"),
-                    format!(
-                        "    select *,\n        cast({} as double) as {}\n    from {previous}",
-                        formula.expr, formula.name
-                    ),
-                );
+                stage_at(&mut stages, level)
+                    .1
+                    .push(format!("cast({} as double) as {}", formula.expr, formula.name));
                 public_derived.push(formula.name.clone());
             }
             Derived::Comparison(comparison) => {
@@ -374,10 +375,9 @@ pub fn sql(model: &ValidatedModel) -> String {
                         format!("case when cohort_size >= {min_cohort} then {statistic} over (partition by {cohort}, __period) end")
                     }
                 };
-                previous = query.add(
-                    format!("derived_{index}_reference"),
-                    format!("    select *,\n        {reference_sql} as {reference}{extra}\n    from {previous}"),
-                );
+                stage_at(&mut stages, level)
+                    .0
+                    .push(format!("{reference_sql} as {reference}{extra}"));
                 let value = match compare_as {
                     CompareAs::Ratio => format!("{metric} / nullif({reference}, 0)"),
                     CompareAs::Difference => format!("{metric} - {reference}"),
@@ -386,12 +386,9 @@ pub fn sql(model: &ValidatedModel) -> String {
                         format!("({metric} - {reference}) / nullif({name}_sigma, 0)")
                     }
                 };
-                previous = query.add(
-                    format!("derived_{index}"),
-                    format!(
-                        "    select *,\n        case when {condition} then {value} end as {name}\n    from {previous}"
-                    ),
-                );
+                stage_at(&mut stages, level)
+                    .1
+                    .push(format!("case when {condition} then {value} end as {name}"));
                 public_derived.push(name.clone());
                 public_derived.push(reference);
                 if comparison.against == Against::Baseline {
@@ -404,10 +401,7 @@ pub fn sql(model: &ValidatedModel) -> String {
                     (Scope::Cohort, n) if n > 0 => format!("case when cohort_size >= {n} then {value} end"),
                     _ => value,
                 };
-                previous = query.add(
-                    format!("derived_{index}"),
-                    format!("    select *,\n        {value} as {name}\n    from {previous}"),
-                );
+                stage_at(&mut stages, level).1.push(format!("{value} as {name}"));
                 public_derived.push(name.clone());
             }
             Derived::Shrink(shrink, name) => {
@@ -415,12 +409,9 @@ pub fn sql(model: &ValidatedModel) -> String {
                 let den = window_part(&shrink.measure, shrink.window, "den");
                 let partition = cohort_partition(shrink.toward);
                 let k = shrink.strength;
-                previous = query.add(
-                    format!("derived_{index}"),
-                    format!(
-                        "    select *,\n        ({num} + {k} * (sum({num}) over (partition by {partition}) / nullif(sum({den}) over (partition by {partition}), 0))) / nullif({den} + {k}, 0) as {name}\n    from {previous}"
-                    ),
-                );
+                stage_at(&mut stages, level).1.push(format!(
+                    "({num} + {k} * (sum({num}) over (partition by {partition}) / nullif(sum({den}) over (partition by {partition}), 0))) / nullif({den} + {k}, 0) as {name}"
+                ));
                 public_derived.push(name.clone());
             }
             Derived::Score(score) => {
@@ -451,13 +442,7 @@ pub fn sql(model: &ValidatedModel) -> String {
                     };
                     weights.push((column, weight));
                 }
-                previous = query.add(
-                    format!("derived_{index}_components"),
-                    format!(
-                        "    select *,\n        {}\n    from {previous}",
-                        parts.join(",\n        ")
-                    ),
-                );
+                stage_at(&mut stages, level).0.extend(parts);
                 let weighted: Vec<String> = weights.iter().map(|(c, w)| format!("{w} * coalesce({c}, 0)")).collect();
                 let value = match score.missing {
                     MissingPolicy::Zero => format!("({})", weighted.join(" + ")),
@@ -473,11 +458,23 @@ pub fn sql(model: &ValidatedModel) -> String {
                         format!("({}) / nullif({}, 0)", weighted.join(" + "), present.join(" + "))
                     }
                 };
-                previous = query.add(
-                    format!("derived_{index}"),
-                    format!("    select *,\n        {value} as {}\n    from {previous}", score.name),
-                );
+                stage_at(&mut stages, level)
+                    .1
+                    .push(format!("{value} as {}", score.name));
                 public_derived.push(score.name.clone());
+            }
+        }
+    }
+    for (index, (references, values)) in stages.into_iter().enumerate() {
+        for (suffix, columns) in [("references", references), ("values", values)] {
+            if !columns.is_empty() {
+                previous = query.add(
+                    format!("level_{}_{suffix}", index + 1),
+                    format!(
+                        "    select *,\n        {}\n    from {previous}",
+                        columns.join(",\n        ")
+                    ),
+                );
             }
         }
     }
@@ -521,4 +518,50 @@ fn normalized(metric: &str, method: NormalizeMethod, partition: &str) -> String 
             "({metric} - min({metric}) over (partition by {partition})) / nullif(max({metric}) over (partition by {partition}) - min({metric}) over (partition by {partition}), 0)"
         ),
     }
+}
+
+/// Dependency level of each derived column (1 = reads only measures and attributes).
+fn derived_levels(model: &ValidatedModel) -> Vec<usize> {
+    let mut level_of: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let mut levels = Vec::new();
+    for derived in &model.derived {
+        let (names, inputs): (Vec<String>, Vec<String>) = match derived {
+            Derived::Formula(formula) => (vec![formula.name.clone()], super::validate::identifiers(&formula.expr)),
+            Derived::Comparison(comparison) => {
+                let mut inputs = vec![comparison.metric.clone()];
+                if let Some(condition) = &comparison.exclude_when {
+                    inputs.extend(super::validate::identifiers(condition));
+                }
+                (
+                    vec![comparison.name.clone(), format!("{}_reference", comparison.name)],
+                    inputs,
+                )
+            }
+            Derived::Normalize(normalize, name) => (vec![name.clone()], vec![normalize.metric.clone()]),
+            Derived::Shrink(_, name) => (vec![name.clone()], Vec::new()),
+            Derived::Score(score) => (
+                vec![score.name.clone()],
+                score.components.iter().map(|c| c.metric.clone()).collect(),
+            ),
+        };
+        let level = 1 + inputs
+            .iter()
+            .filter_map(|input| level_of.get(input))
+            .copied()
+            .max()
+            .unwrap_or(0);
+        for name in names {
+            level_of.insert(name, level);
+        }
+        levels.push(level);
+    }
+    levels
+}
+
+/// The (references, values) columns of a dependency level, creating levels as needed.
+fn stage_at(stages: &mut Vec<(Vec<String>, Vec<String>)>, level: usize) -> &mut (Vec<String>, Vec<String>) {
+    while stages.len() < level {
+        stages.push((Vec::new(), Vec::new()));
+    }
+    &mut stages[level - 1]
 }

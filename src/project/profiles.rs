@@ -31,8 +31,8 @@ pub struct Target {
     pub memory_limit: Option<u64>,
     /// Folder for spill files (defaults to the system temp folder).
     pub spill_dir: Option<PathBuf>,
-    /// `greedy` (default: operators take memory as they need it, up to the limit) or `fair`
-    /// (the limit is split evenly between the operators that can spill).
+    /// `greedy` (default: operators take memory as they need it, up to the limit), `fair` (the
+    /// limit is split evenly between the operators that can spill) or `unbounded` (no limit).
     pub memory_pool: String,
     /// Extra DataFusion settings (`datafusion.execution.batch_size: 8192`, ...).
     pub options: BTreeMap<String, String>,
@@ -230,7 +230,12 @@ pub fn select_target(
         memory_pool: match raw.memory_pool.as_deref() {
             None | Some("greedy") => "greedy".into(),
             Some("fair") => "fair".into(),
-            Some(other) => return Err(at_target(format!("memory_pool '{other}' is not greedy or fair"))),
+            Some("unbounded") => "unbounded".into(),
+            Some(other) => {
+                return Err(at_target(format!(
+                    "memory_pool '{other}' is not greedy, fair or unbounded"
+                )))
+            }
         },
         options,
         defined_in: Some(file.to_path_buf()),
