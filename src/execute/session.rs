@@ -49,6 +49,18 @@ impl Session {
             .with_default_catalog_and_schema(CATALOG, &target.schema)
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(true);
+        // Plain strings rather than string views: deep window pipelines (metric scorecards) sort
+        // and concatenate view arrays whose shared buffers are copied at every stage, which grows
+        // memory geometrically. A target's `options` may turn views back on.
+        for (key, value) in [
+            ("datafusion.execution.parquet.schema_force_view_types", "false"),
+            ("datafusion.sql_parser.map_string_types_to_utf8view", "false"),
+        ] {
+            config
+                .options_mut()
+                .set(key, value)
+                .map_err(|error| ExecuteError::Internal(error.strip_backtrace()))?;
+        }
         for (key, value) in &target.options {
             config.options_mut().set(key, value).map_err(|error| {
                 ExecuteError::Setup(format!("profile option '{key}: {value}': {}", error.strip_backtrace()))
