@@ -88,6 +88,10 @@ fn main() {
     let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(7);
     let folder = tempfile::tempdir().unwrap();
     generate(folder.path(), models);
+    if let Ok(keep) = std::env::var("TIDEMARK_BENCH_DIR") {
+        // Keep a copy of the generated project for profiling by hand.
+        generate(Path::new(&keep), models);
+    }
     println!("generated {models} models in {}", folder.path().display());
 
     let mut in_process = Vec::new();

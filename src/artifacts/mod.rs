@@ -5,7 +5,8 @@
 //!   byte-identical for the same project (no timestamps, ordered maps);
 //! - `target/run_results.json`: status, timing, rows written and error of every node of a run.
 //!
-//! Every file is written to a temporary name and renamed, so readers never see half a file.
+//! `manifest.json` and `run_results.json` are written to a temporary name and renamed, so
+//! readers never see half a file; compiled SQL files are plain copies for people to read.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,16 +39,25 @@ impl Artifacts {
         self.root.join(&self.target_path)
     }
 
-    /// Writes the compiled SQL of every compiled node.
+    /// Writes the compiled SQL of every compiled node (folders created once, files in parallel).
     pub fn write_compiled(&self, compiled: &CompiledProject) -> std::io::Result<()> {
-        for node in compiled.nodes.values() {
+        use rayon::prelude::*;
+        let folders: std::collections::BTreeSet<PathBuf> = compiled
+            .nodes
+            .values()
+            .filter_map(|node| self.root.join(&node.compiled_path).parent().map(Path::to_path_buf))
+            .collect();
+        for folder in folders {
+            std::fs::create_dir_all(folder)?;
+        }
+        compiled.nodes.par_iter().try_for_each(|(_, node)| {
             let mut text = node.sql.clone();
             if !text.ends_with('\n') {
                 text.push('\n');
             }
-            write_atomically(&self.root.join(&node.compiled_path), text.as_bytes())?;
-        }
-        Ok(())
+            // Compiled SQL is a copy for people to read; it is rewritten whole on every compile.
+            std::fs::write(self.root.join(&node.compiled_path), text.as_bytes())
+        })
     }
 
     /// Writes `manifest.json`.

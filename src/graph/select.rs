@@ -187,7 +187,10 @@ fn match_method(graph: &Graph, text: &str) -> Result<BTreeSet<String>, String> {
     let matcher = glob(value)?;
     let nodes = graph.nodes.values();
     let matched: BTreeSet<String> = match method {
-        "fqn" => nodes.filter(|node| fqn_matches(node, value, &matcher)).map(|n| n.unique_id.clone()).collect(),
+        "fqn" => {
+            let parts: Vec<GlobMatcher> = value.split('.').map(glob).collect::<Result<_, _>>()?;
+            nodes.filter(|node| fqn_matches(node, &parts, &matcher)).map(|n| n.unique_id.clone()).collect()
+        }
         "tag" => nodes.filter(|node| node.tags.iter().any(|tag| matcher.is_match(tag))).map(|n| n.unique_id.clone()).collect(),
         "path" => {
             let prefix = value.trim_end_matches('/');
@@ -238,14 +241,13 @@ fn match_method(graph: &Graph, text: &str) -> Result<BTreeSet<String>, String> {
 }
 
 /// A name, a dotted fqn pattern (`staging.*`, `lms.staging`), or a folder of the fqn.
-fn fqn_matches(node: &Node, value: &str, matcher: &GlobMatcher) -> bool {
+fn fqn_matches(node: &Node, parts: &[GlobMatcher], matcher: &GlobMatcher) -> bool {
     if node.resource_type == ResourceType::Source {
         return false;
     }
     if matcher.is_match(&node.name) {
         return true;
     }
-    let parts: Vec<&str> = value.split('.').collect();
     let fqn = &node.fqn;
     // Match with or without the project name, as a prefix of the fqn (folders select their contents).
     [0usize, 1].iter().any(|&skip| {
@@ -254,6 +256,6 @@ fn fqn_matches(node: &Node, value: &str, matcher: &GlobMatcher) -> bool {
             && parts
                 .iter()
                 .zip(candidate)
-                .all(|(pattern, part)| glob(pattern).map(|g| g.is_match(part)).unwrap_or(false))
+                .all(|(pattern, part)| pattern.is_match(part))
     })
 }
