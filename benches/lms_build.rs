@@ -59,6 +59,9 @@ fn main() {
     let project = tempfile::tempdir().expect("temp dir");
     for item in ["tidemark.yml", "profiles.yml", "models", "macros", "data_tests"] {
         let source = root.join(item);
+        if !source.exists() {
+            continue;
+        }
         if source.is_dir() {
             copy_tree(&source, &project.path().join(item));
         } else {
