@@ -442,19 +442,7 @@ fn profiles_render_env_var_and_select_targets() {
 
 #[test]
 fn the_example_project_builds_and_its_alerts_find_what_was_planted() {
-    let project = tempfile::tempdir().unwrap();
-    let root = common::repository_root();
-    for item in ["tidemark.yml", "profiles.yml", "models", "macros", "data_tests"] {
-        let source = root.join(item);
-        if !source.exists() {
-            continue;
-        }
-        if source.is_dir() {
-            common::copy_tree(&source, &project.path().join(item));
-        } else {
-            std::fs::copy(&source, project.path().join(item)).unwrap();
-        }
-    }
+    let project = common::example_project();
     let output = tidemark(project.path(), &["build"]);
     assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project.path()));
     // The example project keeps its artifacts in target/tidemark (Cargo owns target/ here).

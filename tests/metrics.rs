@@ -79,19 +79,7 @@ fn invalid_metric_specs_are_reported_at_their_line() {
 
 #[test]
 fn the_lms_project_compiles_to_readable_sql() {
-    let project = tempfile::tempdir().unwrap();
-    let root = common::repository_root();
-    for item in ["tidemark.yml", "profiles.yml", "models", "macros", "data_tests"] {
-        let source = root.join(item);
-        if !source.exists() {
-            continue;
-        }
-        if source.is_dir() {
-            common::copy_tree(&source, &project.path().join(item));
-        } else {
-            std::fs::copy(&source, project.path().join(item)).unwrap();
-        }
-    }
+    let project = common::example_project();
     let output = tidemark(project.path(), &["compile", "--select", "tag:metric_model"]);
     assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project.path()));
     let compiled = project

@@ -191,3 +191,21 @@ pub fn parquet_columns(parquet: &Path) -> Vec<String> {
         .map(|field| format!("{}: {}", field.name(), field.data_type()))
         .collect()
 }
+
+/// A copy of the repository's own LMS example project in a fresh temp folder.
+pub fn example_project() -> tempfile::TempDir {
+    let project = tempfile::Builder::new()
+        .prefix("tidemark-lms-")
+        .tempdir()
+        .expect("temp dir");
+    let root = repository_root();
+    for item in ["tidemark.yml", "profiles.yml", "models", "macros", "data_tests"] {
+        let source = root.join(item);
+        if source.is_dir() {
+            copy_tree(&source, &project.path().join(item));
+        } else if source.is_file() {
+            std::fs::copy(&source, project.path().join(item)).expect("copy");
+        }
+    }
+    project
+}
