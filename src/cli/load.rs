@@ -50,3 +50,27 @@ fn merged_vars(project: &Project, overrides: Option<&str>) -> Result<BTreeMap<St
     }
     Ok(vars)
 }
+
+impl Loaded {
+    /// The nodes `selection` picks within `scope`; a bad selector is printed and returned as `Err`.
+    pub fn select(
+        &self,
+        selection: &super::SelectArgs,
+        scope: crate::graph::select::Scope,
+        printer: &Printer,
+    ) -> Result<std::collections::BTreeSet<String>, ()> {
+        crate::graph::select::select(&self.graph, &selection.select, &selection.exclude, scope)
+            .map_err(|diagnostic| printer.diagnostics(&diagnostic.into()))
+    }
+}
+
+/// Compiles `selected` nodes of `graph`; compile errors are printed and returned as `Err`.
+pub fn compile_or_report(
+    loaded: &Loaded,
+    graph: &Graph,
+    selected: &std::collections::BTreeSet<String>,
+    printer: &Printer,
+) -> Result<crate::compile::CompiledProject, ()> {
+    crate::compile::compile(graph, &loaded.engine, &loaded.project.file.target_path, selected)
+        .map_err(|diagnostics| printer.diagnostics(&diagnostics))
+}

@@ -55,11 +55,7 @@ struct MetricModelsOnly {
 pub fn expand(project: &Project) -> Result<Vec<GeneratedModel>, Diagnostics> {
     let mut generated = Vec::new();
     let mut problems = Diagnostics::default();
-    for file in project
-        .property_files
-        .iter()
-        .filter(|file| !file.metric_models.is_empty())
-    {
+    for file in project.property_files.iter().filter(|file| file.has_metric_models) {
         // Parse again from the text so shape errors carry their line and column.
         let specs = match serde_yaml::from_str::<MetricModelsOnly>(&file.text) {
             Ok(only) => only.metric_models,

@@ -114,31 +114,24 @@ pub fn sql(model: &ValidatedModel) -> String {
                     );
                     rolling_joins.push((format!("rolling_{m}_{w}"), window_part(m, w, "day"), r, column.clone()));
                 }
-                Aggregation::Avg => {
-                    internal("s", total("s"));
-                    internal("c", total("c"));
+                // value = numerator / denominator, both summed over the window.
+                Aggregation::Avg | Aggregation::Ratio | Aggregation::OverdueShare => {
+                    let (num, den, num_part, den_part) = match measure.agg {
+                        Aggregation::Avg => ("s", "c", total("s"), total("c")),
+                        Aggregation::Ratio => ("num", "den", total("num"), total("den")),
+                        _ => ("num", "den", total("overdue"), total("due")),
+                    };
+                    let (num_part, den_part) = if measure.agg == Aggregation::Avg {
+                        (num_part, den_part)
+                    } else {
+                        (format!("coalesce({num_part}, 0)"), format!("coalesce({den_part}, 0)"))
+                    };
+                    internal(num, num_part);
+                    internal(den, den_part);
                     measured.push(format!(
                         "{} / nullif({}, 0) as {column}",
-                        window_part(m, w, "s"),
-                        window_part(m, w, "c")
-                    ));
-                }
-                Aggregation::Ratio => {
-                    internal("num", format!("coalesce({}, 0)", total("num")));
-                    internal("den", format!("coalesce({}, 0)", total("den")));
-                    measured.push(format!(
-                        "{} / nullif({}, 0) as {column}",
-                        window_part(m, w, "num"),
-                        window_part(m, w, "den")
-                    ));
-                }
-                Aggregation::OverdueShare => {
-                    internal("num", format!("coalesce({}, 0)", total("overdue")));
-                    internal("den", format!("coalesce({}, 0)", total("due")));
-                    measured.push(format!(
-                        "{} / nullif({}, 0) as {column}",
-                        window_part(m, w, "num"),
-                        window_part(m, w, "den")
+                        window_part(m, w, num),
+                        window_part(m, w, den)
                     ));
                 }
                 Aggregation::Slope => {

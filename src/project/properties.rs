@@ -16,8 +16,8 @@ pub struct PropertyFile {
     pub sources: Vec<SourceProperties>,
     pub models: Vec<NodeProperties>,
     pub seeds: Vec<NodeProperties>,
-    /// `metric_models:` entries, kept raw for the metrics stage.
-    pub metric_models: Vec<serde_yaml::Value>,
+    /// Whether the file declares `metric_models:` (the metrics stage parses them from `text`).
+    pub has_metric_models: bool,
     /// The file's text (the metrics stage re-reads its metric models for positioned errors).
     pub text: String,
 }
@@ -366,7 +366,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
         sources,
         models,
         seeds,
-        metric_models: raw.metric_models,
+        has_metric_models: !raw.metric_models.is_empty(),
         text: text.to_string(),
     })
 }

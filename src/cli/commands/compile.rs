@@ -3,10 +3,9 @@
 use clap::Args;
 
 use crate::artifacts::Artifacts;
-use crate::cli::load::load;
+use crate::cli::load::{compile_or_report, load};
 use crate::cli::{ExitStatus, GlobalArgs, Printer, SelectArgs};
-use crate::compile;
-use crate::graph::select::{select, Scope};
+use crate::graph::select::Scope;
 use crate::graph::ResourceType;
 
 #[derive(Debug, Args)]
@@ -23,24 +22,11 @@ pub fn execute(global: &GlobalArgs, printer: &Printer, args: CompileArgs) -> Exi
         sources: false,
         ..Scope::ALL
     };
-    let selected = match select(&loaded.graph, &args.selection.select, &args.selection.exclude, scope) {
-        Ok(selected) => selected,
-        Err(diagnostic) => {
-            printer.diagnostics(&diagnostic.into());
-            return ExitStatus::Error;
-        }
+    let Ok(selected) = loaded.select(&args.selection, scope, printer) else {
+        return ExitStatus::Error;
     };
-    let compiled = match compile::compile(
-        &loaded.graph,
-        &loaded.engine,
-        &loaded.project.file.target_path,
-        &selected,
-    ) {
-        Ok(compiled) => compiled,
-        Err(diagnostics) => {
-            printer.diagnostics(&diagnostics);
-            return ExitStatus::Error;
-        }
+    let Ok(compiled) = compile_or_report(&loaded, &loaded.graph, &selected, printer) else {
+        return ExitStatus::Error;
     };
     let artifacts = Artifacts::new(&loaded.project);
     let written = artifacts

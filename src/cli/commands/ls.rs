@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::cli::load::load;
 use crate::cli::{ExitStatus, GlobalArgs, Printer, SelectArgs};
-use crate::graph::select::{select, Scope};
+use crate::graph::select::Scope;
 use crate::graph::ResourceType;
 
 #[derive(Debug, Args)]
@@ -55,12 +55,8 @@ pub fn execute(global: &GlobalArgs, printer: &Printer, args: LsArgs) -> ExitStat
             sources: has(ResourceTypeArg::Source),
         }
     };
-    let selected = match select(&loaded.graph, &args.selection.select, &args.selection.exclude, scope) {
-        Ok(selected) => selected,
-        Err(diagnostic) => {
-            printer.diagnostics(&diagnostic.into());
-            return ExitStatus::Error;
-        }
+    let Ok(selected) = loaded.select(&args.selection, scope, printer) else {
+        return ExitStatus::Error;
     };
     let mut lines = Vec::new();
     for id in loaded.graph.order.iter().filter(|id| selected.contains(*id)) {

@@ -6,11 +6,10 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::artifacts::{Artifacts, RunSummary, TIDEMARK_VERSION};
-use crate::cli::load::load;
+use crate::cli::load::{compile_or_report, load};
 use crate::cli::{ExitStatus, GlobalArgs, Printer, RunArgs};
-use crate::compile;
 use crate::execute::{self, ExecuteOptions, Reporter, Session};
-use crate::graph::select::{select, Scope};
+use crate::graph::select::Scope;
 
 /// Which of the executing commands this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,29 +56,11 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
     let Ok(loaded) = load(global, printer) else {
         return ExitStatus::Error;
     };
-    let selected = match select(
-        &loaded.graph,
-        &args.selection.select,
-        &args.selection.exclude,
-        kind.scope(),
-    ) {
-        Ok(selected) => selected,
-        Err(diagnostic) => {
-            printer.diagnostics(&diagnostic.into());
-            return ExitStatus::Error;
-        }
+    let Ok(selected) = loaded.select(&args.selection, kind.scope(), printer) else {
+        return ExitStatus::Error;
     };
-    let compiled = match compile::compile(
-        &loaded.graph,
-        &loaded.engine,
-        &loaded.project.file.target_path,
-        &selected,
-    ) {
-        Ok(compiled) => compiled,
-        Err(diagnostics) => {
-            printer.diagnostics(&diagnostics);
-            return ExitStatus::Error;
-        }
+    let Ok(compiled) = compile_or_report(&loaded, &loaded.graph, &selected, printer) else {
+        return ExitStatus::Error;
     };
     let Ok(warehouse) = super::open_warehouse(&loaded.project, &loaded.target, printer) else {
         return ExitStatus::Error;

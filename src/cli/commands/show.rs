@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Args;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
-use crate::cli::load::load;
+use crate::cli::load::{compile_or_report, load};
 use crate::cli::{ExitStatus, GlobalArgs, Printer};
 use crate::compile;
 use crate::diagnostics::{did_you_mean, Diagnostic};
@@ -84,14 +84,9 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowArgs) -> 
         }
     };
     let selected: BTreeSet<String> = [node_id.clone()].into();
-    let compiled = match compile::compile(&graph, &loaded.engine, &loaded.project.file.target_path, &selected) {
-        Ok(compiled) => compiled,
-        Err(diagnostics) => {
-            printer.diagnostics(&diagnostics);
-            return ExitStatus::Error;
-        }
+    let Ok(mut compiled) = compile_or_report(&loaded, &graph, &selected, printer) else {
+        return ExitStatus::Error;
     };
-    let mut compiled = compiled;
     if args.inline.is_some() {
         if let Some(node) = compiled.nodes.get_mut(&node_id) {
             node.compiled_path = "(inline query, not written)".into();
