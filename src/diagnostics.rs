@@ -145,3 +145,29 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
 pub fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.find(needle).map(|offset| text[..offset].matches('\n').count() + 1)
 }
+
+/// Secret values (profile credentials) that must never be printed or written to artifacts.
+static SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Registers secret values; [`redact`] replaces them with `***` from now on.
+pub fn register_secrets(secrets: impl IntoIterator<Item = String>) {
+    let mut guard = SECRETS.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for secret in secrets {
+        if !secret.is_empty() && !guard.contains(&secret) {
+            guard.push(secret);
+        }
+    }
+}
+
+/// `text` with every registered secret replaced by `***`.
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    let guard = SECRETS.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !guard.iter().any(|secret| text.contains(secret.as_str())) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut owned = text.to_string();
+    for secret in guard.iter() {
+        owned = owned.replace(secret.as_str(), "***");
+    }
+    std::borrow::Cow::Owned(owned)
+}

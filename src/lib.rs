@@ -25,8 +25,8 @@
 //! | [`graph`] | nodes with resolved configs, the DAG (cycles rejected with their path), dbt selection syntax |
 //! | [`metrics`] | metric models (`metric_models:` YAML) expanded into generated SQL models: daily roll-up, scorecard, alerts |
 //! | [`compile`] | refs → relations, ephemeral models → CTEs, generic tests → SQL; pure and deterministic |
-//! | [`execute`] | the DataFusion session, relation registration, scheduling with `--threads`, skip-on-failure, `--fail-fast` |
-//! | [`materialize`] | the warehouse layout and the commit protocol (locks, atomic publish, commit log) |
+//! | [`execute`] | the DataFusion session, relation registration (tables, Hive-partitioned folders, file/glob/URL sources), scheduling with `--threads`, skip-on-failure, `--fail-fast`, incremental strategies |
+//! | [`materialize`] | the warehouse on local disk or any `object_store` URL (S3, GCS, Azure, memory), the layout and the commit protocol (locks, atomic publish, partitioned commits rolled forward, commit log) |
 //! | [`artifacts`] | `target/`: compiled SQL, `manifest.json`, `run_results.json` |
 //! | [`cli`] | arguments, one file per command, the printer, exit codes |
 //! | [`diagnostics`] | user-facing errors with `file:line:col` and "did you mean" |
@@ -44,6 +44,10 @@
 //! - User mistakes are [`diagnostics::Diagnostic`]s that point at the file and line; internal
 //!   errors say they are bugs. Loading collects every problem before stopping.
 //! - Exit codes: 0 all good, 1 ran but something failed, 2 could not run.
+//! - Profile secrets (`storage:` credentials) are registered with [`diagnostics::redact`] when
+//!   the warehouse opens; the printer and every artifact pass through it.
+//! - `is_incremental()` is decided before compiling (the CLI asks the warehouse which incremental
+//!   tables exist), so compile stays pure given that set.
 
 pub mod artifacts;
 pub mod cli;

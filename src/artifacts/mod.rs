@@ -195,6 +195,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&temporary, bytes)?;
+    // Artifacts never carry a profile secret, whatever an error message quoted.
+    let text = String::from_utf8_lossy(bytes);
+    std::fs::write(&temporary, crate::diagnostics::redact(&text).as_bytes())?;
     std::fs::rename(&temporary, path)
 }

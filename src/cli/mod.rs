@@ -101,6 +101,9 @@ pub struct RunArgs {
     /// After a successful run, preview this model's rows (as `tidemark show` does).
     #[arg(long, value_name = "MODEL")]
     pub show: Option<String>,
+    /// Rebuild incremental models from scratch (unless their config says `full_refresh: false`).
+    #[arg(long)]
+    pub full_refresh: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -54,6 +54,7 @@ impl Printer {
     }
 
     fn write_stdout(&self, text: &str) {
+        let text = crate::diagnostics::redact(text);
         let _lock = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let write = || {
             let mut stdout = std::io::stdout().lock();
@@ -67,6 +68,7 @@ impl Printer {
     }
 
     fn write_stderr(&self, text: &str) {
+        let text = crate::diagnostics::redact(text);
         let _lock = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut stderr = std::io::stderr().lock();
         let _ = writeln!(stderr, "{text}");
@@ -273,6 +275,9 @@ fn diagnostic_json(diagnostic: &Diagnostic) -> Json {
 fn describe(node: &Node) -> String {
     match (node.resource_type, node.materialized) {
         (ResourceType::Model, Materialization::View) => format!("sql view model {}", node.display_relation()),
+        (ResourceType::Model, Materialization::Incremental) => {
+            format!("sql incremental model {}", node.display_relation())
+        }
         (ResourceType::Model, _) => format!("sql table model {}", node.display_relation()),
         (ResourceType::Seed, _) => format!("seed file {}", node.display_relation()),
         (ResourceType::Test, _) => format!("test {}", node.name),

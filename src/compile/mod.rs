@@ -36,12 +36,14 @@ pub struct CompiledProject {
 pub const EPHEMERAL_PREFIX: &str = "__tidemark_cte__";
 
 /// Compiles `selected` and every view or ephemeral model they read through (their SQL is needed
-/// to resolve them at run time).
+/// to resolve them at run time). `incremental` lists the incremental models that render with
+/// `is_incremental()` true (their table exists and this is not a full refresh).
 pub fn compile(
     graph: &Graph,
     engine: &TemplateEngine,
     target_path: &str,
     selected: &BTreeSet<String>,
+    incremental: &BTreeSet<String>,
 ) -> Result<CompiledProject, Diagnostics> {
     let needed = needed_nodes(graph, selected);
     let resolver: Arc<dyn RelationResolver> = Arc::new(GraphResolver::new(graph));
@@ -56,7 +58,7 @@ pub fn compile(
                 CompileContext {
                     this: this_relation(node),
                     config: node.config.clone(),
-                    is_incremental: false,
+                    is_incremental: incremental.contains(&node.unique_id),
                     resolver: resolver.clone(),
                 },
             ),

@@ -9,8 +9,8 @@ use datafusion::prelude::DataFrame;
 use serde_json::Value as Json;
 
 use super::{ExecuteError, NodeResult, NodeStatus, Reporter, Session};
-use crate::graph::{Materialization, Node, Severity};
-use crate::materialize::{MaterializeError, WriteSummary};
+use crate::graph::{Materialization, Node, Severity, Strategy};
+use crate::materialize::{MaterializeError, Replace, WriteSummary};
 use crate::template::quote_identifier;
 
 /// What a node did when it succeeded.
@@ -29,7 +29,7 @@ pub async fn run(session: &Session, id: &str, run_id: &str, reporter: &dyn Repor
     let started_at = now();
     let clock = Instant::now();
     let outcome = match node.materialized {
-        Materialization::Table => build_table(session, node, run_id).await,
+        Materialization::Table | Materialization::Incremental => build_table(session, node, run_id).await,
         Materialization::View => session.create_view(node).await.map(|()| Outcome {
             status: NodeStatus::Success,
             message: "CREATE VIEW".into(),
@@ -95,7 +95,7 @@ async fn plan_sql(session: &Session, node: &Node, sql: &str) -> Result<DataFrame
         .map_err(|error| sql_error(session, node, error.strip_backtrace()))
 }
 
-fn sql_error(session: &Session, node: &Node, message: String) -> ExecuteError {
+pub(super) fn sql_error(session: &Session, node: &Node, message: String) -> ExecuteError {
     ExecuteError::Sql {
         node: node.name.clone(),
         compiled_path: session
@@ -117,13 +117,17 @@ fn compiled_sql<'a>(session: &'a Session, node: &Node) -> Result<&'a str, Execut
         .ok_or_else(|| ExecuteError::Internal(format!("{} was not compiled", node.unique_id)))
 }
 
-/// Streams a DataFrame into the node's table and registers the new version.
-async fn write_frame(
+/// Streams a DataFrame into the node's table and registers the new version; a table with
+/// `partition_by` is written as Hive-style partition folders, all of them replaced.
+pub(super) async fn write_frame(
     session: &Session,
     node: &Node,
     frame: DataFrame,
     run_id: &str,
 ) -> Result<WriteSummary, ExecuteError> {
+    if !node.partition_by().is_empty() {
+        return write_partitioned(session, node, frame, Replace::All, run_id).await;
+    }
     let relation = node.relation.as_ref().expect("tables have relations");
     let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
     let stream = frame
@@ -134,18 +138,67 @@ async fn write_frame(
         .warehouse
         .write_table(relation, schema, stream, run_id)
         .await
-        .map_err(|error| match error {
-            // Errors raised while the query runs belong to the node's SQL.
-            MaterializeError::Execution(error) => sql_error(session, node, error.strip_backtrace()),
-            other => ExecuteError::Materialize(other),
-        })?;
+        .map_err(|error| materialize_error(session, node, error))?;
+    session.register_written_table(relation).await?;
+    Ok(summary)
+}
+
+fn materialize_error(session: &Session, node: &Node, error: MaterializeError) -> ExecuteError {
+    match error {
+        // Errors raised while the query runs belong to the node's SQL.
+        MaterializeError::Execution(error) => sql_error(session, node, error.strip_backtrace()),
+        other => ExecuteError::Materialize(other),
+    }
+}
+
+/// Writes a partitioned table: the partitions the frame produces, replacing `replace`.
+pub(super) async fn write_partitioned(
+    session: &Session,
+    node: &Node,
+    frame: DataFrame,
+    replace: Replace,
+    run_id: &str,
+) -> Result<WriteSummary, ExecuteError> {
+    let relation = node.relation.as_ref().expect("tables have relations");
+    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let stream = frame
+        .execute_stream()
+        .await
+        .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
+    let summary = session
+        .warehouse
+        .write_partitioned(relation, schema, &node.partition_by(), stream, replace, run_id)
+        .await
+        .map_err(|error| materialize_error(session, node, error))?;
     session.register_written_table(relation).await?;
     Ok(summary)
 }
 
 async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Outcome, ExecuteError> {
     session.register_inputs(node).await?;
+    let incremental = session.incremental.contains(&node.unique_id);
+    if incremental {
+        // `{{ this }}`: the table as it is before this run.
+        let relation = node.relation.as_ref().expect("tables have relations");
+        session.register_written_table(relation).await?;
+    }
     let frame = plan_sql(session, node, compiled_sql(session, node)?).await?;
+    if incremental {
+        let write = super::incremental::write(session, node, frame, run_id).await?;
+        let verb = match write.strategy {
+            Strategy::Append => "APPEND",
+            Strategy::Merge => "MERGE",
+            Strategy::DeleteInsert => "DELETE+INSERT",
+            Strategy::InsertOverwrite => "INSERT OVERWRITE",
+        };
+        return Ok(Outcome {
+            status: NodeStatus::Success,
+            message: format!("{verb} {}", write.new_rows),
+            rows: Some(write.new_rows),
+            failures: None,
+            write: Some(write.summary),
+        });
+    }
     let summary = write_frame(session, node, frame, run_id).await?;
     Ok(Outcome {
         status: NodeStatus::Success,

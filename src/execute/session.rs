@@ -10,7 +10,13 @@ use std::sync::Arc;
 
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
-use datafusion::datasource::file_format::options::{CsvReadOptions, JsonReadOptions, ParquetReadOptions};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::options::ParquetReadOptions;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, GreedyMemoryPool, MemoryPool, UnboundedMemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -35,6 +41,8 @@ pub struct Session {
     compiled: Arc<CompiledProject>,
     /// Tables registered so far (views are re-planned every time they are needed).
     registered: Mutex<BTreeSet<String>>,
+    /// Incremental models that run incrementally (compiled with `is_incremental()` true).
+    pub incremental: BTreeSet<String>,
 }
 
 impl Session {
@@ -87,12 +95,16 @@ impl Session {
             .build_arc()
             .map_err(|error| ExecuteError::Setup(error.strip_backtrace()))?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        if let Some((url, store)) = warehouse.registration() {
+            ctx.register_object_store(url, store);
+        }
         Ok(Session {
             ctx,
             warehouse,
             graph,
             compiled,
             registered: Mutex::new(BTreeSet::new()),
+            incremental: BTreeSet::new(),
         })
     }
 
@@ -156,13 +168,13 @@ impl Session {
                     }
                     self.register_view(node).await?;
                 }
-                Materialization::Table | Materialization::Seed => {
+                Materialization::Table | Materialization::Incremental | Materialization::Seed => {
                     let relation = node.relation.as_ref().expect("tables have relations");
                     let key = format!("{}.{}", relation.schema, relation.identifier);
                     if registered.contains(&key) {
                         return Ok(());
                     }
-                    if !self.warehouse.table_exists(relation).await {
+                    if !self.warehouse.table_exists(relation).await.map_err(ExecuteError::Materialize)? {
                         return Err(ExecuteError::MissingRelation {
                             relation: key,
                             hint: format!(
@@ -191,7 +203,7 @@ impl Session {
         })
     }
 
-    fn ensure_schema(&self, schema: &str) -> Result<(), ExecuteError> {
+    pub(crate) fn ensure_schema(&self, schema: &str) -> Result<(), ExecuteError> {
         let catalog = self
             .ctx
             .catalog(CATALOG)
@@ -214,14 +226,76 @@ impl Session {
         self.ctx
             .deregister_table(reference.clone())
             .map_err(ExecuteError::from_datafusion)?;
-        self.ctx
-            .register_parquet(
-                reference,
-                self.warehouse.table_url(relation),
-                ParquetReadOptions::default(),
-            )
+        let partitioned = self
+            .warehouse
+            .partitioned_commit(relation)
             .await
-            .map_err(ExecuteError::from_datafusion)
+            .map_err(ExecuteError::Materialize)?;
+        match partitioned {
+            Some(commit) => self
+                .register_listing(
+                    reference,
+                    &self.warehouse.table_folder_url(relation),
+                    "parquet",
+                    Some(crate::materialize::partitioned::reader_partition_columns(&commit)),
+                )
+                .await
+                .map_err(ExecuteError::from_datafusion),
+            None => self
+                .ctx
+                .register_parquet(reference, self.warehouse.table_url(relation), ParquetReadOptions::default())
+                .await
+                .map_err(ExecuteError::from_datafusion),
+        }
+    }
+
+    /// Registers files (a file, a folder, a glob; Hive partition folders inferred when
+    /// `partitions` is `None`) as a listing table.
+    async fn register_listing(
+        &self,
+        reference: TableReference,
+        location: &str,
+        format: &str,
+        partitions: Option<Vec<(String, DataType)>>,
+    ) -> datafusion::error::Result<()> {
+        let table_path = ListingTableUrl::parse(location)?;
+        let lower = location.to_ascii_lowercase();
+        let known = [".parquet", ".csv", ".csv.gz", ".json", ".ndjson", ".jsonl", ".json.gz"];
+        let extension = known
+            .iter()
+            .find(|extension| lower.ends_with(*extension))
+            .map(|extension| extension.to_string())
+            .unwrap_or_else(|| match format {
+                // Folders of text files: every file (.json, .ndjson, .jsonl, .csv, .tsv ...);
+                // hidden files are never listed.
+                "csv" | "json" => String::new(),
+                _ => ".parquet".into(),
+            });
+        let file_format: Arc<dyn FileFormat> = match format {
+            "csv" => Arc::new(CsvFormat::default().with_has_header(true)),
+            "json" => Arc::new(JsonFormat::default()),
+            _ => Arc::new(ParquetFormat::default()),
+        };
+        let state = self.ctx.state();
+        let mut options = ListingOptions::new(file_format)
+            .with_file_extension(extension);
+        let partitions = match partitions {
+            Some(columns) => columns,
+            None => options
+                .infer_partitions(&state, &table_path)
+                .await?
+                .into_iter()
+                .map(|name| (name, DataType::Utf8))
+                .collect(),
+        };
+        options = options.with_table_partition_cols(partitions);
+        let config = ListingTableConfig::new(table_path)
+            .with_listing_options(options)
+            .infer_schema(&state)
+            .await?;
+        let table = ListingTable::try_new(config)?;
+        self.ctx.register_table(reference, Arc::new(table))?;
+        Ok(())
     }
 
     async fn register_view(&self, node: &Node) -> Result<(), ExecuteError> {
@@ -248,7 +322,7 @@ impl Session {
         let reference = Self::reference(relation);
         let Some(location) = &node.location else {
             // A warehouse table produced elsewhere.
-            if !self.warehouse.table_exists(relation).await {
+            if !self.warehouse.table_exists(relation).await.map_err(ExecuteError::Materialize)? {
                 return Err(ExecuteError::MissingRelation {
                     relation: format!("{}.{}", relation.schema, relation.identifier),
                     hint: format!(
@@ -259,31 +333,16 @@ impl Session {
             }
             return self.register_parquet_table(relation).await;
         };
+        self.ensure_store(location).map_err(|message| ExecuteError::Source {
+            source_name: format!("{}.{}", node.fqn[1], node.name),
+            location: location.clone(),
+            message,
+        })?;
         let format = node.format.clone().unwrap_or_else(|| infer_format(location));
-        let registered = match format.as_str() {
-            "parquet" => {
-                self.ctx
-                    .register_parquet(reference, location, ParquetReadOptions::default())
-                    .await
-            }
-            "csv" => {
-                self.ctx
-                    .register_csv(reference, location, CsvReadOptions::new().has_header(true))
-                    .await
-            }
-            "json" | "ndjson" | "jsonl" => {
-                let extension = std::path::Path::new(location)
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .unwrap_or("json")
-                    .to_string();
-                let extension = format!(".{extension}");
-                let options = JsonReadOptions {
-                    file_extension: &extension,
-                    ..Default::default()
-                };
-                self.ctx.register_json(reference, location, options).await
-            }
+        let format = match format.as_str() {
+            "parquet" => "parquet",
+            "csv" => "csv",
+            "json" | "ndjson" | "jsonl" => "json",
             other => {
                 return Err(ExecuteError::Setup(format!(
                     "source '{}.{}' ({}): unknown format '{other}'; use parquet, csv or json",
@@ -291,11 +350,31 @@ impl Session {
                 )))
             }
         };
+        let registered = self.register_listing(reference, location, format, None).await;
         registered.map_err(|error| ExecuteError::Source {
             source_name: format!("{}.{}", node.fqn[1], node.name),
             location: location.clone(),
             message: error.strip_backtrace(),
         })
+    }
+}
+
+impl Session {
+    /// Registers the object store of a URL source with DataFusion (once per bucket), opened
+    /// with the target's storage settings.
+    fn ensure_store(&self, location: &str) -> Result<(), String> {
+        if !crate::materialize::store::is_store_url(location) {
+            return Ok(());
+        }
+        let url = url::Url::parse(location).map_err(|error| format!("not a valid URL: {error}"))?;
+        let base = datafusion::execution::object_store::ObjectStoreUrl::parse(&url[..url::Position::BeforePath])
+            .map_err(|error| error.strip_backtrace())?;
+        if self.ctx.runtime_env().object_store(&base).is_ok() {
+            return Ok(());
+        }
+        let opened = crate::materialize::store::open(location, self.warehouse.settings()).map_err(|e| e.to_string())?;
+        self.ctx.register_object_store(&opened.base, opened.store);
+        Ok(())
     }
 }
 

@@ -122,10 +122,8 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             problems.push(duplicate_name(&name, &file.path, &nodes[&previous].path));
             continue;
         }
-        nodes.insert(
-            unique_id.clone(),
-            Node {
-                unique_id,
+        let node = Node {
+                unique_id: unique_id.clone(),
                 tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
                 description: properties
                     .map(|p| p.description.clone())
@@ -149,8 +147,22 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
                 test: None,
                 location: None,
                 format: None,
-            },
-        );
+            };
+        if node.materialized == Materialization::Incremental {
+            if let Err(message) = node.incremental() {
+                let key = ["incremental_strategy", "unique_key", "partition_by", "on_schema_change"]
+                    .into_iter()
+                    .find(|key| message.contains(key))
+                    .unwrap_or("materialized");
+                problems.push(
+                    Diagnostic::new(format!("model '{}': {message}", node.name))
+                        .in_file(&file.path)
+                        .at_line(crate::diagnostics::line_of(&file.text, key)),
+                );
+                continue;
+            }
+        }
+        nodes.insert(unique_id, node);
     }
 
     for seed in &project.seeds {

@@ -10,7 +10,7 @@ pub mod select;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use build::{build, parse_relation_expression, RelationExpression, GENERIC_TESTS};
-pub use node::{GenericTest, Materialization, Node, ResourceType, Severity};
+pub use node::{GenericTest, Incremental, Materialization, Node, ResourceType, SchemaChange, Severity, Strategy};
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
 

@@ -35,6 +35,8 @@ impl ResourceType {
 pub enum Materialization {
     /// Parquet in the warehouse, committed atomically.
     Table,
+    /// A table that later runs add to or update (`incremental_strategy`) rather than rebuild.
+    Incremental,
     /// Not written: its SQL is resolved wherever it is used.
     View,
     /// Inlined as a CTE into the models that use it.
@@ -51,6 +53,7 @@ impl Materialization {
     pub fn as_str(self) -> &'static str {
         match self {
             Materialization::Table => "table",
+            Materialization::Incremental => "incremental",
             Materialization::View => "view",
             Materialization::Ephemeral => "ephemeral",
             Materialization::Seed => "seed",
@@ -63,12 +66,77 @@ impl Materialization {
     pub fn for_model(name: &str) -> Result<Materialization, String> {
         match name {
             "table" => Ok(Materialization::Table),
+            "incremental" => Ok(Materialization::Incremental),
             "view" => Ok(Materialization::View),
             "ephemeral" => Ok(Materialization::Ephemeral),
             other => Err(format!(
-                "unknown materialization '{other}'; tidemark supports table, view and ephemeral"
+                "unknown materialization '{other}'; tidemark supports table, incremental, view and ephemeral"
             )),
         }
+    }
+}
+
+/// `incremental_strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// New rows are added.
+    Append,
+    /// New rows replace the rows with the same `unique_key` (NULL keys match NULL keys); the key
+    /// must be unique among the new rows.
+    Merge,
+    /// Rows whose `unique_key` appears among the new rows are deleted, then the new rows added.
+    DeleteInsert,
+    /// The partitions the new rows fall in are replaced whole.
+    InsertOverwrite,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Append => "append",
+            Strategy::Merge => "merge",
+            Strategy::DeleteInsert => "delete+insert",
+            Strategy::InsertOverwrite => "insert_overwrite",
+        }
+    }
+}
+
+/// `on_schema_change`: what an incremental run does when the model's columns changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaChange {
+    /// Keep the table's columns; new columns are dropped, missing ones written as NULL.
+    Ignore,
+    /// Stop with the difference.
+    Fail,
+    /// Add new columns (NULL in existing rows); keep columns the model no longer returns.
+    AppendNewColumns,
+    /// Make the table's columns the model's: add new, drop removed, cast changed types.
+    SyncAllColumns,
+}
+
+/// An incremental model's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incremental {
+    pub strategy: Strategy,
+    pub unique_key: Vec<String>,
+    pub on_schema_change: SchemaChange,
+    /// `full_refresh: false` protects a table from `--full-refresh`.
+    pub full_refresh: Option<bool>,
+}
+
+/// A config value that is a string or a list of strings.
+fn string_list(value: Option<&serde_json::Value>) -> Vec<String> {
+    match value {
+        Some(serde_json::Value::String(text)) => text
+            .split(',')
+            .map(|part| part.trim().to_string())
+            .filter(|part| !part.is_empty())
+            .collect(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|item| item.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -135,7 +203,57 @@ pub struct Node {
 impl Node {
     /// Whether the node produces data in the warehouse when it runs.
     pub fn writes_table(&self) -> bool {
-        matches!(self.materialized, Materialization::Table | Materialization::Seed)
+        matches!(
+            self.materialized,
+            Materialization::Table | Materialization::Incremental | Materialization::Seed
+        )
+    }
+
+    /// `partition_by` of a table model: the columns its Hive-style partition folders are named by.
+    pub fn partition_by(&self) -> Vec<String> {
+        string_list(self.config.get("partition_by"))
+    }
+
+    /// How an incremental model adds its new rows (validated when the graph is built).
+    pub fn incremental(&self) -> Result<Incremental, String> {
+        let unique_key = string_list(self.config.get("unique_key"));
+        let partition_by = self.partition_by();
+        let strategy = match self.config.get("incremental_strategy").and_then(serde_json::Value::as_str) {
+            None if !unique_key.is_empty() => Strategy::Merge,
+            None => Strategy::Append,
+            Some("append") => Strategy::Append,
+            Some("merge") => Strategy::Merge,
+            Some("delete+insert") => Strategy::DeleteInsert,
+            Some("insert_overwrite") => Strategy::InsertOverwrite,
+            Some(other) => {
+                return Err(format!(
+                    "incremental_strategy '{other}' is not append, merge, delete+insert or insert_overwrite"
+                ))
+            }
+        };
+        if matches!(strategy, Strategy::Merge | Strategy::DeleteInsert) && unique_key.is_empty() {
+            return Err(format!("incremental_strategy '{}' needs a unique_key", strategy.as_str()));
+        }
+        if strategy == Strategy::InsertOverwrite && partition_by.is_empty() {
+            return Err("incremental_strategy 'insert_overwrite' needs partition_by".into());
+        }
+        let on_schema_change = match self.config.get("on_schema_change").and_then(serde_json::Value::as_str) {
+            None | Some("ignore") => SchemaChange::Ignore,
+            Some("fail") => SchemaChange::Fail,
+            Some("append_new_columns") => SchemaChange::AppendNewColumns,
+            Some("sync_all_columns") => SchemaChange::SyncAllColumns,
+            Some(other) => {
+                return Err(format!(
+                    "on_schema_change '{other}' is not ignore, fail, append_new_columns or sync_all_columns"
+                ))
+            }
+        };
+        Ok(Incremental {
+            strategy,
+            unique_key,
+            on_schema_change,
+            full_refresh: self.config.get("full_refresh").and_then(serde_json::Value::as_bool),
+        })
     }
 
     /// Whether the node is something `run`/`build` executes (not sources or ephemeral models).

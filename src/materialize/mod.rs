@@ -22,6 +22,10 @@
 //!    number is never committed twice.
 
 mod lock;
+pub mod partitioned;
+pub mod store;
+
+pub use partitioned::{PartitionedCommit, Replace};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +36,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::object_store::buffered::BufWriter;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::object_store::path::Path as StorePath;
+use datafusion::object_store::prefix::PrefixStore;
 use datafusion::object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -39,6 +44,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::project::{StorageSettings, Target};
 use crate::template::RelationName;
 
 /// Errors while writing warehouse data.
@@ -58,10 +64,28 @@ pub enum MaterializeError {
     Execution(#[from] DataFusionError),
     #[error("writing Parquet: {0}")]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
-    #[error("warehouse storage: {0}")]
+    #[error("warehouse storage: {}", describe_store_error(.0))]
     Store(#[from] datafusion::object_store::Error),
     #[error("warehouse: {0}")]
     Setup(String),
+    #[error("{0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+}
+
+/// Parquet settings of every table file: zstd level 1.
+pub(crate) fn writer_properties() -> Result<WriterProperties, MaterializeError> {
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .build())
+}
+
+/// An object-store error with the setting it points at, when one is recognisable.
+pub fn describe_store_error(error: &datafusion::object_store::Error) -> String {
+    let message = error.to_string();
+    match store::hint(&message) {
+        Some(hint) => format!("{message}\n  hint: {hint}"),
+        None => message,
+    }
 }
 
 /// What one table write did.
@@ -77,12 +101,27 @@ pub struct WriteSummary {
 /// The warehouse of a target.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
+    /// The store, rooted at the warehouse (paths are `<schema>/<table>/...`).
     store: Arc<dyn ObjectStore>,
-    /// Root as a local folder.
-    root: PathBuf,
+    /// URL of the warehouse root (`file:///abs/path`, `s3://bucket/prefix`), no trailing slash.
+    url_root: String,
+    /// A store DataFusion must know about to read the warehouse (`s3://bucket` → store).
+    registration: Option<(url::Url, Arc<dyn ObjectStore>)>,
+    /// Settings for URL sources on the same kind of store.
+    settings: StorageSettings,
 }
 
 impl Warehouse {
+    /// Opens the warehouse of a target: a folder (relative to the project root) or an
+    /// object-store URL with the target's `storage:` settings.
+    pub fn open(target: &Target, project_root: &std::path::Path) -> Result<Warehouse, MaterializeError> {
+        crate::diagnostics::register_secrets(target.storage.secrets());
+        match target.local_warehouse(project_root) {
+            Some(folder) => Warehouse::open_local(folder),
+            None => Warehouse::open_url(&target.warehouse, &target.storage),
+        }
+    }
+
     /// Opens (creating if needed) a warehouse folder.
     pub fn open_local(root: PathBuf) -> Result<Warehouse, MaterializeError> {
         std::fs::create_dir_all(&root).map_err(|error| {
@@ -94,35 +133,75 @@ impl Warehouse {
         let store = LocalFileSystem::new_with_prefix(&root)?;
         Ok(Warehouse {
             store: Arc::new(store),
-            root,
+            url_root: format!("file://{}", root.display()).trim_end_matches('/').to_string(),
+            registration: None,
+            settings: StorageSettings::default(),
         })
     }
 
-    /// The warehouse folder.
-    pub fn root(&self) -> &std::path::Path {
-        &self.root
+    /// Opens a warehouse in an object store (`s3://bucket/prefix`, `memory://`, ...).
+    pub fn open_url(location: &str, settings: &StorageSettings) -> Result<Warehouse, MaterializeError> {
+        let opened = store::open(location, settings)?;
+        let prefixed: Arc<dyn ObjectStore> = if opened.prefix.as_ref().is_empty() {
+            opened.store.clone()
+        } else {
+            Arc::new(PrefixStore::new(opened.store.clone(), opened.prefix.clone()))
+        };
+        let base = opened.base.as_str().trim_end_matches('/').to_string();
+        let url_root = if opened.prefix.as_ref().is_empty() {
+            base
+        } else {
+            format!("{base}/{}", opened.prefix)
+        };
+        Ok(Warehouse {
+            store: prefixed,
+            url_root,
+            registration: Some((opened.base, opened.store)),
+            settings: settings.clone(),
+        })
+    }
+
+    /// The warehouse as people know it (`/abs/folder` or `s3://bucket/prefix`).
+    pub fn display(&self) -> String {
+        self.url_root
+            .strip_prefix("file://")
+            .map(str::to_string)
+            .unwrap_or_else(|| self.url_root.clone())
+    }
+
+    /// The store DataFusion must register to read this warehouse, if it is not the local disk.
+    pub fn registration(&self) -> Option<(&url::Url, Arc<dyn ObjectStore>)> {
+        self.registration.as_ref().map(|(url, store)| (url, store.clone()))
+    }
+
+    /// Storage settings for URL sources.
+    pub fn settings(&self) -> &StorageSettings {
+        &self.settings
     }
 
     fn data_path(relation: &RelationName) -> StorePath {
         StorePath::from_iter([relation.schema.as_str(), relation.identifier.as_str(), "data.parquet"])
     }
 
-    /// Where plain Parquet readers find the current table.
-    pub fn table_file(&self, relation: &RelationName) -> PathBuf {
-        self.root
-            .join(&relation.schema)
-            .join(&relation.identifier)
-            .join("data.parquet")
-    }
-
-    /// `file://` URL of the current table, for registering it with DataFusion.
+    /// URL of the current table's Parquet object, for registering it with DataFusion and for
+    /// plain Parquet readers: `<warehouse>/<schema>/<table>/data.parquet`.
     pub fn table_url(&self, relation: &RelationName) -> String {
-        format!("file://{}", self.table_file(relation).display())
+        format!("{}/{}/{}/data.parquet", self.url_root, relation.schema, relation.identifier)
     }
 
     /// Whether the table has a committed version.
-    pub async fn table_exists(&self, relation: &RelationName) -> bool {
-        self.store.head(&Self::data_path(relation)).await.is_ok()
+    pub async fn table_exists(&self, relation: &RelationName) -> Result<bool, MaterializeError> {
+        match self.store.head(&Self::data_path(relation)).await {
+            Ok(_) => return Ok(true),
+            Err(datafusion::object_store::Error::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        Ok(self.partitioned_commit(relation).await?.is_some())
+    }
+
+    /// URL of a partitioned table's folder (`<warehouse>/<schema>/<table>/`).
+    pub fn table_folder_url(&self, relation: &RelationName) -> String {
+        format!("{}/{}/{}/", self.url_root, relation.schema, relation.identifier)
     }
 
     /// Streams `data` into the table and commits it atomically (see the module docs).
@@ -136,9 +215,7 @@ impl Warehouse {
         let table = format!("{}.{}", relation.schema, relation.identifier);
         let lock = lock::TableLock::acquire(self.store.clone(), relation, run_id).await?;
         let result = async {
-            let properties = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-                .build();
+            let properties = writer_properties()?;
             let object = BufWriter::new(self.store.clone(), Self::data_path(relation));
             let mut writer = AsyncArrowWriter::try_new(object, schema, Some(properties))?;
             let mut rows = 0u64;
@@ -151,6 +228,14 @@ impl Warehouse {
             writer.close().await?;
             let bytes = self.store.head(&Self::data_path(relation)).await?.size;
             let version = self.record_commit(relation, run_id, rows, bytes).await?;
+            // A table that was partitioned before: its partition folders are no longer the table.
+            for folder in self.partitions(relation).await? {
+                let path = folder
+                    .split('/')
+                    .fold(StorePath::from_iter([relation.schema.as_str(), relation.identifier.as_str()]), |p, part| p.join(part))
+                    .join("data.parquet");
+                self.store.delete(&path).await?;
+            }
             Ok::<_, MaterializeError>(WriteSummary {
                 rows,
                 bytes,
@@ -172,21 +257,18 @@ impl Warehouse {
             })
     }
 
-    async fn record_commit(
-        &self,
-        relation: &RelationName,
-        run_id: &str,
-        rows: u64,
-        bytes: u64,
-    ) -> Result<u64, MaterializeError> {
-        let log = StorePath::from_iter([
-            "_tidemark",
-            "log",
-            relation.schema.as_str(),
-            relation.identifier.as_str(),
-        ]);
-        let mut latest = 0u64;
-        let mut listing = self.store.list(Some(&log));
+    fn log_folder(relation: &RelationName) -> StorePath {
+        StorePath::from_iter(["_tidemark", "log", relation.schema.as_str(), relation.identifier.as_str()])
+    }
+
+    fn log_path(relation: &RelationName, version: u64) -> StorePath {
+        Self::log_folder(relation).join(format!("{version:020}.json"))
+    }
+
+    /// The latest committed version of a table, if any.
+    pub async fn latest_version(&self, relation: &RelationName) -> Result<Option<u64>, MaterializeError> {
+        let mut latest = None;
+        let mut listing = self.store.list(Some(&Self::log_folder(relation)));
         while let Some(entry) = listing.next().await {
             let entry = entry?;
             if let Some(version) = entry
@@ -195,10 +277,42 @@ impl Warehouse {
                 .and_then(|name| name.strip_suffix(".json"))
                 .and_then(|v| v.parse::<u64>().ok())
             {
-                latest = latest.max(version);
+                latest = latest.max(Some(version));
             }
         }
-        let version = latest + 1;
+        Ok(latest)
+    }
+
+    /// Creates the record of `version` (conditionally: a version is never committed twice).
+    async fn create_log_record(
+        &self,
+        relation: &RelationName,
+        version: u64,
+        record: &serde_json::Value,
+    ) -> Result<(), MaterializeError> {
+        let payload = PutPayload::from(serde_json::to_vec_pretty(record).expect("record serialises"));
+        match self
+            .store
+            .put_opts(&Self::log_path(relation, version), payload, PutMode::Create.into())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(datafusion::object_store::Error::AlreadyExists { .. }) => Err(MaterializeError::Conflict {
+                table: format!("{}.{}", relation.schema, relation.identifier),
+                version,
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn record_commit(
+        &self,
+        relation: &RelationName,
+        run_id: &str,
+        rows: u64,
+        bytes: u64,
+    ) -> Result<u64, MaterializeError> {
+        let version = self.latest_version(relation).await?.unwrap_or(0) + 1;
         let record = serde_json::json!({
             "version": version,
             "run_id": run_id,
@@ -207,16 +321,8 @@ impl Warehouse {
             "data": format!("{}/{}/data.parquet", relation.schema, relation.identifier),
             "committed_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         });
-        let path = log.clone().join(format!("{version:020}.json"));
-        let payload = PutPayload::from(serde_json::to_vec_pretty(&record).expect("record serialises"));
-        match self.store.put_opts(&path, payload, PutMode::Create.into()).await {
-            Ok(_) => Ok(version),
-            Err(datafusion::object_store::Error::AlreadyExists { .. }) => Err(MaterializeError::Conflict {
-                table: String::new(),
-                version,
-            }),
-            Err(error) => Err(error.into()),
-        }
+        self.create_log_record(relation, version, &record).await?;
+        Ok(version)
     }
 
     /// Writes and deletes a probe object: proves the warehouse is reachable and writable.

@@ -504,8 +504,10 @@ fn normalized(metric: &str, method: NormalizeMethod, partition: &str) -> String 
         NormalizeMethod::Zscore => format!(
             "({metric} - avg({metric}) over (partition by {partition})) / nullif(stddev_pop({metric}) over (partition by {partition}), 0)"
         ),
+        // Ranked on the value rounded to 9 decimals: floating sums that differ only in their last
+        // bits (summation order varies between runs and engines) are ties, not a rank apart.
         NormalizeMethod::PercentRank => format!(
-            "case when {metric} is not null then percent_rank() over (partition by {partition}, {metric} is null order by {metric}) end"
+            "case when {metric} is not null then percent_rank() over (partition by {partition}, {metric} is null order by round({metric}, 9)) end"
         ),
         NormalizeMethod::MinMax => format!(
             "({metric} - min({metric}) over (partition by {partition})) / nullif(max({metric}) over (partition by {partition}) - min({metric}) over (partition by {partition}), 0)"

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
-pub use profiles::{Engine, Target};
+pub use profiles::{Engine, Secret, StorageSettings, Target};
 pub use project_file::{ConfigMap, ProjectFile};
 pub use properties::{ColumnProperties, NodeProperties, PropertyFile, SourceProperties, SourceTable, TestDeclaration};
 

@@ -36,8 +36,78 @@ pub struct Target {
     pub memory_pool: String,
     /// Extra DataFusion settings (`datafusion.execution.batch_size: 8192`, ...).
     pub options: BTreeMap<String, String>,
+    /// How to reach an object-store warehouse and URL sources (`storage:`).
+    pub storage: StorageSettings,
     /// Where the target was defined (`profiles.yml`), or `None` for the built-in default.
     pub defined_in: Option<PathBuf>,
+}
+
+/// A value that must never be printed: `Debug` shows `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `storage:` of a target: settings of the object store behind an `s3://`, `gs://` or `az://`
+/// warehouse (and of URL sources). Anything not set here comes from the provider's usual
+/// environment variables and instance credentials (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Endpoint of an S3-compatible server (`http://127.0.0.1:8333`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`) rather than virtual-hosted (`bucket.endpoint/key`).
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    /// Allow plain HTTP (local servers).
+    #[serde(default)]
+    pub allow_http: Option<bool>,
+    #[serde(default)]
+    pub access_key_id: Option<Secret>,
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    #[serde(default)]
+    pub session_token: Option<Secret>,
+    /// Retries of a failed request before the node fails (default 10).
+    #[serde(default)]
+    pub max_retries: Option<usize>,
+    /// Give up retrying a request after this long (default `3min`).
+    #[serde(default)]
+    pub retry_timeout: Option<String>,
+    /// Time allowed to open a connection (default `5s`).
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    /// Any other `object_store` configuration key (`aws_...`, `google_...`, `azure_...`).
+    #[serde(default)]
+    pub options: BTreeMap<String, Secret>,
+}
+
+impl StorageSettings {
+    /// Every secret value, for redaction of messages.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut secrets: Vec<String> = [&self.access_key_id, &self.secret_access_key, &self.session_token]
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose().to_string())
+            .collect();
+        secrets.extend(self.options.values().map(|s| s.expose().to_string()));
+        secrets.retain(|s| s.len() >= 4);
+        secrets
+    }
 }
 
 /// The engine a target runs on.
@@ -69,6 +139,7 @@ impl Target {
             spill_dir: None,
             memory_pool: "greedy".into(),
             options: BTreeMap::new(),
+            storage: StorageSettings::default(),
             defined_in: None,
         }
     }
@@ -121,6 +192,8 @@ struct RawTarget {
     memory_pool: Option<String>,
     #[serde(default)]
     options: BTreeMap<String, Json>,
+    #[serde(default)]
+    storage: Option<StorageSettings>,
 }
 
 /// Picks the target for `profile` from the rendered text of a profiles file.
@@ -238,6 +311,7 @@ pub fn select_target(
             }
         },
         options,
+        storage: raw.storage.clone().unwrap_or_default(),
         defined_in: Some(file.to_path_buf()),
     })
 }

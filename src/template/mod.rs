@@ -4,7 +4,8 @@
 //! - **parse** renders each model once to record what it calls: `ref`, `source` and `config`
 //!   ([`Capture`]). `ref` and `source` render placeholders; `is_incremental()` is false.
 //! - **compile** renders again once every node's config is known, with a [`RelationResolver`]
-//!   that turns `ref('x')` into the relation it names (or the CTE name of an ephemeral model).
+//!   that turns `ref('x')` into the relation it names (or the CTE name of an ephemeral model),
+//!   and `is_incremental()` true for incremental models whose table exists.
 //!
 //! The dbt context (`ref`, `source`, `config`, `var`, `env_var`, `this`, `is_incremental`,
 //! `target`, `log`, `exceptions`) and every project macro are globals of one shared

@@ -25,7 +25,7 @@ pub fn execute(global: &GlobalArgs, printer: &Printer, args: CompileArgs) -> Exi
     let Ok(selected) = loaded.select(&args.selection, scope, printer) else {
         return ExitStatus::Error;
     };
-    let Ok(compiled) = compile_or_report(&loaded, &loaded.graph, &selected, printer) else {
+    let Ok(compiled) = compile_or_report(&loaded, &loaded.graph, &selected, &Default::default(), printer) else {
         return ExitStatus::Error;
     };
     let artifacts = Artifacts::new(&loaded.project);

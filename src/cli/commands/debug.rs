@@ -67,37 +67,51 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
             return ExitStatus::Failure;
         }
     };
-    let warehouse = match target.local_warehouse(&project.root) {
-        None => {
-            check(
-                "warehouse",
-                Err(format!(
-                    "'{}' is a URL; this version writes to local folders only",
-                    target.warehouse
-                )),
-            );
+    let warehouse = match crate::materialize::Warehouse::open(&target, &project.root) {
+        Err(error) => {
+            check("warehouse", Err(format!("{}: {error}", target.warehouse)));
             return ExitStatus::Failure;
         }
-        Some(folder) => match crate::materialize::Warehouse::open_local(folder.clone()) {
+        Ok(warehouse) => match warehouse.check_writable().await {
+            Ok(()) => {
+                check(
+                    "warehouse",
+                    Ok(format!("{} is reachable, readable and writable", warehouse.display())),
+                );
+                warehouse
+            }
             Err(error) => {
-                check("warehouse", Err(error.to_string()));
+                check("warehouse", Err(format!("{}: {error}", warehouse.display())));
                 return ExitStatus::Failure;
             }
-            Ok(warehouse) => match warehouse.check_writable().await {
-                Ok(()) => {
-                    check(
-                        "warehouse",
-                        Ok(format!("{} is readable and writable", warehouse.root().display())),
-                    );
-                    warehouse
-                }
-                Err(error) => {
-                    check("warehouse", Err(format!("{}: {error}", folder.display())));
-                    return ExitStatus::Failure;
-                }
-            },
         },
     };
+    // Every other store the project reads from (URL sources).
+    let mut bases = std::collections::BTreeSet::new();
+    for source in project.property_files.iter().flat_map(|file| file.sources.iter()) {
+        for table in &source.tables {
+            let Some(location) = table.location.as_deref() else { continue };
+            if !crate::materialize::store::is_store_url(location) {
+                continue;
+            }
+            let Ok(url) = url::Url::parse(location) else { continue };
+            let base = url[..url::Position::BeforePath].to_string();
+            if !bases.insert(base.clone()) || warehouse.display().starts_with(&base) {
+                continue;
+            }
+            let outcome = match crate::materialize::store::open(location, &target.storage) {
+                Err(error) => Err(error.to_string()),
+                Ok(opened) => {
+                    use futures::{StreamExt, TryStreamExt};
+                    let listing: Result<Vec<_>, _> = opened.store.list(Some(&opened.prefix)).take(1).try_collect().await;
+                    listing
+                        .map(|_| format!("{base} is reachable and readable"))
+                        .map_err(|error| crate::materialize::describe_store_error(&error))
+                }
+            };
+            check("source", outcome.map_err(|error| format!("{location}: {error}")));
+        }
+    }
     let graph = Arc::new(Graph {
         project_name: project.file.name.clone(),
         nodes: BTreeMap::new(),

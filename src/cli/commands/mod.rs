@@ -15,18 +15,13 @@ use crate::project::{Project, Target};
 
 /// Opens the target's warehouse, or explains why it cannot.
 pub(crate) fn open_warehouse(project: &Project, target: &Target, printer: &Printer) -> Result<Warehouse, ()> {
-    let Some(folder) = target.local_warehouse(&project.root) else {
+    Warehouse::open(target, &project.root).map_err(|error| {
         printer.diagnostics(
-            &Diagnostic::new(format!(
-                "target '{}': warehouse '{}' is a URL; this version of tidemark writes to local folders only",
-                target.name, target.warehouse
-            ))
-            .with_help("set warehouse: to a folder path in profiles.yml")
-            .into(),
-        );
-        return Err(());
-    };
-    Warehouse::open_local(folder).map_err(|error| printer.fatal(&error.to_string()))
+            &Diagnostic::new(format!("target '{}': {error}", target.name))
+                .with_help("check warehouse: and storage: of the target in profiles.yml (`tidemark debug` tests them)")
+                .into(),
+        )
+    })
 }
 
 /// `Found 5 models, 2 seeds, 9 data tests, 1 source`.

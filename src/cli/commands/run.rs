@@ -59,10 +59,44 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
     let Ok(selected) = loaded.select(&args.selection, kind.scope(), printer) else {
         return ExitStatus::Error;
     };
-    let Ok(compiled) = compile_or_report(&loaded, &loaded.graph, &selected, printer) else {
+    let Ok(warehouse) = super::open_warehouse(&loaded.project, &loaded.target, printer) else {
         return ExitStatus::Error;
     };
-    let Ok(warehouse) = super::open_warehouse(&loaded.project, &loaded.target, printer) else {
+    // Fail early, with the setting to fix, when the warehouse cannot be written.
+    if kind != Kind::Test {
+        if let Err(error) = warehouse.check_writable().await {
+            printer.fatal(&format!(
+                "warehouse {} is not reachable or not writable: {error}",
+                warehouse.display()
+            ));
+            return ExitStatus::Error;
+        }
+    }
+    // Incremental models whose table exists run incrementally (`is_incremental()` is true),
+    // unless --full-refresh rebuilds them (and their config does not forbid it).
+    let mut incremental = std::collections::BTreeSet::new();
+    for id in &selected {
+        let node = &loaded.graph.nodes[id];
+        if node.materialized != crate::graph::Materialization::Incremental {
+            continue;
+        }
+        let protected = node.incremental().ok().and_then(|c| c.full_refresh) == Some(false);
+        if args.full_refresh && !protected {
+            continue;
+        }
+        let relation = node.relation.as_ref().expect("models have relations");
+        match warehouse.table_exists(relation).await {
+            Ok(true) => {
+                incremental.insert(id.clone());
+            }
+            Ok(false) => {}
+            Err(error) => {
+                printer.fatal(&format!("warehouse {}: {error}", warehouse.display()));
+                return ExitStatus::Error;
+            }
+        }
+    }
+    let Ok(compiled) = compile_or_report(&loaded, &loaded.graph, &selected, &incremental, printer) else {
         return ExitStatus::Error;
     };
     let artifacts = Artifacts::new(&loaded.project);
@@ -98,7 +132,10 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
     let run_id = uuid::Uuid::new_v4().to_string();
     let graph = Arc::new(loaded.graph);
     let session = match Session::embedded(&loaded.target, warehouse, graph.clone(), Arc::new(compiled)) {
-        Ok(session) => Arc::new(session),
+        Ok(mut session) => {
+            session.incremental = incremental;
+            Arc::new(session)
+        }
         Err(error) => {
             printer.fatal(&error.to_string());
             return ExitStatus::Error;

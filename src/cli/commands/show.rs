@@ -84,7 +84,7 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowArgs) -> 
         }
     };
     let selected: BTreeSet<String> = [node_id.clone()].into();
-    let Ok(mut compiled) = compile_or_report(&loaded, &graph, &selected, printer) else {
+    let Ok(mut compiled) = compile_or_report(&loaded, &graph, &selected, &Default::default(), printer) else {
         return ExitStatus::Error;
     };
     if args.inline.is_some() {

@@ -1,0 +1,307 @@
+//! Partitioned tables: one Parquet object per Hive-style partition folder.
+//!
+//! ```text
+//! <warehouse>/<schema>/<table>/<col>=<value>/data.parquet
+//! ```
+//!
+//! A write stages every partition it produces under `_tidemark/staging/<run>/...`, then records
+//! the commit (conditional create of `<version>.json`, listing the partitions written and
+//! removed), then publishes: each staged object is renamed over its partition's
+//! `data.parquet` (one atomic object per partition) and removed partitions are deleted. A run
+//! that dies before the record leaves every partition as it was; one that dies while
+//! publishing is rolled forward by the next writer of the table ([`Warehouse::roll_forward`]),
+//! which finishes the renames the record lists. Partition columns live in the folder names,
+//! not in the files (the Hive convention DuckDB, Polars, pyarrow and Spark read).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::object_store::buffered::BufWriter;
+use datafusion::object_store::path::Path as StorePath;
+use datafusion::object_store::{ObjectStore, ObjectStoreExt};
+use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::{lock, writer_properties, MaterializeError, Warehouse, WriteSummary};
+use crate::template::RelationName;
+
+/// Hive's folder name for a NULL partition value.
+pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// Which existing partitions a write replaces.
+#[derive(Debug, Clone)]
+pub enum Replace {
+    /// A full build: partitions the data does not produce are removed.
+    All,
+    /// An incremental write: the partitions the data produces, plus these (removed when the
+    /// data produces no rows for them).
+    Only(BTreeSet<String>),
+}
+
+/// A partition column and its type (kept in the commit record, so readers type the values).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionColumn {
+    pub name: String,
+    pub data_type: String,
+}
+
+impl PartitionColumn {
+    pub fn arrow_type(&self) -> DataType {
+        self.data_type.parse().unwrap_or(DataType::Utf8)
+    }
+}
+
+/// The commit record of a partitioned write.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionedCommit {
+    pub version: u64,
+    pub run_id: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub partition_by: Vec<PartitionColumn>,
+    /// Staging folder the written partitions are published from.
+    pub staging: String,
+    /// Partition folders (`period_end=2026-11-15`) written by this version.
+    pub written: Vec<String>,
+    /// Partition folders removed by this version.
+    pub removed: Vec<String>,
+    pub committed_at: String,
+}
+
+/// The folder (`a=1/b=x`) of every row of `batch`.
+pub fn partition_folders(batch: &RecordBatch, columns: &[(usize, String)]) -> Result<Vec<String>, MaterializeError> {
+    let mut folders = vec![String::new(); batch.num_rows()];
+    for (index, name) in columns {
+        let array = batch.column(*index);
+        for (row, folder) in folders.iter_mut().enumerate() {
+            let value = if array.is_null(row) {
+                NULL_PARTITION.to_string()
+            } else {
+                array_value_to_string(array, row)?
+            };
+            if value.contains('/') || value.is_empty() {
+                return Err(MaterializeError::Setup(format!(
+                    "partition column '{name}' has the value '{value}', which cannot name a folder"
+                )));
+            }
+            if !folder.is_empty() {
+                folder.push('/');
+            }
+            folder.push_str(name);
+            folder.push('=');
+            folder.push_str(&value);
+        }
+    }
+    Ok(folders)
+}
+
+fn join(base: &StorePath, relative: &str) -> StorePath {
+    relative
+        .split('/')
+        .fold(base.clone(), |path, part| path.join(part))
+}
+
+impl Warehouse {
+    fn table_folder(relation: &RelationName) -> StorePath {
+        StorePath::from_iter([relation.schema.as_str(), relation.identifier.as_str()])
+    }
+
+    /// The partition folders a table has now (`a=1/b=x`), relative to the table.
+    pub async fn partitions(&self, relation: &RelationName) -> Result<BTreeSet<String>, MaterializeError> {
+        let folder = Self::table_folder(relation);
+        let mut found = BTreeSet::new();
+        let mut listing = self.store.list(Some(&folder));
+        while let Some(entry) = listing.next().await {
+            let entry = entry?;
+            if entry.location.filename() != Some("data.parquet") {
+                continue;
+            }
+            let parts: Vec<String> = entry
+                .location
+                .prefix_match(&folder)
+                .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+                .unwrap_or_default();
+            if parts.len() >= 2 {
+                found.insert(parts[..parts.len() - 1].join("/"));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The latest commit record of a partitioned table, if it is one.
+    pub async fn partitioned_commit(
+        &self,
+        relation: &RelationName,
+    ) -> Result<Option<PartitionedCommit>, MaterializeError> {
+        let Some(latest) = self.latest_version(relation).await? else {
+            return Ok(None);
+        };
+        let bytes = self.store.get(&Self::log_path(relation, latest)).await?.bytes().await?;
+        Ok(serde_json::from_slice::<PartitionedCommit>(&bytes).ok())
+    }
+
+    /// Writes a partitioned table (see the module docs).
+    pub async fn write_partitioned(
+        &self,
+        relation: &RelationName,
+        schema: SchemaRef,
+        partition_by: &[String],
+        mut data: SendableRecordBatchStream,
+        replace: Replace,
+        run_id: &str,
+    ) -> Result<WriteSummary, MaterializeError> {
+        let mut partition_columns = Vec::new();
+        let mut typed = Vec::new();
+        for name in partition_by {
+            let index = schema.index_of(name).map_err(|_| {
+                MaterializeError::Setup(format!(
+                    "partition_by names '{name}', which the model does not return (columns: {})",
+                    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            partition_columns.push((index, name.clone()));
+            typed.push(PartitionColumn {
+                name: name.clone(),
+                data_type: schema.field(index).data_type().to_string(),
+            });
+        }
+        let kept: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !partition_columns.iter().any(|(p, _)| p == i))
+            .collect();
+        let file_schema = Arc::new(schema.project(&kept)?);
+
+        let lock = lock::TableLock::acquire(self.store.clone(), relation, run_id).await?;
+        let result = async {
+            if lock.recovered.is_some() {
+                self.roll_forward(relation).await?;
+            }
+            let staging = StorePath::from_iter([
+                "_tidemark",
+                "staging",
+                run_id,
+                relation.schema.as_str(),
+                relation.identifier.as_str(),
+            ]);
+            let mut writers: BTreeMap<String, (AsyncArrowWriter<BufWriter>, u64)> = BTreeMap::new();
+            let mut rows = 0u64;
+            while let Some(batch) = data.next().await {
+                let batch = batch?;
+                if batch.num_rows() == 0 {
+                    continue;
+                }
+                rows += batch.num_rows() as u64;
+                let folders = partition_folders(&batch, &partition_columns)?;
+                let mut groups: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+                for (row, folder) in folders.iter().enumerate() {
+                    groups.entry(folder.as_str()).or_default().push(row as u32);
+                }
+                let projected = batch.project(&kept)?;
+                for (folder, indices) in groups {
+                    let part = take_record_batch(&projected, &UInt32Array::from(indices))?;
+                    if !writers.contains_key(folder) {
+                        let object = BufWriter::new(self.store.clone(), join(&staging, folder).join("data.parquet"));
+                        let writer = AsyncArrowWriter::try_new(object, file_schema.clone(), Some(writer_properties()?))?;
+                        writers.insert(folder.to_string(), (writer, 0));
+                    }
+                    let (writer, count) = writers.get_mut(folder).expect("inserted");
+                    *count += part.num_rows() as u64;
+                    writer.write(&part).await?;
+                }
+            }
+            let mut bytes = 0u64;
+            let written: Vec<String> = writers.keys().cloned().collect();
+            for (folder, (writer, _)) in writers {
+                writer.close().await?;
+                bytes += self.store.head(&join(&staging, &folder).join("data.parquet")).await?.size;
+            }
+            let existing = self.partitions(relation).await?;
+            let removed: Vec<String> = match &replace {
+                Replace::All => existing.iter().filter(|p| !written.contains(p)).cloned().collect(),
+                Replace::Only(set) => set
+                    .iter()
+                    .filter(|p| !written.contains(p) && existing.contains(*p))
+                    .cloned()
+                    .collect(),
+            };
+            let version = self.latest_version(relation).await?.unwrap_or(0) + 1;
+            let commit = PartitionedCommit {
+                version,
+                run_id: run_id.to_string(),
+                rows,
+                bytes,
+                partition_by: typed.clone(),
+                staging: staging.to_string(),
+                written,
+                removed,
+                committed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            };
+            // The commit point: after this record the write happens, whatever stops this run.
+            self.create_log_record(relation, version, &serde_json::to_value(&commit).expect("commit"))
+                .await?;
+            self.publish(relation, &commit).await?;
+            Ok::<_, MaterializeError>(WriteSummary {
+                rows,
+                bytes,
+                version,
+                recovered_lock: None,
+            })
+        }
+        .await;
+        let recovered = lock.recovered.clone();
+        lock.release().await;
+        result.map(|summary| WriteSummary {
+            recovered_lock: recovered,
+            ..summary
+        })
+    }
+
+    /// Renames the staged partitions of a commit into place and deletes removed ones.
+    /// Idempotent: partitions already published (their staged object is gone) are skipped.
+    async fn publish(&self, relation: &RelationName, commit: &PartitionedCommit) -> Result<(), MaterializeError> {
+        let table = Self::table_folder(relation);
+        let staging = StorePath::parse(&commit.staging).map_err(datafusion::object_store::Error::from)?;
+        for folder in &commit.written {
+            let from = join(&staging, folder).join("data.parquet");
+            let to = join(&table, folder).join("data.parquet");
+            match self.store.rename(&from, &to).await {
+                Ok(()) | Err(datafusion::object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        // A table that was not partitioned before: its single object is no longer the table.
+        match self.store.delete(&table.clone().join("data.parquet")).await {
+            Ok(()) | Err(datafusion::object_store::Error::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        for folder in &commit.removed {
+            match self.store.delete(&join(&table, folder).join("data.parquet")).await {
+                Ok(()) | Err(datafusion::object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes the latest commit of a table whose writer died while publishing it.
+    pub async fn roll_forward(&self, relation: &RelationName) -> Result<(), MaterializeError> {
+        if let Some(commit) = self.partitioned_commit(relation).await? {
+            self.publish(relation, &commit).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The schema of a partitioned table as readers see it: file columns, then partition columns.
+pub fn reader_partition_columns(commit: &PartitionedCommit) -> Vec<(String, DataType)> {
+    commit
+        .partition_by
+        .iter()
+        .map(|column| (column.name.clone(), column.arrow_type()))
+        .collect()
+}

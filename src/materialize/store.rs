@@ -1,0 +1,201 @@
+//! Opening the object store behind a URL (`s3://`, `gs://`, `az://`, `memory://`).
+//!
+//! Settings come from the target's `storage:` (endpoint, region, path style, plain HTTP,
+//! credentials, retries) on top of the provider's usual environment variables and instance
+//! credentials (`AmazonS3Builder::from_env` and its Google and Azure twins).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::memory::InMemory;
+use object_store::path::Path as StorePath;
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreScheme, RetryConfig};
+use url::Url;
+
+use super::MaterializeError;
+use crate::project::StorageSettings;
+
+/// A store opened for a URL.
+#[derive(Debug, Clone)]
+pub struct OpenedStore {
+    /// The store at the URL's scheme and authority (`s3://bucket`), as DataFusion registers it.
+    pub store: Arc<dyn ObjectStore>,
+    /// `s3://bucket`: the URL DataFusion knows the store by.
+    pub base: Url,
+    /// The path inside the store the URL points at (`lms/warehouse`).
+    pub prefix: StorePath,
+}
+
+/// Whether `location` is a URL of a store other than the local file system.
+pub fn is_store_url(location: &str) -> bool {
+    location.contains("://") && !location.starts_with("file://")
+}
+
+/// Opens the store a URL points into.
+pub fn open(location: &str, settings: &StorageSettings) -> Result<OpenedStore, MaterializeError> {
+    let setup = |message: String| MaterializeError::Setup(message);
+    let url = Url::parse(location).map_err(|error| setup(format!("'{location}' is not a valid URL: {error}")))?;
+    let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|_| {
+        setup(format!(
+            "'{location}': unsupported storage scheme '{}'; use s3://, gs://, az://, memory:// or a local path",
+            url.scheme()
+        ))
+    })?;
+    let prefix = StorePath::parse(path).map_err(|error| setup(format!("'{location}': {error}")))?;
+    let base = Url::parse(&url[..url::Position::BeforePath])
+        .map_err(|error| setup(format!("'{location}' has no bucket or container: {error}")))?;
+    let retry = retry_config(settings)?;
+    let store: Arc<dyn ObjectStore> = match scheme {
+        ObjectStoreScheme::Memory => Arc::new(InMemory::new()),
+        ObjectStoreScheme::AmazonS3 => {
+            let mut builder = AmazonS3Builder::from_env().with_url(location).with_retry(retry);
+            for (key, value) in s3_options(settings) {
+                let parsed = AmazonS3ConfigKey::from_str(&key)
+                    .map_err(|_| setup(format!("storage: '{key}' is not an S3 setting of object_store")))?;
+                builder = builder.with_config(parsed, value);
+            }
+            Arc::new(builder.build().map_err(|error| describe_build_error("S3", error))?)
+        }
+        ObjectStoreScheme::GoogleCloudStorage => {
+            let mut builder = GoogleCloudStorageBuilder::from_env().with_url(location).with_retry(retry);
+            for (key, value) in common_options(settings) {
+                let parsed = GoogleConfigKey::from_str(&key)
+                    .map_err(|_| setup(format!("storage: '{key}' is not a Google Cloud Storage setting")))?;
+                builder = builder.with_config(parsed, value);
+            }
+            Arc::new(builder.build().map_err(|error| describe_build_error("GCS", error))?)
+        }
+        ObjectStoreScheme::MicrosoftAzure => {
+            let mut builder = MicrosoftAzureBuilder::from_env().with_url(location).with_retry(retry);
+            for (key, value) in common_options(settings) {
+                let parsed = AzureConfigKey::from_str(&key)
+                    .map_err(|_| setup(format!("storage: '{key}' is not an Azure setting")))?;
+                builder = builder.with_config(parsed, value);
+            }
+            Arc::new(builder.build().map_err(|error| describe_build_error("Azure", error))?)
+        }
+        ObjectStoreScheme::Local => {
+            return Err(setup(format!("'{location}' is a local path; open it as a folder")));
+        }
+        other => {
+            return Err(setup(format!(
+                "'{location}': {other:?} URLs cannot hold a warehouse; use s3://, gs://, az:// or memory://"
+            )))
+        }
+    };
+    Ok(OpenedStore { store, base, prefix })
+}
+
+/// Settings every provider understands: plain HTTP, connection timeout and raw options.
+fn common_options(settings: &StorageSettings) -> Vec<(String, String)> {
+    let mut options = Vec::new();
+    if let Some(allow) = settings.allow_http {
+        options.push(("allow_http".into(), allow.to_string()));
+    }
+    options.push((
+        "connect_timeout".into(),
+        settings.connect_timeout.clone().unwrap_or_else(|| "5s".into()),
+    ));
+    for (key, value) in &settings.options {
+        options.push((key.clone(), value.expose().to_string()));
+    }
+    options
+}
+
+fn s3_options(settings: &StorageSettings) -> Vec<(String, String)> {
+    let mut options = Vec::new();
+    if let Some(endpoint) = &settings.endpoint {
+        options.push(("aws_endpoint".into(), endpoint.clone()));
+    }
+    if let Some(region) = &settings.region {
+        options.push(("aws_region".into(), region.clone()));
+    }
+    if let Some(path_style) = settings.path_style {
+        options.push(("aws_virtual_hosted_style_request".into(), (!path_style).to_string()));
+    }
+    for (key, value) in [
+        ("aws_access_key_id", &settings.access_key_id),
+        ("aws_secret_access_key", &settings.secret_access_key),
+        ("aws_session_token", &settings.session_token),
+    ] {
+        if let Some(value) = value.as_ref().filter(|v| !v.expose().is_empty()) {
+            options.push((key.into(), value.expose().to_string()));
+        }
+    }
+    options.extend(common_options(settings));
+    options
+}
+
+fn retry_config(settings: &StorageSettings) -> Result<RetryConfig, MaterializeError> {
+    let retry_timeout = match &settings.retry_timeout {
+        Some(text) => parse_duration(text)
+            .map_err(|message| MaterializeError::Setup(format!("storage: retry_timeout: {message}")))?,
+        None => Duration::from_secs(180),
+    };
+    Ok(RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: settings.max_retries.unwrap_or(10),
+        retry_timeout,
+    })
+}
+
+/// Parses `500ms`, `30s`, `3min`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration such as 30s or 3min"))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(format!("unknown unit in '{text}' (use ms, s, min, h)")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Builder errors name the missing setting; they never contain a credential's value.
+fn describe_build_error(provider: &str, error: object_store::Error) -> MaterializeError {
+    MaterializeError::Setup(format!("{provider} storage settings: {error}"))
+}
+
+/// Which `storage:` setting a store error most likely points at.
+pub fn hint(message: &str) -> Option<&'static str> {
+    let lower = message.to_ascii_lowercase();
+    let pairs: [(&[&str], &'static str); 6] = [
+        (
+            &["invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "403 forbidden", "401 unauthorized"],
+            "the store rejected the credentials: check storage.access_key_id and storage.secret_access_key (or the AWS_* environment)",
+        ),
+        (
+            &["nosuchbucket", "bucket does not exist", "the specified bucket"],
+            "the bucket does not exist: check the bucket in the warehouse URL",
+        ),
+        (
+            &["connection refused", "tcp connect error", "dns error", "error trying to connect", "connect timeout"],
+            "cannot connect to the store: check storage.endpoint and that the server is running",
+        ),
+        (
+            &["http scheme is not allowed", "url scheme is not allowed", "builder error for url"],
+            "plain http endpoints need storage.allow_http: true",
+        ),
+        (
+            &["missing region", "authorizationheadermalformed", "region"],
+            "check storage.region",
+        ),
+        (&["missing bucket name", "missing container"], "the warehouse URL needs a bucket or container"),
+    ];
+    pairs
+        .iter()
+        .find(|(needles, _)| needles.iter().any(|needle| lower.contains(needle)))
+        .map(|(_, hint)| *hint)
+}

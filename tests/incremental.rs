@@ -1,0 +1,158 @@
+//! Incremental models: after new (and late) events arrive, an incremental run gives the same
+//! tables, row for row, as a full refresh — for append, merge (with NULL keys), delete+insert
+//! and insert_overwrite (partitioned, rewriting only the touched partitions); schema changes
+//! follow `on_schema_change`. Sources are nested xAPI NDJSON files in Hive-style folders.
+
+mod common;
+
+use std::path::Path;
+
+use common::s3::{assert_same_tables, read_tables_with_pyarrow};
+use common::{fixture, tidemark, transcript};
+use serde_json::Value as Json;
+
+fn run_ok(project: &Path, args: &[&str]) -> String {
+    let output = tidemark(project, args);
+    let text = transcript(&output, project);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    text
+}
+
+/// Moves the events that "arrive later" (days 4 and 5, and late statements of day 3) in.
+fn deliver_later_events(project: &Path) {
+    for entry in walkdir::WalkDir::new(project.join("later")) {
+        let entry = entry.expect("walk");
+        if entry.file_type().is_file() {
+            let relative = entry.path().strip_prefix(project.join("later")).expect("inside");
+            let destination = project.join("data/events").join(relative);
+            std::fs::create_dir_all(destination.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(entry.path(), destination).expect("copy");
+        }
+    }
+}
+
+fn tables(project: &Path) -> Json {
+    read_tables_with_pyarrow(&project.join("warehouse").display().to_string(), None)
+}
+
+fn result_message(project: &Path, model: &str) -> String {
+    let text = std::fs::read_to_string(project.join("target/run_results.json")).expect("run_results");
+    let results: Json = serde_json::from_str(&text).expect("json");
+    results["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["unique_id"] == format!("model.incremental.{model}"))
+        .map(|r| r["message"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no result for {model}"))
+}
+
+#[test]
+fn incremental_runs_after_new_events_equal_a_full_refresh_for_every_strategy() {
+    let incremental = fixture("incremental");
+    let first = run_ok(incremental.path(), &["run"]);
+    assert!(first.contains("sql incremental model main.learner_totals"), "{first}");
+    let before = tables(incremental.path());
+    assert_eq!(before["main.events_appended"]["rows"], 36);
+
+    deliver_later_events(incremental.path());
+    run_ok(incremental.path(), &["run"]);
+    // Each strategy reports what it did with the new rows.
+    assert_eq!(result_message(incremental.path(), "events_appended"), "APPEND 30");
+    assert!(result_message(incremental.path(), "learner_totals").starts_with("MERGE "));
+    assert_eq!(result_message(incremental.path(), "recent_days"), "DELETE+INSERT 42");
+    assert!(result_message(incremental.path(), "daily_scores").starts_with("INSERT OVERWRITE "));
+
+    let full = fixture("incremental");
+    deliver_later_events(full.path());
+    run_ok(full.path(), &["run"]);
+    let after_incremental = tables(incremental.path());
+    let after_full = tables(full.path());
+    assert_same_tables(&after_incremental, &after_full, "incremental vs full refresh");
+    assert_eq!(after_full["main.events_appended"]["rows"], 66);
+    // The NULL learner key was merged, not duplicated: one row per learner (4 names + NULL).
+    assert_eq!(after_incremental["main.learner_totals"]["rows"], 5);
+
+    // insert_overwrite rewrote only the partitions the new rows fall in (days 3, 4, 5).
+    let log = incremental.path().join("warehouse/_tidemark/log/main/daily_scores");
+    let mut records: Vec<_> = std::fs::read_dir(&log).expect("log").map(|e| e.expect("entry").path()).collect();
+    records.sort();
+    let latest: Json = serde_json::from_str(&std::fs::read_to_string(records.last().expect("record")).expect("read"))
+        .expect("json");
+    assert_eq!(latest["written"], serde_json::json!(["day=3", "day=4", "day=5"]), "{latest}");
+    assert_eq!(latest["removed"], serde_json::json!([]));
+    for day in 1..=5 {
+        assert!(incremental
+            .path()
+            .join(format!("warehouse/main/daily_scores/day={day}/data.parquet"))
+            .is_file());
+    }
+    assert!(!incremental.path().join("warehouse/main/daily_scores/data.parquet").exists());
+
+    // --full-refresh rebuilds from scratch, with the same result.
+    run_ok(incremental.path(), &["run", "--full-refresh"]);
+    assert_eq!(result_message(incremental.path(), "events_appended"), "OK 66");
+    assert_same_tables(&tables(incremental.path()), &after_full, "--full-refresh vs full run");
+}
+
+#[test]
+fn schema_changes_follow_on_schema_change() {
+    let project = fixture("incremental");
+    run_ok(project.path(), &["run", "--select", "stg_events", "events_appended"]);
+    let model = project.path().join("models/events_appended.sql");
+    let changed = std::fs::read_to_string(&model)
+        .expect("model")
+        .replace("select statement_id, day,", "select statement_id, day, 'web' as channel,")
+        .replace("score\nfrom", "cast(score as bigint) as score\nfrom");
+    deliver_later_events(project.path());
+
+    // fail: the difference is printed, the table is untouched.
+    std::fs::write(
+        &model,
+        changed.replace("incremental_strategy='append'", "incremental_strategy='append', on_schema_change='fail'"),
+    )
+    .expect("write");
+    let output = tidemark(project.path(), &["run", "--select", "events_appended"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("+ channel (new in the model)"), "{text}");
+    assert!(text.contains("~ score Float64 → Int64"), "{text}");
+    assert_eq!(tables(project.path())["main.events_appended"]["rows"], 36);
+
+    // append_new_columns: the new column is added, NULL in the rows already there.
+    std::fs::write(
+        &model,
+        changed.replace(
+            "incremental_strategy='append'",
+            "incremental_strategy='append', on_schema_change='append_new_columns'",
+        ),
+    )
+    .expect("write");
+    run_ok(project.path(), &["run", "--select", "events_appended"]);
+    let after = tables(project.path());
+    assert_eq!(after["main.events_appended"]["rows"], 66);
+    assert_eq!(
+        after["main.events_appended"]["columns"],
+        serde_json::json!(["statement_id", "day", "learner", "verb", "score", "channel"])
+    );
+    let rows = common::table_csv(&project.path().join("warehouse/main/events_appended/data.parquet"));
+    assert_eq!(rows.lines().filter(|line| line.ends_with(",web")).count(), 30, "{rows}");
+}
+
+#[test]
+fn bad_incremental_configs_are_errors_at_their_line() {
+    let project = fixture("incremental");
+    std::fs::write(
+        project.path().join("models/recent_days.sql"),
+        "{{ config(incremental_strategy='upsert') }}\nselect 1 as day\n",
+    )
+    .expect("write");
+    let output = tidemark(project.path(), &["compile"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("models/recent_days.sql:1"), "{text}");
+    assert!(
+        text.contains("incremental_strategy 'upsert' is not append, merge, delete+insert or insert_overwrite"),
+        "{text}"
+    );
+}
