@@ -62,7 +62,7 @@ pub enum MaterializeError {
     Conflict { table: String, version: u64 },
     #[error("{0}")]
     Execution(#[from] DataFusionError),
-    #[error("writing Parquet: {0}")]
+    #[error("writing Parquet: {}", with_hint(.0.to_string()))]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
     #[error("warehouse storage: {}", describe_store_error(.0))]
     Store(#[from] datafusion::object_store::Error),
@@ -81,7 +81,10 @@ pub(crate) fn writer_properties() -> Result<WriterProperties, MaterializeError> 
 
 /// An object-store error with the setting it points at, when one is recognisable.
 pub fn describe_store_error(error: &datafusion::object_store::Error) -> String {
-    let message = error.to_string();
+    with_hint(error.to_string())
+}
+
+fn with_hint(message: String) -> String {
     match store::hint(&message) {
         Some(hint) => format!("{message}\n  hint: {hint}"),
         None => message,

@@ -181,7 +181,14 @@ pub fn hint(message: &str) -> Option<&'static str> {
             "the bucket does not exist: check the bucket in the warehouse URL",
         ),
         (
-            &["connection refused", "tcp connect error", "dns error", "error trying to connect", "connect timeout"],
+            &[
+                "connection refused",
+                "tcp connect error",
+                "dns error",
+                "error trying to connect",
+                "connect timeout",
+                "error sending request",
+            ],
             "cannot connect to the store: check storage.endpoint and that the server is running",
         ),
         (
