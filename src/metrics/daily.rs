@@ -192,17 +192,32 @@ fn branch_source(model: &ValidatedModel, branch: &Branch) -> String {
         Branch::Drops(name) => {
             let measure = measure(name);
             let expr = measure.expr.as_deref().unwrap_or_default();
+            let history = model.max_window;
             format!(
-                "(\n        select __entity, __day, __time,\n            cast({expr} as double) - lag(cast({expr} as double)) over (partition by __entity order by __time) as __delta\n        from events\n        where {} and ({expr}) is not null\n    ) as drops",
+                "(\n        select __entity, __day, __time,\n            case when lag(__time) over (partition by __entity order by __time) >= __time - interval '{history} days'\n                then cast({expr} as double) - lag(cast({expr} as double)) over (partition by __entity order by __time) end as __delta\n        from events\n        where {} and ({expr}) is not null\n    ) as drops",
                 filter_of(&measure.filter)
             )
         }
         Branch::Rolling(name) => {
             let measure = measure(name);
             let expr = measure.expr.as_deref().unwrap_or_default();
+            let history = model.max_window;
+            // The mean of this event and the previous `last - 1` within the longest window.
+            let mut numerator = vec![format!("cast({expr} as double)")];
+            let mut denominator = vec!["1".to_string()];
+            for k in 1..measure.last.unwrap_or(1).max(1) {
+                let within = format!(
+                    "lag(__time, {k}) over (partition by __entity order by __time) >= __time - interval '{history} days'"
+                );
+                numerator.push(format!(
+                    "coalesce(case when {within} then lag(cast({expr} as double), {k}) over (partition by __entity order by __time) end, 0)"
+                ));
+                denominator.push(format!("case when {within} then 1 else 0 end"));
+            }
             format!(
-                "(\n        select __entity, __day, __time,\n            avg(cast({expr} as double)) over (partition by __entity order by __time rows between {} preceding and current row) as __rolling\n        from events\n        where {} and ({expr}) is not null\n    ) as rolling",
-                measure.last.unwrap_or(1).saturating_sub(1),
+                "(\n        select __entity, __day, __time,\n            ({}) / ({}) as __rolling\n        from events\n        where {} and ({expr}) is not null\n    ) as rolling",
+                numerator.join(" + "),
+                denominator.join(" + "),
                 filter_of(&measure.filter)
             )
         }
@@ -211,8 +226,12 @@ fn branch_source(model: &ValidatedModel, branch: &Branch) -> String {
             let item = measure.item.as_deref().unwrap_or_default();
             let due = measure.due.as_deref().unwrap_or_default();
             let completed = measure.completed.as_deref().unwrap_or("false");
+            let history = model.max_window;
+            // Each (item, due date) assigned at most `history` days before it is due counts on
+            // its due day; it is overdue unless the item was completed in the `history` days up
+            // to the due date. Everything it needs lies within `history` days of the due day.
             format!(
-                "(\n        select assigned.__entity,\n            cast(cast(assigned.__due as date) as int) as __day,\n            assigned.__due as __time,\n            case when done.__completed is null or done.__completed > assigned.__due then 1 else 0 end as __overdue\n        from (\n            select __entity, {item} as __item, min(cast({due} as timestamp)) as __due\n            from events\n            where {} and ({due}) is not null\n            group by __entity, {item}\n        ) as assigned\n        left join (\n            select __entity, {item} as __item, min(__time) as __completed\n            from events\n            where ({completed})\n            group by __entity, {item}\n        ) as done on done.__entity = assigned.__entity and done.__item = assigned.__item\n    ) as overdue",
+                "(\n        select assigned.__entity,\n            cast(cast(assigned.__due as date) as int) as __day,\n            assigned.__due as __time,\n            case when max(case when done.__completed is not null then 1 else 0 end) = 1 then 0 else 1 end as __overdue\n        from (\n            select distinct __entity, {item} as __item, cast({due} as timestamp) as __due\n            from events\n            where {} and ({due}) is not null\n                and __time >= cast({due} as timestamp) - interval '{history} days'\n        ) as assigned\n        left join (\n            select __entity, {item} as __item, __time as __completed\n            from events\n            where ({completed})\n        ) as done on done.__entity = assigned.__entity and done.__item = assigned.__item\n            and done.__completed <= assigned.__due and done.__completed > assigned.__due - interval '{history} days'\n        group by assigned.__entity, assigned.__item, assigned.__due\n    ) as overdue",
                 filter_of(&measure.filter)
             )
         }
