@@ -69,9 +69,9 @@ pub fn compile_or_report(
     loaded: &Loaded,
     graph: &Graph,
     selected: &std::collections::BTreeSet<String>,
-    incremental: &std::collections::BTreeSet<String>,
+    options: &crate::compile::CompileOptions,
     printer: &Printer,
 ) -> Result<crate::compile::CompiledProject, ()> {
-    crate::compile::compile(graph, &loaded.engine, &loaded.project.file.target_path, selected, incremental)
+    crate::compile::compile(graph, &loaded.engine, &loaded.project.file.target_path, selected, options)
         .map_err(|diagnostics| printer.diagnostics(&diagnostics))
 }

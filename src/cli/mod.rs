@@ -104,6 +104,14 @@ pub struct RunArgs {
     /// Rebuild incremental models from scratch (unless their config says `full_refresh: false`).
     #[arg(long)]
     pub full_refresh: bool,
+    /// Time-range incremental models recompute from this date (YYYY-MM-DD, inclusive) instead
+    /// of from the latest period they hold; their inputs are read from this date minus their
+    /// lookback.
+    #[arg(long, value_name = "DATE")]
+    pub event_time_start: Option<String>,
+    /// ...up to this date (inclusive; default: no end).
+    #[arg(long, value_name = "DATE")]
+    pub event_time_end: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

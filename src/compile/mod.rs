@@ -32,18 +32,27 @@ pub struct CompiledProject {
     pub nodes: BTreeMap<String, CompiledNode>,
 }
 
+/// What a run decides about nodes before they are compiled (from the warehouse and the CLI).
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// Incremental models rendered with `is_incremental()` true (their table exists and this
+    /// is not a full refresh).
+    pub incremental: BTreeSet<String>,
+    /// Time-range incremental models and the range their inputs are read in.
+    pub time_filters: BTreeMap<String, crate::template::TimeFilter>,
+}
+
 /// Prefix of the CTE an ephemeral model is inlined as.
 pub const EPHEMERAL_PREFIX: &str = "__tidemark_cte__";
 
 /// Compiles `selected` and every view or ephemeral model they read through (their SQL is needed
-/// to resolve them at run time). `incremental` lists the incremental models that render with
-/// `is_incremental()` true (their table exists and this is not a full refresh).
+/// to resolve them at run time). See [`CompileOptions`] for what a run decides before compiling.
 pub fn compile(
     graph: &Graph,
     engine: &TemplateEngine,
     target_path: &str,
     selected: &BTreeSet<String>,
-    incremental: &BTreeSet<String>,
+    options: &CompileOptions,
 ) -> Result<CompiledProject, Diagnostics> {
     let needed = needed_nodes(graph, selected);
     let resolver: Arc<dyn RelationResolver> = Arc::new(GraphResolver::new(graph));
@@ -58,8 +67,9 @@ pub fn compile(
                 CompileContext {
                     this: this_relation(node),
                     config: node.config.clone(),
-                    is_incremental: incremental.contains(&node.unique_id),
+                    is_incremental: options.incremental.contains(&node.unique_id),
                     resolver: resolver.clone(),
+                    time_filter: options.time_filters.get(&node.unique_id).cloned(),
                 },
             ),
         }
@@ -220,13 +230,22 @@ fn skip_comments_and_space(sql: &str) -> usize {
 struct GraphResolver {
     by_name: BTreeMap<String, RelationName>,
     sources: BTreeMap<(String, String), RelationName>,
+    event_times: BTreeMap<(String, String), String>,
 }
 
 impl GraphResolver {
     fn new(graph: &Graph) -> Self {
         let mut by_name = BTreeMap::new();
         let mut sources = BTreeMap::new();
+        let mut event_times = BTreeMap::new();
         for node in graph.nodes.values() {
+            if let Some(column) = node.config.get("event_time").and_then(serde_json::Value::as_str) {
+                let key = match node.resource_type {
+                    ResourceType::Source => (node.fqn[1].clone(), node.name.clone()),
+                    _ => (String::new(), node.name.clone()),
+                };
+                event_times.insert(key, column.to_string());
+            }
             match node.resource_type {
                 ResourceType::Model | ResourceType::Seed => {
                     by_name.insert(node.name.clone(), this_relation(node));
@@ -238,7 +257,11 @@ impl GraphResolver {
                 ResourceType::Test => {}
             }
         }
-        GraphResolver { by_name, sources }
+        GraphResolver {
+            by_name,
+            sources,
+            event_times,
+        }
     }
 }
 
@@ -251,6 +274,14 @@ impl RelationResolver for GraphResolver {
             }
             message
         })
+    }
+
+    fn ref_event_time(&self, name: &str) -> Option<String> {
+        self.event_times.get(&(String::new(), name.to_string())).cloned()
+    }
+
+    fn source_event_time(&self, source: &str, table: &str) -> Option<String> {
+        self.event_times.get(&(source.to_string(), table.to_string())).cloned()
     }
 
     fn resolve_source(&self, source: &str, table: &str) -> Result<RelationName, String> {

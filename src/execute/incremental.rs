@@ -222,7 +222,15 @@ pub async fn write(
             .clone(),
     );
     let projection = reconcile(node, &existing_schema, &new_schema, config.on_schema_change)?;
-    let existing_side = format!("select {} from {existing_sql} as e", projection.existing.join(", "));
+    let range = session.time_ranges.get(&node.unique_id);
+    // In a time-range run, the existing rows of the range are replaced whatever the new rows are.
+    let existing_side = match (range, config.strategy) {
+        (Some(range), Strategy::DeleteInsert | Strategy::InsertOverwrite) => format!(
+            "select {} from {existing_sql} as e where not coalesce({range}, false)",
+            projection.existing.join(", ")
+        ),
+        _ => format!("select {} from {existing_sql} as e", projection.existing.join(", ")),
+    };
     let new_side = format!("select {} from {new_sql} as n", projection.new.join(", "));
 
     let keys = &config.unique_key;
@@ -288,13 +296,18 @@ pub async fn write(
         .map(|c| quote_identifier(c))
         .collect::<Vec<_>>()
         .join(", ");
-    let touched_existing = match config.strategy {
+    let mut touched_existing = match config.strategy {
         Strategy::Merge | Strategy::DeleteInsert => format!(
             "\nunion\nselect {partition_list} from ({existing_side}) as kept left semi join ({new_side}) as incoming on {}",
             key_match(keys, "kept", "incoming")
         ),
         _ => String::new(),
     };
+    if let Some(range) = range {
+        touched_existing.push_str(&format!(
+            "\nunion\nselect distinct {partition_list} from {existing_sql} as e where {range}"
+        ));
+    }
     let affected_sql = format!("select distinct {partition_list} from ({new_side}) as p{touched_existing}");
     let affected = session
         .ctx

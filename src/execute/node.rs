@@ -182,7 +182,12 @@ async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Out
         let relation = node.relation.as_ref().expect("tables have relations");
         session.register_written_table(relation).await?;
     }
-    let frame = plan_sql(session, node, compiled_sql(session, node)?).await?;
+    let sql = compiled_sql(session, node)?;
+    let frame = match session.time_ranges.get(&node.unique_id) {
+        // A time-range run writes only the rows of its range.
+        Some(range) => plan_sql(session, node, &format!("select * from (\n{sql}\n) as __in_range where {range}")).await?,
+        None => plan_sql(session, node, sql).await?,
+    };
     if incremental {
         let write = super::incremental::write(session, node, frame, run_id).await?;
         let verb = match write.strategy {

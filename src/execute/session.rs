@@ -43,6 +43,9 @@ pub struct Session {
     registered: Mutex<BTreeSet<String>>,
     /// Incremental models that run incrementally (compiled with `is_incremental()` true).
     pub incremental: BTreeSet<String>,
+    /// Time-range incremental models: the SQL condition (over their `event_time` column) of the
+    /// rows this run recomputes and replaces.
+    pub time_ranges: std::collections::BTreeMap<String, String>,
 }
 
 impl Session {
@@ -89,7 +92,11 @@ impl Session {
             "unbounded" => Arc::new(UnboundedMemoryPool::default()),
             _ => Arc::new(GreedyMemoryPool::new(memory_limit as usize)),
         };
+        // No cache of directory listings: a run rewrites the partitions of tables it reads
+        // again later in the same session.
+        let caches = datafusion::execution::cache::cache_manager::CacheManagerConfig::default().with_list_files_cache_limit(0);
         let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(caches)
             .with_memory_pool(pool)
             .with_disk_manager_builder(disk)
             .build_arc()
@@ -105,6 +112,7 @@ impl Session {
             compiled,
             registered: Mutex::new(BTreeSet::new()),
             incremental: BTreeSet::new(),
+            time_ranges: std::collections::BTreeMap::new(),
         })
     }
 
@@ -271,12 +279,14 @@ impl Session {
                 "csv" | "json" => String::new(),
                 _ => ".parquet".into(),
             });
-        let file_format: Arc<dyn FileFormat> = match format {
-            "csv" => Arc::new(CsvFormat::default().with_has_header(true)),
-            "json" => Arc::new(JsonFormat::default()),
-            _ => Arc::new(ParquetFormat::default()),
-        };
         let state = self.ctx.state();
+        // The session's reading options (plain strings rather than views, ...).
+        let options = state.table_options();
+        let file_format: Arc<dyn FileFormat> = match format {
+            "csv" => Arc::new(CsvFormat::default().with_options(options.csv.clone()).with_has_header(true)),
+            "json" => Arc::new(JsonFormat::default().with_options(options.json.clone())),
+            _ => Arc::new(ParquetFormat::default().with_options(options.parquet.clone())),
+        };
         let mut options = ListingOptions::new(file_format)
             .with_file_extension(extension);
         let partitions = match partitions {

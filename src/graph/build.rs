@@ -150,7 +150,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             };
         if node.materialized == Materialization::Incremental {
             if let Err(message) = node.incremental() {
-                let key = ["incremental_strategy", "unique_key", "partition_by", "on_schema_change"]
+                let key = ["incremental_strategy", "unique_key", "partition_by", "on_schema_change", "lookback_days"]
                     .into_iter()
                     .find(|key| message.contains(key))
                     .unwrap_or("materialized");
@@ -229,6 +229,9 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
                 }
                 let mut config = ConfigMap::new();
                 config.insert("materialized".into(), Json::from("external"));
+                if let Some(column) = &table.event_time {
+                    config.insert("event_time".into(), Json::from(column.clone()));
+                }
                 nodes.insert(
                     unique_id.clone(),
                     Node {

@@ -214,6 +214,25 @@ impl Node {
         string_list(self.config.get("partition_by"))
     }
 
+    /// `event_time`: the column that places the model's rows in time.
+    pub fn event_time(&self) -> Option<String> {
+        self.config
+            .get("event_time")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    }
+
+    /// `lookback_days`: how many days before its range a time-range run reads its inputs from
+    /// (`Ok(None)`: `all`, the whole history; default 0).
+    pub fn lookback_days(&self) -> Result<Option<i64>, String> {
+        match self.config.get("lookback_days") {
+            None => Ok(Some(0)),
+            Some(serde_json::Value::Number(n)) if n.as_i64().is_some_and(|n| n >= 0) => Ok(n.as_i64()),
+            Some(serde_json::Value::String(text)) if text == "all" => Ok(None),
+            Some(other) => Err(format!("lookback_days must be a number of days or 'all', not {other}")),
+        }
+    }
+
     /// How an incremental model adds its new rows (validated when the graph is built).
     pub fn incremental(&self) -> Result<Incremental, String> {
         let unique_key = string_list(self.config.get("unique_key"));
@@ -248,6 +267,7 @@ impl Node {
                 ))
             }
         };
+        self.lookback_days()?;
         Ok(Incremental {
             strategy,
             unique_key,

@@ -11,7 +11,9 @@
 //! that dies before the record leaves every partition as it was; one that dies while
 //! publishing is rolled forward by the next writer of the table ([`Warehouse::roll_forward`]),
 //! which finishes the renames the record lists. Partition columns live in the folder names,
-//! not in the files (the Hive convention DuckDB, Polars, pyarrow and Spark read).
+//! not in the files (the Hive convention DuckDB, Polars, pyarrow and Spark read). A partitioned
+//! table with no rows is written as one empty `data.parquet` (there is no value to name a
+//! folder by), which keeps its columns for readers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::object_store::buffered::BufWriter;
 use datafusion::object_store::path::Path as StorePath;
 use datafusion::object_store::{ObjectStore, ObjectStoreExt};
@@ -214,6 +217,11 @@ impl Warehouse {
                     writer.write(&part).await?;
                 }
             }
+            if writers.is_empty() && matches!(replace, Replace::All) {
+                // No rows: nothing to name a folder by. The table is written as one empty
+                // object (below), which keeps its columns for readers.
+                return Ok(None);
+            }
             let mut bytes = 0u64;
             let written: Vec<String> = writers.keys().cloned().collect();
             for (folder, (writer, _)) in writers {
@@ -245,20 +253,26 @@ impl Warehouse {
             self.create_log_record(relation, version, &serde_json::to_value(&commit).expect("commit"))
                 .await?;
             self.publish(relation, &commit).await?;
-            Ok::<_, MaterializeError>(WriteSummary {
+            Ok::<_, MaterializeError>(Some(WriteSummary {
                 rows,
                 bytes,
                 version,
                 recovered_lock: None,
-            })
+            }))
         }
         .await;
         let recovered = lock.recovered.clone();
         lock.release().await;
-        result.map(|summary| WriteSummary {
-            recovered_lock: recovered,
-            ..summary
-        })
+        match result? {
+            Some(summary) => Ok(WriteSummary {
+                recovered_lock: recovered,
+                ..summary
+            }),
+            None => {
+                let empty = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), futures::stream::empty()));
+                self.write_table(relation, schema, empty, run_id).await
+            }
+        }
     }
 
     /// Renames the staged partitions of a commit into place and deletes removed ones.

@@ -95,19 +95,50 @@ fn generate(model: &ValidatedModel, path: &str, line: Option<usize>) -> Vec<Gene
         tags.push("metric_model".into());
     }
     config.insert("tags".into(), Json::from(tags));
-    let make = |name: String, sql: String, description: String| GeneratedModel {
-        name,
-        path: path.to_string(),
-        line,
-        sql,
-        config: config.clone(),
-        description,
+    let make = |name: String, sql: String, description: String, extra: Vec<(&str, Json)>| {
+        let mut config = config.clone();
+        for (key, value) in extra {
+            config.insert(key.into(), value);
+        }
+        GeneratedModel {
+            name,
+            path: path.to_string(),
+            line,
+            sql,
+            config,
+            description,
+        }
     };
+    // Scorecard and alert history are partitioned by period (`period_end=2026-11-15/`).
+    let by_period = || vec![("partition_by", Json::from("period_end"))];
+    let (mut daily_extra, mut scorecard_extra, mut alerts_extra) = (Vec::new(), by_period(), by_period());
+    if spec.incremental {
+        let incremental = |strategy: &str, event_time: &str, lookback: Json| {
+            vec![
+                ("materialized", Json::from("incremental")),
+                ("incremental_strategy", Json::from(strategy)),
+                ("event_time", Json::from(event_time)),
+                ("lookback_days", lookback),
+            ]
+        };
+        // A day of the roll-up needs the events of the longest window before it (sequence
+        // measures and due dates look back that far).
+        daily_extra = incremental("delete+insert", "__day", Json::from(model.max_window));
+        daily_extra.push(("unique_key", Json::from("__day")));
+        scorecard_extra.extend(incremental(
+            "insert_overwrite",
+            "period_end",
+            Json::from(scorecard_lookback_days(model)),
+        ));
+        // Streaks run over the whole scorecard history.
+        alerts_extra.extend(incremental("insert_overwrite", "period_end", Json::from("all")));
+    }
     vec![
         make(
             daily::name(spec),
             daily::sql(model),
             format!("Entity × day roll-up of the events of metric model {}.", spec.name),
+            daily_extra,
         ),
         make(
             spec.name.clone(),
@@ -120,6 +151,7 @@ fn generate(model: &ValidatedModel, path: &str, line: Option<usize>) -> Vec<Gene
             } else {
                 spec.description.clone()
             },
+            scorecard_extra,
         ),
         make(
             alerts::name(spec),
@@ -128,6 +160,33 @@ fn generate(model: &ValidatedModel, path: &str, line: Option<usize>) -> Vec<Gene
                 "Alerts of metric model {}: one row per entity, period and rule in breach.",
                 spec.name
             ),
+            alerts_extra,
         ),
     ]
+}
+
+/// Days before the first recomputed period a time-range run of the scorecard reads the daily
+/// roll-up from: the longest window, plus the periods every comparison and the volume gate
+/// reach back, summed (a bound on any chain of comparisons of comparisons).
+fn scorecard_lookback_days(model: &ValidatedModel) -> i64 {
+    use spec::{Against, Cadence};
+    let spec = &model.spec;
+    let period_days = match spec.periods.every {
+        Some(Cadence::Day) => 1,
+        Some(Cadence::Month) => 31,
+        _ => 7,
+    };
+    let mut periods: i64 = spec
+        .comparisons
+        .iter()
+        .map(|comparison| match comparison.against {
+            Against::Baseline => i64::from(comparison.periods.unwrap_or(8) + comparison.skip.unwrap_or(0)),
+            Against::Previous => i64::from(comparison.periods.unwrap_or(1)),
+            _ => 0,
+        })
+        .sum();
+    if spec.gates.min_volume_ratio.is_some() {
+        periods += i64::from(spec.gates.volume_periods.unwrap_or(4));
+    }
+    model.max_window - 1 + period_days * periods
 }

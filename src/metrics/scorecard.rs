@@ -47,7 +47,7 @@ pub fn sql(model: &ValidatedModel) -> String {
     query.add(
         "periods",
         format!(
-            "    select cast(column1 as int) as __period\n    from (values {}) as period_ends",
+            "    select cast(column1 as int) as __period\n    from (values {}) as period_ends\n    where {{{{ event_time_filter('column1') }}}}",
             values.join(", ")
         ),
     );
@@ -63,7 +63,11 @@ pub fn sql(model: &ValidatedModel) -> String {
                 dimension.key
             )
         }
-        None => format!("    select distinct __entity as {entity}\n    from {daily_ref}"),
+        // Every entity ever seen, even in a time-range run.
+        None => format!(
+            "    select distinct __entity as {entity}\n    from {{{{ ref('{}', event_time=false) }}}}",
+            daily::name(spec)
+        ),
     };
     query.add("entities", entities);
     query.add(
@@ -192,11 +196,17 @@ pub fn sql(model: &ValidatedModel) -> String {
             })
             .collect();
         let select_kind = if distinct { "select distinct" } else { "select" };
-        let filter = measure
-            .filter
-            .as_ref()
-            .map(|f| format!("\n        where {f}"))
-            .unwrap_or_default();
+        // `event_time_filter` is `true` except in a time-range run (then: the range and its
+        // lookback).
+        let filter = format!(
+            "\n        where {}{{{{ event_time_filter('e.{}') }}}}",
+            measure
+                .filter
+                .as_ref()
+                .map(|f| format!("({f}) and "))
+                .unwrap_or_default(),
+            spec.events.time
+        );
         let name = query.add(
             format!("raw_{m}"),
             format!(

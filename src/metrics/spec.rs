@@ -51,6 +51,11 @@ pub struct MetricModelSpec {
     /// Configs of the generated tables (`tags`, `schema`, ...).
     #[serde(default)]
     pub config: ConfigMap,
+    /// Keep the three tables up to date with time-range incremental runs: each run recomputes
+    /// from the latest period it holds (or `--event-time-start`), reading inputs from that
+    /// date minus the windows' and comparisons' lookback, and replaces only those periods.
+    #[serde(default)]
+    pub incremental: bool,
 }
 
 pub fn default_windows() -> Vec<i64> {

@@ -79,6 +79,9 @@ pub struct SourceTable {
     pub location: Option<String>,
     /// `parquet`, `csv` or `json`; inferred from the location's extension when absent.
     pub format: Option<String>,
+    /// `config: {event_time: column}`: the column that places a row in time, so time-range
+    /// incremental runs read only the range they need.
+    pub event_time: Option<String>,
     pub columns: Vec<ColumnProperties>,
     pub line: Option<usize>,
 }
@@ -330,6 +333,8 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
                 description: table.description,
                 location,
                 format: table.format.or_else(|| source.format.clone()),
+                event_time: meta_string(&table.config, "event_time")
+                    .or_else(|| meta_string(&source.config, "event_time")),
             });
         }
         sources.push(SourceProperties {

@@ -100,6 +100,15 @@ pub(super) fn install_globals(
         with_state(|state| matches!(state, Some(RenderState::Compile(c)) if c.is_incremental))
     });
     env.add_function("log", |_message: Value, _kwargs: Kwargs| String::new());
+    env.add_function("event_time_filter", |column: String| {
+        with_state(|state| match state {
+            Some(RenderState::Compile(context)) => match &context.time_filter {
+                Some(filter) => filter.condition(&column),
+                None => "true".into(),
+            },
+            _ => "true".into(),
+        })
+    });
     let vars = Arc::new(vars);
     env.add_function("var", move |name: String, default: Option<Value>| -> Result<Value, Error> {
         match (vars.get(&name), default) {
@@ -124,6 +133,22 @@ pub(super) fn install_globals(
             "threads": target.threads,
         })),
     );
+}
+
+/// In a time-range run, an input with an `event_time` is read through a subquery that keeps only
+/// the rows in the range (as dbt's microbatch models do).
+fn time_filtered(relation: RelationName, event_time: Option<String>, context: &CompileContext) -> RelationName {
+    match (&context.time_filter, event_time) {
+        (Some(filter), Some(column)) => {
+            let rendered = format!(
+                "(select * from {} where {})",
+                relation.rendered,
+                filter.condition(&super::quote_identifier(&column))
+            );
+            RelationName { rendered, ..relation }
+        }
+        _ => relation,
+    }
 }
 
 /// Makes the macro `name` defined in the template `path` callable from every template.
@@ -154,7 +179,14 @@ pub(super) fn env_var(name: String, default: Option<Value>) -> Result<Value, Err
 }
 
 fn ref_function(Rest(args): Rest<Value>) -> Result<Value, Error> {
-    let (args, _kwargs): (Vec<Value>, Vec<Value>) = args.into_iter().partition(|arg| !arg.is_kwargs());
+    let (args, kwargs): (Vec<Value>, Vec<Value>) = args.into_iter().partition(|arg| !arg.is_kwargs());
+    // `ref('x', event_time=false)`: the whole relation, even in a time-range run.
+    let unfiltered = kwargs.iter().any(|kwargs| {
+        kwargs
+            .get_attr("event_time")
+            .map(|value| value.kind() == minijinja::value::ValueKind::Bool && !value.is_true())
+            .unwrap_or(false)
+    });
     let names: Vec<String> = args
         .iter()
         .map(|arg| {
@@ -187,7 +219,10 @@ fn ref_function(Rest(args): Rest<Value>) -> Result<Value, Error> {
         Some(RenderState::Compile(context)) => context
             .resolver
             .resolve_ref(package.as_deref(), &name)
-            .map(|relation| Value::from_object(Relation(relation)))
+            .map(|relation| {
+                let event_time = context.resolver.ref_event_time(&name).filter(|_| !unfiltered);
+                Value::from_object(Relation(time_filtered(relation, event_time, context)))
+            })
             .map_err(error),
         None => Err(error("ref() is only available while rendering a model")),
     })
@@ -209,7 +244,10 @@ fn source_function(source: String, table: String) -> Result<Value, Error> {
         Some(RenderState::Compile(context)) => context
             .resolver
             .resolve_source(&source, &table)
-            .map(|relation| Value::from_object(Relation(relation)))
+            .map(|relation| {
+                let event_time = context.resolver.source_event_time(&source, &table);
+                Value::from_object(Relation(time_filtered(relation, event_time, context)))
+            })
             .map_err(error),
         None => Err(error("source() is only available while rendering a model")),
     })

@@ -53,6 +53,40 @@ pub fn quote_identifier(name: &str) -> String {
 pub trait RelationResolver: Send + Sync {
     fn resolve_ref(&self, package: Option<&str>, name: &str) -> Result<RelationName, String>;
     fn resolve_source(&self, source: &str, table: &str) -> Result<RelationName, String>;
+    /// The `event_time` column of a model or seed, if it declares one.
+    fn ref_event_time(&self, _name: &str) -> Option<String> {
+        None
+    }
+    /// The `event_time` column of a source table, if it declares one.
+    fn source_event_time(&self, _source: &str, _table: &str) -> Option<String> {
+        None
+    }
+}
+
+/// The time range a time-range incremental run reads: SQL date expressions (inclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeFilter {
+    pub lower: Option<String>,
+    pub upper: Option<String>,
+}
+
+impl TimeFilter {
+    /// The SQL condition that `column` (a date, timestamp or day number) is within the range.
+    pub fn condition(&self, column: &str) -> String {
+        let value = format!("cast({column} as date)");
+        let mut parts = Vec::new();
+        if let Some(lower) = &self.lower {
+            parts.push(format!("{value} >= {lower}"));
+        }
+        if let Some(upper) = &self.upper {
+            parts.push(format!("{value} <= {upper}"));
+        }
+        if parts.is_empty() {
+            "true".into()
+        } else {
+            format!("({})", parts.join(" and "))
+        }
+    }
 }
 
 /// What a compile-phase render of one node needs to know about it.
@@ -61,6 +95,9 @@ pub struct CompileContext {
     pub config: ConfigMap,
     pub is_incremental: bool,
     pub resolver: Arc<dyn RelationResolver>,
+    /// Set in a time-range run: refs and sources with an `event_time` read only this range,
+    /// and `event_time_filter(column)` renders its condition.
+    pub time_filter: Option<TimeFilter>,
 }
 
 /// The shared Jinja environment of a project: dbt context plus project macros.

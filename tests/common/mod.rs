@@ -106,16 +106,46 @@ fn regex_replace(text: &str, pattern: &str, replacement: &str) -> String {
 /// Reads a Parquet table with DataFusion (independently of tidemark's code) and returns it as
 /// CSV with a header, rows sorted.
 pub fn table_csv(parquet: &Path) -> String {
+    table_csv_ordered(parquet, None)
+}
+
+/// [`table_csv`] of a file or of a Hive-partitioned table folder (partition values read as
+/// text), with the columns in `order` when given.
+pub fn table_csv_ordered(parquet: &Path, order: Option<&[&str]>) -> String {
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
         let ctx = SessionContext::new();
-        let frame = ctx
-            .read_parquet(parquet.to_str().expect("utf-8 path"), ParquetReadOptions::default())
-            .await
-            .expect("read parquet");
+        let mut frame = if parquet.is_dir() {
+            let url = ListingTableUrl::parse(format!("{}/", parquet.display())).expect("url");
+            let state = ctx.state();
+            let options = ListingOptions::new(std::sync::Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let partitions = options.infer_partitions(&state, &url).await.expect("partitions");
+            let options = options.with_table_partition_cols(
+                partitions
+                    .into_iter()
+                    .map(|name| (name, datafusion::arrow::datatypes::DataType::Utf8))
+                    .collect(),
+            );
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .infer_schema(&state)
+                .await
+                .expect("schema");
+            ctx.read_table(std::sync::Arc::new(ListingTable::try_new(config).expect("table")))
+                .expect("read table")
+        } else {
+            ctx.read_parquet(parquet.to_str().expect("utf-8 path"), ParquetReadOptions::default())
+                .await
+                .expect("read parquet")
+        };
+        if let Some(order) = order {
+            frame = frame.select_columns(order).expect("columns in order");
+        }
         let batches = frame.collect().await.expect("collect");
         let mut buffer = Vec::new();
         {

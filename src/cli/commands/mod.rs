@@ -6,6 +6,7 @@ pub mod debug;
 pub mod ls;
 pub mod run;
 pub mod show;
+pub mod time_range;
 
 use crate::cli::Printer;
 use crate::diagnostics::Diagnostic;

@@ -96,7 +96,18 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
             }
         }
     }
-    let Ok(compiled) = compile_or_report(&loaded, &loaded.graph, &selected, &incremental, printer) else {
+    // Time-range incremental models: those with an `event_time` that run incrementally.
+    let Ok((time_filters, ranges)) =
+        super::time_range::plan(&loaded, &warehouse, &incremental, &args, printer).await
+    else {
+        return ExitStatus::Error;
+    };
+    let mut options = crate::compile::CompileOptions {
+        time_filters,
+        ..Default::default()
+    };
+    options.incremental = incremental;
+    let Ok(compiled) = compile_or_report(&loaded, &loaded.graph, &selected, &options, printer) else {
         return ExitStatus::Error;
     };
     let artifacts = Artifacts::new(&loaded.project);
@@ -133,7 +144,8 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
     let graph = Arc::new(loaded.graph);
     let session = match Session::embedded(&loaded.target, warehouse, graph.clone(), Arc::new(compiled)) {
         Ok(mut session) => {
-            session.incremental = incremental;
+            session.incremental = options.incremental;
+            session.time_ranges = ranges;
             Arc::new(session)
         }
         Err(error) => {
