@@ -180,6 +180,19 @@ fn full_build_with(batches: &[&str]) -> Json {
     tables(project.path())
 }
 
+/// `rows_scanned` of a model in the last run's `run_results.json`.
+fn scanned(project: &Path, model: &str) -> u64 {
+    let text = std::fs::read_to_string(project.join("target/run_results.json")).expect("run_results");
+    let results: Json = serde_json::from_str(&text).expect("json");
+    results["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["unique_id"].as_str().is_some_and(|id| id.ends_with(&format!(".{model}"))))
+        .and_then(|r| r["rows_scanned"].as_u64())
+        .unwrap_or_else(|| panic!("no rows_scanned for {model}"))
+}
+
 fn latest_commit(project: &Path, table: &str) -> Json {
     let log = project.join("warehouse/_tidemark/log/main").join(table);
     let mut records: Vec<_> = std::fs::read_dir(&log).expect("log").map(|e| e.expect("entry").path()).collect();
@@ -194,10 +207,18 @@ fn time_range_runs_of_metric_models_equal_a_full_refresh() {
     let first = tables(project.path());
     assert!(first["main.engagement"]["rows"].as_u64().expect("rows") > 0);
 
-    // Nightly: a week of new days arrives; the run recomputes from the latest period it holds.
+    let full_scan = scanned(project.path(), "engagement__daily");
+
+    // Nightly: a week of new days arrives; the run recomputes from the latest day it holds.
     deliver(project.path(), "new_days");
     let nightly = run_ok(project.path(), &["build"]);
     assert!(nightly.contains("INSERT OVERWRITE"), "{nightly}");
+    // The roll-up read only the new days and its 28-day lookback: 36 of 91 day folders.
+    let nightly_scan = scanned(project.path(), "engagement__daily");
+    assert!(
+        nightly_scan * 2 < full_scan,
+        "nightly read {nightly_scan} rows, the first build {full_scan}"
+    );
     assert_same_tables(&tables(project.path()), &full_build_with(&["new_days"]), "nightly vs full refresh");
     let commit = latest_commit(project.path(), "engagement");
     assert_eq!(commit["written"], serde_json::json!(["period_end=2026-03-29", "period_end=2026-04-05"]));

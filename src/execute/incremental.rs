@@ -33,6 +33,8 @@ use crate::template::quote_identifier;
 /// What an incremental run wrote.
 pub struct IncrementalWrite {
     pub new_rows: u64,
+    /// What the model's query read.
+    pub scanned: super::node::Scanned,
     pub summary: crate::materialize::WriteSummary,
     pub strategy: Strategy,
 }
@@ -182,7 +184,11 @@ pub async fn write(
 
     // The new rows, computed once.
     let new_schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await.map_err(|e| sql_error(e.strip_backtrace()))?;
+    let (plan, stream) = super::node::start(session, node, frame).await?;
+    let batches: Vec<_> = futures::TryStreamExt::try_collect(stream)
+        .await
+        .map_err(|e: datafusion::error::DataFusionError| sql_error(e.strip_backtrace()))?;
+    let scanned = super::node::Scanned::of(&plan);
     let new_rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     let new_name = TableReference::full(
         CATALOG,
@@ -282,9 +288,10 @@ pub async fn write(
     if partition_by.is_empty() {
         // One object: the table is rewritten whole.
         let frame = session.ctx.sql(&combined).await.map_err(|e| sql_error(e.strip_backtrace()))?;
-        let summary = super::node::write_frame(session, node, frame, run_id).await?;
+        let (summary, _) = super::node::write_frame(session, node, frame, run_id).await?;
         return Ok(IncrementalWrite {
             new_rows,
+            scanned,
             summary,
             strategy: config.strategy,
         });
@@ -327,9 +334,10 @@ pub async fn write(
         key_match(&partition_by, "all_rows", "affected")
     );
     let frame = session.ctx.sql(&restricted).await.map_err(|e| sql_error(e.strip_backtrace()))?;
-    let summary = super::node::write_partitioned(session, node, frame, Replace::Only(folders), run_id).await?;
+    let (summary, _) = super::node::write_partitioned(session, node, frame, Replace::Only(folders), run_id).await?;
     Ok(IncrementalWrite {
         new_rows,
+        scanned,
         summary,
         strategy: config.strategy,
     })

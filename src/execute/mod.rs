@@ -106,6 +106,10 @@ pub struct NodeResult {
     /// Failing rows (tests).
     pub failures: Option<u64>,
     pub bytes_written: Option<u64>,
+    /// Rows the node's scans read from storage, after partition pruning and filter pushdown.
+    pub rows_scanned: Option<u64>,
+    /// Bytes the node's scans fetched from storage (Parquet inputs).
+    pub bytes_scanned: Option<u64>,
     /// Table version committed.
     pub version: Option<u64>,
     /// Short outcome, e.g. `OK 1204`, `CREATE VIEW`, `PASS`, `FAIL 3`.
@@ -126,6 +130,8 @@ impl NodeResult {
             rows_affected: None,
             failures: None,
             bytes_written: None,
+            rows_scanned: None,
+            bytes_scanned: None,
             version: None,
             message: "SKIP".into(),
             error: Some(reason),

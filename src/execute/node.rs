@@ -1,10 +1,12 @@
 //! Running one node: build a table, create a view, load a seed, or count a test's failures.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::{Array, Int64Array};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::options::CsvReadOptions;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::DataFrame;
 use serde_json::Value as Json;
 
@@ -20,6 +22,51 @@ struct Outcome {
     rows: Option<u64>,
     failures: Option<u64>,
     write: Option<WriteSummary>,
+    scanned: Option<Scanned>,
+}
+
+/// What the scans of a node's query read from storage: rows they produced (after pruning and
+/// filter pushdown) and bytes fetched.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scanned {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl Scanned {
+    /// Sums the metrics of the data-source operators of an executed plan.
+    pub fn of(plan: &Arc<dyn ExecutionPlan>) -> Scanned {
+        let mut total = Scanned::default();
+        let mut stack = vec![plan.clone()];
+        while let Some(plan) = stack.pop() {
+            if plan.name() == "DataSourceExec" {
+                if let Some(metrics) = plan.metrics() {
+                    total.rows += metrics.output_rows().unwrap_or(0) as u64;
+                    total.bytes += metrics
+                        .sum_by_name("bytes_scanned")
+                        .map(|value| value.as_usize() as u64)
+                        .unwrap_or(0);
+                }
+            }
+            stack.extend(plan.children().into_iter().cloned());
+        }
+        total
+    }
+}
+
+/// Plans a frame and starts it, keeping the plan to read its metrics afterwards.
+pub(super) async fn start(
+    session: &Session,
+    node: &Node,
+    frame: DataFrame,
+) -> Result<(Arc<dyn ExecutionPlan>, datafusion::execution::SendableRecordBatchStream), ExecuteError> {
+    let plan = frame
+        .create_physical_plan()
+        .await
+        .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
+    let stream = datafusion::physical_plan::execute_stream(plan.clone(), session.ctx.task_ctx())
+        .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
+    Ok((plan, stream))
 }
 
 /// Runs node `id`; never panics on user input, every problem becomes an error result.
@@ -36,6 +83,7 @@ pub async fn run(session: &Session, id: &str, run_id: &str, reporter: &dyn Repor
             rows: None,
             failures: None,
             write: None,
+            scanned: None,
         }),
         Materialization::Seed => load_seed(session, node, run_id).await,
         Materialization::Test => run_test(session, node).await,
@@ -59,6 +107,8 @@ pub async fn run(session: &Session, id: &str, run_id: &str, reporter: &dyn Repor
                 rows_affected: outcome.rows,
                 failures: outcome.failures,
                 bytes_written: outcome.write.as_ref().map(|w| w.bytes),
+                rows_scanned: outcome.scanned.map(|s| s.rows),
+                bytes_scanned: outcome.scanned.map(|s| s.bytes),
                 version: outcome.write.as_ref().map(|w| w.version),
                 message: outcome.message,
                 error: None,
@@ -74,6 +124,8 @@ pub async fn run(session: &Session, id: &str, run_id: &str, reporter: &dyn Repor
             rows_affected: None,
             failures: None,
             bytes_written: None,
+            rows_scanned: None,
+            bytes_scanned: None,
             version: None,
             message: "ERROR".into(),
             error: Some(error.to_string()),
@@ -124,23 +176,20 @@ pub(super) async fn write_frame(
     node: &Node,
     frame: DataFrame,
     run_id: &str,
-) -> Result<WriteSummary, ExecuteError> {
+) -> Result<(WriteSummary, Scanned), ExecuteError> {
     if !node.partition_by().is_empty() {
         return write_partitioned(session, node, frame, Replace::All, run_id).await;
     }
     let relation = node.relation.as_ref().expect("tables have relations");
     let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let stream = frame
-        .execute_stream()
-        .await
-        .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
+    let (plan, stream) = start(session, node, frame).await?;
     let summary = session
         .warehouse
         .write_table(relation, schema, stream, run_id)
         .await
         .map_err(|error| materialize_error(session, node, error))?;
     session.register_written_table(relation).await?;
-    Ok(summary)
+    Ok((summary, Scanned::of(&plan)))
 }
 
 fn materialize_error(session: &Session, node: &Node, error: MaterializeError) -> ExecuteError {
@@ -158,20 +207,17 @@ pub(super) async fn write_partitioned(
     frame: DataFrame,
     replace: Replace,
     run_id: &str,
-) -> Result<WriteSummary, ExecuteError> {
+) -> Result<(WriteSummary, Scanned), ExecuteError> {
     let relation = node.relation.as_ref().expect("tables have relations");
     let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let stream = frame
-        .execute_stream()
-        .await
-        .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
+    let (plan, stream) = start(session, node, frame).await?;
     let summary = session
         .warehouse
         .write_partitioned(relation, schema, &node.partition_by(), stream, replace, run_id)
         .await
         .map_err(|error| materialize_error(session, node, error))?;
     session.register_written_table(relation).await?;
-    Ok(summary)
+    Ok((summary, Scanned::of(&plan)))
 }
 
 async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Outcome, ExecuteError> {
@@ -202,15 +248,17 @@ async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Out
             rows: Some(write.new_rows),
             failures: None,
             write: Some(write.summary),
+            scanned: Some(write.scanned),
         });
     }
-    let summary = write_frame(session, node, frame, run_id).await?;
+    let (summary, scanned) = write_frame(session, node, frame, run_id).await?;
     Ok(Outcome {
         status: NodeStatus::Success,
         message: format!("OK {}", summary.rows),
         rows: Some(summary.rows),
         failures: None,
         write: Some(summary),
+        scanned: Some(scanned),
     })
 }
 
@@ -273,13 +321,14 @@ async fn load_seed(session: &Session, node: &Node, run_id: &str) -> Result<Outco
             .select_exprs(&expressions)
             .map_err(|error| seed_error(error.strip_backtrace()))?
     };
-    let summary = write_frame(session, node, frame, run_id).await?;
+    let (summary, scanned) = write_frame(session, node, frame, run_id).await?;
     Ok(Outcome {
         status: NodeStatus::Success,
         message: format!("INSERT {}", summary.rows),
         rows: Some(summary.rows),
         failures: None,
         write: Some(summary),
+        scanned: Some(scanned),
     })
 }
 
@@ -316,6 +365,7 @@ async fn run_test(session: &Session, node: &Node) -> Result<Outcome, ExecuteErro
         rows: None,
         failures: Some(failures),
         write: None,
+        scanned: None,
     })
 }
 
