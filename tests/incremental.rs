@@ -182,15 +182,7 @@ fn full_build_with(batches: &[&str]) -> Json {
 
 /// `rows_scanned` of a model in the last run's `run_results.json`.
 fn scanned(project: &Path, model: &str) -> u64 {
-    let text = std::fs::read_to_string(project.join("target/run_results.json")).expect("run_results");
-    let results: Json = serde_json::from_str(&text).expect("json");
-    results["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .find(|r| r["unique_id"].as_str().is_some_and(|id| id.ends_with(&format!(".{model}"))))
-        .and_then(|r| r["rows_scanned"].as_u64())
-        .unwrap_or_else(|| panic!("no rows_scanned for {model}"))
+    rows_scanned(&project.join("target/run_results.json"), model)
 }
 
 fn latest_commit(project: &Path, table: &str) -> Json {
@@ -241,4 +233,47 @@ fn time_range_runs_of_metric_models_equal_a_full_refresh() {
         .collect();
     assert_eq!(written.first().map(String::as_str), Some("period_end=2026-03-08"), "{written:?}");
     assert_eq!(written.len(), 5, "{written:?}");
+}
+
+#[test]
+fn a_nightly_run_of_the_lms_project_equals_a_full_refresh() {
+    // A week ago: statements up to 2026-11-08 (175 days).
+    let nightly = common::example_project();
+    run_ok(nightly.path(), &["build", "--vars", "{lms_learners: 240, lms_days: 175}"]);
+    let daily_full = scanned_in(nightly.path(), "learner_engagement__daily");
+    // Tonight: a week of new statements; every incremental model recomputes only its latest
+    // periods, reading its inputs from there minus its windows' lookback.
+    let text = run_ok(nightly.path(), &["build", "--vars", "{lms_learners: 240, lms_days: 182}"]);
+    assert!(text.contains("sql incremental model main.learner_engagement "), "{text}");
+    let daily_nightly = scanned_in(nightly.path(), "learner_engagement__daily");
+    assert!(
+        daily_nightly * 2 < daily_full * 182 / 175,
+        "the nightly roll-up read {daily_nightly} rows, a full one {daily_full}"
+    );
+
+    let full = common::example_project();
+    run_ok(full.path(), &["build", "--vars", "{lms_learners: 240, lms_days: 182}"]);
+    assert_same_tables(&tables(nightly.path()), &tables(full.path()), "LMS nightly vs full refresh");
+    // Scorecard and alert history are Hive-partitioned by period.
+    assert!(full
+        .path()
+        .join("warehouse/main/learner_engagement/period_end=2026-11-15/data.parquet")
+        .is_file());
+}
+
+/// `rows_scanned` of a model in the LMS project's `run_results.json`.
+fn scanned_in(project: &Path, model: &str) -> u64 {
+    rows_scanned(&project.join("target/tidemark/run_results.json"), model)
+}
+
+fn rows_scanned(run_results: &Path, model: &str) -> u64 {
+    let text = std::fs::read_to_string(run_results).expect("run_results");
+    let results: Json = serde_json::from_str(&text).expect("json");
+    results["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["unique_id"].as_str().is_some_and(|id| id.ends_with(&format!(".{model}"))))
+        .and_then(|r| r["rows_scanned"].as_u64())
+        .unwrap_or_else(|| panic!("no rows_scanned for {model}"))
 }

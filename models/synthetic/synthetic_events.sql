@@ -2,8 +2,23 @@
 -- a given lms_seed. Healthy learners vary ±8% week to week; everyone dips in a holiday week and
 -- spikes in a content-launch week; planted learners and teams change from their change day; and
 -- a reporting-lag gap loses most statements for a few days.
+--
+-- Incremental like an LMS export: one partition folder per day (`event_date=2026-11-15/`); a run
+-- after `lms_days` grew generates the new days (and the last day it holds again). Nothing of a
+-- day depends on later days, so the result equals a full rebuild.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='insert_overwrite',
+    partition_by='event_date',
+    event_time='event_date'
+) }}
+{% set first_day %}(select cast(max(event_date) as int) - cast(date '{{ var('lms_start') }}' as int) from {{ this }}){% endset %}
 with days as (
     select value as day from range(0, {{ var('lms_days') }})
+    {% if is_incremental() %}
+    -- Completions land up to 8 days after their assignment.
+    where value >= {{ first_day }} - 9
+    {% endif %}
 ),
 learner_days as (
     select
@@ -135,9 +150,13 @@ select
     success as result_success,
     duration_minutes as result_duration_minutes,
     due_date as context_due_date,
-    {{ synthetic_time('day', 'minute') }} as event_at
+    {{ synthetic_time('day', 'minute') }} as event_at,
+    cast(cast(date '{{ var('lms_start') }}' as int) + day as date) as event_date
 from statements
 where day < {{ var('lms_days') }}
+  {% if is_incremental() %}
+  and day >= {{ first_day }}
+  {% endif %}
   -- The reporting-lag gap: most statements of these days never arrive.
   and not (day between {{ var('lms_gap_day') }} and {{ var('lms_gap_day') }} + 3
            and {{ hash01('gap_key', 'day', 51) }} < 0.8)
