@@ -68,15 +68,47 @@ fn main() {
             std::fs::copy(&source, project.path().join(item)).expect("copy");
         }
     }
+    if std::env::args().any(|a| a == "--nightly") {
+        nightly(&binary, project.path(), learners);
+        return;
+    }
     let vars = format!("{{lms_learners: {learners}}}");
     println!(
         "building the LMS project with {learners} learners using {}",
         binary.display()
     );
-    let clock = Instant::now();
-    let mut child = Command::new(&binary)
-        .args(["build", "--vars", &vars, "--no-progress"])
+    let (seconds, peak, log) = build(&binary, project.path(), &["build", "--vars", &vars]);
+    for line in log
+        .lines()
+        .filter(|l| l.contains(" OK created") || l.contains("Finished") || l.contains("Done."))
+    {
+        println!("{line}");
+    }
+    let statements = Command::new(&binary)
+        .args([
+            "show",
+            "--inline",
+            "select count(*) as statements from {{ ref('synthetic_events') }}",
+            "--vars",
+            &vars,
+        ])
         .current_dir(project.path())
+        .output()
+        .expect("count");
+    println!("{}", String::from_utf8_lossy(&statements.stdout).trim_end());
+    println!(
+        "wall time {seconds:.1}s, peak memory {:.2} GiB ({learners} learners)",
+        peak as f64 / 1024.0 / 1024.0
+    );
+}
+
+/// Runs tidemark with `args` in `project`; returns wall seconds, peak RSS (KiB) and stdout.
+fn build(binary: &Path, project: &Path, args: &[&str]) -> (f64, u64, String) {
+    let clock = Instant::now();
+    let mut child = Command::new(binary)
+        .args(args)
+        .arg("--no-progress")
+        .current_dir(project)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -94,28 +126,45 @@ fn main() {
     };
     let seconds = clock.elapsed().as_secs_f64();
     let output = child.wait_with_output().expect("output");
-    let log = String::from_utf8_lossy(&output.stdout);
-    for line in log
-        .lines()
-        .filter(|l| l.contains(" OK created") || l.contains("Finished") || l.contains("Done."))
-    {
-        println!("{line}");
-    }
-    assert!(status.success(), "tidemark build failed:\n{log}");
-    let statements = Command::new(&binary)
-        .args([
-            "show",
-            "--inline",
-            "select count(*) as statements from {{ ref('synthetic_events') }}",
-            "--vars",
-            &vars,
-        ])
-        .current_dir(project.path())
-        .output()
-        .expect("count");
-    println!("{}", String::from_utf8_lossy(&statements.stdout).trim_end());
+    let log = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(status.success(), "tidemark {args:?} failed:\n{log}");
+    (seconds, peak, log)
+}
+
+/// Rows and bytes every node of the last run scanned (`run_results.json`).
+fn scanned(project: &Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(project.join("target/tidemark/run_results.json")).expect("run_results");
+    let results: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let sum = |key: &str| {
+        results["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .filter_map(|r| r[key].as_u64())
+            .sum::<u64>()
+    };
+    (sum("rows_scanned"), sum("bytes_scanned"))
+}
+
+/// The nightly scenario: history up to yesterday, then one new day incrementally, then the
+/// same day as a full refresh.
+fn nightly(binary: &Path, project: &Path, learners: u64) {
+    let yesterday = format!("{{lms_learners: {learners}, lms_days: 181}}");
+    let today = format!("{{lms_learners: {learners}, lms_days: 182}}");
+    println!("LMS project, {learners} learners: history of 181 days, then one new day");
+    let (history, _, _) = build(binary, project, &["build", "--vars", &yesterday]);
+    println!("history build (181 days):        {history:>7.1}s");
+    let (incremental, peak_incremental, _) = build(binary, project, &["build", "--vars", &today]);
+    let (rows_i, bytes_i) = scanned(project);
+    let (full, peak_full, _) = build(binary, project, &["build", "--full-refresh", "--vars", &today]);
+    let (rows_f, bytes_f) = scanned(project);
+    let gib = |kib: u64| kib as f64 / 1024.0 / 1024.0;
     println!(
-        "wall time {seconds:.1}s, peak memory {:.2} GiB ({learners} learners)",
-        peak as f64 / 1024.0 / 1024.0
+        "nightly incremental (+1 day):    {incremental:>7.1}s  rows scanned {rows_i:>12}  bytes scanned {bytes_i:>12}  peak {:.2} GiB",
+        gib(peak_incremental)
+    );
+    println!(
+        "full refresh (182 days):         {full:>7.1}s  rows scanned {rows_f:>12}  bytes scanned {bytes_f:>12}  peak {:.2} GiB",
+        gib(peak_full)
     );
 }
