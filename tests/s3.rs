@@ -211,3 +211,43 @@ fn the_server_stopped_mid_run_leaves_the_previous_tables_whole() {
     assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project.path()));
     assert_eq!(big_rows_on(&server, "stopped"), 1000);
 }
+
+#[test]
+fn a_table_locked_on_s3_by_a_live_run_is_refused() {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let server = S3Server::shared();
+    let project = big_project_on(server, "live-lock");
+    // Another run (this test process, alive) holds the table's lock object on S3.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string();
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&server.endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name(BUCKET)
+        .with_access_key_id(ACCESS_KEY)
+        .with_secret_access_key(SECRET_KEY)
+        .build()
+        .expect("store");
+    let lock = object_store::path::Path::from("live-lock/_tidemark/locks/main/big.lock");
+    let record = format!(
+        "{{\"run_id\":\"other-run\",\"pid\":{},\"host\":\"{host}\",\"since\":\"2026-11-22T00:00:00Z\"}}",
+        std::process::id()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime
+        .block_on(store.put(&lock, PutPayload::from(record.into_bytes())))
+        .expect("put lock");
+
+    let output = tidemark(project.path(), &["run", "--vars", "{rows: 5}"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("table main.big is being written by another run (run other-run"), "{text}");
+    assert_eq!(big_rows_on(server, "live-lock"), 1000, "the table is untouched");
+    runtime.block_on(store.delete(&lock)).expect("release");
+}

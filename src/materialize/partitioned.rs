@@ -319,3 +319,89 @@ pub fn reader_partition_columns(commit: &PartitionedCommit) -> Vec<(String, Data
         .map(|column| (column.name.clone(), column.arrow_type()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
+    use super::{Replace, Warehouse};
+    use crate::project::StorageSettings;
+    use crate::template::RelationName;
+
+    fn rows(days: &[&str], values: &[i64]) -> (Arc<Schema>, datafusion::execution::SendableRecordBatchStream) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("day", DataType::Utf8, true),
+            Field::new("value", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(days.to_vec())),
+                Arc::new(Int64Array::from(values.to_vec())),
+            ],
+        )
+        .expect("batch");
+        let stream = RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(vec![Ok(batch)]));
+        (schema, Box::pin(stream))
+    }
+
+    #[tokio::test]
+    async fn partitioned_writes_replace_only_their_partitions_and_roll_forward() {
+        let warehouse = Warehouse::open_url("memory://", &StorageSettings::default()).expect("memory store");
+        let table = RelationName::table("main", "events");
+        let partition_by = vec!["day".to_string()];
+
+        let (schema, data) = rows(&["a", "a", "b"], &[1, 2, 3]);
+        let first = warehouse
+            .write_partitioned(&table, schema, &partition_by, data, Replace::All, "run-1")
+            .await
+            .expect("first write");
+        assert_eq!((first.rows, first.version), (3, 1));
+        let expected: BTreeSet<String> = ["day=a", "day=b"].map(String::from).into();
+        assert_eq!(warehouse.partitions(&table).await.expect("list"), expected);
+
+        // Replacing `b` and adding `c` leaves `a` alone.
+        let (schema, data) = rows(&["b", "c"], &[4, 5]);
+        let only: BTreeSet<String> = ["day=b".to_string()].into();
+        let second = warehouse
+            .write_partitioned(&table, schema, &partition_by, data, Replace::Only(only), "run-2")
+            .await
+            .expect("second write");
+        assert_eq!(second.version, 2);
+        let commit = warehouse.partitioned_commit(&table).await.expect("read").expect("partitioned");
+        assert_eq!(commit.written, vec!["day=b".to_string(), "day=c".to_string()]);
+        assert!(commit.removed.is_empty());
+        let expected: BTreeSet<String> = ["day=a", "day=b", "day=c"].map(String::from).into();
+        assert_eq!(warehouse.partitions(&table).await.expect("list"), expected);
+
+        // A run that died after its commit record but before publishing: the staged partition
+        // is published by the next writer's roll-forward; a second roll-forward changes nothing.
+        let mut crashed = commit.clone();
+        crashed.version = 3;
+        crashed.staging = "_tidemark/staging/run-3/main/events".into();
+        crashed.written = vec!["day=d".into()];
+        let staged = object_store::path::Path::from("_tidemark/staging/run-3/main/events/day=d/data.parquet");
+        use object_store::ObjectStoreExt;
+        warehouse.store.put(&staged, bytes_of_table(&warehouse, &table).await.into()).await.expect("stage");
+        warehouse
+            .create_log_record(&table, 3, &serde_json::to_value(&crashed).expect("json"))
+            .await
+            .expect("record");
+        assert!(!warehouse.partitions(&table).await.expect("list").contains("day=d"));
+        warehouse.roll_forward(&table).await.expect("roll forward");
+        warehouse.roll_forward(&table).await.expect("idempotent");
+        assert!(warehouse.partitions(&table).await.expect("list").contains("day=d"));
+        assert_eq!(warehouse.latest_version(&table).await.expect("versions"), Some(3));
+    }
+
+    async fn bytes_of_table(warehouse: &Warehouse, table: &RelationName) -> Vec<u8> {
+        use object_store::ObjectStoreExt;
+        let path = object_store::path::Path::from(format!("{}/{}/day=a/data.parquet", table.schema, table.identifier));
+        warehouse.store.get(&path).await.expect("get").bytes().await.expect("bytes").to_vec()
+    }
+}
