@@ -19,7 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{RecordBatch, UInt32Array};
-use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::execution::SendableRecordBatchStream;
@@ -33,6 +34,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{lock, writer_properties, MaterializeError, Warehouse, WriteSummary};
 use crate::template::RelationName;
+
+/// Rows gathered per partition before they are handed to its Parquet writer.
+const PENDING_ROWS: usize = 16 * 1024;
 
 /// Hive's folder name for a NULL partition value.
 pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
@@ -102,6 +106,31 @@ pub fn partition_folders(batch: &RecordBatch, columns: &[(usize, String)]) -> Re
         }
     }
     Ok(folders)
+}
+
+/// The rows of `batch` grouped by partition: rows are compared in arrow's row format and only
+/// the first row of each group is formatted into its folder name.
+fn group_rows(batch: &RecordBatch, columns: &[(usize, String)]) -> Result<Vec<(String, Vec<u32>)>, MaterializeError> {
+    let arrays: Vec<_> = columns.iter().map(|(index, _)| batch.column(*index).clone()).collect();
+    let converter = RowConverter::new(
+        arrays
+            .iter()
+            .map(|array| SortField::new(array.data_type().clone()))
+            .collect(),
+    )?;
+    let rows = converter.convert_columns(&arrays)?;
+    let mut groups: std::collections::HashMap<datafusion::arrow::row::Row<'_>, Vec<u32>> = std::collections::HashMap::new();
+    for row in 0..batch.num_rows() {
+        groups.entry(rows.row(row)).or_default().push(row as u32);
+    }
+    let mut named = Vec::with_capacity(groups.len());
+    for indices in groups.into_values() {
+        let first = batch.slice(indices[0] as usize, 1);
+        let folder = partition_folders(&first, columns)?.remove(0);
+        named.push((folder, indices));
+    }
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(named)
 }
 
 fn join(base: &StorePath, relative: &str) -> StorePath {
@@ -191,7 +220,9 @@ impl Warehouse {
                 relation.schema.as_str(),
                 relation.identifier.as_str(),
             ]);
-            let mut writers: BTreeMap<String, (AsyncArrowWriter<BufWriter>, u64)> = BTreeMap::new();
+            // Per partition: its writer and the rows waiting to be written to it (small slices
+            // of many batches are gathered so the Parquet writer gets full batches).
+            let mut writers: BTreeMap<String, (AsyncArrowWriter<BufWriter>, Vec<RecordBatch>, usize)> = BTreeMap::new();
             let mut rows = 0u64;
             while let Some(batch) = data.next().await {
                 let batch = batch?;
@@ -199,22 +230,33 @@ impl Warehouse {
                     continue;
                 }
                 rows += batch.num_rows() as u64;
-                let folders = partition_folders(&batch, &partition_columns)?;
-                let mut groups: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-                for (row, folder) in folders.iter().enumerate() {
-                    groups.entry(folder.as_str()).or_default().push(row as u32);
-                }
                 let projected = batch.project(&kept)?;
-                for (folder, indices) in groups {
-                    let part = take_record_batch(&projected, &UInt32Array::from(indices))?;
+                for (folder, indices) in group_rows(&batch, &partition_columns)? {
+                    let folder = folder.as_str();
+                    let part = if indices.len() == batch.num_rows() {
+                        projected.clone()
+                    } else {
+                        take_record_batch(&projected, &UInt32Array::from(indices))?
+                    };
                     if !writers.contains_key(folder) {
                         let object = BufWriter::new(self.store.clone(), join(&staging, folder).join("data.parquet"));
                         let writer = AsyncArrowWriter::try_new(object, file_schema.clone(), Some(writer_properties()?))?;
-                        writers.insert(folder.to_string(), (writer, 0));
+                        writers.insert(folder.to_string(), (writer, Vec::new(), 0));
                     }
-                    let (writer, count) = writers.get_mut(folder).expect("inserted");
-                    *count += part.num_rows() as u64;
-                    writer.write(&part).await?;
+                    let (writer, pending, pending_rows) = writers.get_mut(folder).expect("inserted");
+                    *pending_rows += part.num_rows();
+                    pending.push(part);
+                    if *pending_rows >= PENDING_ROWS {
+                        writer.write(&concat_batches(&file_schema, pending.iter())?).await?;
+                        pending.clear();
+                        *pending_rows = 0;
+                    }
+                }
+            }
+            for (writer, pending, _) in writers.values_mut() {
+                if !pending.is_empty() {
+                    writer.write(&concat_batches(&file_schema, pending.iter())?).await?;
+                    pending.clear();
                 }
             }
             if writers.is_empty() && matches!(replace, Replace::All) {
@@ -224,7 +266,7 @@ impl Warehouse {
             }
             let mut bytes = 0u64;
             let written: Vec<String> = writers.keys().cloned().collect();
-            for (folder, (writer, _)) in writers {
+            for (folder, (writer, _, _)) in writers {
                 writer.close().await?;
                 bytes += self.store.head(&join(&staging, &folder).join("data.parquet")).await?.size;
             }
