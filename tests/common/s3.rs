@@ -146,10 +146,12 @@ impl S3Server {
             format!("-bucket={BUCKET}"),
         ];
         let log = std::fs::File::create(self.data.parent().expect("parent").join("weed.log")).expect("log");
-        // The watchdog stops the server when this test process is gone, however it ends.
+        // The watchdog stops the server when this test process is gone, however it ends, and
+        // then removes its data (the shared server's temp folder is never dropped).
         let script = format!(
-            "\"$0\" mini \"$@\" & server=$!; while kill -0 {} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 1; done; kill $server 2>/dev/null; wait $server",
-            std::process::id()
+            "\"$0\" mini \"$@\" & server=$!; while kill -0 {pid} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 1; done; kill $server 2>/dev/null; wait $server; kill -0 {pid} 2>/dev/null || rm -rf '{folder}'",
+            pid = std::process::id(),
+            folder = self.data.parent().expect("parent").display()
         );
         let child = Command::new("sh")
             .arg("-c")
