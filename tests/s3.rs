@@ -251,3 +251,64 @@ fn a_table_locked_on_s3_by_a_live_run_is_refused() {
     assert_eq!(big_rows_on(server, "live-lock"), 1000, "the table is untouched");
     runtime.block_on(store.delete(&lock)).expect("release");
 }
+
+#[test]
+fn sources_are_read_from_s3_with_the_targets_storage_settings() {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let server = S3Server::shared();
+    // The same NDJSON statements (nested xAPI objects, Hive day folders) on local disk and on S3.
+    let local = fixture("incremental");
+    run_ok_in(local.path());
+    let remote = fixture("incremental");
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&server.endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name(BUCKET)
+        .with_access_key_id(ACCESS_KEY)
+        .with_secret_access_key(SECRET_KEY)
+        .build()
+        .expect("store");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let data = remote.path().join("data/events");
+    for entry in walkdir::WalkDir::new(&data) {
+        let entry = entry.expect("walk");
+        if entry.file_type().is_file() {
+            let relative = entry.path().strip_prefix(&data).expect("inside").display().to_string();
+            let key = object_store::path::Path::from(format!("exports/events/{relative}"));
+            let bytes = std::fs::read(entry.path()).expect("read");
+            runtime.block_on(store.put(&key, PutPayload::from(bytes))).expect("upload");
+        }
+    }
+    std::fs::remove_dir_all(&data).expect("remove the local copy");
+    let sources = remote.path().join("models/sources.yml");
+    let text = std::fs::read_to_string(&sources)
+        .expect("sources")
+        .replace("external_location: data/events/", &format!("external_location: s3://{BUCKET}/exports/events/"));
+    std::fs::write(&sources, text).expect("write sources");
+    std::fs::write(
+        remote.path().join("profiles.yml"),
+        format!(
+            "incremental:\n  target: dev\n  outputs:\n    dev:\n      type: datafusion\n      warehouse: warehouse\n      storage:\n{}\n",
+            server.storage_yaml("        ")
+        ),
+    )
+    .expect("profiles.yml");
+    run_ok_in(remote.path());
+    let read = |project: &Path| read_tables_with_pyarrow(&project.join("warehouse").display().to_string(), None);
+    assert_same_tables(&read(local.path()), &read(remote.path()), "local vs S3 sources");
+
+    // debug lists the source's store.
+    let debug = tidemark(remote.path(), &["debug"]);
+    let text = transcript(&debug, remote.path());
+    assert_eq!(debug.status.code(), Some(0), "{text}");
+    assert!(text.contains("source     OK"), "{text}");
+}
+
+fn run_ok_in(project: &Path) {
+    let output = tidemark(project, &["run"]);
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project));
+}

@@ -120,7 +120,11 @@ impl Warehouse {
     pub fn open(target: &Target, project_root: &std::path::Path) -> Result<Warehouse, MaterializeError> {
         crate::diagnostics::register_secrets(target.storage.secrets());
         match target.local_warehouse(project_root) {
-            Some(folder) => Warehouse::open_local(folder),
+            Some(folder) => Warehouse::open_local(folder).map(|warehouse| Warehouse {
+                // URL sources are still opened with the target's storage settings.
+                settings: target.storage.clone(),
+                ..warehouse
+            }),
             None => Warehouse::open_url(&target.warehouse, &target.storage),
         }
     }
