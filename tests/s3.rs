@@ -1,7 +1,8 @@
 //! The warehouse on a real S3 server (SeaweedFS on 127.0.0.1, started by the tests):
 //! the LMS project gives the same tables on S3 as on local disk (read back by pyarrow from the
 //! documented paths), wrong credentials give a clear error that never prints the secret, and a
-//! run killed or cut off from the server mid-write leaves the previous table version whole.
+//! run killed or cut off from the server mid-write leaves the previous table version whole; a
+//! live lock on S3 is refused; sources on S3 read like local files.
 
 mod common;
 
