@@ -72,7 +72,8 @@ fn parse_and_compile(root: &Path, verbose: bool) -> usize {
     let graph = tidemark::graph::build(&project, &engine, &target).expect("graph");
     stage("parse+dag");
     let selected: BTreeSet<String> = graph.nodes.keys().cloned().collect();
-    let compiled = tidemark::compile::compile(&graph, &engine, "target", &selected, &Default::default()).expect("compile");
+    let compiled =
+        tidemark::compile::compile(&graph, &engine, "target", &selected, &Default::default()).expect("compile");
     stage("compile");
     compiled.nodes.len()
 }

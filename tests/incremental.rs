@@ -75,11 +75,18 @@ fn incremental_runs_after_new_events_equal_a_full_refresh_for_every_strategy() {
 
     // insert_overwrite rewrote only the partitions the new rows fall in (days 3, 4, 5).
     let log = incremental.path().join("warehouse/_tidemark/log/main/daily_scores");
-    let mut records: Vec<_> = std::fs::read_dir(&log).expect("log").map(|e| e.expect("entry").path()).collect();
+    let mut records: Vec<_> = std::fs::read_dir(&log)
+        .expect("log")
+        .map(|e| e.expect("entry").path())
+        .collect();
     records.sort();
-    let latest: Json = serde_json::from_str(&std::fs::read_to_string(records.last().expect("record")).expect("read"))
-        .expect("json");
-    assert_eq!(latest["written"], serde_json::json!(["day=3", "day=4", "day=5"]), "{latest}");
+    let latest: Json =
+        serde_json::from_str(&std::fs::read_to_string(records.last().expect("record")).expect("read")).expect("json");
+    assert_eq!(
+        latest["written"],
+        serde_json::json!(["day=3", "day=4", "day=5"]),
+        "{latest}"
+    );
     assert_eq!(latest["removed"], serde_json::json!([]));
     for day in 1..=5 {
         assert!(incremental
@@ -87,7 +94,10 @@ fn incremental_runs_after_new_events_equal_a_full_refresh_for_every_strategy() {
             .join(format!("warehouse/main/daily_scores/day={day}/data.parquet"))
             .is_file());
     }
-    assert!(!incremental.path().join("warehouse/main/daily_scores/data.parquet").exists());
+    assert!(!incremental
+        .path()
+        .join("warehouse/main/daily_scores/data.parquet")
+        .exists());
 
     // --full-refresh rebuilds from scratch, with the same result.
     run_ok(incremental.path(), &["run", "--full-refresh"]);
@@ -102,14 +112,20 @@ fn schema_changes_follow_on_schema_change() {
     let model = project.path().join("models/events_appended.sql");
     let changed = std::fs::read_to_string(&model)
         .expect("model")
-        .replace("select statement_id, day,", "select statement_id, day, 'web' as channel,")
+        .replace(
+            "select statement_id, day,",
+            "select statement_id, day, 'web' as channel,",
+        )
         .replace("score\nfrom", "cast(score as bigint) as score\nfrom");
     deliver_later_events(project.path());
 
     // fail: the difference is printed, the table is untouched.
     std::fs::write(
         &model,
-        changed.replace("incremental_strategy='append'", "incremental_strategy='append', on_schema_change='fail'"),
+        changed.replace(
+            "incremental_strategy='append'",
+            "incremental_strategy='append', on_schema_change='fail'",
+        ),
     )
     .expect("write");
     let output = tidemark(project.path(), &["run", "--select", "events_appended"]);
@@ -187,7 +203,10 @@ fn scanned(project: &Path, model: &str) -> u64 {
 
 fn latest_commit(project: &Path, table: &str) -> Json {
     let log = project.join("warehouse/_tidemark/log/main").join(table);
-    let mut records: Vec<_> = std::fs::read_dir(&log).expect("log").map(|e| e.expect("entry").path()).collect();
+    let mut records: Vec<_> = std::fs::read_dir(&log)
+        .expect("log")
+        .map(|e| e.expect("entry").path())
+        .collect();
     records.sort();
     serde_json::from_str(&std::fs::read_to_string(records.last().expect("a record")).expect("read")).expect("json")
 }
@@ -211,9 +230,16 @@ fn time_range_runs_of_metric_models_equal_a_full_refresh() {
         nightly_scan * 2 < full_scan,
         "nightly read {nightly_scan} rows, the first build {full_scan}"
     );
-    assert_same_tables(&tables(project.path()), &full_build_with(&["new_days"]), "nightly vs full refresh");
+    assert_same_tables(
+        &tables(project.path()),
+        &full_build_with(&["new_days"]),
+        "nightly vs full refresh",
+    );
     let commit = latest_commit(project.path(), "engagement");
-    assert_eq!(commit["written"], serde_json::json!(["period_end=2026-03-29", "period_end=2026-04-05"]));
+    assert_eq!(
+        commit["written"],
+        serde_json::json!(["period_end=2026-03-29", "period_end=2026-04-05"])
+    );
 
     // Backfill: late statements of 2026-03-06..09 arrive; recompute from the first late day.
     deliver(project.path(), "backfill");
@@ -231,7 +257,11 @@ fn time_range_runs_of_metric_models_equal_a_full_refresh() {
         .iter()
         .map(|p| p.as_str().expect("text").to_string())
         .collect();
-    assert_eq!(written.first().map(String::as_str), Some("period_end=2026-03-08"), "{written:?}");
+    assert_eq!(
+        written.first().map(String::as_str),
+        Some("period_end=2026-03-08"),
+        "{written:?}"
+    );
     assert_eq!(written.len(), 5, "{written:?}");
 }
 
@@ -239,12 +269,21 @@ fn time_range_runs_of_metric_models_equal_a_full_refresh() {
 fn a_nightly_run_of_the_lms_project_equals_a_full_refresh() {
     // A week ago: statements up to 2026-11-08 (175 days).
     let nightly = common::example_project();
-    run_ok(nightly.path(), &["build", "--vars", "{lms_learners: 240, lms_days: 175}"]);
+    run_ok(
+        nightly.path(),
+        &["build", "--vars", "{lms_learners: 240, lms_days: 175}"],
+    );
     let daily_full = scanned_in(nightly.path(), "learner_engagement__daily");
     // Tonight: a week of new statements; every incremental model recomputes only its latest
     // periods, reading its inputs from there minus its windows' lookback.
-    let text = run_ok(nightly.path(), &["build", "--vars", "{lms_learners: 240, lms_days: 182}"]);
-    assert!(text.contains("sql incremental model main.learner_engagement "), "{text}");
+    let text = run_ok(
+        nightly.path(),
+        &["build", "--vars", "{lms_learners: 240, lms_days: 182}"],
+    );
+    assert!(
+        text.contains("sql incremental model main.learner_engagement "),
+        "{text}"
+    );
     let daily_nightly = scanned_in(nightly.path(), "learner_engagement__daily");
     assert!(
         daily_nightly * 2 < daily_full * 182 / 175,
@@ -253,7 +292,11 @@ fn a_nightly_run_of_the_lms_project_equals_a_full_refresh() {
 
     let full = common::example_project();
     run_ok(full.path(), &["build", "--vars", "{lms_learners: 240, lms_days: 182}"]);
-    assert_same_tables(&tables(nightly.path()), &tables(full.path()), "LMS nightly vs full refresh");
+    assert_same_tables(
+        &tables(nightly.path()),
+        &tables(full.path()),
+        "LMS nightly vs full refresh",
+    );
     // Scorecard and alert history are Hive-partitioned by period.
     assert!(full
         .path()
@@ -273,7 +316,11 @@ fn rows_scanned(run_results: &Path, model: &str) -> u64 {
         .as_array()
         .expect("results")
         .iter()
-        .find(|r| r["unique_id"].as_str().is_some_and(|id| id.ends_with(&format!(".{model}"))))
+        .find(|r| {
+            r["unique_id"]
+                .as_str()
+                .is_some_and(|id| id.ends_with(&format!(".{model}")))
+        })
         .and_then(|r| r["rows_scanned"].as_u64())
         .unwrap_or_else(|| panic!("no rows_scanned for {model}"))
 }

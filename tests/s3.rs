@@ -28,7 +28,11 @@ fn with_s3_env(command: &mut std::process::Command, server: &S3Server, prefix: &
 fn run_on_s3(project: &Path, server: &S3Server, prefix: &str, args: &[&str]) -> Output {
     let mut command = common::command(project);
     with_s3_env(&mut command, server, prefix);
-    command.args(args).args(["--target", "s3"]).output().expect("run tidemark")
+    command
+        .args(args)
+        .args(["--target", "s3"])
+        .output()
+        .expect("run tidemark")
 }
 
 /// Rows of every node in `run_results.json`, by table name.
@@ -108,7 +112,10 @@ fn wrong_credentials_give_a_clear_error_and_never_print_the_secret() {
     let text = transcript(&debug, project.path());
     assert_eq!(debug.status.code(), Some(1), "{text}");
     assert!(text.contains("warehouse  FAIL"), "{text}");
-    assert!(text.contains("check storage.access_key_id and storage.secret_access_key"), "{text}");
+    assert!(
+        text.contains("check storage.access_key_id and storage.secret_access_key"),
+        "{text}"
+    );
 
     let run = tidemark(project.path(), &["run"]);
     let text = transcript(&run, project.path());
@@ -121,7 +128,11 @@ fn wrong_credentials_give_a_clear_error_and_never_print_the_secret() {
         let file = file.expect("walk");
         if file.file_type().is_file() && file.file_name() != "profiles.yml" {
             let content = std::fs::read_to_string(file.path()).unwrap_or_default();
-            assert!(!content.contains(wrong_secret), "{} holds the secret", file.path().display());
+            assert!(
+                !content.contains(wrong_secret),
+                "{} holds the secret",
+                file.path().display()
+            );
         }
     }
 }
@@ -153,7 +164,10 @@ fn start_big_write(project: &Path) -> std::process::Child {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     loop {
-        let line = lines.next().expect("tidemark ended before starting the node").expect("line");
+        let line = lines
+            .next()
+            .expect("tidemark ended before starting the node")
+            .expect("line");
         if line.contains("\"node_started\"") {
             break;
         }
@@ -175,10 +189,17 @@ fn killing_a_run_while_it_writes_to_s3_leaves_the_previous_version() {
     assert_eq!(big_rows_on(server, "kill-mid-write"), 1000);
 
     let mut child = start_big_write(project.path());
-    assert!(child.try_wait().expect("wait").is_none(), "the run ended before it was killed");
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the run ended before it was killed"
+    );
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
-    assert_eq!(big_rows_on(server, "kill-mid-write"), 1000, "the previous version is whole");
+    assert_eq!(
+        big_rows_on(server, "kill-mid-write"),
+        1000,
+        "the previous version is whole"
+    );
 
     // The next run reports the dead run's lock, replaces it and commits.
     let output = tidemark(project.path(), &["run", "--vars", "{rows: 2000}"]);
@@ -198,7 +219,10 @@ fn the_server_stopped_mid_run_leaves_the_previous_tables_whole() {
     server.stop();
     let started = Instant::now();
     let output = child.wait_with_output().expect("wait");
-    assert!(started.elapsed() < Duration::from_secs(120), "the run hung after the server stopped");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the run hung after the server stopped"
+    );
     assert_eq!(output.status.code(), Some(1));
     let results = std::fs::read_to_string(project.path().join("target/run_results.json")).expect("run_results");
     assert!(
@@ -248,7 +272,10 @@ fn a_table_locked_on_s3_by_a_live_run_is_refused() {
     let output = tidemark(project.path(), &["run", "--vars", "{rows: 5}"]);
     let text = transcript(&output, project.path());
     assert_eq!(output.status.code(), Some(1), "{text}");
-    assert!(text.contains("table main.big is being written by another run (run other-run"), "{text}");
+    assert!(
+        text.contains("table main.big is being written by another run (run other-run"),
+        "{text}"
+    );
     assert_eq!(big_rows_on(server, "live-lock"), 1000, "the table is untouched");
     runtime.block_on(store.delete(&lock)).expect("release");
 }
@@ -281,14 +308,17 @@ fn sources_are_read_from_s3_with_the_targets_storage_settings() {
             let relative = entry.path().strip_prefix(&data).expect("inside").display().to_string();
             let key = object_store::path::Path::from(format!("exports/events/{relative}"));
             let bytes = std::fs::read(entry.path()).expect("read");
-            runtime.block_on(store.put(&key, PutPayload::from(bytes))).expect("upload");
+            runtime
+                .block_on(store.put(&key, PutPayload::from(bytes)))
+                .expect("upload");
         }
     }
     std::fs::remove_dir_all(&data).expect("remove the local copy");
     let sources = remote.path().join("models/sources.yml");
-    let text = std::fs::read_to_string(&sources)
-        .expect("sources")
-        .replace("external_location: data/events/", &format!("external_location: s3://{BUCKET}/exports/events/"));
+    let text = std::fs::read_to_string(&sources).expect("sources").replace(
+        "external_location: data/events/",
+        &format!("external_location: s3://{BUCKET}/exports/events/"),
+    );
     std::fs::write(&sources, text).expect("write sources");
     std::fs::write(
         remote.path().join("profiles.yml"),

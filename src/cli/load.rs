@@ -72,6 +72,12 @@ pub fn compile_or_report(
     options: &crate::compile::CompileOptions,
     printer: &Printer,
 ) -> Result<crate::compile::CompiledProject, ()> {
-    crate::compile::compile(graph, &loaded.engine, &loaded.project.file.target_path, selected, options)
-        .map_err(|diagnostics| printer.diagnostics(&diagnostics))
+    crate::compile::compile(
+        graph,
+        &loaded.engine,
+        &loaded.project.file.target_path,
+        selected,
+        options,
+    )
+    .map_err(|diagnostics| printer.diagnostics(&diagnostics))
 }

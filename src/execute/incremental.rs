@@ -80,12 +80,8 @@ fn reconcile(
     new: &SchemaRef,
     policy: SchemaChange,
 ) -> Result<Projection, ExecuteError> {
-    let type_in = |schema: &SchemaRef, name: &str| {
-        schema
-            .field_with_name(name)
-            .ok()
-            .map(|field| field.data_type().clone())
-    };
+    let type_in =
+        |schema: &SchemaRef, name: &str| schema.field_with_name(name).ok().map(|field| field.data_type().clone());
     let added: Vec<String> = new
         .fields()
         .iter()
@@ -110,7 +106,11 @@ fn reconcile(
         SchemaChange::Fail if !(added.is_empty() && removed.is_empty() && changed.is_empty()) => {
             let mut lines = Vec::new();
             lines.extend(added.iter().map(|c| format!("  + {c} (new in the model)")));
-            lines.extend(removed.iter().map(|c| format!("  - {c} (no longer returned by the model)")));
+            lines.extend(
+                removed
+                    .iter()
+                    .map(|c| format!("  - {c} (no longer returned by the model)")),
+            );
             lines.extend(changed.iter().map(|c| format!("  ~ {c}")));
             return Err(ExecuteError::Setup(format!(
                 "model '{}' ({}): its columns differ from table {} and on_schema_change is fail:\n{}\n  run with --full-refresh to rebuild it, or set on_schema_change",
@@ -147,7 +147,10 @@ fn reconcile(
             .map(|(name, data_type)| {
                 let quoted = quote_identifier(name);
                 match type_in(schema, name) {
-                    Some(from) => format!("{} as {quoted}", typed(format!("{alias}.{quoted}"), Some(&from), data_type)),
+                    Some(from) => format!(
+                        "{} as {quoted}",
+                        typed(format!("{alias}.{quoted}"), Some(&from), data_type)
+                    ),
                     None => format!("{} as {quoted}", typed("null".into(), None, data_type)),
                 }
             })
@@ -287,7 +290,11 @@ pub async fn write(
 
     if partition_by.is_empty() {
         // One object: the table is rewritten whole.
-        let frame = session.ctx.sql(&combined).await.map_err(|e| sql_error(e.strip_backtrace()))?;
+        let frame = session
+            .ctx
+            .sql(&combined)
+            .await
+            .map_err(|e| sql_error(e.strip_backtrace()))?;
         let (summary, _) = super::node::write_frame(session, node, frame, run_id).await?;
         return Ok(IncrementalWrite {
             new_rows,
@@ -333,7 +340,11 @@ pub async fn write(
         "select all_rows.* from ({combined}) as all_rows left semi join ({affected_sql}) as affected on {}",
         key_match(&partition_by, "all_rows", "affected")
     );
-    let frame = session.ctx.sql(&restricted).await.map_err(|e| sql_error(e.strip_backtrace()))?;
+    let frame = session
+        .ctx
+        .sql(&restricted)
+        .await
+        .map_err(|e| sql_error(e.strip_backtrace()))?;
     let (summary, _) = super::node::write_partitioned(session, node, frame, Replace::Only(folders), run_id).await?;
     Ok(IncrementalWrite {
         new_rows,

@@ -231,7 +231,14 @@ async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Out
     let sql = compiled_sql(session, node)?;
     let frame = match session.time_ranges.get(&node.unique_id) {
         // A time-range run writes only the rows of its range.
-        Some(range) => plan_sql(session, node, &format!("select * from (\n{sql}\n) as __in_range where {range}")).await?,
+        Some(range) => {
+            plan_sql(
+                session,
+                node,
+                &format!("select * from (\n{sql}\n) as __in_range where {range}"),
+            )
+            .await?
+        }
         None => plan_sql(session, node, sql).await?,
     };
     if incremental {

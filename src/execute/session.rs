@@ -8,9 +8,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
-use datafusion::arrow::datatypes::DataType;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::options::ParquetReadOptions;
@@ -94,7 +94,8 @@ impl Session {
         };
         // No cache of directory listings: a run rewrites the partitions of tables it reads
         // again later in the same session.
-        let caches = datafusion::execution::cache::cache_manager::CacheManagerConfig::default().with_list_files_cache_limit(0);
+        let caches =
+            datafusion::execution::cache::cache_manager::CacheManagerConfig::default().with_list_files_cache_limit(0);
         let runtime = RuntimeEnvBuilder::new()
             .with_cache_manager(caches)
             .with_memory_pool(pool)
@@ -182,7 +183,12 @@ impl Session {
                     if registered.contains(&key) {
                         return Ok(());
                     }
-                    if !self.warehouse.table_exists(relation).await.map_err(ExecuteError::Materialize)? {
+                    if !self
+                        .warehouse
+                        .table_exists(relation)
+                        .await
+                        .map_err(ExecuteError::Materialize)?
+                    {
                         return Err(ExecuteError::MissingRelation {
                             relation: key,
                             hint: format!(
@@ -251,7 +257,11 @@ impl Session {
                 .map_err(ExecuteError::from_datafusion),
             None => self
                 .ctx
-                .register_parquet(reference, self.warehouse.table_url(relation), ParquetReadOptions::default())
+                .register_parquet(
+                    reference,
+                    self.warehouse.table_url(relation),
+                    ParquetReadOptions::default(),
+                )
                 .await
                 .map_err(ExecuteError::from_datafusion),
         }
@@ -283,12 +293,15 @@ impl Session {
         // The session's reading options (plain strings rather than views, ...).
         let options = state.table_options();
         let file_format: Arc<dyn FileFormat> = match format {
-            "csv" => Arc::new(CsvFormat::default().with_options(options.csv.clone()).with_has_header(true)),
+            "csv" => Arc::new(
+                CsvFormat::default()
+                    .with_options(options.csv.clone())
+                    .with_has_header(true),
+            ),
             "json" => Arc::new(JsonFormat::default().with_options(options.json.clone())),
             _ => Arc::new(ParquetFormat::default().with_options(options.parquet.clone())),
         };
-        let mut options = ListingOptions::new(file_format)
-            .with_file_extension(extension);
+        let mut options = ListingOptions::new(file_format).with_file_extension(extension);
         let partitions = match partitions {
             Some(columns) => columns,
             None => options
@@ -332,7 +345,12 @@ impl Session {
         let reference = Self::reference(relation);
         let Some(location) = &node.location else {
             // A warehouse table produced elsewhere.
-            if !self.warehouse.table_exists(relation).await.map_err(ExecuteError::Materialize)? {
+            if !self
+                .warehouse
+                .table_exists(relation)
+                .await
+                .map_err(ExecuteError::Materialize)?
+            {
                 return Err(ExecuteError::MissingRelation {
                     relation: format!("{}.{}", relation.schema, relation.identifier),
                     hint: format!(

@@ -123,37 +123,43 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             continue;
         }
         let node = Node {
-                unique_id: unique_id.clone(),
-                tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
-                description: properties
-                    .map(|p| p.description.clone())
-                    .filter(|d| !d.is_empty())
-                    .or_else(|| generated_model.map(|m| m.description.clone()))
-                    .unwrap_or_default(),
-                columns: properties.map(|p| p.columns.clone()).unwrap_or_default(),
-                name,
-                resource_type: ResourceType::Model,
-                path: file.path.clone(),
-                line: generated_model.and_then(|m| m.line),
-                fqn,
-                materialized,
-                config,
-                relation,
-                raw_code: file.text.clone(),
-                refs: capture.refs,
-                sources: capture.sources,
-                depends_on: Vec::new(),
-                severity: Severity::Error,
-                test: None,
-                location: None,
-                format: None,
-            };
+            unique_id: unique_id.clone(),
+            tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
+            description: properties
+                .map(|p| p.description.clone())
+                .filter(|d| !d.is_empty())
+                .or_else(|| generated_model.map(|m| m.description.clone()))
+                .unwrap_or_default(),
+            columns: properties.map(|p| p.columns.clone()).unwrap_or_default(),
+            name,
+            resource_type: ResourceType::Model,
+            path: file.path.clone(),
+            line: generated_model.and_then(|m| m.line),
+            fqn,
+            materialized,
+            config,
+            relation,
+            raw_code: file.text.clone(),
+            refs: capture.refs,
+            sources: capture.sources,
+            depends_on: Vec::new(),
+            severity: Severity::Error,
+            test: None,
+            location: None,
+            format: None,
+        };
         if node.materialized == Materialization::Incremental {
             if let Err(message) = node.incremental() {
-                let key = ["incremental_strategy", "unique_key", "partition_by", "on_schema_change", "lookback_days"]
-                    .into_iter()
-                    .find(|key| message.contains(key))
-                    .unwrap_or("materialized");
+                let key = [
+                    "incremental_strategy",
+                    "unique_key",
+                    "partition_by",
+                    "on_schema_change",
+                    "lookback_days",
+                ]
+                .into_iter()
+                .find(|key| message.contains(key))
+                .unwrap_or("materialized");
                 problems.push(
                     Diagnostic::new(format!("model '{}': {message}", node.name))
                         .in_file(&file.path)

@@ -237,7 +237,11 @@ impl Node {
     pub fn incremental(&self) -> Result<Incremental, String> {
         let unique_key = string_list(self.config.get("unique_key"));
         let partition_by = self.partition_by();
-        let strategy = match self.config.get("incremental_strategy").and_then(serde_json::Value::as_str) {
+        let strategy = match self
+            .config
+            .get("incremental_strategy")
+            .and_then(serde_json::Value::as_str)
+        {
             None if !unique_key.is_empty() => Strategy::Merge,
             None => Strategy::Append,
             Some("append") => Strategy::Append,
@@ -251,7 +255,10 @@ impl Node {
             }
         };
         if matches!(strategy, Strategy::Merge | Strategy::DeleteInsert) && unique_key.is_empty() {
-            return Err(format!("incremental_strategy '{}' needs a unique_key", strategy.as_str()));
+            return Err(format!(
+                "incremental_strategy '{}' needs a unique_key",
+                strategy.as_str()
+            ));
         }
         if strategy == Strategy::InsertOverwrite && partition_by.is_empty() {
             return Err("incremental_strategy 'insert_overwrite' needs partition_by".into());

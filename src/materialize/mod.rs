@@ -193,7 +193,10 @@ impl Warehouse {
     /// URL of the current table's Parquet object, for registering it with DataFusion and for
     /// plain Parquet readers: `<warehouse>/<schema>/<table>/data.parquet`.
     pub fn table_url(&self, relation: &RelationName) -> String {
-        format!("{}/{}/{}/data.parquet", self.url_root, relation.schema, relation.identifier)
+        format!(
+            "{}/{}/{}/data.parquet",
+            self.url_root, relation.schema, relation.identifier
+        )
     }
 
     /// Whether the table has a committed version.
@@ -239,7 +242,10 @@ impl Warehouse {
             for folder in self.partitions(relation).await? {
                 let path = folder
                     .split('/')
-                    .fold(StorePath::from_iter([relation.schema.as_str(), relation.identifier.as_str()]), |p, part| p.join(part))
+                    .fold(
+                        StorePath::from_iter([relation.schema.as_str(), relation.identifier.as_str()]),
+                        |p, part| p.join(part),
+                    )
                     .join("data.parquet");
                 self.store.delete(&path).await?;
             }
@@ -265,7 +271,12 @@ impl Warehouse {
     }
 
     fn log_folder(relation: &RelationName) -> StorePath {
-        StorePath::from_iter(["_tidemark", "log", relation.schema.as_str(), relation.identifier.as_str()])
+        StorePath::from_iter([
+            "_tidemark",
+            "log",
+            relation.schema.as_str(),
+            relation.identifier.as_str(),
+        ])
     }
 
     fn log_path(relation: &RelationName, version: u64) -> StorePath {

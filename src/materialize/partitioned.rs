@@ -20,15 +20,15 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
-use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::object_store::buffered::BufWriter;
 use datafusion::object_store::path::Path as StorePath;
 use datafusion::object_store::{ObjectStore, ObjectStoreExt};
 use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -119,7 +119,8 @@ fn group_rows(batch: &RecordBatch, columns: &[(usize, String)]) -> Result<Vec<(S
             .collect(),
     )?;
     let rows = converter.convert_columns(&arrays)?;
-    let mut groups: std::collections::HashMap<datafusion::arrow::row::Row<'_>, Vec<u32>> = std::collections::HashMap::new();
+    let mut groups: std::collections::HashMap<datafusion::arrow::row::Row<'_>, Vec<u32>> =
+        std::collections::HashMap::new();
     for row in 0..batch.num_rows() {
         groups.entry(rows.row(row)).or_default().push(row as u32);
     }
@@ -134,9 +135,7 @@ fn group_rows(batch: &RecordBatch, columns: &[(usize, String)]) -> Result<Vec<(S
 }
 
 fn join(base: &StorePath, relative: &str) -> StorePath {
-    relative
-        .split('/')
-        .fold(base.clone(), |path, part| path.join(part))
+    relative.split('/').fold(base.clone(), |path, part| path.join(part))
 }
 
 impl Warehouse {
@@ -194,7 +193,12 @@ impl Warehouse {
             let index = schema.index_of(name).map_err(|_| {
                 MaterializeError::Setup(format!(
                     "partition_by names '{name}', which the model does not return (columns: {})",
-                    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })?;
             partition_columns.push((index, name.clone()));
@@ -240,7 +244,8 @@ impl Warehouse {
                     };
                     if !writers.contains_key(folder) {
                         let object = BufWriter::new(self.store.clone(), join(&staging, folder).join("data.parquet"));
-                        let writer = AsyncArrowWriter::try_new(object, file_schema.clone(), Some(writer_properties()?))?;
+                        let writer =
+                            AsyncArrowWriter::try_new(object, file_schema.clone(), Some(writer_properties()?))?;
                         writers.insert(folder.to_string(), (writer, Vec::new(), 0));
                     }
                     let (writer, pending, pending_rows) = writers.get_mut(folder).expect("inserted");
@@ -268,7 +273,11 @@ impl Warehouse {
             let written: Vec<String> = writers.keys().cloned().collect();
             for (folder, (writer, _, _)) in writers {
                 writer.close().await?;
-                bytes += self.store.head(&join(&staging, &folder).join("data.parquet")).await?.size;
+                bytes += self
+                    .store
+                    .head(&join(&staging, &folder).join("data.parquet"))
+                    .await?
+                    .size;
             }
             let existing = self.partitions(relation).await?;
             let removed: Vec<String> = match &replace {
@@ -415,7 +424,11 @@ mod tests {
             .await
             .expect("second write");
         assert_eq!(second.version, 2);
-        let commit = warehouse.partitioned_commit(&table).await.expect("read").expect("partitioned");
+        let commit = warehouse
+            .partitioned_commit(&table)
+            .await
+            .expect("read")
+            .expect("partitioned");
         assert_eq!(commit.written, vec!["day=b".to_string(), "day=c".to_string()]);
         assert!(commit.removed.is_empty());
         let expected: BTreeSet<String> = ["day=a", "day=b", "day=c"].map(String::from).into();
@@ -429,7 +442,11 @@ mod tests {
         crashed.written = vec!["day=d".into()];
         let staged = object_store::path::Path::from("_tidemark/staging/run-3/main/events/day=d/data.parquet");
         use object_store::ObjectStoreExt;
-        warehouse.store.put(&staged, bytes_of_table(&warehouse, &table).await.into()).await.expect("stage");
+        warehouse
+            .store
+            .put(&staged, bytes_of_table(&warehouse, &table).await.into())
+            .await
+            .expect("stage");
         warehouse
             .create_log_record(&table, 3, &serde_json::to_value(&crashed).expect("json"))
             .await
@@ -444,6 +461,14 @@ mod tests {
     async fn bytes_of_table(warehouse: &Warehouse, table: &RelationName) -> Vec<u8> {
         use object_store::ObjectStoreExt;
         let path = object_store::path::Path::from(format!("{}/{}/day=a/data.parquet", table.schema, table.identifier));
-        warehouse.store.get(&path).await.expect("get").bytes().await.expect("bytes").to_vec()
+        warehouse
+            .store
+            .get(&path)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes")
+            .to_vec()
     }
 }

@@ -61,7 +61,9 @@ pub fn open(location: &str, settings: &StorageSettings) -> Result<OpenedStore, M
             Arc::new(builder.build().map_err(|error| describe_build_error("S3", error))?)
         }
         ObjectStoreScheme::GoogleCloudStorage => {
-            let mut builder = GoogleCloudStorageBuilder::from_env().with_url(location).with_retry(retry);
+            let mut builder = GoogleCloudStorageBuilder::from_env()
+                .with_url(location)
+                .with_retry(retry);
             for (key, value) in common_options(settings) {
                 let parsed = GoogleConfigKey::from_str(&key)
                     .map_err(|_| setup(format!("storage: '{key}' is not a Google Cloud Storage setting")))?;

@@ -123,7 +123,8 @@ pub fn table_csv_ordered(parquet: &Path, order: Option<&[&str]>) -> String {
         let mut frame = if parquet.is_dir() {
             let url = ListingTableUrl::parse(format!("{}/", parquet.display())).expect("url");
             let state = ctx.state();
-            let options = ListingOptions::new(std::sync::Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let options =
+                ListingOptions::new(std::sync::Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
             let partitions = options.infer_partitions(&state, &url).await.expect("partitions");
             let options = options.with_table_partition_cols(
                 partitions

@@ -46,7 +46,10 @@ fn find_weed() -> Option<PathBuf> {
         .unwrap_or_default();
     for scheme in ["scripts", "purelib"] {
         if let Ok(output) = Command::new("python3")
-            .args(["-c", &format!("import sysconfig; print(sysconfig.get_path('{scheme}'))")])
+            .args([
+                "-c",
+                &format!("import sysconfig; print(sysconfig.get_path('{scheme}'))"),
+            ])
             .output()
         {
             let folder = String::from_utf8_lossy(&output.stdout).trim().to_string();
@@ -59,19 +62,16 @@ fn find_weed() -> Option<PathBuf> {
     if let Ok(home) = std::env::var("HOME") {
         folders.push(PathBuf::from(home).join(".local/bin"));
     }
-    folders
-        .into_iter()
-        .map(|folder| folder.join("weed"))
-        .find(|candidate| {
-            candidate.is_file()
-                && Command::new(candidate)
-                    .arg("version")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false)
-        })
+    folders.into_iter().map(|folder| folder.join("weed")).find(|candidate| {
+        candidate.is_file()
+            && Command::new(candidate)
+                .arg("version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+    })
 }
 
 fn free_port() -> u16 {

@@ -90,7 +90,9 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
     let mut bases = std::collections::BTreeSet::new();
     for source in project.property_files.iter().flat_map(|file| file.sources.iter()) {
         for table in &source.tables {
-            let Some(location) = table.location.as_deref() else { continue };
+            let Some(location) = table.location.as_deref() else {
+                continue;
+            };
             if !crate::materialize::store::is_store_url(location) {
                 continue;
             }
@@ -103,7 +105,8 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
                 Err(error) => Err(error.to_string()),
                 Ok(opened) => {
                     use futures::{StreamExt, TryStreamExt};
-                    let listing: Result<Vec<_>, _> = opened.store.list(Some(&opened.prefix)).take(1).try_collect().await;
+                    let listing: Result<Vec<_>, _> =
+                        opened.store.list(Some(&opened.prefix)).take(1).try_collect().await;
                     listing
                         .map(|_| format!("{base} is reachable and readable"))
                         .map_err(|error| crate::materialize::describe_store_error(&error))

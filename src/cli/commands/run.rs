@@ -97,8 +97,7 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
         }
     }
     // Time-range incremental models: those with an `event_time` that run incrementally.
-    let Ok((time_filters, ranges)) =
-        super::time_range::plan(&loaded, &warehouse, &incremental, &args, printer).await
+    let Ok((time_filters, ranges)) = super::time_range::plan(&loaded, &warehouse, &incremental, &args, printer).await
     else {
         return ExitStatus::Error;
     };

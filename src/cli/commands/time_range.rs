@@ -64,8 +64,13 @@ pub async fn plan(
             positions: BTreeMap::new(),
             warnings: Vec::new(),
         });
-        let probe = Session::embedded(&loaded.target, warehouse.clone(), empty, Arc::new(CompiledProject::default()))
-            .map_err(|error| printer.fatal(&error.to_string()))?;
+        let probe = Session::embedded(
+            &loaded.target,
+            warehouse.clone(),
+            empty,
+            Arc::new(CompiledProject::default()),
+        )
+        .map_err(|error| printer.fatal(&error.to_string()))?;
         for id in &candidates {
             let node = &graph.nodes[*id];
             let relation = node.relation.as_ref().expect("models have relations");
@@ -81,13 +86,14 @@ pub async fn plan(
                     ))
                     .await
                     .map_err(crate::execute::ExecuteError::from_datafusion)?;
-                let batches = frame.collect().await.map_err(crate::execute::ExecuteError::from_datafusion)?;
-                let text = batches.first().and_then(|batch| {
-                    datafusion::arrow::util::display::array_value_to_string(batch.column(0), 0).ok()
-                });
-                Ok::<_, crate::execute::ExecuteError>(
-                    text.and_then(|t| NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok()),
-                )
+                let batches = frame
+                    .collect()
+                    .await
+                    .map_err(crate::execute::ExecuteError::from_datafusion)?;
+                let text = batches
+                    .first()
+                    .and_then(|batch| datafusion::arrow::util::display::array_value_to_string(batch.column(0), 0).ok());
+                Ok::<_, crate::execute::ExecuteError>(text.and_then(|t| NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok()))
             }
             .await
             .map_err(|error| {
