@@ -247,24 +247,13 @@ fn a_table_locked_on_s3_by_a_live_run_is_refused() {
         .expect("hostname")
         .trim()
         .to_string();
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(&server.endpoint)
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_bucket_name(BUCKET)
-        .with_access_key_id(ACCESS_KEY)
-        .with_secret_access_key(SECRET_KEY)
-        .build()
-        .expect("store");
+    let store = server.client();
     let lock = object_store::path::Path::from("live-lock/_tidemark/locks/main/big.lock");
     let record = format!(
         "{{\"run_id\":\"other-run\",\"pid\":{},\"host\":\"{host}\",\"since\":\"2026-11-22T00:00:00Z\"}}",
         std::process::id()
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = common::s3::runtime();
     runtime
         .block_on(store.put(&lock, PutPayload::from(record.into_bytes())))
         .expect("put lock");
@@ -288,19 +277,8 @@ fn sources_are_read_from_s3_with_the_targets_storage_settings() {
     let local = fixture("incremental");
     run_ok_in(local.path());
     let remote = fixture("incremental");
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(&server.endpoint)
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_bucket_name(BUCKET)
-        .with_access_key_id(ACCESS_KEY)
-        .with_secret_access_key(SECRET_KEY)
-        .build()
-        .expect("store");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let store = server.client();
+    let runtime = common::s3::runtime();
     let data = remote.path().join("data/events");
     for entry in walkdir::WalkDir::new(&data) {
         let entry = entry.expect("walk");

@@ -240,13 +240,7 @@ impl Warehouse {
             let version = self.record_commit(relation, run_id, rows, bytes).await?;
             // A table that was partitioned before: its partition folders are no longer the table.
             for folder in self.partitions(relation).await? {
-                let path = folder
-                    .split('/')
-                    .fold(
-                        StorePath::from_iter([relation.schema.as_str(), relation.identifier.as_str()]),
-                        |p, part| p.join(part),
-                    )
-                    .join("data.parquet");
+                let path = partitioned::join(&Self::table_folder(relation), &folder).join("data.parquet");
                 self.store.delete(&path).await?;
             }
             Ok::<_, MaterializeError>(WriteSummary {

@@ -134,12 +134,13 @@ fn group_rows(batch: &RecordBatch, columns: &[(usize, String)]) -> Result<Vec<(S
     Ok(named)
 }
 
-fn join(base: &StorePath, relative: &str) -> StorePath {
+/// `base` joined with a relative folder path (`a=1/b=x`).
+pub(super) fn join(base: &StorePath, relative: &str) -> StorePath {
     relative.split('/').fold(base.clone(), |path, part| path.join(part))
 }
 
 impl Warehouse {
-    fn table_folder(relation: &RelationName) -> StorePath {
+    pub(super) fn table_folder(relation: &RelationName) -> StorePath {
         StorePath::from_iter([relation.schema.as_str(), relation.identifier.as_str()])
     }
 

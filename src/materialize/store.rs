@@ -147,15 +147,9 @@ fn retry_config(settings: &StorageSettings) -> Result<RetryConfig, MaterializeEr
 
 /// Parses `500ms`, `30s`, `3min`, `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration such as 30s or 3min"))?;
-    let seconds = match unit.trim() {
+    let (number, unit) = crate::project::profiles::number_and_unit(text)
+        .ok_or_else(|| format!("'{text}' is not a duration such as 30s or 3min"))?;
+    let seconds = match unit {
         "ms" => number / 1000.0,
         "" | "s" => number,
         "m" | "min" => number * 60.0,

@@ -316,17 +316,21 @@ pub fn select_target(
     })
 }
 
-/// Parses sizes such as `4GiB`, `512MB`, `1073741824`.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+/// Splits `4GiB`, `30 s` into the number and its unit; `None` when there is no leading number.
+pub fn number_and_unit(text: &str) -> Option<(f64, &str)> {
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size such as 4GiB or 512MB"))?;
-    let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    Some((number.parse().ok()?, unit.trim()))
+}
+
+/// Parses sizes such as `4GiB`, `512MB`, `1073741824`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let (number, unit) =
+        number_and_unit(text).ok_or_else(|| format!("'{text}' is not a size such as 4GiB or 512MB"))?;
+    let multiplier: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
         "kib" => 1024.0,

@@ -186,11 +186,7 @@ impl S3Server {
     fn bucket_writable(&self) -> bool {
         let settings: tidemark::project::StorageSettings =
             serde_yaml::from_str(&self.storage_yaml("")).expect("storage settings");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
+        runtime().block_on(async {
             match tidemark::materialize::Warehouse::open_url(&format!("s3://{BUCKET}/_probe"), &settings) {
                 Ok(warehouse) => warehouse.check_writable().await.is_ok(),
                 Err(_) => false,
@@ -241,6 +237,19 @@ impl S3Server {
     pub fn restart(&mut self) {
         self.stop();
         self.launch();
+    }
+
+    /// An S3 client of the test bucket (for putting objects behind tidemark's back).
+    pub fn client(&self) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(BUCKET)
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+            .build()
+            .expect("S3 client")
     }
 
     pub fn data_folder(&self) -> &Path {
@@ -316,4 +325,12 @@ pub fn assert_same_tables(left: &serde_json::Value, right: &serde_json::Value, w
             }
         }
     }
+}
+
+/// A current-thread runtime for the async calls of a test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
