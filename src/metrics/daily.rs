@@ -184,7 +184,7 @@ fn branch_source(model: &ValidatedModel, branch: &Branch) -> String {
             .spec
             .measures
             .iter()
-            .find(|m| &m.name == name)
+            .find(|m| m.name == *name)
             .expect("measure of branch")
     };
     match branch {
