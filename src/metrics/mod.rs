@@ -123,8 +123,10 @@ fn generate(model: &ValidatedModel, path: &str, line: Option<usize>) -> Vec<Gene
         };
         // A day of the roll-up needs the events of the longest window before it (sequence
         // measures and due dates look back that far).
-        daily_extra = incremental("delete+insert", "__day", Json::from(model.max_window));
-        daily_extra.push(("unique_key", Json::from("__day")));
+        // Partitioned by day, so a time-range run of the scorecard reads only the days of its
+        // lookback and a nightly run rewrites only the new days.
+        daily_extra = incremental("insert_overwrite", "__day", Json::from(model.max_window));
+        daily_extra.push(("partition_by", Json::from("__day")));
         scorecard_extra.extend(incremental(
             "insert_overwrite",
             "period_end",
