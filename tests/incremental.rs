@@ -171,6 +171,21 @@ fn bad_incremental_configs_are_errors_at_their_line() {
         text.contains("incremental_strategy 'upsert' is not append, merge, delete+insert or insert_overwrite"),
         "{text}"
     );
+
+    // A partition column starting with '_' would name folders that Hive readers skip.
+    std::fs::write(
+        project.path().join("models/recent_days.sql"),
+        "-- partitioned by an internal-looking column\n{{ config(materialized='table', partition_by='__day') }}\nselect 1 as __day, 2 as n\n",
+    )
+    .expect("write");
+    let output = tidemark(project.path(), &["compile"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("models/recent_days.sql:2"), "{text}");
+    assert!(
+        text.contains("partition_by column '__day' cannot be a folder name"),
+        "{text}"
+    );
 }
 
 /// Copies the files under `later/<batch>` into `data/statements`.

@@ -148,25 +148,28 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             location: None,
             format: None,
         };
-        if node.materialized == Materialization::Incremental {
-            if let Err(message) = node.incremental() {
-                let key = [
-                    "incremental_strategy",
-                    "unique_key",
-                    "partition_by",
-                    "on_schema_change",
-                    "lookback_days",
-                ]
-                .into_iter()
-                .find(|key| message.contains(key))
-                .unwrap_or("materialized");
-                problems.push(
-                    Diagnostic::new(format!("model '{}': {message}", node.name))
-                        .in_file(&file.path)
-                        .at_line(crate::diagnostics::line_of(&file.text, key)),
-                );
-                continue;
-            }
+        let checked = if node.materialized == Materialization::Incremental {
+            node.incremental().map(|_| ())
+        } else {
+            Ok(())
+        };
+        if let Err(message) = checked.and_then(|()| node.check_partition_by()) {
+            let key = [
+                "incremental_strategy",
+                "unique_key",
+                "partition_by",
+                "on_schema_change",
+                "lookback_days",
+            ]
+            .into_iter()
+            .find(|key| message.contains(key))
+            .unwrap_or("materialized");
+            problems.push(
+                Diagnostic::new(format!("model '{}': {message}", node.name))
+                    .in_file(&file.path)
+                    .at_line(crate::diagnostics::line_of(&file.text, key)),
+            );
+            continue;
         }
         nodes.insert(unique_id, node);
     }

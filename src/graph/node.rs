@@ -214,6 +214,20 @@ impl Node {
         string_list(self.config.get("partition_by"))
     }
 
+    /// Checks `partition_by`: its columns name folders, and Hive readers (Spark, pyarrow,
+    /// DuckDB's `hive_partitioning` globs, Hive itself) skip folders whose names start with `_`
+    /// or `.`, so such a column would make the table look empty to them.
+    pub fn check_partition_by(&self) -> Result<(), String> {
+        for column in self.partition_by() {
+            if column.is_empty() || column.starts_with('_') || column.starts_with('.') {
+                return Err(format!(
+                    "partition_by column '{column}' cannot be a folder name: readers such as Spark, pyarrow and Hive skip folders starting with '_' or '.' (rename the column)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `event_time`: the column that places the model's rows in time.
     pub fn event_time(&self) -> Option<String> {
         self.config

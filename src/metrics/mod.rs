@@ -125,8 +125,9 @@ fn generate(model: &ValidatedModel, path: &str, line: Option<usize>) -> Vec<Gene
         // measures and due dates look back that far).
         // Partitioned by day, so a time-range run of the scorecard reads only the days of its
         // lookback and a nightly run rewrites only the new days.
-        daily_extra = incremental("insert_overwrite", "__day", Json::from(model.max_window));
-        daily_extra.push(("partition_by", Json::from("__day")));
+        // (`day` is the date of `__day`: a folder named `__day=` would be hidden from Hive readers.)
+        daily_extra = incremental("insert_overwrite", "day", Json::from(model.max_window));
+        daily_extra.push(("partition_by", Json::from("day")));
         scorecard_extra.extend(incremental(
             "insert_overwrite",
             "period_end",
