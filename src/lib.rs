@@ -13,7 +13,7 @@
 //!  files ──project──▶ Project ──metrics (metric_models: YAML → generated SQL models)──▶
 //!        ──template (parse phase: ref/source/config calls)──▶ Capture
 //!        ──graph──▶ Graph (nodes, DAG, order) + selection ──compile──▶ CompiledProject (SQL per node)
-//!        ──execute (embedded DataFusion SessionContext)──▶ record batch streams
+//!        ──execute (embedded DataFusion SessionContext | Ballista SessionContext)──▶ record batch streams
 //!        ──materialize──▶ Parquet tables, committed atomically
 //!        ──artifacts──▶ target/{manifest.json, run_results.json, compiled/**.sql}
 //! ```
@@ -28,6 +28,7 @@
 //! | [`execute`] | the DataFusion session, relation registration (tables, Hive-partitioned folders, file/glob/URL sources), scheduling with `--threads`, skip-on-failure, `--fail-fast`, incremental strategies |
 //! | [`materialize`] | the warehouse on local disk or any `object_store` URL (S3, GCS, Azure, memory), the layout and the commit protocol (locks, atomic publish, partitioned commits rolled forward, commit log) |
 //! | [`artifacts`] | `target/`: compiled SQL, `manifest.json`, `run_results.json` |
+//! | `cluster` (feature `ballista`) | a local Ballista cluster (scheduler + executors on 127.0.0.1, in-process) for tests and trials; the scheduler's executor count for `debug` |
 //! | [`cli`] | arguments, one file per command, the printer, exit codes |
 //! | [`diagnostics`] | user-facing errors with `file:line:col` and "did you mean" |
 //!
@@ -46,11 +47,16 @@
 //! - Exit codes: 0 all good, 1 ran but something failed, 2 could not run.
 //! - Profile secrets (`storage:` credentials) are registered with [`diagnostics::redact`] when
 //!   the warehouse opens; the printer and every artifact pass through it.
+//! - Embedded and distributed runs differ only in how [`execute::Session::new`] builds the
+//!   `SessionContext` (a `type: ballista` target adds Ballista's query planner); compilation,
+//!   registration and materialisation are the same code, and the client commits every table.
 //! - `is_incremental()` is decided before compiling (the CLI asks the warehouse which incremental
 //!   tables exist), so compile stays pure given that set.
 
 pub mod artifacts;
 pub mod cli;
+#[cfg(feature = "ballista")]
+pub mod cluster;
 pub mod compile;
 pub mod diagnostics;
 pub mod execute;

@@ -14,10 +14,11 @@
 ) }}
 {% set first_day %}(select cast(max(event_date) as int) - cast(date '{{ var('lms_start') }}' as int) from {{ this }}){% endset %}
 with days as (
-    select value as day from range(0, {{ var('lms_days') }})
+    -- unnest(range()) rather than `from range()`: table functions do not travel to a Ballista cluster.
+    select day from (select unnest(range(0, {{ var('lms_days') }})) as day) as all_days
     {% if is_incremental() %}
     -- Completions land up to 8 days after their assignment.
-    where value >= {{ first_day }} - 9
+    where day >= {{ first_day }} - 9
     {% endif %}
 ),
 learner_days as (
@@ -55,7 +56,7 @@ slots as (
         {{ hash01('r.learner_number * 16 + s.value', 'r.day', 32) }} as u_object,
         {{ hash01('r.learner_number * 16 + s.value', 'r.day', 33) }} as u_result
     from rates as r
-    cross join (select value from range(0, 9)) as s
+    cross join (select unnest(range(0, 9)) as value) as s
     where {{ hash01('r.learner_number * 16 + s.value', 'r.day', 30) }} < r.rate / 9.0
 ),
 activity as (

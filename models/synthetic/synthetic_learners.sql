@@ -1,7 +1,7 @@
 -- Synthetic learners: team, role, activity level, skill, and the planted disengagement
 -- (ground truth for learner alerts): shape and the day it starts.
 with numbers as (
-    select value as learner_number from range(0, {{ var('lms_learners') }})
+    select unnest(range(0, {{ var('lms_learners') }})) as learner_number
 ),
 profiles as (
     select

@@ -1,6 +1,6 @@
 -- Synthetic teams, with the planted sustained team drops (ground truth for team alerts).
 with numbers as (
-    select value as team_number from range(0, {{ team_count() }})
+    select unnest(range(0, {{ team_count() }})) as team_number
 )
 select
     'T' || lpad(cast(team_number as varchar), 4, '0') as team_id,

@@ -1,7 +1,8 @@
 //! The DataFusion session of a run and the relations registered in it.
 //!
-//! Embedded and (later) distributed runs differ only in how [`Session::embedded`] builds the
-//! `SessionContext`. Relations are registered lazily, just before a node that reads them runs:
+//! Embedded and distributed (Ballista) runs differ only in how [`Session::new`] builds the
+//! `SessionContext`: the same configuration and runtime, plus Ballista's query planner that sends
+//! every plan to the target's scheduler. Relations are registered lazily, just before a node that reads them runs:
 //! warehouse tables as Parquet, sources from their files, views by re-planning their SQL (so a
 //! view always sees the tables as they are at that moment of the run).
 
@@ -27,7 +28,7 @@ use super::ExecuteError;
 use crate::compile::CompiledProject;
 use crate::graph::{Graph, Materialization, Node};
 use crate::materialize::Warehouse;
-use crate::project::Target;
+use crate::project::{Engine, Target};
 use crate::template::RelationName;
 
 /// Name of the default catalog relations are registered in.
@@ -46,11 +47,47 @@ pub struct Session {
     /// Time-range incremental models: the SQL condition (over their `event_time` column) of the
     /// rows this run recomputes and replaces.
     pub time_ranges: std::collections::BTreeMap<String, String>,
+    distributed: bool,
+}
+
+/// A session whose plans run on the Ballista cluster of `target.url`: the embedded configuration
+/// upgraded by Ballista (its query planner submits each plan to the scheduler; results stream
+/// back from the executors).
+#[cfg(feature = "ballista")]
+fn distributed_context(
+    target: &Target,
+    config: SessionConfig,
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+) -> Result<SessionContext, ExecuteError> {
+    use ballista_core::extension::{SessionConfigExt, SessionStateExt};
+    let address = crate::project::profiles::scheduler_address(target.url.as_deref().unwrap_or_default())
+        .map_err(ExecuteError::Setup)?;
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config.upgrade_for_ballista())
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build()
+        .upgrade_for_ballista(address)
+        .map_err(|error| ExecuteError::Setup(error.strip_backtrace()))?;
+    Ok(SessionContext::new_with_state(state))
+}
+
+#[cfg(not(feature = "ballista"))]
+fn distributed_context(
+    target: &Target,
+    _config: SessionConfig,
+    _runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+) -> Result<SessionContext, ExecuteError> {
+    Err(ExecuteError::Setup(format!(
+        "target '{}' runs on Ballista, but this tidemark was built without it: build with `cargo build --features ballista`",
+        target.name
+    )))
 }
 
 impl Session {
-    /// An embedded DataFusion session with the target's memory limit, spill folder and options.
-    pub fn embedded(
+    /// The session of a target: embedded DataFusion with the target's memory limit, spill folder
+    /// and options, or the same configured for the target's Ballista cluster.
+    pub fn new(
         target: &Target,
         warehouse: Warehouse,
         graph: Arc<Graph>,
@@ -102,7 +139,10 @@ impl Session {
             .with_disk_manager_builder(disk)
             .build_arc()
             .map_err(|error| ExecuteError::Setup(error.strip_backtrace()))?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let ctx = match target.engine {
+            Engine::Embedded => SessionContext::new_with_config_rt(config, runtime),
+            Engine::Ballista => distributed_context(target, config, runtime)?,
+        };
         if let Some((url, store)) = warehouse.registration() {
             ctx.register_object_store(url, store);
         }
@@ -114,7 +154,13 @@ impl Session {
             registered: Mutex::new(BTreeSet::new()),
             incremental: BTreeSet::new(),
             time_ranges: std::collections::BTreeMap::new(),
+            distributed: target.engine == Engine::Ballista,
         })
+    }
+
+    /// Whether plans run on a Ballista cluster.
+    pub fn is_distributed(&self) -> bool {
+        self.distributed
     }
 
     pub fn graph(&self) -> &Graph {

@@ -40,6 +40,8 @@ pub struct Target {
     pub storage: StorageSettings,
     /// Where the target was defined (`profiles.yml`), or `None` for the built-in default.
     pub defined_in: Option<PathBuf>,
+    /// The scheduler of a `ballista` target (`df://host:50050`).
+    pub url: Option<String>,
 }
 
 /// A value that must never be printed: `Debug` shows `***`.
@@ -115,12 +117,15 @@ impl StorageSettings {
 pub enum Engine {
     /// DataFusion in this process.
     Embedded,
+    /// A DataFusion Ballista cluster (`type: ballista`, `url: df://host:50050`).
+    Ballista,
 }
 
 impl Engine {
     pub fn as_str(self) -> &'static str {
         match self {
             Engine::Embedded => "datafusion",
+            Engine::Ballista => "ballista",
         }
     }
 }
@@ -141,6 +146,7 @@ impl Target {
             options: BTreeMap::new(),
             storage: StorageSettings::default(),
             defined_in: None,
+            url: None,
         }
     }
 
@@ -194,6 +200,8 @@ struct RawTarget {
     options: BTreeMap<String, Json>,
     #[serde(default)]
     storage: Option<StorageSettings>,
+    #[serde(default)]
+    url: Option<String>,
 }
 
 /// Picks the target for `profile` from the rendered text of a profiles file.
@@ -267,11 +275,30 @@ pub fn select_target(
     };
     let engine = match raw.engine.as_str() {
         "datafusion" | "embedded" => Engine::Embedded,
+        "ballista" => Engine::Ballista,
         other => {
             return Err(at_target(format!(
-                "target '{name}' has type '{other}', which tidemark does not run; use type: datafusion"
+            "target '{name}' has type '{other}', which tidemark does not run; use type: datafusion or type: ballista"
+        )))
+        }
+    };
+    let url = match (engine, &raw.url) {
+        (Engine::Ballista, None) => {
+            return Err(at_target(format!(
+                "target '{name}' has type: ballista but no url: give the scheduler as url: df://host:50050"
             )))
         }
+        (Engine::Ballista, Some(url)) => Some(
+            scheduler_address(url)
+                .map(|_| url.clone())
+                .map_err(|message| at_target(format!("url: {message}")))?,
+        ),
+        (Engine::Embedded, Some(_)) => {
+            return Err(at_target(format!(
+                "target '{name}' has a url but type: datafusion runs embedded; use type: ballista to run on a cluster"
+            )))
+        }
+        (Engine::Embedded, None) => None,
     };
     let memory_limit = match &raw.memory_limit {
         Some(text) => Some(parse_bytes(text).map_err(|message| at_target(format!("memory_limit: {message}")))?),
@@ -313,6 +340,7 @@ pub fn select_target(
         options,
         storage: raw.storage.clone().unwrap_or_default(),
         defined_in: Some(file.to_path_buf()),
+        url,
     })
 }
 
@@ -343,6 +371,23 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         _ => return Err(format!("unknown unit in '{text}' (use B, KB, MB, GB, KiB, MiB, GiB)")),
     };
     Ok((number * multiplier) as u64)
+}
+
+/// The gRPC address (`http://host:port`) of a Ballista scheduler given as `df://host[:port]`
+/// (port 50050 by default).
+pub fn scheduler_address(url: &str) -> Result<String, String> {
+    let parsed =
+        url::Url::parse(url).map_err(|error| format!("'{url}' is not a URL ({error}); write df://host:50050"))?;
+    if parsed.scheme() != "df" {
+        return Err(format!(
+            "'{url}' must start with df:// (for example df://127.0.0.1:50050)"
+        ));
+    }
+    let host = parsed
+        .host_str()
+        .filter(|host| !host.is_empty())
+        .ok_or_else(|| format!("'{url}' names no host; write df://host:50050"))?;
+    Ok(format!("http://{host}:{}", parsed.port().unwrap_or(50050)))
 }
 
 #[cfg(test)]

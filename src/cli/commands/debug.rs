@@ -123,12 +123,25 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
         positions: BTreeMap::new(),
         warnings: Vec::new(),
     });
-    let engine = match Session::embedded(&target, warehouse, graph, Arc::new(CompiledProject::default())) {
+    if target.engine == project::Engine::Ballista {
+        let cluster = cluster_check(&target).await;
+        let reachable = cluster.is_ok();
+        check("cluster", cluster);
+        if !reachable {
+            printer.info("Some checks failed.");
+            return ExitStatus::Failure;
+        }
+    }
+    let answers = match target.engine {
+        project::Engine::Embedded => "embedded DataFusion session answers queries",
+        project::Engine::Ballista => "a query ran on the cluster and its result came back",
+    };
+    let engine = match Session::new(&target, warehouse, graph, Arc::new(CompiledProject::default())) {
         Ok(session) => match session.ctx.sql("select 1 as ok").await {
             Ok(frame) => frame
                 .collect()
                 .await
-                .map(|_| "embedded DataFusion session answers queries".to_string())
+                .map(|_| answers.to_string())
                 .map_err(|e| e.strip_backtrace()),
             Err(error) => Err(error.strip_backtrace()),
         },
@@ -142,4 +155,31 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
         printer.info("All checks passed!");
         ExitStatus::Success
     }
+}
+
+/// The scheduler of a `ballista` target: reachable, and how many executors it has.
+#[cfg(feature = "ballista")]
+async fn cluster_check(target: &project::Target) -> Result<String, String> {
+    let url = target.url.clone().unwrap_or_default();
+    let address = project::profiles::scheduler_address(&url)?;
+    match crate::cluster::executor_count(&address).await {
+        Ok(0) => Err(format!(
+            "scheduler {url} is reachable but has no executors: start ballista-executor processes pointing at it"
+        )),
+        Ok(count) => Ok(format!(
+            "scheduler {url} is reachable, {count} executor{} registered",
+            if count == 1 { "" } else { "s" }
+        )),
+        Err(error) => Err(format!(
+            "{error} (check url: in the target, and that ballista-scheduler runs there)"
+        )),
+    }
+}
+
+#[cfg(not(feature = "ballista"))]
+async fn cluster_check(target: &project::Target) -> Result<String, String> {
+    Err(format!(
+        "target '{}' runs on Ballista, but this tidemark was built without it: build with `cargo build --features ballista`",
+        target.name
+    ))
 }

@@ -141,7 +141,7 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
 
     let run_id = uuid::Uuid::new_v4().to_string();
     let graph = Arc::new(loaded.graph);
-    let session = match Session::embedded(&loaded.target, warehouse, graph.clone(), Arc::new(compiled)) {
+    let session = match Session::new(&loaded.target, warehouse, graph.clone(), Arc::new(compiled)) {
         Ok(mut session) => {
             session.incremental = options.incremental;
             session.time_ranges = ranges;

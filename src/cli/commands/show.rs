@@ -97,7 +97,7 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowArgs) -> 
         return ExitStatus::Error;
     };
     let graph = Arc::new(graph);
-    let session = match Session::embedded(&loaded.target, warehouse, graph.clone(), Arc::new(compiled)) {
+    let session = match Session::new(&loaded.target, warehouse, graph.clone(), Arc::new(compiled)) {
         Ok(session) => session,
         Err(error) => {
             printer.fatal(&error.to_string());

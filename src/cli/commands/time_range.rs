@@ -64,7 +64,7 @@ pub async fn plan(
             positions: BTreeMap::new(),
             warnings: Vec::new(),
         });
-        let probe = Session::embedded(
+        let probe = Session::new(
             &loaded.target,
             warehouse.clone(),
             empty,
