@@ -58,11 +58,15 @@ impl Drop for LocalCluster {
     }
 }
 
-fn runtime_with(stores: &Stores) -> datafusion::error::Result<Arc<RuntimeEnv>> {
-    let runtime = RuntimeEnvBuilder::new().build_arc()?;
+fn register(runtime: &RuntimeEnv, stores: &Stores) {
     for (url, store) in stores {
         runtime.register_object_store(url, store.clone());
     }
+}
+
+fn runtime_with(stores: &Stores) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    let runtime = RuntimeEnvBuilder::new().build_arc()?;
+    register(&runtime, stores);
     Ok(runtime)
 }
 
@@ -75,10 +79,7 @@ pub async fn start(executors: usize, vcores: usize, stores: Stores) -> Result<Lo
     let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
         Arc::new(move |config: SessionConfig| {
             let state = default_session_builder(config)?;
-            let runtime = state.runtime_env().clone();
-            for (url, store) in scheduler_stores.iter() {
-                runtime.register_object_store(url, store.clone());
-            }
+            register(state.runtime_env(), &scheduler_stores);
             Ok(state)
         });
     let config_producer: ConfigProducer = Arc::new(default_config_producer);

@@ -2,9 +2,9 @@
 //!
 //! Embedded and distributed (Ballista) runs differ only in how [`Session::new`] builds the
 //! `SessionContext`: the same configuration and runtime, plus Ballista's query planner that sends
-//! every plan to the target's scheduler. Relations are registered lazily, just before a node that reads them runs:
-//! warehouse tables as Parquet, sources from their files, views by re-planning their SQL (so a
-//! view always sees the tables as they are at that moment of the run).
+//! every plan to the target's scheduler. Relations are registered lazily, just before a node that
+//! reads them runs: warehouse tables as Parquet, sources from their files, views by re-planning
+//! their SQL (so a view always sees the tables as they are at that moment of the run).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -47,7 +47,6 @@ pub struct Session {
     /// Time-range incremental models: the SQL condition (over their `event_time` column) of the
     /// rows this run recomputes and replaces.
     pub time_ranges: std::collections::BTreeMap<String, String>,
-    distributed: bool,
 }
 
 /// A session whose plans run on the Ballista cluster of `target.url`: the embedded configuration
@@ -78,10 +77,7 @@ fn distributed_context(
     _config: SessionConfig,
     _runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 ) -> Result<SessionContext, ExecuteError> {
-    Err(ExecuteError::Setup(format!(
-        "target '{}' runs on Ballista, but this tidemark was built without it: build with `cargo build --features ballista`",
-        target.name
-    )))
+    Err(ExecuteError::Setup(crate::project::profiles::without_ballista(target)))
 }
 
 impl Session {
@@ -154,13 +150,7 @@ impl Session {
             registered: Mutex::new(BTreeSet::new()),
             incremental: BTreeSet::new(),
             time_ranges: std::collections::BTreeMap::new(),
-            distributed: target.engine == Engine::Ballista,
         })
-    }
-
-    /// Whether plans run on a Ballista cluster.
-    pub fn is_distributed(&self) -> bool {
-        self.distributed
     }
 
     pub fn graph(&self) -> &Graph {

@@ -390,6 +390,15 @@ pub fn scheduler_address(url: &str) -> Result<String, String> {
     Ok(format!("http://{host}:{}", parsed.port().unwrap_or(50050)))
 }
 
+/// The error of a `type: ballista` target in a tidemark built without the `ballista` feature.
+#[cfg(not(feature = "ballista"))]
+pub fn without_ballista(target: &Target) -> String {
+    format!(
+        "target '{}' runs on Ballista, but this tidemark was built without it: build with `cargo build --features ballista`",
+        target.name
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_bytes;

@@ -178,8 +178,5 @@ async fn cluster_check(target: &project::Target) -> Result<String, String> {
 
 #[cfg(not(feature = "ballista"))]
 async fn cluster_check(target: &project::Target) -> Result<String, String> {
-    Err(format!(
-        "target '{}' runs on Ballista, but this tidemark was built without it: build with `cargo build --features ballista`",
-        target.name
-    ))
+    Err(project::profiles::without_ballista(target))
 }
