@@ -56,7 +56,7 @@ fn same_tables_embedded_and_distributed(project: &Path, prefix: &str, extra: &[&
     assert_eq!(embedded.status.code(), Some(0), "{text}");
     let (distributed, text) = run(project, &[&["build", "--target", "cluster"], extra].concat());
     assert_eq!(distributed.status.code(), Some(0), "{text}");
-    let on_disk = read_tables_with_pyarrow(&project.join("warehouse").display().to_string(), None);
+    let on_disk = embedded_tables(project);
     let on_cluster = read_tables_with_pyarrow(&format!("s3://{BUCKET}/{prefix}"), Some(S3Server::shared()));
     assert!(!on_disk.as_object().expect("tables").is_empty(), "no tables written");
     assert_same_tables(&on_disk, &on_cluster, "embedded vs Ballista");
@@ -108,12 +108,12 @@ fn projects_built_on_ballista_match_the_embedded_build() {
     assert!(text.contains("Error in model person_summary"), "{text}");
     assert!(text.contains("Cannot cast string 'not a number"), "{text}");
     let after = read_tables_with_pyarrow(&format!("s3://{BUCKET}/basic-ballista"), Some(server));
-    let before = same_tables_embedded_tables(basic.path());
+    let before = embedded_tables(basic.path());
     assert_same_tables(&before, &after, "tables after the failed run");
 }
 
-/// The embedded build's tables (the failed run wrote nothing there).
-fn same_tables_embedded_tables(project: &Path) -> serde_json::Value {
+/// The tables of the embedded build (the `local` target's warehouse folder), read by pyarrow.
+fn embedded_tables(project: &Path) -> serde_json::Value {
     read_tables_with_pyarrow(&project.join("warehouse").display().to_string(), None)
 }
 
