@@ -185,29 +185,80 @@ pub async fn write(
     let relation = node.relation.as_ref().expect("models have relations");
     let sql_error = |message: String| super::node::sql_error(session, node, message);
 
-    // The new rows, computed once.
+    // The new rows, computed once: kept in memory, or on a cluster written by the executors to
+    // a scratch file of the run's staging folder (the cluster cannot read this process's memory).
     let new_schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-    let (plan, stream) = super::node::start(session, node, frame).await?;
-    let batches: Vec<_> = futures::TryStreamExt::try_collect(stream)
-        .await
-        .map_err(|e: datafusion::error::DataFusionError| sql_error(e.strip_backtrace()))?;
-    let scanned = super::node::Scanned::of(&plan);
-    let new_rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     let new_name = TableReference::full(
         CATALOG,
         "__tidemark_incremental",
         format!("{}__{}", relation.schema, relation.identifier),
     );
     session.ensure_schema("__tidemark_incremental")?;
-    let table = MemTable::try_new(new_schema.clone(), vec![batches]).map_err(ExecuteError::from_datafusion)?;
     session
         .ctx
         .deregister_table(new_name.clone())
         .map_err(ExecuteError::from_datafusion)?;
-    session
-        .ctx
-        .register_table(new_name.clone(), Arc::new(table))
-        .map_err(ExecuteError::from_datafusion)?;
+    let scratch = session.warehouse.scratch_path(run_id, relation);
+    let (new_rows, scanned) = if session.distributed {
+        let url = session.warehouse.url_of(&scratch);
+        let rows = super::node::write_on_cluster(session, frame, &url, Vec::new())
+            .await
+            .map_err(|error| match error {
+                crate::materialize::MaterializeError::Execution(error) => sql_error(error.strip_backtrace()),
+                other => ExecuteError::Materialize(other),
+            })?;
+        session
+            .ctx
+            .register_parquet(new_name.clone(), &url, Default::default())
+            .await
+            .map_err(ExecuteError::from_datafusion)?;
+        (rows, super::node::Scanned::default())
+    } else {
+        let (plan, stream) = super::node::start(session, node, frame).await?;
+        let batches: Vec<_> = futures::TryStreamExt::try_collect(stream)
+            .await
+            .map_err(|e: datafusion::error::DataFusionError| sql_error(e.strip_backtrace()))?;
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let table = MemTable::try_new(new_schema.clone(), vec![batches]).map_err(ExecuteError::from_datafusion)?;
+        session
+            .ctx
+            .register_table(new_name.clone(), Arc::new(table))
+            .map_err(ExecuteError::from_datafusion)?;
+        (rows, super::node::Scanned::of(&plan))
+    };
+    let result = merge(
+        session,
+        node,
+        &config,
+        &new_name,
+        &new_schema,
+        new_rows,
+        scanned,
+        run_id,
+    )
+    .await;
+    if session.distributed {
+        // The scratch file is not part of any table; a run that dies leaves it in its own
+        // staging folder, which no reader lists.
+        session.warehouse.remove(&scratch).await;
+    }
+    result
+}
+
+/// Combines the new rows (registered as `new_name`) with the existing table and writes it.
+#[allow(clippy::too_many_arguments)]
+async fn merge(
+    session: &Session,
+    node: &Node,
+    config: &crate::graph::Incremental,
+    new_name: &TableReference,
+    new_schema: &SchemaRef,
+    new_rows: u64,
+    scanned: super::node::Scanned,
+    run_id: &str,
+) -> Result<IncrementalWrite, ExecuteError> {
+    let relation = node.relation.as_ref().expect("models have relations");
+    let sql_error = |message: String| super::node::sql_error(session, node, message);
     let new_sql = format!(
         "{}.{}.{}",
         quote_identifier(CATALOG),

@@ -181,6 +181,31 @@ pub(super) async fn write_frame(
         return write_partitioned(session, node, frame, Replace::All, run_id).await;
     }
     let relation = node.relation.as_ref().expect("tables have relations");
+    if session.distributed {
+        // The executors write a staged object, which this client renames into place under the
+        // table's lock before it records the commit.
+        let warehouse = &session.warehouse;
+        let staged = warehouse.staged_table_path(run_id, relation);
+        let url = warehouse.url_of(&staged);
+        let summary = warehouse
+            .commit_table(relation, run_id, || async {
+                let written = write_on_cluster(session, frame, &url, Vec::new()).await;
+                match written {
+                    Ok(rows) => {
+                        warehouse.publish_staged_table(&staged, relation).await?;
+                        Ok(rows)
+                    }
+                    Err(error) => {
+                        warehouse.remove(&staged).await;
+                        Err(error)
+                    }
+                }
+            })
+            .await
+            .map_err(|error| materialize_error(session, node, error))?;
+        session.register_written_table(relation).await?;
+        return Ok((summary, Scanned::default()));
+    }
     let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
     let (plan, stream) = start(session, node, frame).await?;
     let summary = session
@@ -190,6 +215,37 @@ pub(super) async fn write_frame(
         .map_err(|error| materialize_error(session, node, error))?;
     session.register_written_table(relation).await?;
     Ok((summary, Scanned::of(&plan)))
+}
+
+/// Runs `frame` on the Ballista cluster with DataFusion's Parquet writer at the end of its
+/// plan, so that an executor writes the result to `url` (one file; a folder of Hive partition
+/// folders when `partition_by` is not empty). Returns the rows written.
+pub(super) async fn write_on_cluster(
+    session: &Session,
+    frame: DataFrame,
+    url: &str,
+    partition_by: Vec<String>,
+) -> Result<u64, MaterializeError> {
+    use datafusion::dataframe::DataFrameWriteOptions;
+    let single = partition_by.is_empty();
+    let options = DataFrameWriteOptions::new()
+        .with_single_file_output(single)
+        .with_partition_by(partition_by);
+    // The session's Parquet options with the compression of tidemark's own writer.
+    let mut parquet = session.ctx.state().table_options().parquet.clone();
+    parquet.global.compression = Some("zstd(1)".into());
+    let counts = frame.write_parquet(url, options, Some(parquet)).await?;
+    Ok(counts
+        .iter()
+        .filter(|batch| batch.num_columns() > 0)
+        .filter_map(|batch| {
+            batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+                .map(|counts| counts.iter().flatten().sum::<u64>())
+        })
+        .sum())
 }
 
 fn materialize_error(session: &Session, node: &Node, error: MaterializeError) -> ExecuteError {
@@ -210,6 +266,36 @@ pub(super) async fn write_partitioned(
 ) -> Result<(WriteSummary, Scanned), ExecuteError> {
     let relation = node.relation.as_ref().expect("tables have relations");
     let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    if session.distributed {
+        let partition_by = node.partition_by();
+        let layout = crate::materialize::partitioned::PartitionLayout::of(&schema, &partition_by)
+            .map_err(|error| materialize_error(session, node, error))?;
+        let warehouse = &session.warehouse;
+        let committed = warehouse
+            .commit_partitions(relation, &layout.typed, replace, run_id, |staging| async move {
+                // The executors write Hive partition folders under the staging folder.
+                let url = format!("{}/", warehouse.url_of(&staging));
+                let rows = write_on_cluster(session, frame, &url, partition_by).await?;
+                warehouse.adopt_staged(&staging, rows).await
+            })
+            .await
+            .map_err(|error| materialize_error(session, node, error))?;
+        let summary = match committed {
+            Some(summary) => summary,
+            None => {
+                let empty = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    schema.clone(),
+                    futures::stream::empty(),
+                ));
+                warehouse
+                    .write_table(relation, schema, empty, run_id)
+                    .await
+                    .map_err(|error| materialize_error(session, node, error))?
+            }
+        };
+        session.register_written_table(relation).await?;
+        return Ok((summary, Scanned::default()));
+    }
     let (plan, stream) = start(session, node, frame).await?;
     let summary = session
         .warehouse

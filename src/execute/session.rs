@@ -47,6 +47,8 @@ pub struct Session {
     /// Time-range incremental models: the SQL condition (over their `event_time` column) of the
     /// rows this run recomputes and replaces.
     pub time_ranges: std::collections::BTreeMap<String, String>,
+    /// Plans run on a Ballista cluster, whose executors also write the tables' files.
+    pub distributed: bool,
 }
 
 /// A session whose plans run on the Ballista cluster of `target.url`: the embedded configuration
@@ -58,17 +60,39 @@ fn distributed_context(
     config: SessionConfig,
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 ) -> Result<SessionContext, ExecuteError> {
-    use ballista_core::extension::{SessionConfigExt, SessionStateExt};
+    use ballista_core::extension::SessionStateExt;
     let address = crate::project::profiles::scheduler_address(target.url.as_deref().unwrap_or_default())
         .map_err(ExecuteError::Setup)?;
     let state = datafusion::execution::SessionStateBuilder::new()
-        .with_config(config.upgrade_for_ballista())
+        .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
         .build()
         .upgrade_for_ballista(address)
         .map_err(|error| ExecuteError::Setup(error.strip_backtrace()))?;
     Ok(SessionContext::new_with_state(state))
+}
+
+/// The configuration of a session on a cluster: Ballista's settings (`ballista.*`, which a
+/// target's `options` may set) added to the embedded configuration, with the static distributed
+/// planner. Ballista 55's adaptive planner (its default) never finishes some plans tidemark
+/// compiles (an ORDER BY over a UNION ALL of aggregates) and loses the ordering that chained
+/// window functions rely on; `ballista.planner.adaptive.enabled: "true"` in `options` turns it
+/// back on.
+#[cfg(feature = "ballista")]
+fn cluster_config(config: SessionConfig) -> SessionConfig {
+    use ballista_core::extension::SessionConfigExt;
+    let mut config = config.upgrade_for_ballista();
+    config
+        .options_mut()
+        .set(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, "false")
+        .expect("Ballista registers its planner setting");
+    config
+}
+
+#[cfg(not(feature = "ballista"))]
+fn cluster_config(config: SessionConfig) -> SessionConfig {
+    config
 }
 
 #[cfg(not(feature = "ballista"))]
@@ -104,6 +128,9 @@ impl Session {
                 .options_mut()
                 .set(key, value)
                 .map_err(|error| ExecuteError::Internal(error.strip_backtrace()))?;
+        }
+        if target.engine == Engine::Ballista {
+            config = cluster_config(config);
         }
         for (key, value) in &target.options {
             config.options_mut().set(key, value).map_err(|error| {
@@ -150,6 +177,7 @@ impl Session {
             registered: Mutex::new(BTreeSet::new()),
             incremental: BTreeSet::new(),
             time_ranges: std::collections::BTreeMap::new(),
+            distributed: target.engine == Engine::Ballista,
         })
     }
 

@@ -222,9 +222,7 @@ impl Warehouse {
         mut data: SendableRecordBatchStream,
         run_id: &str,
     ) -> Result<WriteSummary, MaterializeError> {
-        let table = format!("{}.{}", relation.schema, relation.identifier);
-        let lock = lock::TableLock::acquire(self.store.clone(), relation, run_id).await?;
-        let result = async {
+        self.commit_table(relation, run_id, || async {
             let properties = writer_properties()?;
             let object = BufWriter::new(self.store.clone(), Self::data_path(relation));
             let mut writer = AsyncArrowWriter::try_new(object, schema, Some(properties))?;
@@ -236,6 +234,30 @@ impl Warehouse {
             }
             // Completing the upload is the moment the new version becomes visible.
             writer.close().await?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Commits a table whose object `write` puts at [`Warehouse::table_url`] (in one piece: a
+    /// multipart upload or a staged-and-renamed file, so readers see the old or the new version)
+    /// while this run holds the table's lock; `write` returns the rows written. The client's
+    /// Parquet writer ([`Warehouse::write_table`]) and the executors of a Ballista cluster both
+    /// write this way.
+    pub async fn commit_table<F, Fut>(
+        &self,
+        relation: &RelationName,
+        run_id: &str,
+        write: F,
+    ) -> Result<WriteSummary, MaterializeError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<u64, MaterializeError>>,
+    {
+        let table = format!("{}.{}", relation.schema, relation.identifier);
+        let lock = lock::TableLock::acquire(self.store.clone(), relation, run_id).await?;
+        let result = async {
+            let rows = write().await?;
             let bytes = self.store.head(&Self::data_path(relation)).await?.size;
             let version = self.record_commit(relation, run_id, rows, bytes).await?;
             // A table that was partitioned before: its partition folders are no longer the table.
@@ -262,6 +284,56 @@ impl Warehouse {
                 MaterializeError::Conflict { version, .. } => MaterializeError::Conflict { table, version },
                 other => other,
             })
+    }
+
+    /// A run's scratch object for a table (the new rows of an incremental run on a cluster),
+    /// in the run's staging folder.
+    pub fn scratch_path(&self, run_id: &str, relation: &RelationName) -> StorePath {
+        StorePath::from_iter([
+            "_tidemark",
+            "staging",
+            run_id,
+            "scratch",
+            relation.schema.as_str(),
+            relation.identifier.as_str(),
+            "new.parquet",
+        ])
+    }
+
+    /// Where the executors of a cluster write a table's object before this run renames it into
+    /// place (DataFusion's Parquet writer completes its file even when the query fails, so it
+    /// never writes the table's own path).
+    pub fn staged_table_path(&self, run_id: &str, relation: &RelationName) -> StorePath {
+        StorePath::from_iter([
+            "_tidemark",
+            "staging",
+            run_id,
+            relation.schema.as_str(),
+            relation.identifier.as_str(),
+            "data.parquet",
+        ])
+    }
+
+    /// Renames a complete staged object over the table's `data.parquet` (one atomic step for
+    /// readers: a rename on a file system, a server-side copy on object stores).
+    pub async fn publish_staged_table(
+        &self,
+        staged: &StorePath,
+        relation: &RelationName,
+    ) -> Result<(), MaterializeError> {
+        self.store.rename(staged, &Self::data_path(relation)).await?;
+        Ok(())
+    }
+
+    /// Deletes a scratch object, if it is there (best effort: a leftover is never read).
+    pub async fn remove(&self, path: &StorePath) {
+        let _ = self.store.delete(path).await;
+    }
+
+    /// The URL of a path of the warehouse (for writers that take URLs: the executors of a
+    /// Ballista cluster).
+    pub fn url_of(&self, path: &StorePath) -> String {
+        format!("{}/{}", self.url_root, path)
     }
 
     fn log_folder(relation: &RelationName) -> StorePath {

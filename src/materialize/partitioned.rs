@@ -41,6 +41,52 @@ const PENDING_ROWS: usize = 16 * 1024;
 /// Hive's folder name for a NULL partition value.
 pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
+/// What a write staged: rows, bytes and the partition folders written.
+pub struct Staged {
+    pub rows: u64,
+    pub bytes: u64,
+    pub written: Vec<String>,
+}
+
+/// Where the partition columns of a table's rows are, and what its files keep.
+pub struct PartitionLayout {
+    /// (index in the rows, name) of each partition column.
+    pub columns: Vec<(usize, String)>,
+    /// The partition columns as the commit record names them.
+    pub typed: Vec<PartitionColumn>,
+    /// Indices of the columns the files keep (all but the partition columns).
+    pub kept: Vec<usize>,
+}
+
+impl PartitionLayout {
+    pub fn of(schema: &SchemaRef, partition_by: &[String]) -> Result<PartitionLayout, MaterializeError> {
+        let mut columns = Vec::new();
+        let mut typed = Vec::new();
+        for name in partition_by {
+            let index = schema.index_of(name).map_err(|_| {
+                MaterializeError::Setup(format!(
+                    "partition_by names '{name}', which the model does not return (columns: {})",
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            columns.push((index, name.clone()));
+            typed.push(PartitionColumn {
+                name: name.clone(),
+                data_type: schema.field(index).data_type().to_string(),
+            });
+        }
+        let kept = (0..schema.fields().len())
+            .filter(|i| !columns.iter().any(|(p, _)| p == i))
+            .collect();
+        Ok(PartitionLayout { columns, typed, kept })
+    }
+}
+
 /// Which existing partitions a write replaces.
 #[derive(Debug, Clone)]
 pub enum Replace {
@@ -188,31 +234,89 @@ impl Warehouse {
         replace: Replace,
         run_id: &str,
     ) -> Result<WriteSummary, MaterializeError> {
-        let mut partition_columns = Vec::new();
-        let mut typed = Vec::new();
-        for name in partition_by {
-            let index = schema.index_of(name).map_err(|_| {
-                MaterializeError::Setup(format!(
-                    "partition_by names '{name}', which the model does not return (columns: {})",
-                    schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
-            partition_columns.push((index, name.clone()));
-            typed.push(PartitionColumn {
-                name: name.clone(),
-                data_type: schema.field(index).data_type().to_string(),
-            });
+        let layout = PartitionLayout::of(&schema, partition_by)?;
+        let file_schema = Arc::new(schema.project(&layout.kept)?);
+        let committed = self
+            .commit_partitions(relation, &layout.typed, replace, run_id, |staging| async move {
+                // Per partition: its writer and the rows waiting to be written to it (small
+                // slices of many batches are gathered so the Parquet writer gets full batches).
+                let mut writers: BTreeMap<String, (AsyncArrowWriter<BufWriter>, Vec<RecordBatch>, usize)> =
+                    BTreeMap::new();
+                let mut rows = 0u64;
+                while let Some(batch) = data.next().await {
+                    let batch = batch?;
+                    if batch.num_rows() == 0 {
+                        continue;
+                    }
+                    rows += batch.num_rows() as u64;
+                    let projected = batch.project(&layout.kept)?;
+                    for (folder, indices) in group_rows(&batch, &layout.columns)? {
+                        let folder = folder.as_str();
+                        let part = if indices.len() == batch.num_rows() {
+                            projected.clone()
+                        } else {
+                            take_record_batch(&projected, &UInt32Array::from(indices))?
+                        };
+                        if !writers.contains_key(folder) {
+                            let object =
+                                BufWriter::new(self.store.clone(), join(&staging, folder).join("data.parquet"));
+                            let writer =
+                                AsyncArrowWriter::try_new(object, file_schema.clone(), Some(writer_properties()?))?;
+                            writers.insert(folder.to_string(), (writer, Vec::new(), 0));
+                        }
+                        let (writer, pending, pending_rows) = writers.get_mut(folder).expect("inserted");
+                        *pending_rows += part.num_rows();
+                        pending.push(part);
+                        if *pending_rows >= PENDING_ROWS {
+                            writer.write(&concat_batches(&file_schema, pending.iter())?).await?;
+                            pending.clear();
+                            *pending_rows = 0;
+                        }
+                    }
+                }
+                let mut bytes = 0u64;
+                let written: Vec<String> = writers.keys().cloned().collect();
+                for (folder, (mut writer, pending, _)) in writers {
+                    if !pending.is_empty() {
+                        writer.write(&concat_batches(&file_schema, pending.iter())?).await?;
+                    }
+                    writer.close().await?;
+                    bytes += self
+                        .store
+                        .head(&join(&staging, &folder).join("data.parquet"))
+                        .await?
+                        .size;
+                }
+                Ok(Staged { rows, bytes, written })
+            })
+            .await?;
+        match committed {
+            Some(summary) => Ok(summary),
+            None => {
+                // No rows: nothing to name a folder by. The table is written as one empty
+                // object, which keeps its columns for readers.
+                let empty = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), futures::stream::empty()));
+                self.write_table(relation, schema, empty, run_id).await
+            }
         }
-        let kept: Vec<usize> = (0..schema.fields().len())
-            .filter(|i| !partition_columns.iter().any(|(p, _)| p == i))
-            .collect();
-        let file_schema = Arc::new(schema.project(&kept)?);
+    }
 
+    /// Commits partitions that `stage` writes under the staging folder it is given (one
+    /// `<col>=<value>/data.parquet` object per partition), while this run holds the table's
+    /// lock: records the commit, then publishes (see the module docs). `None` when a full
+    /// replacement staged no partition at all (the caller writes an empty table).
+    pub async fn commit_partitions<F, Fut>(
+        &self,
+        relation: &RelationName,
+        partition_by: &[PartitionColumn],
+        replace: Replace,
+        run_id: &str,
+        stage: F,
+    ) -> Result<Option<WriteSummary>, MaterializeError>
+    where
+        F: FnOnce(StorePath) -> Fut,
+        Fut: std::future::Future<Output = Result<Staged, MaterializeError>>,
+    {
         let lock = lock::TableLock::acquire(self.store.clone(), relation, run_id).await?;
         let result = async {
             if lock.recovered.is_some() {
@@ -225,60 +329,9 @@ impl Warehouse {
                 relation.schema.as_str(),
                 relation.identifier.as_str(),
             ]);
-            // Per partition: its writer and the rows waiting to be written to it (small slices
-            // of many batches are gathered so the Parquet writer gets full batches).
-            let mut writers: BTreeMap<String, (AsyncArrowWriter<BufWriter>, Vec<RecordBatch>, usize)> = BTreeMap::new();
-            let mut rows = 0u64;
-            while let Some(batch) = data.next().await {
-                let batch = batch?;
-                if batch.num_rows() == 0 {
-                    continue;
-                }
-                rows += batch.num_rows() as u64;
-                let projected = batch.project(&kept)?;
-                for (folder, indices) in group_rows(&batch, &partition_columns)? {
-                    let folder = folder.as_str();
-                    let part = if indices.len() == batch.num_rows() {
-                        projected.clone()
-                    } else {
-                        take_record_batch(&projected, &UInt32Array::from(indices))?
-                    };
-                    if !writers.contains_key(folder) {
-                        let object = BufWriter::new(self.store.clone(), join(&staging, folder).join("data.parquet"));
-                        let writer =
-                            AsyncArrowWriter::try_new(object, file_schema.clone(), Some(writer_properties()?))?;
-                        writers.insert(folder.to_string(), (writer, Vec::new(), 0));
-                    }
-                    let (writer, pending, pending_rows) = writers.get_mut(folder).expect("inserted");
-                    *pending_rows += part.num_rows();
-                    pending.push(part);
-                    if *pending_rows >= PENDING_ROWS {
-                        writer.write(&concat_batches(&file_schema, pending.iter())?).await?;
-                        pending.clear();
-                        *pending_rows = 0;
-                    }
-                }
-            }
-            for (writer, pending, _) in writers.values_mut() {
-                if !pending.is_empty() {
-                    writer.write(&concat_batches(&file_schema, pending.iter())?).await?;
-                    pending.clear();
-                }
-            }
-            if writers.is_empty() && matches!(replace, Replace::All) {
-                // No rows: nothing to name a folder by. The table is written as one empty
-                // object (below), which keeps its columns for readers.
+            let Staged { rows, bytes, written } = stage(staging.clone()).await?;
+            if written.is_empty() && matches!(replace, Replace::All) {
                 return Ok(None);
-            }
-            let mut bytes = 0u64;
-            let written: Vec<String> = writers.keys().cloned().collect();
-            for (folder, (writer, _, _)) in writers {
-                writer.close().await?;
-                bytes += self
-                    .store
-                    .head(&join(&staging, &folder).join("data.parquet"))
-                    .await?
-                    .size;
             }
             let existing = self.partitions(relation).await?;
             let removed: Vec<String> = match &replace {
@@ -295,7 +348,7 @@ impl Warehouse {
                 run_id: run_id.to_string(),
                 rows,
                 bytes,
-                partition_by: typed.clone(),
+                partition_by: partition_by.to_vec(),
                 staging: staging.to_string(),
                 written,
                 removed,
@@ -315,16 +368,56 @@ impl Warehouse {
         .await;
         let recovered = lock.recovered.clone();
         lock.release().await;
-        match result? {
-            Some(summary) => Ok(WriteSummary {
-                recovered_lock: recovered,
-                ..summary
-            }),
-            None => {
-                let empty = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), futures::stream::empty()));
-                self.write_table(relation, schema, empty, run_id).await
+        Ok(result?.map(|summary| WriteSummary {
+            recovered_lock: recovered,
+            ..summary
+        }))
+    }
+
+    /// The partitions another writer (the executors of a Ballista cluster, DataFusion's Hive
+    /// writer) left under `staging`: one Parquet file per `<col>=<value>` folder, renamed to the
+    /// `data.parquet` that [`Warehouse::commit_partitions`] publishes. A folder with several
+    /// files is an error (the table's layout is one object per partition).
+    pub async fn adopt_staged(&self, staging: &StorePath, rows: u64) -> Result<Staged, MaterializeError> {
+        let mut files: BTreeMap<String, Vec<(StorePath, u64)>> = BTreeMap::new();
+        let mut listing = self.store.list(Some(staging));
+        let depth = staging.parts().count();
+        while let Some(entry) = listing.next().await {
+            let entry = entry?;
+            let parts: Vec<_> = entry.location.parts().collect();
+            if parts.len() < depth + 2 {
+                continue;
             }
+            let folder = parts[depth..parts.len() - 1]
+                .iter()
+                .map(|part| {
+                    percent_encoding::percent_decode_str(part.as_ref())
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            files.entry(folder).or_default().push((entry.location, entry.size));
         }
+        let mut bytes = 0;
+        for (folder, objects) in &files {
+            let [(object, size)] = objects.as_slice() else {
+                return Err(MaterializeError::Setup(format!(
+                    "the cluster wrote {} files for partition '{folder}' under {staging}; tidemark keeps one object per partition",
+                    objects.len()
+                )));
+            };
+            let target = join(staging, folder).join("data.parquet");
+            if *object != target {
+                self.store.rename(object, &target).await?;
+            }
+            bytes += size;
+        }
+        Ok(Staged {
+            rows,
+            bytes,
+            written: files.into_keys().collect(),
+        })
     }
 
     /// Renames the staged partitions of a commit into place and deletes removed ones.

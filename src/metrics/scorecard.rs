@@ -232,7 +232,7 @@ pub fn sql(model: &ValidatedModel) -> String {
     query.add(
         "gate_periods",
         format!(
-            "    select periods.__period, max(activity.__day) as __newest_day,\n        coalesce(sum(case when activity.__day > periods.__period - {volume_window} then activity.__events end), 0) as __volume, 1 as __all\n    from periods\n    left join activity on activity.__day <= periods.__period\n    group by periods.__period"
+            "    select periods.__period, max(activity.__day) as __newest_day,\n        coalesce(sum(case when activity.__day > periods.__period - {volume_window} then activity.__events end), 0) as __volume\n    from periods\n    left join activity on activity.__day <= periods.__period\n    group by periods.__period"
         ),
     );
     let fresh = match gates.freshness_days {
@@ -258,7 +258,7 @@ pub fn sql(model: &ValidatedModel) -> String {
     query.add(
         "gate_baselines",
         format!(
-            "    select *,\n        avg(cast(__volume as double)) over (partition by __all order by __period rows between {} preceding and 1 preceding) as __volume_baseline\n    from gate_periods",
+            "    select *,\n        avg(cast(__volume as double)) over (order by __period rows between {} preceding and 1 preceding) as __volume_baseline\n    from gate_periods",
             gates.volume_periods.unwrap_or(4)
         ),
     );
