@@ -5,6 +5,11 @@
 //! with `--vars '{lms_learners: N}'` using the release binary next to this benchmark (or
 //! `TIDEMARK_BIN`), samples the process's peak resident memory (VmHWM) while it runs, and prints
 //! the statement count, wall time and peak memory.
+//!
+//! `-- [learners] --cluster` runs the same build on a Ballista cluster started in this process
+//! (one scheduler and two executors with one task slot each on 127.0.0.1, the warehouse a local
+//! folder they share) through a `type: ballista` target, and reports the client's and the
+//! cluster's peak memory; `--nightly` runs the incremental scenario (embedded).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -73,11 +78,36 @@ fn main() {
         return;
     }
     let vars = format!("{{lms_learners: {learners}}}");
+    let on_cluster = std::env::args().any(|a| a == "--cluster");
+    // The cluster lives as long as this function (its runtime serves the scheduler).
+    let mut cluster = None;
+    let mut args = vec!["build", "--vars", &vars];
+    if on_cluster {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let local = runtime
+            .block_on(tidemark::cluster::start(2, 1, Vec::new()))
+            .expect("start the local Ballista cluster");
+        std::fs::write(
+            project.path().join("profiles.yml"),
+            format!(
+                "tidemark_lms:\n  target: cluster\n  outputs:\n    cluster:\n      type: ballista\n      url: {}\n      warehouse: warehouse\n      threads: 2\n      memory_limit: 8GiB\n",
+                local.url()
+            ),
+        )
+        .expect("profiles.yml");
+        println!("on a local Ballista cluster at {} (2 executors × 1 task slot)", local.url());
+        cluster = Some((runtime, local));
+        args.extend(["--target", "cluster"]);
+    }
     println!(
         "building the LMS project with {learners} learners using {}",
         binary.display()
     );
-    let (seconds, peak, log) = build(&binary, project.path(), &["build", "--vars", &vars]);
+    let (seconds, peak, log) = build(&binary, project.path(), &args);
     for line in log
         .lines()
         .filter(|l| l.contains(" OK created") || l.contains("Finished") || l.contains("Done."))
@@ -89,9 +119,8 @@ fn main() {
             "show",
             "--inline",
             "select count(*) as statements from {{ ref('synthetic_events') }}",
-            "--vars",
-            &vars,
         ])
+        .args(&args[1..])
         .current_dir(project.path())
         .output()
         .expect("count");
@@ -100,6 +129,13 @@ fn main() {
         "wall time {seconds:.1}s, peak memory {:.2} GiB ({learners} learners)",
         peak as f64 / 1024.0 / 1024.0
     );
+    if cluster.is_some() {
+        println!(
+            "peak memory of the scheduler and executors (this process): {:.2} GiB",
+            peak_rss_kib(std::process::id()).unwrap_or(0) as f64 / 1024.0 / 1024.0
+        );
+    }
+    drop(cluster);
 }
 
 /// Runs tidemark with `args` in `project`; returns wall seconds, peak RSS (KiB) and stdout.

@@ -113,18 +113,133 @@ fn projects_built_on_ballista_match_the_embedded_build() {
 /// The LMS example project, through its own `ballista` target (its profile reads the cluster
 /// and S3 settings from the environment), at 240 learners.
 fn run_lms_on_cluster(project: &Path, server: &S3Server, url: &str, prefix: &str, args: &[&str]) -> (Output, String) {
-    let output = common::command(project)
+    let output = lms_on_cluster(project, server, url, prefix, args)
+        .args(["--vars", SMALL_LMS])
+        .output()
+        .expect("run tidemark");
+    let text = transcript(&output, project);
+    (output, text)
+}
+
+fn lms_on_cluster(project: &Path, server: &S3Server, url: &str, prefix: &str, args: &[&str]) -> std::process::Command {
+    let mut command = common::command(project);
+    command
         .env("TIDEMARK_BALLISTA_URL", url)
         .env("TIDEMARK_S3_WAREHOUSE", format!("s3://{BUCKET}/{prefix}"))
         .env("TIDEMARK_S3_ENDPOINT", &server.endpoint)
         .env("TIDEMARK_S3_ACCESS_KEY_ID", ACCESS_KEY)
         .env("TIDEMARK_S3_SECRET_ACCESS_KEY", SECRET_KEY)
         .args(args)
-        .args(["--target", "ballista", "--vars", SMALL_LMS])
-        .output()
-        .expect("run tidemark");
-    let text = transcript(&output, project);
-    (output, text)
+        .args(["--target", "ballista"]);
+    command
+}
+
+/// Starts `command` and kills `executors` of the cluster once the run has been building
+/// `model` for a second; returns the run's output.
+fn kill_executors_mid_run(
+    cluster: &mut LocalCluster,
+    mut command: std::process::Command,
+    model: &str,
+    executors: &[usize],
+) -> Output {
+    use std::io::BufRead;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tidemark");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut seen = String::new();
+    let started = format!("START sql incremental model main.{model} ");
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).expect("read stdout") == 0 {
+            panic!("the run ended before {model} started:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.contains(&started) {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    for &index in executors {
+        cluster.kill_executor(index);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read stdout");
+    let mut output = child.wait_with_output().expect("wait for tidemark");
+    output.stdout = format!("{seen}{rest}").into_bytes();
+    output
+}
+
+#[test]
+fn killed_executors_end_in_a_finished_or_failed_node_never_a_broken_table() {
+    let server = S3Server::shared();
+    let (_runtime, mut cluster) = start_cluster(server);
+    let project = example_project();
+    let prefix = "lms-killed";
+    let events = || {
+        let tables = read_tables_with_pyarrow(&format!("s3://{BUCKET}/{prefix}"), Some(server));
+        tables["main.synthetic_events"].clone()
+    };
+    let larger = ["--vars", "{lms_learners: 1500}"];
+
+    // The previous version: 240 learners.
+    let (first, text) = run_lms_on_cluster(
+        project.path(),
+        server,
+        &cluster.url(),
+        prefix,
+        &["run", "--select", "+synthetic_events"],
+    );
+    assert_eq!(first.status.code(), Some(0), "{text}");
+
+    // One of the two executors is killed while the generator runs at 1,500 learners: Ballista
+    // runs the lost tasks again on the other one, and the table is what the embedded build writes.
+    let mut command = lms_on_cluster(
+        project.path(),
+        server,
+        &cluster.url(),
+        prefix,
+        &["run", "--select", "+synthetic_events", "--full-refresh"],
+    );
+    command.args(larger);
+    let survived = kill_executors_mid_run(&mut cluster, command, "synthetic_events", &[0]);
+    let text = transcript(&survived, project.path());
+    assert_eq!(survived.status.code(), Some(0), "{text}");
+    let (embedded, text) = run(
+        project.path(),
+        &[&["run", "--select", "+synthetic_events", "--full-refresh"][..], &larger].concat(),
+    );
+    assert_eq!(embedded.status.code(), Some(0), "{text}");
+    let expected = read_tables_with_pyarrow(&project.path().join("warehouse").display().to_string(), None);
+    let after_one = events();
+    assert_same_tables(
+        &serde_json::json!({"events": expected["main.synthetic_events"]}),
+        &serde_json::json!({"events": after_one}),
+        "after one executor was killed",
+    );
+
+    // The last executor is killed mid-run: no executor is left to finish the query, and the
+    // node fails with that reason instead of waiting forever; the table keeps its last version.
+    let mut command = lms_on_cluster(
+        project.path(),
+        server,
+        &cluster.url(),
+        prefix,
+        &["run", "--select", "synthetic_events", "--full-refresh"],
+    );
+    command.args(["--vars", SMALL_LMS]);
+    let failed = kill_executors_mid_run(&mut cluster, command, "synthetic_events", &[1]);
+    let text = transcript(&failed, project.path());
+    assert_eq!(failed.status.code(), Some(1), "{text}");
+    assert!(text.contains("Error in model synthetic_events"), "{text}");
+    assert!(text.contains("the Ballista cluster has no executor left"), "{text}");
+    assert_same_tables(
+        &serde_json::json!({"events": after_one}),
+        &serde_json::json!({"events": events()}),
+        "after the last executor was killed",
+    );
 }
 
 const SMALL_LMS: &str = "{lms_learners: 240}";

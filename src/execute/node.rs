@@ -217,6 +217,57 @@ pub(super) async fn write_frame(
     Ok((summary, Scanned::of(&plan)))
 }
 
+/// Resolves (with the reason) when a query on the cluster cannot be waited for any longer: the
+/// target's `query_timeout` passed, or the scheduler has had no executor for
+/// [`NO_EXECUTOR_GRACE`] (Ballista keeps such a job queued forever). Never resolves otherwise.
+async fn watch_cluster(session: &Session) -> String {
+    let started = Instant::now();
+    let mut without_executors: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(CLUSTER_POLL).await;
+        if let Some(limit) = session.query_timeout {
+            if started.elapsed() >= limit {
+                return format!(
+                    "the query ran on the cluster for longer than the target's query_timeout ({}) and was stopped",
+                    humantime_like(limit)
+                );
+            }
+        }
+        #[cfg(feature = "ballista")]
+        if let Some(scheduler) = &session.scheduler {
+            match crate::cluster::executor_count(scheduler).await {
+                Ok(0) => {
+                    let since = *without_executors.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= NO_EXECUTOR_GRACE {
+                        return format!(
+                            "the Ballista cluster has no executor left (the scheduler at {scheduler} reports 0 executors registered for {} s), so the query cannot finish; start executors and run again",
+                            since.elapsed().as_secs()
+                        );
+                    }
+                }
+                // An unreachable scheduler fails the query itself; executors are back.
+                _ => without_executors = None,
+            }
+        }
+        #[cfg(not(feature = "ballista"))]
+        let _ = &mut without_executors;
+    }
+}
+
+/// How often a running cluster query's scheduler is asked for its executors.
+const CLUSTER_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a cluster may have no executor before its running query is given up.
+const NO_EXECUTOR_GRACE: std::time::Duration = std::time::Duration::from_secs(6);
+
+fn humantime_like(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// Runs `frame` on the Ballista cluster with DataFusion's Parquet writer at the end of its
 /// plan, so that an executor writes the result to `url` (one file; a folder of Hive partition
 /// folders when `partition_by` is not empty). Returns the rows written.
@@ -234,7 +285,13 @@ pub(super) async fn write_on_cluster(
     // The session's Parquet options with the compression of tidemark's own writer.
     let mut parquet = session.ctx.state().table_options().parquet.clone();
     parquet.global.compression = Some("zstd(1)".into());
-    let counts = frame.write_parquet(url, options, Some(parquet)).await?;
+    let write = frame.write_parquet(url, options, Some(parquet));
+    let counts = tokio::select! {
+        counts = write => counts?,
+        stopped = watch_cluster(session) => return Err(MaterializeError::Execution(
+            datafusion::error::DataFusionError::Execution(stopped),
+        )),
+    };
     Ok(counts
         .iter()
         .filter(|batch| batch.num_columns() > 0)

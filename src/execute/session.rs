@@ -49,6 +49,10 @@ pub struct Session {
     pub time_ranges: std::collections::BTreeMap<String, String>,
     /// Plans run on a Ballista cluster, whose executors also write the tables' files.
     pub distributed: bool,
+    /// The cluster's scheduler (`http://host:port`), watched while a node's query runs there.
+    pub scheduler: Option<String>,
+    /// The target's `query_timeout`.
+    pub query_timeout: Option<std::time::Duration>,
 }
 
 /// A session whose plans run on the Ballista cluster of `target.url`: the embedded configuration
@@ -178,6 +182,11 @@ impl Session {
             incremental: BTreeSet::new(),
             time_ranges: std::collections::BTreeMap::new(),
             distributed: target.engine == Engine::Ballista,
+            scheduler: target
+                .url
+                .as_deref()
+                .and_then(|url| crate::project::profiles::scheduler_address(url).ok()),
+            query_timeout: target.query_timeout,
         })
     }
 

@@ -42,6 +42,9 @@ pub struct Target {
     pub defined_in: Option<PathBuf>,
     /// The scheduler of a `ballista` target (`df://host:50050`).
     pub url: Option<String>,
+    /// The longest a node's query may run on the cluster (`query_timeout: 2h`) before the node
+    /// fails; `None` waits as long as the cluster has executors.
+    pub query_timeout: Option<std::time::Duration>,
 }
 
 /// A value that must never be printed: `Debug` shows `***`.
@@ -147,6 +150,7 @@ impl Target {
             storage: StorageSettings::default(),
             defined_in: None,
             url: None,
+            query_timeout: None,
         }
     }
 
@@ -202,6 +206,8 @@ struct RawTarget {
     storage: Option<StorageSettings>,
     #[serde(default)]
     url: Option<String>,
+    #[serde(default)]
+    query_timeout: Option<String>,
 }
 
 /// Picks the target for `profile` from the rendered text of a profiles file.
@@ -300,6 +306,18 @@ pub fn select_target(
         }
         (Engine::Embedded, None) => None,
     };
+    let query_timeout = match (engine, &raw.query_timeout) {
+        (Engine::Ballista, Some(text)) => Some(
+            crate::materialize::store::parse_duration(text)
+                .map_err(|message| at_target(format!("query_timeout: {message}")))?,
+        ),
+        (Engine::Embedded, Some(_)) => {
+            return Err(at_target(format!(
+                "target '{name}' has a query_timeout, which applies to queries on a cluster (type: ballista)"
+            )))
+        }
+        (_, None) => None,
+    };
     let memory_limit = match &raw.memory_limit {
         Some(text) => Some(parse_bytes(text).map_err(|message| at_target(format!("memory_limit: {message}")))?),
         None => None,
@@ -341,6 +359,7 @@ pub fn select_target(
         storage: raw.storage.clone().unwrap_or_default(),
         defined_in: Some(file.to_path_buf()),
         url,
+        query_timeout,
     })
 }
 
