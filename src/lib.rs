@@ -36,7 +36,8 @@
 //!
 //! - Metric models are only SQL generation: every number of a scorecard or alert is computed by
 //!   DataFusion from the generated SQL, which `tidemark compile` shows.
-//! - Only [`project`] reads project files; only [`materialize`] writes warehouse data; only
+//! - Only [`project`] reads project files; only [`materialize`] writes or publishes warehouse
+//!   data (a cluster's executors write staged files only); only
 //!   [`artifacts`] writes `target/`; only the CLI's printer writes to the terminal.
 //! - [`compile`] is pure: the same project gives byte-identical SQL and manifest. Everything
 //!   serialised uses ordered maps.
@@ -48,8 +49,12 @@
 //! - Profile secrets (`storage:` credentials) are registered with [`diagnostics::redact`] when
 //!   the warehouse opens; the printer and every artifact pass through it.
 //! - Embedded and distributed runs differ only in how [`execute::Session::new`] builds the
-//!   `SessionContext` (a `type: ballista` target adds Ballista's query planner); compilation,
-//!   registration and materialisation are the same code, and the client commits every table.
+//!   `SessionContext` (a `type: ballista` target adds Ballista's query planner, static) and in
+//!   who writes the data files: on a cluster the plan ends in DataFusion's Parquet writer, so the
+//!   executors write into the run's staging folder and never a table's own path; [`materialize`]
+//!   then renames the staged files into place and writes the commit record under the table's
+//!   lock, exactly as for files this process writes. Compilation and registration are the same
+//!   code.
 //! - `is_incremental()` is decided before compiling (the CLI asks the warehouse which incremental
 //!   tables exist), so compile stays pure given that set.
 

@@ -6,6 +6,8 @@
 //! <warehouse>/<schema>/<table>/data.parquet                 the current table (stable path for any reader)
 //! <warehouse>/_tidemark/log/<schema>/<table>/<version>.json commit records, one per version
 //! <warehouse>/_tidemark/locks/<schema>/<table>.lock         held by the run writing the table
+//! <warehouse>/_tidemark/staging/<run>/...                    partitions not yet published; files
+//!                                                            a cluster's executors wrote; scratch
 //! ```
 //!
 //! ## Commit guarantees ([`Warehouse::write_table`])
