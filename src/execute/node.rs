@@ -148,6 +148,10 @@ async fn plan_sql(session: &Session, node: &Node, sql: &str) -> Result<DataFrame
 }
 
 pub(super) fn sql_error(session: &Session, node: &Node, message: String) -> ExecuteError {
+    let message = match cluster_hint(&message) {
+        Some(hint) => format!("{message}\n{hint}"),
+        None => message,
+    };
     ExecuteError::Sql {
         node: node.name.clone(),
         compiled_path: session
@@ -158,6 +162,13 @@ pub(super) fn sql_error(session: &Session, node: &Node, message: String) -> Exec
             .unwrap_or_default(),
         message,
     }
+}
+
+/// What to do about a cluster's error that is not the model's fault.
+fn cluster_hint(message: &str) -> Option<&'static str> {
+    message.contains("RecursionLimitReached").then_some(
+        "hint: the cluster's scheduler or executors decode plans with protobuf's default nesting limit; build them with prost's no-recursion-limit feature (README: \"Distributed runs: type: ballista\")",
+    )
 }
 
 fn compiled_sql<'a>(session: &'a Session, node: &Node) -> Result<&'a str, ExecuteError> {
@@ -215,6 +226,31 @@ pub(super) async fn write_frame(
         .map_err(|error| materialize_error(session, node, error))?;
     session.register_written_table(relation).await?;
     Ok((summary, Scanned::of(&plan)))
+}
+
+/// `frame` with its partition columns as the text of their folder names: the value as Arrow
+/// formats it, [`NULL_PARTITION`](crate::materialize::partitioned::NULL_PARTITION) for NULL.
+fn with_partition_folder_values(frame: DataFrame, partition_by: &[String]) -> Result<DataFrame, MaterializeError> {
+    use datafusion::common::Column;
+    use datafusion::logical_expr::{cast, lit, Expr};
+    let columns = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = Expr::Column(Column::from_name(field.name()));
+            if partition_by.contains(field.name()) {
+                datafusion::functions::expr_fn::coalesce(vec![
+                    cast(column, datafusion::arrow::datatypes::DataType::Utf8),
+                    lit(crate::materialize::partitioned::NULL_PARTITION),
+                ])
+                .alias(field.name())
+            } else {
+                column
+            }
+        })
+        .collect::<Vec<_>>();
+    Ok(frame.select(columns)?)
 }
 
 /// Resolves (with the reason) when a query on the cluster cannot be waited for any longer: the
@@ -330,8 +366,11 @@ pub(super) async fn write_partitioned(
         let warehouse = &session.warehouse;
         let committed = warehouse
             .commit_partitions(relation, &layout.typed, replace, run_id, |staging| async move {
-                // The executors write Hive partition folders under the staging folder.
+                // The executors write Hive partition folders under the staging folder, named
+                // as this process names them (DataFusion's writer would put NULL values in a
+                // folder of the type's default value).
                 let url = format!("{}/", warehouse.url_of(&staging));
+                let frame = with_partition_folder_values(frame, &partition_by)?;
                 let rows = write_on_cluster(session, frame, &url, partition_by).await?;
                 warehouse.adopt_staged(&staging, rows).await
             })
