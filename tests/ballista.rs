@@ -71,12 +71,20 @@ fn projects_built_on_ballista_match_the_embedded_build() {
     // SQL models, seeds, a view, generic tests.
     let basic = fixture("basic");
     write_profiles(basic.path(), "basic", server, &cluster.url(), "basic-ballista");
+    // A partitioned table with a NULL partition value: the executors' folders must be the ones
+    // the embedded writer names.
+    std::fs::write(
+        basic.path().join("models/marts/people_by_team.sql"),
+        "{{ config(partition_by='team') }}\nselect id, name, case when id % 2 = 0 then team end as team\nfrom {{ ref('person_summary') }}\n",
+    )
+    .expect("partitioned model");
     let (debug, text) = run(basic.path(), &["debug", "--target", "cluster"]);
     assert_eq!(debug.status.code(), Some(0), "{text}");
     assert!(text.contains("is reachable, 2 executors registered"), "{text}");
     assert!(text.contains("a query ran on the cluster"), "{text}");
     let tables = same_tables_embedded_and_distributed(basic.path(), "basic-ballista", &[]);
     assert!(tables.get("main.person_summary").is_some(), "{tables}");
+    assert!(tables.get("main.people_by_team").is_some(), "{tables}");
 
     // Metric models: daily roll-ups, scorecards with windows, comparisons, normalisation,
     // shrinkage, and alerts with streaks and gates.
