@@ -99,7 +99,10 @@ fn main() {
             ),
         )
         .expect("profiles.yml");
-        println!("on a local Ballista cluster at {} (2 executors × 1 task slot)", local.url());
+        println!(
+            "on a local Ballista cluster at {} (2 executors × 1 task slot)",
+            local.url()
+        );
         cluster = Some((runtime, local));
         args.extend(["--target", "cluster"]);
     }

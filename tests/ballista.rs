@@ -12,7 +12,7 @@ use std::process::Output;
 use std::sync::Arc;
 
 use common::s3::{assert_same_tables, read_tables_with_pyarrow, S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
-use common::{example_project, fixture, tidemark, transcript};
+use common::{example_project, fixture, reported_rows, tidemark, transcript};
 use tidemark::cluster::LocalCluster;
 
 /// A multi-threaded runtime (the scheduler keeps serving while a test waits on tidemark) and a
@@ -251,23 +251,6 @@ fn killed_executors_end_in_a_finished_or_failed_node_never_a_broken_table() {
 }
 
 const SMALL_LMS: &str = "{lms_learners: 240}";
-
-/// Rows each node reported in `run_results.json`, by unique id.
-fn reported_rows(project: &Path) -> std::collections::BTreeMap<String, Option<u64>> {
-    let text = std::fs::read_to_string(project.join("target/tidemark/run_results.json")).expect("run_results");
-    let results: serde_json::Value = serde_json::from_str(&text).expect("json");
-    results["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|result| {
-            (
-                result["unique_id"].as_str().expect("unique_id").to_string(),
-                result["rows_affected"].as_u64(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn the_lms_project_builds_on_ballista_like_embedded_and_again_incrementally() {

@@ -12,7 +12,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::s3::{assert_same_tables, read_tables_with_pyarrow, S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
-use common::{example_project, fixture, tidemark, transcript};
+use common::{example_project, fixture, reported_rows, tidemark, transcript};
 
 /// The LMS example project at a size a debug build runs quickly.
 const SMALL_LMS: &str = "{lms_learners: 240}";
@@ -33,22 +33,6 @@ fn run_on_s3(project: &Path, server: &S3Server, prefix: &str, args: &[&str]) -> 
         .args(["--target", "s3"])
         .output()
         .expect("run tidemark")
-}
-
-/// Rows of every node in `run_results.json`, by table name.
-fn reported_rows(project: &Path) -> std::collections::BTreeMap<String, u64> {
-    let text = std::fs::read_to_string(project.join("target/tidemark/run_results.json")).expect("run_results");
-    let results: serde_json::Value = serde_json::from_str(&text).expect("json");
-    results["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .filter_map(|result| {
-            let rows = result["rows_affected"].as_u64()?;
-            let id = result["unique_id"].as_str()?;
-            Some((format!("main.{}", id.rsplit('.').next()?), rows))
-        })
-        .collect()
 }
 
 #[test]

@@ -242,3 +242,19 @@ pub fn example_project() -> tempfile::TempDir {
     }
     project
 }
+
+/// Rows of every node in `run_results.json`, by table name.
+pub fn reported_rows(project: &Path) -> std::collections::BTreeMap<String, u64> {
+    let text = std::fs::read_to_string(project.join("target/tidemark/run_results.json")).expect("run_results");
+    let results: serde_json::Value = serde_json::from_str(&text).expect("json");
+    results["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|result| {
+            let rows = result["rows_affected"].as_u64()?;
+            let id = result["unique_id"].as_str()?;
+            Some((format!("main.{}", id.rsplit('.').next()?), rows))
+        })
+        .collect()
+}
