@@ -166,9 +166,17 @@ pub(super) fn sql_error(session: &Session, node: &Node, message: String) -> Exec
 
 /// What to do about a cluster's error that is not the model's fault.
 fn cluster_hint(message: &str) -> Option<&'static str> {
-    message.contains("RecursionLimitReached").then_some(
-        "hint: the cluster's scheduler or executors decode plans with protobuf's default nesting limit; build them with prost's no-recursion-limit feature (README: \"Distributed runs: type: ballista\")",
-    )
+    if message.contains("RecursionLimitReached") {
+        Some(
+            "hint: the cluster's scheduler or executors decode plans with protobuf's default nesting limit; build them with prost's no-recursion-limit feature (README: \"Distributed runs: type: ballista\")",
+        )
+    } else if message.contains("Error serializing custom table") {
+        Some(
+            "hint: the plan reads a table that cannot be sent to a cluster, such as a table function in FROM (`from range(0, n)`); write `select unnest(range(0, n)) as value` instead",
+        )
+    } else {
+        None
+    }
 }
 
 fn compiled_sql<'a>(session: &'a Session, node: &Node) -> Result<&'a str, ExecuteError> {
