@@ -281,7 +281,7 @@ async fn merge(
             .as_arrow()
             .clone(),
     );
-    let projection = reconcile(node, &existing_schema, &new_schema, config.on_schema_change)?;
+    let projection = reconcile(node, &existing_schema, new_schema, config.on_schema_change)?;
     let range = session.time_ranges.get(&node.unique_id);
     // In a time-range run, the existing rows of the range are replaced whatever the new rows are.
     let existing_side = match (range, config.strategy) {

@@ -301,6 +301,7 @@ async fn watch_cluster(session: &Session) -> String {
 /// How often a running cluster query's scheduler is asked for its executors.
 const CLUSTER_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long a cluster may have no executor before its running query is given up.
+#[cfg(feature = "ballista")]
 const NO_EXECUTOR_GRACE: std::time::Duration = std::time::Duration::from_secs(6);
 
 fn humantime_like(duration: std::time::Duration) -> String {
