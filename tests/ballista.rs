@@ -118,11 +118,18 @@ fn projects_built_on_ballista_match_the_embedded_build() {
     assert_same_tables(&before, &after, "tables after the failed run");
 
     // A table function cannot travel to the cluster: the error says what to write instead.
-    std::fs::write(basic.path().join("models/numbers.sql"), "select value from range(0, 3)\n").expect("model");
+    std::fs::write(
+        basic.path().join("models/numbers.sql"),
+        "select value from range(0, 3)\n",
+    )
+    .expect("model");
     let (failed, text) = run(basic.path(), &["run", "--target", "cluster", "--select", "numbers"]);
     assert_eq!(failed.status.code(), Some(1), "{text}");
     assert!(text.contains("Error in model numbers"), "{text}");
-    assert!(text.contains("write `select unnest(range(0, n)) as value` instead"), "{text}");
+    assert!(
+        text.contains("write `select unnest(range(0, n)) as value` instead"),
+        "{text}"
+    );
 }
 
 /// The LMS example project, through its own `ballista` target (its profile reads the cluster

@@ -262,8 +262,8 @@ fn with_partition_folder_values(frame: DataFrame, partition_by: &[String]) -> Re
 }
 
 /// Resolves (with the reason) when a query on the cluster cannot be waited for any longer: the
-/// target's `query_timeout` passed, or the scheduler has had no executor for
-/// [`NO_EXECUTOR_GRACE`] (Ballista keeps such a job queued forever). Never resolves otherwise.
+/// target's `query_timeout` passed, or the scheduler has had no executor for a while (Ballista
+/// keeps such a job queued forever). Never resolves otherwise.
 async fn watch_cluster(session: &Session) -> String {
     let started = Instant::now();
     let mut without_executors: Option<Instant> = None;
@@ -272,45 +272,47 @@ async fn watch_cluster(session: &Session) -> String {
         if let Some(limit) = session.query_timeout {
             if started.elapsed() >= limit {
                 return format!(
-                    "the query ran on the cluster for longer than the target's query_timeout ({}) and was stopped",
-                    humantime_like(limit)
+                    "the query ran on the cluster for longer than the target's query_timeout ({} s) and was stopped",
+                    limit.as_secs()
                 );
             }
         }
-        #[cfg(feature = "ballista")]
-        if let Some(scheduler) = &session.scheduler {
-            match crate::cluster::executor_count(scheduler).await {
-                Ok(0) => {
-                    let since = *without_executors.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= NO_EXECUTOR_GRACE {
-                        return format!(
-                            "the Ballista cluster has no executor left (the scheduler at {scheduler} reports 0 executors registered for {} s), so the query cannot finish; start executors and run again",
-                            since.elapsed().as_secs()
-                        );
-                    }
-                }
-                // An unreachable scheduler fails the query itself; executors are back.
-                _ => without_executors = None,
-            }
+        if let Some(reason) = executors_gone(session, &mut without_executors).await {
+            return reason;
         }
-        #[cfg(not(feature = "ballista"))]
-        let _ = &mut without_executors;
     }
 }
 
 /// How often a running cluster query's scheduler is asked for its executors.
 const CLUSTER_POLL: std::time::Duration = std::time::Duration::from_secs(2);
-/// How long a cluster may have no executor before its running query is given up.
-#[cfg(feature = "ballista")]
-const NO_EXECUTOR_GRACE: std::time::Duration = std::time::Duration::from_secs(6);
 
-fn humantime_like(duration: std::time::Duration) -> String {
-    let seconds = duration.as_secs();
-    match seconds {
-        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
+/// Why the cluster cannot finish a query when its scheduler has reported no executor for 6 s
+/// (`since`: when it first reported none).
+#[cfg(feature = "ballista")]
+async fn executors_gone(session: &Session, since: &mut Option<Instant>) -> Option<String> {
+    const GRACE: std::time::Duration = std::time::Duration::from_secs(6);
+    let scheduler = session.scheduler.as_ref()?;
+    match crate::cluster::executor_count(scheduler).await {
+        Ok(0) => {
+            let since = *since.get_or_insert_with(Instant::now);
+            (since.elapsed() >= GRACE).then(|| {
+                format!(
+                    "the Ballista cluster has no executor left (the scheduler at {scheduler} reports 0 executors registered for {} s), so the query cannot finish; start executors and run again",
+                    since.elapsed().as_secs()
+                )
+            })
+        }
+        // Executors are back, or the scheduler is unreachable (which fails the query itself).
+        _ => {
+            *since = None;
+            None
+        }
     }
+}
+
+#[cfg(not(feature = "ballista"))]
+async fn executors_gone(_session: &Session, _since: &mut Option<Instant>) -> Option<String> {
+    None
 }
 
 /// Runs `frame` on the Ballista cluster with DataFusion's Parquet writer at the end of its
@@ -373,31 +375,25 @@ pub(super) async fn write_partitioned(
         let layout = crate::materialize::partitioned::PartitionLayout::of(&schema, &partition_by)
             .map_err(|error| materialize_error(session, node, error))?;
         let warehouse = &session.warehouse;
-        let committed = warehouse
-            .commit_partitions(relation, &layout.typed, replace, run_id, |staging| async move {
-                // The executors write Hive partition folders under the staging folder, named
-                // as this process names them (DataFusion's writer would put NULL values in a
-                // folder of the type's default value).
-                let url = format!("{}/", warehouse.url_of(&staging));
-                let frame = with_partition_folder_values(frame, &partition_by)?;
-                let rows = write_on_cluster(session, frame, &url, partition_by).await?;
-                warehouse.adopt_staged(&staging, rows).await
-            })
+        let summary = warehouse
+            .commit_partitions(
+                relation,
+                &schema,
+                &layout.typed,
+                replace,
+                run_id,
+                |staging| async move {
+                    // The executors write Hive partition folders under the staging folder, named
+                    // as this process names them (DataFusion's writer would put NULL values in a
+                    // folder of the type's default value).
+                    let url = format!("{}/", warehouse.url_of(&staging));
+                    let frame = with_partition_folder_values(frame, &partition_by)?;
+                    let rows = write_on_cluster(session, frame, &url, partition_by).await?;
+                    warehouse.adopt_staged(&staging, rows).await
+                },
+            )
             .await
             .map_err(|error| materialize_error(session, node, error))?;
-        let summary = match committed {
-            Some(summary) => summary,
-            None => {
-                let empty = Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-                    schema.clone(),
-                    futures::stream::empty(),
-                ));
-                warehouse
-                    .write_table(relation, schema, empty, run_id)
-                    .await
-                    .map_err(|error| materialize_error(session, node, error))?
-            }
-        };
         session.register_written_table(relation).await?;
         return Ok((summary, Scanned::default()));
     }

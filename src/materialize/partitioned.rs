@@ -236,8 +236,13 @@ impl Warehouse {
     ) -> Result<WriteSummary, MaterializeError> {
         let layout = PartitionLayout::of(&schema, partition_by)?;
         let file_schema = Arc::new(schema.project(&layout.kept)?);
-        let committed = self
-            .commit_partitions(relation, &layout.typed, replace, run_id, |staging| async move {
+        self.commit_partitions(
+            relation,
+            &schema,
+            &layout.typed,
+            replace,
+            run_id,
+            |staging| async move {
                 // Per partition: its writer and the rows waiting to be written to it (small
                 // slices of many batches are gathered so the Parquet writer gets full batches).
                 let mut writers: BTreeMap<String, (AsyncArrowWriter<BufWriter>, Vec<RecordBatch>, usize)> =
@@ -288,31 +293,25 @@ impl Warehouse {
                         .size;
                 }
                 Ok(Staged { rows, bytes, written })
-            })
-            .await?;
-        match committed {
-            Some(summary) => Ok(summary),
-            None => {
-                // No rows: nothing to name a folder by. The table is written as one empty
-                // object, which keeps its columns for readers.
-                let empty = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), futures::stream::empty()));
-                self.write_table(relation, schema, empty, run_id).await
-            }
-        }
+            },
+        )
+        .await
     }
 
     /// Commits partitions that `stage` writes under the staging folder it is given (one
     /// `<col>=<value>/data.parquet` object per partition), while this run holds the table's
-    /// lock: records the commit, then publishes (see the module docs). `None` when a full
-    /// replacement staged no partition at all (the caller writes an empty table).
+    /// lock: records the commit, then publishes (see the module docs). A full replacement that
+    /// staged no partition at all has no value to name a folder by: the table (`schema`) is
+    /// written as one empty object, which keeps its columns for readers.
     pub async fn commit_partitions<F, Fut>(
         &self,
         relation: &RelationName,
+        schema: &SchemaRef,
         partition_by: &[PartitionColumn],
         replace: Replace,
         run_id: &str,
         stage: F,
-    ) -> Result<Option<WriteSummary>, MaterializeError>
+    ) -> Result<WriteSummary, MaterializeError>
     where
         F: FnOnce(StorePath) -> Fut,
         Fut: std::future::Future<Output = Result<Staged, MaterializeError>>,
@@ -368,10 +367,16 @@ impl Warehouse {
         .await;
         let recovered = lock.recovered.clone();
         lock.release().await;
-        Ok(result?.map(|summary| WriteSummary {
-            recovered_lock: recovered,
-            ..summary
-        }))
+        match result? {
+            Some(summary) => Ok(WriteSummary {
+                recovered_lock: recovered,
+                ..summary
+            }),
+            None => {
+                let empty = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), futures::stream::empty()));
+                self.write_table(relation, schema.clone(), empty, run_id).await
+            }
+        }
     }
 
     /// The partitions another writer (the executors of a Ballista cluster, DataFusion's Hive
