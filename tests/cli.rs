@@ -275,6 +275,78 @@ fn a_failing_test_fails_the_build_with_its_row_count_and_skips_descendants() {
 }
 
 #[test]
+fn junit_reports_are_read_by_a_junit_parser() {
+    let project = fixture("failing_test");
+    let report = project.path().join("reports/junit.xml");
+    std::fs::create_dir_all(report.parent().expect("folder")).expect("reports folder");
+    let output = tidemark(
+        project.path(),
+        &[
+            "build",
+            "--threads",
+            "1",
+            "--junit",
+            report.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output, project.path()));
+    let parsed = read_junit(&report);
+    let results = run_results(project.path());
+    let nodes = results["results"].as_array().expect("results").len() as u64;
+    // junitparser's counts, recomputed from the testcases, agree with what the report declares.
+    assert_eq!(
+        parsed["declared"],
+        serde_json::json!({"tests": nodes, "failures": 1, "errors": 0, "skipped": parsed["skipped"]}),
+        "{parsed}"
+    );
+    assert_eq!(parsed["tests"], nodes, "{parsed}");
+    assert_eq!(parsed["failures"], 1, "{parsed}");
+    assert_eq!(parsed["errors"], 0, "{parsed}");
+    assert!(parsed["skipped"].as_u64() >= Some(1), "{parsed}");
+    assert_eq!(
+        parsed["cases"]["not_null_scores_score"],
+        serde_json::json!(["Failure"]),
+        "{parsed}"
+    );
+    assert_eq!(parsed["cases"]["unique_scores_id"], serde_json::json!([]), "{parsed}");
+    assert_eq!(
+        parsed["cases"]["score_report"],
+        serde_json::json!(["Skipped"]),
+        "{parsed}"
+    );
+    assert_eq!(parsed["cases"]["independent"], serde_json::json!([]), "{parsed}");
+}
+
+/// A JUnit report as junitparser (PyPI, installed when missing) reads it.
+fn read_junit(report: &std::path::Path) -> serde_json::Value {
+    let present = std::process::Command::new("python3")
+        .args(["-c", "import junitparser"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !present {
+        let status = std::process::Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "junitparser"])
+            .status()
+            .expect("python3 for pip install junitparser");
+        assert!(status.success(), "pip install junitparser failed");
+    }
+    let script = common::repository_root().join("tests/support/read_junit.py");
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .arg(report)
+        .output()
+        .expect("run read_junit.py");
+    assert!(
+        output.status.success(),
+        "junitparser could not read {}: {}",
+        report.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("read_junit.py prints JSON")
+}
+
+#[test]
 fn fail_fast_stops_starting_nodes_after_the_first_failure() {
     let project = fixture("failing_test");
     let output = tidemark(

@@ -190,7 +190,7 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str) -> Json {
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -199,4 +199,102 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let text = String::from_utf8_lossy(bytes);
     std::fs::write(&temporary, crate::diagnostics::redact(&text).as_bytes())?;
     std::fs::rename(&temporary, path)
+}
+
+/// A JUnit XML report of a run (`--junit FILE`): one `<testsuite>` for the invocation and one
+/// `<testcase>` per node, its class the node's kind and folder (`test.marts`, `model.staging`).
+/// Failing tests are `<failure>`s with their failing-row count, errors are `<error>`s with the
+/// message, skipped nodes `<skipped>`, and warnings pass with the warning in `<system-out>`.
+pub fn junit_xml(run: &RunSummary<'_>, graph: &Graph) -> String {
+    use crate::execute::NodeStatus;
+    let count = |wanted: &[NodeStatus]| run.results.iter().filter(|r| wanted.contains(&r.status)).count();
+    let (failures, errors, skipped) = (
+        count(&[NodeStatus::Fail]),
+        count(&[NodeStatus::Error]),
+        count(&[NodeStatus::Skipped]),
+    );
+    let suite = format!("tidemark {} (target {})", run.command, run.target.name);
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    xml.push_str(&format!(
+        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
+        xml_escape(&suite),
+        run.results.len(),
+        run.elapsed_seconds
+    ));
+    xml.push_str(&format!(
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.3}\" timestamp=\"{}\">\n",
+        xml_escape(&suite),
+        run.results.len(),
+        run.elapsed_seconds,
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S")
+    ));
+    for result in run.results {
+        let node = graph.nodes.get(&result.unique_id);
+        let name = node.map(|n| n.name.as_str()).unwrap_or(result.unique_id.as_str());
+        let class = node
+            .map(|n| {
+                let folders = n.fqn.get(1..n.fqn.len().saturating_sub(1)).unwrap_or_default();
+                std::iter::once(n.resource_type.as_str().to_string())
+                    .chain(folders.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(".")
+            })
+            .unwrap_or_default();
+        let file = node.map(|n| n.path.as_str()).unwrap_or_default();
+        xml.push_str(&format!(
+            "    <testcase name=\"{}\" classname=\"{}\" file=\"{}\" time=\"{:.3}\"",
+            xml_escape(name),
+            xml_escape(&class),
+            xml_escape(file),
+            result.execution_time
+        ));
+        let detail = result.error.as_deref().unwrap_or(&result.message);
+        let body = match result.status {
+            NodeStatus::Fail => {
+                let rows = match result.failures {
+                    Some(rows) => format!("{rows} failing rows"),
+                    None => result.message.clone(),
+                };
+                format!(
+                    "<failure type=\"fail\" message=\"{}\">{}</failure>",
+                    xml_escape(&rows),
+                    xml_escape(detail)
+                )
+            }
+            NodeStatus::Error => format!(
+                "<error type=\"error\" message=\"{}\">{}</error>",
+                xml_escape(detail.lines().next().unwrap_or_default()),
+                xml_escape(detail)
+            ),
+            NodeStatus::Skipped => format!("<skipped message=\"{}\"/>", xml_escape(detail)),
+            NodeStatus::Warn => format!("<system-out>{}</system-out>", xml_escape(detail)),
+            NodeStatus::Success | NodeStatus::Pass => String::new(),
+        };
+        if body.is_empty() {
+            xml.push_str("/>\n");
+        } else {
+            xml.push_str(&format!(">\n      {body}\n    </testcase>\n"));
+        }
+    }
+    xml.push_str("  </testsuite>\n</testsuites>\n");
+    crate::diagnostics::redact(&xml).into_owned()
+}
+
+/// Text as XML character data or attribute value: markup characters escaped, characters XML
+/// cannot carry (control characters other than tab and newlines) dropped.
+fn xml_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&apos;"),
+            '\t' | '\n' | '\r' => escaped.push(c),
+            c if (c as u32) < 0x20 => {}
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }

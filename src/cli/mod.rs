@@ -98,6 +98,10 @@ pub struct RunArgs {
     /// Stop starting new nodes after the first failure.
     #[arg(long, short = 'x')]
     pub fail_fast: bool,
+    /// Also write the results as a JUnit XML report to FILE (for CI test reporting): one
+    /// testcase per node, data tests and models alike.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<std::path::PathBuf>,
     /// After a successful run, preview this model's rows (as `tidemark show` does).
     #[arg(long, value_name = "MODEL")]
     pub show: Option<String>,

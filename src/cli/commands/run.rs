@@ -180,6 +180,12 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
     if let Err(error) = artifacts.write_run_results(&summary) {
         printer.fatal(&format!("cannot write run_results.json: {error}"));
     }
+    if let Some(path) = &args.junit {
+        if let Err(error) = tidemark_junit(path, &summary, &graph) {
+            printer.fatal(&format!("cannot write the JUnit report {}: {error}", path.display()));
+            return ExitStatus::Error;
+        }
+    }
     let pairs: Vec<_> = results
         .iter()
         .map(|result| (&graph.nodes[&result.unique_id], result))
@@ -200,4 +206,12 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
         }
         None => ExitStatus::Success,
     }
+}
+
+fn tidemark_junit(
+    path: &std::path::Path,
+    summary: &RunSummary<'_>,
+    graph: &crate::graph::Graph,
+) -> std::io::Result<()> {
+    crate::artifacts::write_atomically(path, crate::artifacts::junit_xml(summary, graph).as_bytes())
 }
