@@ -275,6 +275,65 @@ fn a_failing_test_fails_the_build_with_its_row_count_and_skips_descendants() {
 }
 
 #[test]
+fn expression_is_true_not_empty_and_row_count_tests() {
+    let project = fixture("failing_test");
+    std::fs::write(
+        project.path().join("models/schema.yml"),
+        r#"version: 2
+models:
+  - name: scores
+    tests:
+      - not_empty
+      - row_count: {min_value: 1, max_value: 3}
+      - expression_is_true: {expression: "id > 0"}
+    columns:
+      - name: id
+        tests:
+          - expression_is_true: {expression: "<= 2"}
+  - name: independent
+    tests:
+      - row_count: {min_value: 1}
+  - name: empty
+    tests: [not_empty]
+"#,
+    )
+    .expect("schema.yml");
+    std::fs::write(project.path().join("models/empty.sql"), "select 1 as x where false\n").expect("model");
+    let output = tidemark(project.path(), &["build", "--threads", "1"]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output, project.path()));
+    let results = run_results(project.path());
+    let outcome = |id: &str| {
+        let result = result_of(&results, &format!("test.failing_test.{id}"));
+        (
+            result["status"].as_str().unwrap_or_default().to_string(),
+            result["failures"].as_u64(),
+        )
+    };
+    // scores has 4 rows (ids 1-4); empty has none; independent has rows.
+    assert_eq!(outcome("expression_is_true_scores"), ("pass".into(), Some(0)));
+    assert_eq!(outcome("expression_is_true_scores_id"), ("fail".into(), Some(2)));
+    assert_eq!(outcome("not_empty_scores"), ("pass".into(), Some(0)));
+    assert_eq!(outcome("not_empty_empty"), ("fail".into(), Some(1)));
+    assert_eq!(outcome("row_count_scores"), ("fail".into(), Some(1)));
+    assert_eq!(outcome("row_count_independent"), ("pass".into(), Some(0)));
+
+    // A row_count without bounds is an error at its declaration.
+    std::fs::write(
+        project.path().join("models/schema.yml"),
+        "version: 2\nmodels:\n  - name: scores\n    tests:\n      - row_count\n",
+    )
+    .expect("schema.yml");
+    let output = tidemark(project.path(), &["build"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("models/schema.yml:5"), "{text}");
+    assert!(
+        text.contains("row_count needs 'min_value:', 'max_value:' or both"),
+        "{text}"
+    );
+}
+
+#[test]
 fn junit_reports_are_read_by_a_junit_parser() {
     let project = fixture("failing_test");
     let report = project.path().join("reports/junit.xml");

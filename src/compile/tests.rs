@@ -1,4 +1,5 @@
-//! SQL of the generic data tests. Each query returns the failing rows.
+//! SQL of the generic data tests (`unique`, `not_null`, `accepted_values`, `relationships`,
+//! `expression_is_true`, `not_empty`, `row_count`). Each query returns the failing rows.
 
 use serde_json::Value as Json;
 
@@ -60,6 +61,43 @@ pub fn generic_test_sql(graph: &Graph, node: &Node, resolver: &dyn RelationResol
             format!(
                 "with child as (\n    select {column} as from_field\n    from {model}\n    where {column} is not null\n),\nparent as (\n    select {field} as to_field\n    from {}\n)\nselect from_field\nfrom child\nleft join parent on child.from_field = parent.to_field\nwhere parent.to_field is null\n",
                 parent.rendered
+            )
+        }
+        "expression_is_true" => {
+            let expression = test
+                .arguments
+                .get("expression")
+                .and_then(Json::as_str)
+                .filter(|text| !text.trim().is_empty())
+                .ok_or_else(|| at_declaration("expression_is_true needs 'expression:' as SQL text".into()))?;
+            // On a column the expression continues the column (`expression: ">= 0"`), as in
+            // dbt_utils; on a model it is a whole condition.
+            let condition = match &test.column_name {
+                Some(column) => format!("{column} {expression}"),
+                None => expression.to_string(),
+            };
+            format!("select *\nfrom {model}\nwhere not ({condition})\n")
+        }
+        "not_empty" => format!("select 'no rows' as problem\nwhere not exists (select 1 from {model})\n"),
+        "row_count" => {
+            let bound = |key: &str| -> Result<Option<String>, Diagnostic> {
+                match test.arguments.get(key) {
+                    None | Some(Json::Null) => Ok(None),
+                    Some(Json::Number(number)) => Ok(Some(number.to_string())),
+                    Some(other) => Err(at_declaration(format!("row_count: '{key}' must be a number, not {other}"))),
+                }
+            };
+            let (min, max) = (bound("min_value")?, bound("max_value")?);
+            let conditions: Vec<String> = [min.map(|min| format!("n_records < {min}")), max.map(|max| format!("n_records > {max}"))]
+                .into_iter()
+                .flatten()
+                .collect();
+            if conditions.is_empty() {
+                return Err(at_declaration("row_count needs 'min_value:', 'max_value:' or both".into()));
+            }
+            format!(
+                "select n_records\nfrom (select count(*) as n_records from {model}) as counted\nwhere {}\n",
+                conditions.join(" or ")
             )
         }
         other => return Err(at_declaration(format!("unknown test '{other}'"))),

@@ -22,6 +22,9 @@ pub const GENERIC_TESTS: &[(&str, &[&str])] = &[
     ("not_null", &[]),
     ("accepted_values", &["values"]),
     ("relationships", &["to", "field"]),
+    ("expression_is_true", &["expression"]),
+    ("not_empty", &[]),
+    ("row_count", &[]),
 ];
 
 /// Builds the graph of every enabled node in the project.
@@ -671,7 +674,11 @@ fn validate_generic_test(node: &Node, problems: &mut Diagnostics) {
         problems.push(diagnostic);
         return;
     };
-    if test.column_name.is_none() {
+    let model_level = matches!(
+        test.test_name.as_str(),
+        "expression_is_true" | "not_empty" | "row_count"
+    );
+    if test.column_name.is_none() && !model_level {
         problems.push(
             Diagnostic::new(format!("test '{}' must be declared under a column", test.test_name))
                 .in_file(&node.path)
