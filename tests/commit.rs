@@ -112,3 +112,137 @@ fn a_table_locked_by_a_live_run_is_refused_with_the_holder() {
         before
     );
 }
+
+/// Waits until `path` exists or the child ends (which fails the test).
+fn wait_for_file(path: &std::path::Path, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !path.exists() {
+        assert!(child.try_wait().expect("poll").is_none(), "the first run ended before taking its lock");
+        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn concurrent_runs_on_one_target_take_turns_and_lose_nothing() {
+    let project = fixture("big");
+    // A second clone of the project whose target writes to the first one's warehouse.
+    let clone = fixture("big");
+    let warehouse = project.path().join("warehouse");
+    std::fs::write(
+        clone.path().join("profiles.yml"),
+        format!(
+            "big:\n  target: shared\n  outputs:\n    shared:\n      type: embedded\n      warehouse: {}\n",
+            warehouse.display()
+        ),
+    )
+    .unwrap();
+
+    // Run A writes six million rows and holds the locks for a while.
+    let mut first = common::command(project.path())
+        .args(["run", "--vars", "{rows: 6000000}"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tidemark");
+    wait_for_file(&project.path().join("target/run.lock"), &mut first);
+    wait_for_file(&warehouse.join("_tidemark/locks/run.lock"), &mut first);
+    // Run B in the same project (same target/) and run C from the clone (same warehouse).
+    let second = common::command(project.path())
+        .args(["run", "--vars", "{rows: 1000}"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tidemark");
+    let third = common::command(clone.path())
+        .args(["run", "--vars", "{rows: 2000}"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tidemark");
+    let first = first.wait_with_output().expect("run A");
+    let second = second.wait_with_output().expect("run B");
+    let third = third.wait_with_output().expect("run C");
+    for (output, folder) in [(&first, project.path()), (&second, project.path()), (&third, clone.path())] {
+        assert_eq!(output.status.code(), Some(0), "{}", transcript(output, folder));
+    }
+    let waited = |output: &std::process::Output, folder: &std::path::Path| {
+        let text = transcript(output, folder);
+        assert!(
+            text.contains("Waiting for another run to finish (`tidemark run`, run "),
+            "a run started while A held the locks and did not wait:\n{text}"
+        );
+    };
+    waited(&second, project.path());
+    waited(&third, clone.path());
+
+    // Every run committed its own version, A's first; none was lost or overwritten.
+    let log = warehouse.join("_tidemark/log/main/big");
+    let mut rows: Vec<(u64, u64)> = std::fs::read_dir(&log)
+        .expect("commit log")
+        .map(|entry| {
+            let record: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+            (record["version"].as_u64().unwrap(), record["rows"].as_u64().unwrap())
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[0], (1, 3_000_000));
+    let mut later: Vec<u64> = rows[1..].iter().map(|(_, rows)| *rows).collect();
+    later.sort();
+    assert_eq!(later, vec![1000, 2000]);
+    // The table holds the last committed version, whole.
+    let last = rows[2].1 as usize;
+    assert_eq!(table_csv(&warehouse.join("main/big/data.parquet")).lines().count(), last + 1);
+    // Each project's run_results.json is whole and belongs to its last run.
+    for (folder, expected_rows) in [(project.path(), 1000), (clone.path(), 2000)] {
+        let results: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(folder.join("target/run_results.json")).unwrap()).unwrap();
+        assert_eq!(results["results"][0]["rows_affected"], expected_rows);
+    }
+    // No lock is left behind.
+    assert!(!project.path().join("target/run.lock").exists());
+    assert!(!warehouse.join("_tidemark/locks/run.lock").exists());
+}
+
+#[test]
+fn a_run_lock_is_waited_for_then_refused_and_a_stale_one_replaced() {
+    let project = fixture("big");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let lock = project.path().join("target/run.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let record = |pid: u32| {
+        format!(
+            "{{\"run_id\":\"other-run\",\"pid\":{pid},\"host\":\"{host}\",\"since\":\"2026-11-22T00:00:00Z\",\"command\":\"tidemark build\"}}"
+        )
+    };
+    // Held by a live process (this test): the run waits, then gives up naming the holder.
+    std::fs::write(&lock, record(std::process::id())).unwrap();
+    let output = tidemark(project.path(), &["run", "--lock-timeout", "1"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("another run holds the run lock target/run.lock (`tidemark build`, run other-run — pid"),
+        "{text}"
+    );
+    assert!(text.contains("if no tidemark run is active, delete target/run.lock"), "{text}");
+    assert!(!project.path().join("warehouse/main/big").exists(), "nothing was written");
+
+    // Held by a process that is gone: replaced, with a note, and the run goes on.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(&lock, record(dead_pid)).unwrap();
+    let output = tidemark(project.path(), &["run"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("removed a stale lock on target/run.lock left by `tidemark build`, run other-run"),
+        "{text}"
+    );
+    assert!(!lock.exists());
+}

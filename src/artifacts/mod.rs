@@ -5,6 +5,8 @@
 //!   byte-identical for the same project (no timestamps, ordered maps);
 //! - `target/run_results.json`: status, timing, rows written and error of every node of a run.
 //!
+//! Commands that write `target/` hold `target/run.lock` while they do ([`Artifacts::lock`]).
+//!
 //! `manifest.json` and `run_results.json` are written to a temporary name and renamed, so
 //! readers never see half a file; compiled SQL files are plain copies for people to read.
 
@@ -37,6 +39,32 @@ impl Artifacts {
 
     fn folder(&self) -> PathBuf {
         self.root.join(&self.target_path)
+    }
+
+    /// Takes `target/run.lock` for a command that writes `target/`, waiting up to `timeout`
+    /// while another run in this project holds it (`waiting` is told who, once).
+    pub async fn lock(
+        &self,
+        run_id: &str,
+        command: &str,
+        timeout: std::time::Duration,
+        waiting: impl FnMut(&str),
+    ) -> Result<crate::materialize::lock::Lock, String> {
+        let folder = self.folder();
+        std::fs::create_dir_all(&folder)
+            .map_err(|error| format!("cannot create {}/: {error}", self.target_path))?;
+        let store = datafusion::object_store::local::LocalFileSystem::new_with_prefix(&folder)
+            .map_err(|error| format!("cannot open {}/: {error}", self.target_path))?;
+        crate::materialize::lock::Lock::wait_for(
+            std::sync::Arc::new(store),
+            datafusion::object_store::path::Path::from("run.lock"),
+            &format!("{}/run.lock", self.target_path),
+            run_id,
+            command,
+            timeout,
+            waiting,
+        )
+        .await
     }
 
     /// Writes the compiled SQL of every compiled node (folders created once, files in parallel).

@@ -102,6 +102,10 @@ pub struct RunArgs {
     /// testcase per node, data tests and models alike.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<std::path::PathBuf>,
+    /// Seconds to wait for another run holding the project's `target/run.lock` or the
+    /// warehouse's run lock before giving up (0: do not wait).
+    #[arg(long, value_name = "SECONDS", env = "TIDEMARK_LOCK_TIMEOUT", default_value_t = 600)]
+    pub lock_timeout: u64,
     /// After a successful run, preview this model's rows (as `tidemark show` does).
     #[arg(long, value_name = "MODEL")]
     pub show: Option<String>,

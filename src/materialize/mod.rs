@@ -6,6 +6,7 @@
 //! <warehouse>/<schema>/<table>/data.parquet                 the current table (stable path for any reader)
 //! <warehouse>/_tidemark/log/<schema>/<table>/<version>.json commit records, one per version
 //! <warehouse>/_tidemark/locks/<schema>/<table>.lock         held by the run writing the table
+//! <warehouse>/_tidemark/locks/run.lock                      held by the run (build/run/seed/test) using the warehouse
 //! <warehouse>/_tidemark/staging/<run>/...                    partitions not yet published; files
 //!                                                            a cluster's executors wrote; scratch
 //! ```
@@ -20,10 +21,12 @@
 //! 3. Two writers can't both write a table: the table lock is created with a conditional put
 //!    (`PutMode::Create`); the loser gets an error naming the holder. A lock left by a crashed
 //!    run on this host (its process is gone) is detected, reported and replaced.
+//!    Whole runs are serialised too: `build`, `run`, `seed` and `test` hold the warehouse's run
+//!    lock ([`Warehouse::lock_run`]) from start to end, so a second run waits for the first.
 //! 4. Each commit is recorded as `<version>.json`, also created conditionally, so a version
 //!    number is never committed twice.
 
-mod lock;
+pub mod lock;
 pub mod partitioned;
 pub mod store;
 
@@ -257,7 +260,7 @@ impl Warehouse {
         Fut: std::future::Future<Output = Result<u64, MaterializeError>>,
     {
         let table = format!("{}.{}", relation.schema, relation.identifier);
-        let lock = lock::TableLock::acquire(self.store.clone(), relation, run_id).await?;
+        let lock = lock::Lock::table(self.store.clone(), relation, run_id).await?;
         let result = async {
             let rows = write().await?;
             let bytes = self.store.head(&Self::data_path(relation)).await?.size;
@@ -286,6 +289,21 @@ impl Warehouse {
                 MaterializeError::Conflict { version, .. } => MaterializeError::Conflict { table, version },
                 other => other,
             })
+    }
+
+    /// Takes the warehouse's run lock for a whole `build`/`run`/`seed`/`test`, waiting up to
+    /// `timeout` while another run holds it (`waiting` is told who, once). A lock left by a
+    /// crashed run on this host is replaced; [`lock::Lock::recovered`] says so.
+    pub async fn lock_run(
+        &self,
+        run_id: &str,
+        command: &str,
+        timeout: std::time::Duration,
+        waiting: impl FnMut(&str),
+    ) -> Result<lock::Lock, String> {
+        let path = StorePath::from_iter(["_tidemark", "locks", "run.lock"]);
+        let display = self.url_of(&path);
+        lock::Lock::wait_for(self.store.clone(), path, &display, run_id, command, timeout, waiting).await
     }
 
     /// A run's scratch object for a table (the new rows of an incremental run on a cluster),

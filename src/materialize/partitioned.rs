@@ -316,7 +316,7 @@ impl Warehouse {
         F: FnOnce(StorePath) -> Fut,
         Fut: std::future::Future<Output = Result<Staged, MaterializeError>>,
     {
-        let lock = lock::TableLock::acquire(self.store.clone(), relation, run_id).await?;
+        let lock = lock::Lock::table(self.store.clone(), relation, run_id).await?;
         let result = async {
             if lock.recovered.is_some() {
                 self.roll_forward(relation).await?;

@@ -72,6 +72,54 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
             return ExitStatus::Error;
         }
     }
+    // One run at a time per project (target/) and per warehouse: a second run waits.
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let command = format!("tidemark {}", kind.name());
+    let timeout = std::time::Duration::from_secs(args.lock_timeout);
+    let waiting = |holder: &str| {
+        printer.info(&format!(
+            "Waiting for another run to finish ({holder}); giving up after {} s (--lock-timeout)",
+            args.lock_timeout
+        ))
+    };
+    let artifacts = Artifacts::new(&loaded.project);
+    let target_lock = match artifacts.lock(&run_id, &command, timeout, waiting).await {
+        Ok(lock) => lock,
+        Err(message) => {
+            printer.fatal(&message);
+            return ExitStatus::Error;
+        }
+    };
+    let warehouse_lock = match warehouse.lock_run(&run_id, &command, timeout, waiting).await {
+        Ok(lock) => lock,
+        Err(message) => {
+            target_lock.release().await;
+            printer.fatal(&message);
+            return ExitStatus::Error;
+        }
+    };
+    for recovered in [&target_lock.recovered, &warehouse_lock.recovered].into_iter().flatten() {
+        crate::execute::Reporter::notice(printer.as_ref(), recovered);
+    }
+    let status = run_locked(global, printer, kind, args, loaded, selected, warehouse, run_id, clock).await;
+    warehouse_lock.release().await;
+    target_lock.release().await;
+    status
+}
+
+/// The rest of a run, with the run locks held.
+#[allow(clippy::too_many_arguments, reason = "the state of one run, passed once")]
+async fn run_locked(
+    global: &GlobalArgs,
+    printer: &Arc<Printer>,
+    kind: Kind,
+    args: RunArgs,
+    loaded: crate::cli::load::Loaded,
+    selected: std::collections::BTreeSet<String>,
+    warehouse: crate::materialize::Warehouse,
+    run_id: String,
+    clock: Instant,
+) -> ExitStatus {
     // Incremental models whose table exists run incrementally (`is_incremental()` is true),
     // unless --full-refresh rebuilds them (and their config does not forbid it).
     let mut incremental = std::collections::BTreeSet::new();
@@ -139,7 +187,6 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
         return ExitStatus::Success;
     }
 
-    let run_id = uuid::Uuid::new_v4().to_string();
     let graph = Arc::new(loaded.graph);
     let session = match Session::new(&loaded.target, warehouse, graph.clone(), Arc::new(compiled)) {
         Ok(mut session) => {
