@@ -188,7 +188,7 @@ fn concurrent_runs_on_one_target_take_turns_and_lose_nothing() {
         .collect();
     rows.sort();
     assert_eq!(rows.len(), 3, "{rows:?}");
-    assert_eq!(rows[0], (1, 3_000_000));
+    assert_eq!(rows[0], (1, 6_000_000));
     let mut later: Vec<u64> = rows[1..].iter().map(|(_, rows)| *rows).collect();
     later.sort();
     assert_eq!(later, vec![1000, 2000]);

@@ -91,7 +91,11 @@ impl Artifacts {
     /// Writes `manifest.json`.
     pub fn write_manifest(&self, graph: &Graph, target: &Target) -> std::io::Result<PathBuf> {
         let path = self.folder().join("manifest.json");
-        let manifest = manifest(graph, target, &self.target_path);
+        let warehouse = match target.local_warehouse(&self.root) {
+            Some(folder) => folder.display().to_string(),
+            None => target.warehouse.clone(),
+        };
+        let manifest = manifest(graph, target, &self.target_path, &warehouse);
         let mut bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
         bytes.push(b'\n');
         write_atomically(&path, &bytes)?;
@@ -153,7 +157,7 @@ pub struct RunSummary<'a> {
     pub results: &'a [NodeResult],
 }
 
-fn manifest(graph: &Graph, target: &Target, target_path: &str) -> Json {
+fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: &str) -> Json {
     let mut nodes = serde_json::Map::new();
     let mut sources = serde_json::Map::new();
     for node in graph.nodes.values() {
@@ -178,8 +182,10 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str) -> Json {
             "tags": node.tags,
             "description": node.description,
             "columns": columns,
-            "depends_on": {"nodes": node.depends_on},
+            "depends_on": {"nodes": node.depends_on, "macros": crate::graph::state::macro_ids(graph, node)},
             "relation": node.relation.as_ref().map(|relation| format!("{}.{}", relation.schema, relation.identifier)),
+            "checksum": {"name": "sha256", "checksum": node.checksum},
+            "contract": crate::graph::state::contract_of(node),
         });
         let object = entry.as_object_mut().expect("object");
         match node.resource_type {
@@ -203,15 +209,27 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str) -> Json {
             }
         }
     }
+    let macros: serde_json::Map<String, Json> = graph
+        .macros
+        .iter()
+        .map(|(name, (path, checksum))| {
+            (
+                format!("macro.{}.{name}", graph.project_name),
+                json!({"name": name, "original_file_path": path, "checksum": {"name": "sha256", "checksum": checksum}}),
+            )
+        })
+        .collect();
     json!({
         "metadata": {
             "tidemark_version": TIDEMARK_VERSION,
             "project_name": graph.project_name,
             "target": target.name,
             "schema": target.schema,
+            "warehouse": warehouse,
         },
         "nodes": nodes,
         "sources": sources,
+        "macros": macros,
         "parent_map": graph.nodes.values().map(|n| (n.unique_id.clone(), json!(n.depends_on))).collect::<serde_json::Map<_, _>>(),
         "child_map": graph.children.iter().map(|(id, children)| (id.clone(), json!(children))).collect::<serde_json::Map<_, _>>(),
     })

@@ -59,8 +59,34 @@ impl Loaded {
         scope: crate::graph::select::Scope,
         printer: &Printer,
     ) -> Result<std::collections::BTreeSet<String>, ()> {
-        crate::graph::select::select(&self.graph, &selection.select, &selection.exclude, scope)
-            .map_err(|diagnostic| printer.diagnostics(&diagnostic.into()))
+        let report = |diagnostic: Diagnostic| printer.diagnostics(&diagnostic.into());
+        let state = self.state(selection).map_err(report)?;
+        let context = crate::graph::select::Context {
+            state: state.as_ref(),
+            selectors: &self.project.selectors,
+        };
+        // --selector NAME, else --select, else the selector marked `default: true`.
+        let select = match (&selection.selector, selection.select.is_empty()) {
+            (Some(name), _) => vec![format!("selector:{name}")],
+            (None, false) => selection.select.clone(),
+            (None, true) => self
+                .project
+                .selectors
+                .iter()
+                .find(|selector| selector.default)
+                .map(|selector| vec![format!("selector:{}", selector.name)])
+                .unwrap_or_default(),
+        };
+        crate::graph::select::select(&self.graph, &select, &selection.exclude, scope, &context).map_err(report)
+    }
+
+    /// The saved run of `--state`, if given.
+    pub fn state(&self, selection: &super::SelectArgs) -> Result<Option<crate::graph::state::State>, Diagnostic> {
+        selection
+            .state
+            .as_ref()
+            .map(|folder| crate::graph::state::State::load(folder))
+            .transpose()
     }
 }
 

@@ -85,6 +85,13 @@ pub struct SelectArgs {
     /// Nodes to leave out (same syntax as --select).
     #[arg(long, num_args = 1.., value_name = "SELECTOR")]
     pub exclude: Vec<String>,
+    /// A named selector of selectors.yml (instead of --select).
+    #[arg(long, value_name = "NAME", conflicts_with = "select")]
+    pub selector: Option<String>,
+    /// The target/ folder of another run (its manifest.json and run_results.json), for
+    /// `state:` and `result:` selectors and for --defer.
+    #[arg(long, value_name = "DIR", env = "TIDEMARK_STATE")]
+    pub state: Option<PathBuf>,
 }
 
 /// Options of commands that execute nodes.
@@ -102,6 +109,15 @@ pub struct RunArgs {
     /// testcase per node, data tests and models alike.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<std::path::PathBuf>,
+    /// Read unselected models, seeds and snapshots that this target has not built from the
+    /// tables of the --state run (its manifest's warehouse), so a pull request builds only what
+    /// it changed.
+    #[arg(long, requires = "state")]
+    pub defer: bool,
+    /// With --defer: read unselected nodes from the --state run even when this target has
+    /// built them.
+    #[arg(long, requires = "defer")]
+    pub favor_state: bool,
     /// Seconds to wait for another run holding the project's `target/run.lock` or the
     /// warehouse's run lock before giving up (0: do not wait).
     #[arg(long, value_name = "SECONDS", env = "TIDEMARK_LOCK_TIMEOUT", default_value_t = 600)]

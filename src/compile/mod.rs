@@ -356,6 +356,8 @@ pub fn inline_node(graph: &Graph, engine: &TemplateEngine, sql: &str) -> Result<
         test: None,
         location: None,
         format: None,
+        checksum: String::new(),
+        macros: Vec::new(),
     })
 }
 

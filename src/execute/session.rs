@@ -53,6 +53,9 @@ pub struct Session {
     pub scheduler: Option<String>,
     /// The target's `query_timeout`.
     pub query_timeout: Option<std::time::Duration>,
+    /// `--defer`: unselected nodes read from another run's warehouse (node id → that warehouse
+    /// and the node's relation there). Set with [`Session::defer`].
+    deferred: std::collections::BTreeMap<String, (Warehouse, RelationName)>,
 }
 
 /// A session whose plans run on the Ballista cluster of `target.url`: the embedded configuration
@@ -187,7 +190,17 @@ impl Session {
                 .as_deref()
                 .and_then(|url| crate::project::profiles::scheduler_address(url).ok()),
             query_timeout: target.query_timeout,
+            deferred: std::collections::BTreeMap::new(),
         })
+    }
+
+    /// `--defer`: read node `id` from `relation` in `warehouse` (another run's) instead of this
+    /// target's warehouse. The node keeps its own name in compiled SQL.
+    pub fn defer(&mut self, id: &str, warehouse: Warehouse, relation: RelationName) {
+        if let Some((url, store)) = warehouse.registration() {
+            self.ctx.register_object_store(url, store);
+        }
+        self.deferred.insert(id.to_string(), (warehouse, relation));
     }
 
     pub fn graph(&self) -> &Graph {
@@ -256,6 +269,22 @@ impl Session {
                     if registered.contains(&key) {
                         return Ok(());
                     }
+                    if let Some((warehouse, stored)) = self.deferred.get(id) {
+                        if !warehouse.table_exists(stored).await.map_err(ExecuteError::Materialize)? {
+                            return Err(ExecuteError::MissingRelation {
+                                relation: format!("{}.{}", stored.schema, stored.identifier),
+                                hint: format!(
+                                    "--defer reads {} '{}' from the --state run's warehouse {}, which does not hold it",
+                                    node.resource_type.as_str(),
+                                    node.name,
+                                    warehouse.display()
+                                ),
+                            });
+                        }
+                        self.register_table_of(warehouse, stored, relation).await?;
+                        registered.insert(key);
+                        return Ok(());
+                    }
                     if !self
                         .warehouse
                         .table_exists(relation)
@@ -308,21 +337,30 @@ impl Session {
     }
 
     async fn register_parquet_table(&self, relation: &RelationName) -> Result<(), ExecuteError> {
+        self.register_table_of(&self.warehouse, relation, relation).await
+    }
+
+    /// Registers the table `stored` of `warehouse` under the name `relation`.
+    async fn register_table_of(
+        &self,
+        warehouse: &Warehouse,
+        stored: &RelationName,
+        relation: &RelationName,
+    ) -> Result<(), ExecuteError> {
         self.ensure_schema(&relation.schema)?;
         let reference = Self::reference(relation);
         self.ctx
             .deregister_table(reference.clone())
             .map_err(ExecuteError::from_datafusion)?;
-        let partitioned = self
-            .warehouse
-            .partitioned_commit(relation)
+        let partitioned = warehouse
+            .partitioned_commit(stored)
             .await
             .map_err(ExecuteError::Materialize)?;
         match partitioned {
             Some(commit) => self
                 .register_listing(
                     reference,
-                    &self.warehouse.table_folder_url(relation),
+                    &warehouse.table_folder_url(stored),
                     "parquet",
                     Some(crate::materialize::partitioned::reader_partition_columns(&commit)),
                 )
@@ -332,7 +370,7 @@ impl Session {
                 .ctx
                 .register_parquet(
                     reference,
-                    self.warehouse.table_url(relation),
+                    warehouse.table_url(stored),
                     ParquetReadOptions::default(),
                 )
                 .await

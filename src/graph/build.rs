@@ -150,6 +150,8 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             test: None,
             location: None,
             format: None,
+            checksum: String::new(),
+            macros: Vec::new(),
         };
         let checked = if node.materialized == Materialization::Incremental {
             node.incremental().map(|_| ())
@@ -218,6 +220,8 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
                 test: None,
                 location: Some(seed.absolute_path.to_string_lossy().into_owned()),
                 format: Some("csv".into()),
+                checksum: String::new(),
+                macros: Vec::new(),
             },
         );
     }
@@ -270,6 +274,8 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
                             .as_ref()
                             .map(|location| resolve_location(project, location)),
                         format: table.format.clone(),
+                        checksum: String::new(),
+                        macros: Vec::new(),
                     },
                 );
             }
@@ -387,6 +393,8 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             test: None,
             location: None,
             format: None,
+            checksum: String::new(),
+            macros: Vec::new(),
         });
     }
 
@@ -465,7 +473,18 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
     if !problems.is_empty() {
         return Err(problems);
     }
-    let graph = Graph::new(project_name.to_string(), nodes, warnings)?;
+    super::state::fingerprint(&mut nodes, project, engine);
+    let mut graph = Graph::new(project_name.to_string(), nodes, warnings)?;
+    graph.macros = engine
+        .macros()
+        .iter()
+        .map(|(name, definition)| {
+            (
+                name.clone(),
+                (definition.path.clone(), super::state::sha256(definition.text.as_bytes())),
+            )
+        })
+        .collect();
     Ok(graph)
 }
 
@@ -654,6 +673,8 @@ fn generic_test(
         }),
         location: None,
         format: None,
+        checksum: String::new(),
+        macros: Vec::new(),
     }
 }
 

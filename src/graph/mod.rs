@@ -6,6 +6,7 @@
 mod build;
 pub mod node;
 pub mod select;
+pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,6 +28,8 @@ pub struct Graph {
     pub positions: BTreeMap<String, usize>,
     /// Problems worth telling the user that do not stop the run.
     pub warnings: Vec<Diagnostic>,
+    /// Project macros: name → (file, checksum of its definition).
+    pub macros: BTreeMap<String, (String, String)>,
 }
 
 impl Graph {
@@ -80,7 +83,21 @@ impl Graph {
             order,
             positions,
             warnings,
+            macros: BTreeMap::new(),
         })
+    }
+
+    /// A graph with no nodes (for sessions that only read the warehouse).
+    pub fn empty(project_name: String) -> Graph {
+        Graph {
+            project_name,
+            nodes: BTreeMap::new(),
+            children: BTreeMap::new(),
+            order: Vec::new(),
+            positions: BTreeMap::new(),
+            warnings: Vec::new(),
+            macros: BTreeMap::new(),
+        }
     }
 
     /// Ids of every ancestor of `id` (not including it), up to `depth` levels (`None`: all).

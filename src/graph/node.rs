@@ -198,6 +198,13 @@ pub struct Node {
     /// Source tables: where the files are and their format.
     pub location: Option<String>,
     pub format: Option<String>,
+    /// SHA-256 of what the node is made of (SQL as written, seed file, test definition, source
+    /// declaration); `state:modified.body` compares it with a saved manifest.
+    #[serde(skip)]
+    pub checksum: String,
+    /// Project macros the node calls, directly or through other macros, sorted.
+    #[serde(skip)]
+    pub macros: Vec<String>,
 }
 
 impl Node {
@@ -303,6 +310,11 @@ impl Node {
             self.materialized,
             Materialization::External | Materialization::Ephemeral
         )
+    }
+
+    /// Whether the node is a unit test (`unit_tests:` in a property file).
+    pub fn is_unit_test(&self) -> bool {
+        self.resource_type == ResourceType::Test && self.config.get("test_type").and_then(Json::as_str) == Some("unit")
     }
 
     /// `schema.identifier` for display.

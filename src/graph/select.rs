@@ -7,6 +7,10 @@
 //!   extension is a path and anything else is a name or an fqn pattern (`staging.*`, `*_daily`).
 //! - `+x` adds ancestors, `x+` descendants (`2+x`, `x+1` limit the depth), `@x` adds the
 //!   descendants and all their ancestors.
+//! - `state:new|old|modified[.body|.configs|.macros|.contract]|unmodified` and `result:<status>`
+//!   compare with the saved run given by `--state` ([`super::state`]); `test_type:` picks
+//!   unit, data, generic or singular tests; `selector:NAME` is a named selector of
+//!   `selectors.yml`.
 //! - Tests are selected along with the nodes they test ("eager" indirect selection).
 
 use std::collections::BTreeSet;
@@ -14,8 +18,18 @@ use std::collections::BTreeSet;
 use globset::{Glob, GlobMatcher};
 use serde_json::Value as Json;
 
+use super::state::{Change, State};
 use super::{Graph, Node, ResourceType};
 use crate::diagnostics::Diagnostic;
+use crate::project::selectors::{Expression, Selector};
+
+/// What selection can compare with besides the graph: the saved run of `--state` and the
+/// named selectors of `selectors.yml`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    pub state: Option<&'a State>,
+    pub selectors: &'a [Selector],
+}
 
 /// Which nodes a command considers at all.
 #[derive(Debug, Clone, Copy)]
@@ -50,11 +64,12 @@ pub fn select(
     select: &[String],
     exclude: &[String],
     scope: Scope,
+    context: &Context<'_>,
 ) -> Result<BTreeSet<String>, Diagnostic> {
     let mut selected = if select.iter().all(|s| s.trim().is_empty()) {
         graph.nodes.keys().cloned().collect()
     } else {
-        evaluate(graph, select)?
+        evaluate(graph, select, context)?
     };
     if scope.tests {
         let tests: Vec<String> = graph
@@ -67,7 +82,7 @@ pub fn select(
         selected.extend(tests);
     }
     if !exclude.iter().all(|s| s.trim().is_empty()) {
-        let excluded = evaluate(graph, exclude)?;
+        let excluded = evaluate(graph, exclude, context)?;
         // Tests of excluded nodes go too.
         let excluded_tests: BTreeSet<String> = graph
             .nodes
@@ -83,12 +98,12 @@ pub fn select(
     Ok(selected)
 }
 
-fn evaluate(graph: &Graph, expressions: &[String]) -> Result<BTreeSet<String>, Diagnostic> {
+fn evaluate(graph: &Graph, expressions: &[String], context: &Context<'_>) -> Result<BTreeSet<String>, Diagnostic> {
     let mut union = BTreeSet::new();
     for term in expressions.iter().flat_map(|expression| expression.split_whitespace()) {
         let mut intersection: Option<BTreeSet<String>> = None;
         for part in term.split(',').filter(|part| !part.is_empty()) {
-            let matched = evaluate_part(graph, part)?;
+            let matched = evaluate_part(graph, part, context)?;
             intersection = Some(match intersection {
                 None => matched,
                 Some(previous) => previous.intersection(&matched).cloned().collect(),
@@ -99,7 +114,7 @@ fn evaluate(graph: &Graph, expressions: &[String]) -> Result<BTreeSet<String>, D
     Ok(union)
 }
 
-fn evaluate_part(graph: &Graph, part: &str) -> Result<BTreeSet<String>, Diagnostic> {
+fn evaluate_part(graph: &Graph, part: &str, context: &Context<'_>) -> Result<BTreeSet<String>, Diagnostic> {
     let invalid = |message: String| Diagnostic::new(format!("invalid selector '{part}': {message}"));
     let (at, rest) = match part.strip_prefix('@') {
         Some(rest) => (true, rest),
@@ -110,7 +125,10 @@ fn evaluate_part(graph: &Graph, part: &str) -> Result<BTreeSet<String>, Diagnost
     if at && (ancestors.is_some() || descendants.is_some()) {
         return Err(invalid("'@' cannot be combined with '+'".into()));
     }
-    let base = match_method(graph, rest).map_err(invalid)?;
+    let base = match rest.strip_prefix("selector:") {
+        Some(name) => named_selector(graph, name, context)?,
+        None => match_method(graph, rest, context).map_err(invalid)?,
+    };
     let mut result = base.clone();
     for id in &base {
         if let Some(depth) = ancestors {
@@ -173,7 +191,81 @@ fn glob(pattern: &str) -> Result<GlobMatcher, String> {
         .map_err(|e| e.to_string())
 }
 
-fn match_method(graph: &Graph, text: &str) -> Result<BTreeSet<String>, String> {
+/// The nodes a named selector of `selectors.yml` picks.
+fn named_selector(graph: &Graph, name: &str, context: &Context<'_>) -> Result<BTreeSet<String>, Diagnostic> {
+    thread_local! {
+        static EXPANDING: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let Some(selector) = context.selectors.iter().find(|selector| selector.name == name) else {
+        let names = context.selectors.iter().map(|selector| selector.name.as_str());
+        let mut diagnostic = Diagnostic::new(format!("no selector named '{name}' in selectors.yml"));
+        if let Some(near) = crate::diagnostics::did_you_mean(name, names) {
+            diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
+        }
+        return Err(diagnostic);
+    };
+    let cycle = EXPANDING.with(|stack| {
+        let mut stack = stack.borrow_mut();
+        if stack.iter().any(|open| open == name) {
+            Some(format!("{} → {name}", stack.join(" → ")))
+        } else {
+            stack.push(name.to_string());
+            None
+        }
+    });
+    if let Some(path) = cycle {
+        return Err(Diagnostic::new(format!("selectors.yml: selector '{name}' uses itself: {path}")).in_file("selectors.yml"));
+    }
+    let result = evaluate_expression(graph, &selector.definition, context)
+        .map_err(|diagnostic| diagnostic.in_file("selectors.yml"));
+    EXPANDING.with(|stack| stack.borrow_mut().pop());
+    result
+}
+
+fn evaluate_expression(
+    graph: &Graph,
+    expression: &Expression,
+    context: &Context<'_>,
+) -> Result<BTreeSet<String>, Diagnostic> {
+    let combine = |items: &[Expression], intersect: bool| -> Result<BTreeSet<String>, Diagnostic> {
+        let mut result: Option<BTreeSet<String>> = None;
+        let mut excluded = BTreeSet::new();
+        for item in items {
+            match item {
+                Expression::Exclude { exclude } => {
+                    for inner in exclude {
+                        excluded.extend(evaluate_expression(graph, inner, context)?);
+                    }
+                }
+                other => {
+                    let matched = evaluate_expression(graph, other, context)?;
+                    result = Some(match result {
+                        None => matched,
+                        Some(previous) if intersect => previous.intersection(&matched).cloned().collect(),
+                        Some(mut previous) => {
+                            previous.extend(matched);
+                            previous
+                        }
+                    });
+                }
+            }
+        }
+        let mut result = result.unwrap_or_default();
+        result.retain(|id| !excluded.contains(id));
+        Ok(result)
+    };
+    match expression {
+        Expression::Text(text) => evaluate(graph, std::slice::from_ref(text), context),
+        Expression::Method(method) => evaluate_part(graph, &method.as_text(), context),
+        Expression::Union { union } => combine(union, false),
+        Expression::Intersection { intersection } => combine(intersection, true),
+        Expression::Exclude { .. } => Err(Diagnostic::new(
+            "an `exclude:` in selectors.yml must be an item of a `union:` or `intersection:`",
+        )),
+    }
+}
+
+fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTreeSet<String>, String> {
     let (method, value) = match text.split_once(':') {
         Some((method, value)) => (method, value),
         None if text.contains('/') || text.ends_with(".sql") || text.ends_with(".csv") || text.ends_with(".yml") => {
@@ -231,9 +323,61 @@ fn match_method(graph: &Graph, text: &str) -> Result<BTreeSet<String>, String> {
                 .map(|n| n.unique_id.clone())
                 .collect()
         }
+        "test_type" => nodes
+            .filter(|node| node.resource_type == ResourceType::Test)
+            .filter(|node| match value {
+                "data" => !node.is_unit_test(),
+                "unit" => node.is_unit_test(),
+                "generic" => node.test.is_some(),
+                "singular" => node.test.is_none() && !node.is_unit_test(),
+                _ => false,
+            })
+            .map(|n| n.unique_id.clone())
+            .collect(),
+        "state" => {
+            let state = context.state.ok_or_else(|| {
+                format!("'state:{value}' compares with a saved run: pass --state DIR (the target/ folder of that run)")
+            })?;
+            let wanted: Option<Change> = match value {
+                "modified" | "new" | "old" | "unmodified" => None,
+                "modified.body" => Some(Change::Body),
+                "modified.configs" => Some(Change::Configs),
+                "modified.macros" => Some(Change::Macros),
+                "modified.contract" => Some(Change::Contract),
+                other => {
+                    return Err(format!(
+                        "unknown state '{other}'; use new, old, modified, modified.body, modified.configs, modified.macros, modified.contract or unmodified"
+                    ))
+                }
+            };
+            nodes
+                .filter(|node| {
+                    let known = state.has(&node.unique_id);
+                    match value {
+                        "new" => !known,
+                        "old" => known,
+                        "unmodified" => known && state.changes(graph, node).is_empty(),
+                        "modified" => !known || !state.changes(graph, node).is_empty(),
+                        _ => known && wanted.is_some_and(|change| state.changes(graph, node).contains(&change)),
+                    }
+                })
+                .map(|n| n.unique_id.clone())
+                .collect()
+        }
+        "result" => {
+            let state = context.state.ok_or_else(|| {
+                format!("'result:{value}' reads the results of a saved run: pass --state DIR (the target/ folder of that run)")
+            })?;
+            const STATUSES: &[&str] = &["success", "error", "skipped", "skip", "pass", "fail", "warn"];
+            if !STATUSES.contains(&value) {
+                return Err(format!("unknown result '{value}'; use {}", STATUSES.join(", ")));
+            }
+            let ids = state.with_result(value)?;
+            nodes.filter(|node| ids.contains(&node.unique_id)).map(|n| n.unique_id.clone()).collect()
+        }
         other => {
             return Err(format!(
-                "unknown selector method '{other}'; use tag:, path:, fqn:, resource_type:, source:, test_name: or config.<key>:"
+                "unknown selector method '{other}'; use tag:, path:, fqn:, resource_type:, source:, test_name:, test_type:, config.<key>:, state:, result: or selector:"
             ))
         }
     };

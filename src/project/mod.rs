@@ -7,6 +7,7 @@
 pub mod profiles;
 pub mod project_file;
 pub mod properties;
+pub mod selectors;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,9 @@ pub struct SeedFile {
     pub path: String,
     pub parts: Vec<String>,
     pub absolute_path: PathBuf,
+    /// SHA-256 of the file's bytes (what `state:modified` compares); empty if it is unreadable,
+    /// which loading the seed reports.
+    pub checksum: String,
 }
 
 /// Everything read from a project folder.
@@ -57,6 +61,8 @@ pub struct Project {
     pub singular_tests: Vec<SqlFile>,
     pub seeds: Vec<SeedFile>,
     pub property_files: Vec<PropertyFile>,
+    /// Named selectors of `selectors.yml` (empty without one).
+    pub selectors: Vec<selectors::Selector>,
 }
 
 /// Reads the project at `root`.
@@ -149,6 +155,9 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
     let seeds = collect(&file.seed_paths, "csv", &mut problems)
         .into_iter()
         .map(|(path, parts, absolute_path)| SeedFile {
+            checksum: std::fs::read(&absolute_path)
+                .map(|bytes| crate::graph::state::sha256(&bytes))
+                .unwrap_or_default(),
             path,
             parts,
             absolute_path,
@@ -175,6 +184,15 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
         }
     }
 
+    let selectors_path = root.join("selectors.yml");
+    let mut selectors = Vec::new();
+    if selectors_path.is_file() {
+        match read(&selectors_path, "selectors.yml").and_then(|text| selectors::parse("selectors.yml", &text)) {
+            Ok(parsed) => selectors = parsed,
+            Err(diagnostic) => problems.push(diagnostic),
+        }
+    }
+
     problems.into_result(Project {
         root,
         file,
@@ -183,6 +201,7 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
         singular_tests,
         seeds,
         property_files,
+        selectors,
     })
 }
 

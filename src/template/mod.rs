@@ -24,6 +24,7 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::project::{ConfigMap, Project, Target};
 pub use context::{Capture, RefCall, SourceCall};
 
+
 /// A relation as SQL sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelationName {
@@ -103,6 +104,16 @@ pub struct CompileContext {
 /// The shared Jinja environment of a project: dbt context plus project macros.
 pub struct TemplateEngine {
     env: Environment<'static>,
+    /// Project macros by name: the file defining each and its `{% macro %}…{% endmacro %}` text.
+    macros: BTreeMap<String, MacroDefinition>,
+}
+
+/// A project macro as written.
+#[derive(Debug, Clone)]
+pub struct MacroDefinition {
+    pub path: String,
+    /// The macro's definition, from `{% macro` to its `endmacro %}`.
+    pub text: String,
 }
 
 impl TemplateEngine {
@@ -142,10 +153,24 @@ impl TemplateEngine {
                 Err(error) => problems.push(jinja_diagnostic(&error, &file.path)),
             }
         }
+        let mut macros = BTreeMap::new();
         for (name, path) in macro_names {
+            let file_text = project
+                .macros
+                .iter()
+                .find(|file| file.path == path)
+                .map(|file| file.text.as_str())
+                .unwrap_or_default();
+            let text = macro_text(file_text, &name).unwrap_or(file_text).to_string();
+            macros.insert(name.clone(), MacroDefinition { path: path.clone(), text });
             context::install_macro(&mut env, name, path);
         }
-        problems.into_result(TemplateEngine { env })
+        problems.into_result(TemplateEngine { env, macros })
+    }
+
+    /// The project's macros by name.
+    pub fn macros(&self) -> &BTreeMap<String, MacroDefinition> {
+        &self.macros
     }
 
     /// Parse phase: renders `source` (named `name` for errors) and records its calls.
@@ -230,4 +255,27 @@ fn jinja_diagnostic(error: &minijinja::Error, fallback_name: &str) -> Diagnostic
 fn ref_line(source: &str, name: &str) -> Option<usize> {
     crate::diagnostics::line_of(source, &format!("'{name}'"))
         .or_else(|| crate::diagnostics::line_of(source, &format!("\"{name}\"")))
+}
+
+/// The text of macro `name` in a macro file: from its `{% macro name(` tag to the end of the
+/// following `endmacro` tag.
+fn macro_text<'a>(file_text: &'a str, name: &str) -> Option<&'a str> {
+    let mut search = 0;
+    while let Some(found) = file_text[search..].find("{%") {
+        let open = search + found;
+        let rest = file_text[open + 2..].trim_start_matches(['-', '+']).trim_start();
+        search = open + 2;
+        let Some(after_keyword) = rest.strip_prefix("macro") else {
+            continue;
+        };
+        if !after_keyword.starts_with(char::is_whitespace) {
+            continue;
+        }
+        if after_keyword.trim_start().strip_prefix(name).is_some_and(|tail| tail.trim_start().starts_with('(')) {
+            let end = file_text[open..].find("endmacro").map(|at| open + at)?;
+            let close = file_text[end..].find("%}").map(|at| end + at + 2)?;
+            return Some(&file_text[open..close]);
+        }
+    }
+    None
 }

@@ -1,6 +1,5 @@
 //! `debug`: check the project, the profile and the warehouse, one line per check.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::artifacts::TIDEMARK_VERSION;
@@ -115,14 +114,7 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
             check("source", outcome.map_err(|error| format!("{location}: {error}")));
         }
     }
-    let graph = Arc::new(Graph {
-        project_name: project.file.name.clone(),
-        nodes: BTreeMap::new(),
-        children: BTreeMap::new(),
-        order: Vec::new(),
-        positions: BTreeMap::new(),
-        warnings: Vec::new(),
-    });
+    let graph = Arc::new(Graph::empty(project.file.name.clone()));
     if target.engine == project::Engine::Ballista {
         let cluster = cluster_check(&target).await;
         let reachable = cluster.is_ok();

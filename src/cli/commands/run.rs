@@ -187,11 +187,22 @@ async fn run_locked(
         return ExitStatus::Success;
     }
 
+    let deferred = if args.defer {
+        let Ok(deferred) = deferrals(&loaded, &args, &selected, &warehouse, printer).await else {
+            return ExitStatus::Error;
+        };
+        deferred
+    } else {
+        Vec::new()
+    };
     let graph = Arc::new(loaded.graph);
     let session = match Session::new(&loaded.target, warehouse, graph.clone(), Arc::new(compiled)) {
         Ok(mut session) => {
             session.incremental = options.incremental;
             session.time_ranges = ranges;
+            for (id, warehouse, relation) in deferred {
+                session.defer(&id, warehouse, relation);
+            }
             Arc::new(session)
         }
         Err(error) => {
@@ -217,6 +228,11 @@ async fn run_locked(
         args: json!({
             "select": args.selection.select,
             "exclude": args.selection.exclude,
+            "selector": args.selection.selector,
+            "state": args.selection.state,
+            "defer": args.defer,
+            "favor_state": args.favor_state,
+            "full_refresh": args.full_refresh,
             "threads": threads,
             "fail_fast": args.fail_fast,
             "vars": global.vars,
@@ -261,4 +277,72 @@ fn tidemark_junit(
     graph: &crate::graph::Graph,
 ) -> std::io::Result<()> {
     crate::artifacts::write_atomically(path, crate::artifacts::junit_xml(summary, graph).as_bytes())
+}
+
+/// `--defer`: the unselected tables the selection reads that this target has not built (all
+/// of them with `--favor-state`), each read from the `--state` run's warehouse instead.
+async fn deferrals(
+    loaded: &crate::cli::load::Loaded,
+    args: &RunArgs,
+    selected: &std::collections::BTreeSet<String>,
+    warehouse: &crate::materialize::Warehouse,
+    printer: &Printer,
+) -> Result<Vec<(String, crate::materialize::Warehouse, crate::template::RelationName)>, ()> {
+    use crate::diagnostics::Diagnostic;
+    let report = |diagnostic: Diagnostic| printer.diagnostics(&diagnostic.into());
+    let Some(state) = loaded.state(&args.selection).map_err(report)? else {
+        return Ok(Vec::new());
+    };
+    let Some(location) = state.warehouse() else {
+        report(
+            Diagnostic::new(format!(
+                "--defer: {}/manifest.json does not record its warehouse",
+                state.folder.display()
+            ))
+            .with_help("write the state with this version of tidemark (any build, run or compile does)"),
+        );
+        return Err(());
+    };
+    let base = if location.contains("://") && !location.starts_with("file://") {
+        crate::materialize::Warehouse::open_url(location, &loaded.target.storage)
+    } else {
+        crate::materialize::Warehouse::open_local(location.trim_start_matches("file://").into())
+    }
+    .map_err(|error| report(Diagnostic::new(format!("--defer: cannot open the --state run's warehouse {location}: {error}"))))?;
+    // Tables the selected nodes read, directly or through views and ephemeral models.
+    let graph = &loaded.graph;
+    let mut needed = std::collections::BTreeSet::new();
+    for id in selected {
+        needed.extend(graph.ancestors(id, None));
+    }
+    let mut deferred = Vec::new();
+    for id in needed.difference(selected) {
+        let node = &graph.nodes[id];
+        if !node.writes_table() {
+            continue;
+        }
+        let Some(stored) = state.relation(id).and_then(|text| text.split_once('.')) else {
+            continue;
+        };
+        let relation = node.relation.as_ref().expect("tables have relations");
+        let built_here = warehouse
+            .table_exists(relation)
+            .await
+            .map_err(|error| printer.fatal(&format!("warehouse {}: {error}", warehouse.display())))?;
+        if built_here && !args.favor_state {
+            continue;
+        }
+        deferred.push((
+            id.clone(),
+            base.clone(),
+            crate::template::RelationName::table(stored.0, stored.1),
+        ));
+    }
+    printer.info(&format!(
+        "Deferring {} unselected table{} to the --state run's warehouse {}",
+        deferred.len(),
+        if deferred.len() == 1 { "" } else { "s" },
+        base.display()
+    ));
+    Ok(deferred)
 }

@@ -56,14 +56,7 @@ pub async fn plan(
     // The latest date each table holds (only needed without --event-time-start).
     let mut latest: BTreeMap<String, Option<NaiveDate>> = BTreeMap::new();
     if start_flag.is_none() {
-        let empty = Arc::new(Graph {
-            project_name: graph.project_name.clone(),
-            nodes: BTreeMap::new(),
-            children: BTreeMap::new(),
-            order: Vec::new(),
-            positions: BTreeMap::new(),
-            warnings: Vec::new(),
-        });
+        let empty = Arc::new(Graph::empty(graph.project_name.clone()));
         let probe = Session::new(
             &loaded.target,
             warehouse.clone(),
