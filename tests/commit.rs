@@ -117,7 +117,10 @@ fn a_table_locked_by_a_live_run_is_refused_with_the_holder() {
 fn wait_for_file(path: &std::path::Path, child: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !path.exists() {
-        assert!(child.try_wait().expect("poll").is_none(), "the first run ended before taking its lock");
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the first run ended before taking its lock"
+        );
         assert!(Instant::now() < deadline, "{} never appeared", path.display());
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -163,7 +166,11 @@ fn concurrent_runs_on_one_target_take_turns_and_lose_nothing() {
     let first = first.wait_with_output().expect("run A");
     let second = second.wait_with_output().expect("run B");
     let third = third.wait_with_output().expect("run C");
-    for (output, folder) in [(&first, project.path()), (&second, project.path()), (&third, clone.path())] {
+    for (output, folder) in [
+        (&first, project.path()),
+        (&second, project.path()),
+        (&third, clone.path()),
+    ] {
         assert_eq!(output.status.code(), Some(0), "{}", transcript(output, folder));
     }
     let waited = |output: &std::process::Output, folder: &std::path::Path| {
@@ -194,7 +201,10 @@ fn concurrent_runs_on_one_target_take_turns_and_lose_nothing() {
     assert_eq!(later, vec![1000, 2000]);
     // The table holds the last committed version, whole.
     let last = rows[2].1 as usize;
-    assert_eq!(table_csv(&warehouse.join("main/big/data.parquet")).lines().count(), last + 1);
+    assert_eq!(
+        table_csv(&warehouse.join("main/big/data.parquet")).lines().count(),
+        last + 1
+    );
     // Each project's run_results.json is whole and belongs to its last run.
     for (folder, expected_rows) in [(project.path(), 1000), (clone.path(), 2000)] {
         let results: serde_json::Value =
@@ -229,8 +239,14 @@ fn a_run_lock_is_waited_for_then_refused_and_a_stale_one_replaced() {
         text.contains("another run holds the run lock target/run.lock (`tidemark build`, run other-run — pid"),
         "{text}"
     );
-    assert!(text.contains("if no tidemark run is active, delete target/run.lock"), "{text}");
-    assert!(!project.path().join("warehouse/main/big").exists(), "nothing was written");
+    assert!(
+        text.contains("if no tidemark run is active, delete target/run.lock"),
+        "{text}"
+    );
+    assert!(
+        !project.path().join("warehouse/main/big").exists(),
+        "nothing was written"
+    );
 
     // Held by a process that is gone: replaced, with a note, and the run goes on.
     let mut gone = std::process::Command::new("true").spawn().unwrap();

@@ -12,11 +12,22 @@ use common::{copy_tree, repository_root, table_csv, tidemark, transcript};
 fn git(repository: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .current_dir(repository)
-        .args(["-c", "user.name=tidemark tests", "-c", "user.email=tests@tidemark.invalid", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "user.name=tidemark tests",
+            "-c",
+            "user.email=tests@tidemark.invalid",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .output()
         .expect("git is installed");
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -26,7 +37,10 @@ fn ls(project: &Path, args: &[&str]) -> Vec<String> {
     full.extend_from_slice(args);
     let output = tidemark(project, &full);
     assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project));
-    String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Tables (folders holding data) under a warehouse schema.
@@ -66,7 +80,15 @@ fn state_modified_and_defer_build_only_the_change() {
     // Commit 2: the pull request.
     copy_tree(&fixture.join("changed"), &project);
     git(&project, &["add", "-A"]);
-    git(&project, &["commit", "-q", "-m", "change learner_activity, a macro, a config and an alert rule"]);
+    git(
+        &project,
+        &[
+            "commit",
+            "-q",
+            "-m",
+            "change learner_activity, a macro, a config and an alert rule",
+        ],
+    );
     let changed_files = git(&project, &["diff", "--name-only", "HEAD~1", "HEAD"]);
     assert_eq!(
         changed_files.lines().collect::<Vec<_>>(),
@@ -82,7 +104,16 @@ fn state_modified_and_defer_build_only_the_change() {
     // Exactly the changed models and their children.
     let modified_models = ls(
         &project,
-        &["--select", "state:modified+", "--state", state_arg, "--resource-type", "model", "--output", "name"],
+        &[
+            "--select",
+            "state:modified+",
+            "--state",
+            state_arg,
+            "--resource-type",
+            "model",
+            "--output",
+            "name",
+        ],
     );
     assert_eq!(
         modified_models,
@@ -106,7 +137,14 @@ fn state_modified_and_defer_build_only_the_change() {
         vec!["--select", "state:modified.configs"],
         vec!["--select", "state:modified.macros"],
         vec!["--select", "state:unmodified", "--resource-type", "model", "seed"],
-        vec!["--select", "state:modified+1", "--exclude", "state:new", "--resource-type", "model"],
+        vec![
+            "--select",
+            "state:modified+1",
+            "--exclude",
+            "state:new",
+            "--resource-type",
+            "model",
+        ],
         vec!["--select", "state:modified,tag:weekly"],
         vec!["--select", "+state:modified.body", "--resource-type", "model", "seed"],
         vec!["--select", "result:success", "--resource-type", "seed"],
@@ -122,7 +160,10 @@ fn state_modified_and_defer_build_only_the_change() {
     insta::assert_snapshot!("state_selection", text);
 
     // Without --defer the CI target has none of the unchanged upstream tables.
-    let without = tidemark(&project, &["build", "-t", "ci", "-s", "state:modified+", "--state", state_arg]);
+    let without = tidemark(
+        &project,
+        &["build", "-t", "ci", "-s", "state:modified+", "--state", state_arg],
+    );
     let without_text = transcript(&without, &project);
     assert_eq!(without.status.code(), Some(1), "{without_text}");
     assert!(without_text.contains("has not been built yet"), "{without_text}");
@@ -131,15 +172,31 @@ fn state_modified_and_defer_build_only_the_change() {
     // With --defer it builds only the change, reading the rest from production's warehouse.
     let output = tidemark(
         &project,
-        &["build", "-t", "ci", "-s", "state:modified+", "--defer", "--state", state_arg],
+        &[
+            "build",
+            "-t",
+            "ci",
+            "-s",
+            "state:modified+",
+            "--defer",
+            "--state",
+            state_arg,
+        ],
     );
     let output_text = transcript(&output, &project);
     assert_eq!(output.status.code(), Some(0), "{output_text}");
-    assert!(output_text.contains("Deferring 5 unselected tables to the --state run's warehouse"), "{output_text}");
+    assert!(
+        output_text.contains("Deferring 5 unselected tables to the --state run's warehouse"),
+        "{output_text}"
+    );
     assert_eq!(tables(&project.join("ci_wh/pr_42")), modified_models);
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(project.join("target/run_results.json")).unwrap()).unwrap();
-    assert_eq!(results["results"].as_array().unwrap().len(), 9, "6 models and their 3 data tests");
+    assert_eq!(
+        results["results"].as_array().unwrap().len(),
+        9,
+        "6 models and their 3 data tests"
+    );
 
     // What it built equals a full build of the changed project.
     let output = tidemark(&project, &["build", "-t", "full"]);
@@ -152,7 +209,9 @@ fn state_modified_and_defer_build_only_the_change() {
         );
     }
     // The new column and the new macro output are really there.
-    assert!(table_csv(&project.join("ci_wh/pr_42/learner_activity")).starts_with("learner_id,team_id,events,hours,courses"));
+    assert!(
+        table_csv(&project.join("ci_wh/pr_42/learner_activity")).starts_with("learner_id,team_id,events,hours,courses")
+    );
     assert!(table_csv(&project.join("ci_wh/pr_42/team_labels")).contains("T1 team"));
 }
 
@@ -166,7 +225,10 @@ fn state_selectors_need_a_state_and_bad_states_are_explained() {
     let output = tidemark(project, &["ls", "--select", "state:modified"]);
     let text = transcript(&output, project);
     assert_eq!(output.status.code(), Some(2), "{text}");
-    assert!(text.contains("'state:modified' compares with a saved run: pass --state DIR"), "{text}");
+    assert!(
+        text.contains("'state:modified' compares with a saved run: pass --state DIR"),
+        "{text}"
+    );
 
     let output = tidemark(project, &["ls", "--select", "state:changed", "--state", "."]);
     let text = transcript(&output, project);
@@ -177,7 +239,10 @@ fn state_selectors_need_a_state_and_bad_states_are_explained() {
     let output = tidemark(project, &["ls", "--select", "state:changed", "--state", "target"]);
     let text = transcript(&output, project);
     assert_eq!(output.status.code(), Some(2), "{text}");
-    assert!(text.contains("unknown state 'changed'; use new, old, modified"), "{text}");
+    assert!(
+        text.contains("unknown state 'changed'; use new, old, modified"),
+        "{text}"
+    );
 
     // A compiled project compared with itself: nothing modified, everything old.
     assert!(ls(project, &["--select", "state:modified", "--state", "target"]).is_empty());
@@ -201,7 +266,11 @@ fn state_selectors_need_a_state_and_bad_states_are_explained() {
     assert!(text.contains("no selector named 'mart' in selectors.yml"), "{text}");
     assert!(text.contains("did you mean 'marts'?"), "{text}");
 
-    std::fs::write(project.join("selectors.yml"), "selectors:\n  - name: x\n    definitoin: tag:a\n").unwrap();
+    std::fs::write(
+        project.join("selectors.yml"),
+        "selectors:\n  - name: x\n    definitoin: tag:a\n",
+    )
+    .unwrap();
     let output = tidemark(project, &["ls"]);
     let text = transcript(&output, project);
     assert_eq!(output.status.code(), Some(2), "{text}");

@@ -51,8 +51,7 @@ impl Artifacts {
         waiting: impl FnMut(&str),
     ) -> Result<crate::materialize::lock::Lock, String> {
         let folder = self.folder();
-        std::fs::create_dir_all(&folder)
-            .map_err(|error| format!("cannot create {}/: {error}", self.target_path))?;
+        std::fs::create_dir_all(&folder).map_err(|error| format!("cannot create {}/: {error}", self.target_path))?;
         let store = datafusion::object_store::local::LocalFileSystem::new_with_prefix(&folder)
             .map_err(|error| format!("cannot open {}/: {error}", self.target_path))?;
         crate::materialize::lock::Lock::wait_for(

@@ -270,7 +270,11 @@ impl Session {
                         return Ok(());
                     }
                     if let Some((warehouse, stored)) = self.deferred.get(id) {
-                        if !warehouse.table_exists(stored).await.map_err(ExecuteError::Materialize)? {
+                        if !warehouse
+                            .table_exists(stored)
+                            .await
+                            .map_err(ExecuteError::Materialize)?
+                        {
                             return Err(ExecuteError::MissingRelation {
                                 relation: format!("{}.{}", stored.schema, stored.identifier),
                                 hint: format!(
@@ -368,11 +372,7 @@ impl Session {
                 .map_err(ExecuteError::from_datafusion),
             None => self
                 .ctx
-                .register_parquet(
-                    reference,
-                    warehouse.table_url(stored),
-                    ParquetReadOptions::default(),
-                )
+                .register_parquet(reference, warehouse.table_url(stored), ParquetReadOptions::default())
                 .await
                 .map_err(ExecuteError::from_datafusion),
         }

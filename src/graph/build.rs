@@ -481,7 +481,10 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
         .map(|(name, definition)| {
             (
                 name.clone(),
-                (definition.path.clone(), super::state::sha256(definition.text.as_bytes())),
+                (
+                    definition.path.clone(),
+                    super::state::sha256(definition.text.as_bytes()),
+                ),
             )
         })
         .collect();

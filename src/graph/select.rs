@@ -214,7 +214,9 @@ fn named_selector(graph: &Graph, name: &str, context: &Context<'_>) -> Result<BT
         }
     });
     if let Some(path) = cycle {
-        return Err(Diagnostic::new(format!("selectors.yml: selector '{name}' uses itself: {path}")).in_file("selectors.yml"));
+        return Err(
+            Diagnostic::new(format!("selectors.yml: selector '{name}' uses itself: {path}")).in_file("selectors.yml"),
+        );
     }
     let result = evaluate_expression(graph, &selector.definition, context)
         .map_err(|diagnostic| diagnostic.in_file("selectors.yml"));

@@ -24,15 +24,19 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 /// Fills in each node's checksum and the macros it calls (directly or through other macros).
 pub fn fingerprint(nodes: &mut BTreeMap<String, Node>, project: &Project, engine: &TemplateEngine) {
-    let seeds: BTreeMap<&str, &str> =
-        project.seeds.iter().map(|seed| (seed.path.as_str(), seed.checksum.as_str())).collect();
+    let seeds: BTreeMap<&str, &str> = project
+        .seeds
+        .iter()
+        .map(|seed| (seed.path.as_str(), seed.checksum.as_str()))
+        .collect();
     let macros = engine.macros();
     // Macros each macro calls, then their closure.
-    let calls = |text: &str| -> BTreeSet<String> {
-        macros.keys().filter(|name| calls_macro(text, name)).cloned().collect()
-    };
-    let direct: BTreeMap<&str, BTreeSet<String>> =
-        macros.iter().map(|(name, definition)| (name.as_str(), calls(&definition.text))).collect();
+    let calls =
+        |text: &str| -> BTreeSet<String> { macros.keys().filter(|name| calls_macro(text, name)).cloned().collect() };
+    let direct: BTreeMap<&str, BTreeSet<String>> = macros
+        .iter()
+        .map(|(name, definition)| (name.as_str(), calls(&definition.text)))
+        .collect();
     let closure = |start: BTreeSet<String>| -> Vec<String> {
         let mut seen = BTreeSet::new();
         let mut frontier: Vec<String> = start.into_iter().collect();
@@ -93,13 +97,14 @@ impl State {
     pub fn load(folder: &Path) -> Result<State, Diagnostic> {
         let manifest_path = folder.join("manifest.json");
         let text = std::fs::read_to_string(&manifest_path).map_err(|error| {
-            Diagnostic::new(format!("--state {}: cannot read manifest.json: {error}", folder.display())).with_help(
-                "point --state at the target/ folder of the run to compare with (it holds manifest.json)",
-            )
+            Diagnostic::new(format!(
+                "--state {}: cannot read manifest.json: {error}",
+                folder.display()
+            ))
+            .with_help("point --state at the target/ folder of the run to compare with (it holds manifest.json)")
         })?;
-        let manifest: Json = serde_json::from_str(&text).map_err(|error| {
-            Diagnostic::new(format!("{} is not a manifest: {error}", manifest_path.display()))
-        })?;
+        let manifest: Json = serde_json::from_str(&text)
+            .map_err(|error| Diagnostic::new(format!("{} is not a manifest: {error}", manifest_path.display())))?;
         if !manifest.get("nodes").is_some_and(Json::is_object) {
             return Err(Diagnostic::new(format!(
                 "{} has no \"nodes\": it is not a tidemark manifest",
@@ -171,7 +176,9 @@ impl State {
         node.depends_on.iter().any(|parent| {
             let parent = &graph.nodes[parent];
             parent.materialized == Materialization::Ephemeral
-                && (self.node(&parent.unique_id).and_then(|saved| saved["checksum"]["checksum"].as_str())
+                && (self
+                    .node(&parent.unique_id)
+                    .and_then(|saved| saved["checksum"]["checksum"].as_str())
                     != Some(parent.checksum.as_str())
                     || self.upstream_ephemeral_changed(graph, parent))
         })
@@ -204,7 +211,11 @@ impl State {
 
 /// The checksum recorded for a project macro: that of its definition text.
 fn self_macro_checksum(graph: &Graph, name: &str) -> String {
-    graph.macros.get(name).map(|(_, checksum)| checksum.clone()).unwrap_or_default()
+    graph
+        .macros
+        .get(name)
+        .map(|(_, checksum)| checksum.clone())
+        .unwrap_or_default()
 }
 
 /// `macro.<project>.<name>` of every macro a node calls.

@@ -31,7 +31,10 @@ impl LockRecord {
         } else {
             format!("`{}`, ", self.command)
         };
-        format!("{command}run {} — pid {} on {}, since {}", self.run_id, self.pid, self.host, self.since)
+        format!(
+            "{command}run {} — pid {} on {}, since {}",
+            self.run_id, self.pid, self.host, self.since
+        )
     }
 }
 
@@ -167,7 +170,9 @@ impl Lock {
                 Err(error) => return Err(Busy::Failed(error.into())),
             }
         }
-        Err(Busy::Held("another run took the lock while a stale one was being replaced".into()))
+        Err(Busy::Held(
+            "another run took the lock while a stale one was being replaced".into(),
+        ))
     }
 
     pub async fn release(self) {

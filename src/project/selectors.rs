@@ -112,12 +112,19 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Selector>, Diagnostic> {
     let mut seen = std::collections::BTreeSet::new();
     for selector in &parsed.selectors {
         if !seen.insert(selector.name.as_str()) {
-            return Err(Diagnostic::new(format!("selector '{}' is defined twice", selector.name))
-                .in_file(file)
-                .at_line(crate::diagnostics::line_of(text, &format!("name: {}", selector.name))));
+            return Err(
+                Diagnostic::new(format!("selector '{}' is defined twice", selector.name))
+                    .in_file(file)
+                    .at_line(crate::diagnostics::line_of(text, &format!("name: {}", selector.name))),
+            );
         }
     }
-    let defaults: Vec<&str> = parsed.selectors.iter().filter(|s| s.default).map(|s| s.name.as_str()).collect();
+    let defaults: Vec<&str> = parsed
+        .selectors
+        .iter()
+        .filter(|s| s.default)
+        .map(|s| s.name.as_str())
+        .collect();
     if defaults.len() > 1 {
         return Err(Diagnostic::new(format!(
             "only one selector can have `default: true`; {} do",

@@ -24,7 +24,6 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::project::{ConfigMap, Project, Target};
 pub use context::{Capture, RefCall, SourceCall};
 
-
 /// A relation as SQL sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelationName {
@@ -162,7 +161,13 @@ impl TemplateEngine {
                 .map(|file| file.text.as_str())
                 .unwrap_or_default();
             let text = macro_text(file_text, &name).unwrap_or(file_text).to_string();
-            macros.insert(name.clone(), MacroDefinition { path: path.clone(), text });
+            macros.insert(
+                name.clone(),
+                MacroDefinition {
+                    path: path.clone(),
+                    text,
+                },
+            );
             context::install_macro(&mut env, name, path);
         }
         problems.into_result(TemplateEngine { env, macros })
@@ -271,7 +276,11 @@ fn macro_text<'a>(file_text: &'a str, name: &str) -> Option<&'a str> {
         if !after_keyword.starts_with(char::is_whitespace) {
             continue;
         }
-        if after_keyword.trim_start().strip_prefix(name).is_some_and(|tail| tail.trim_start().starts_with('(')) {
+        if after_keyword
+            .trim_start()
+            .strip_prefix(name)
+            .is_some_and(|tail| tail.trim_start().starts_with('('))
+        {
             let end = file_text[open..].find("endmacro").map(|at| open + at)?;
             let close = file_text[end..].find("%}").map(|at| end + at + 2)?;
             return Some(&file_text[open..close]);

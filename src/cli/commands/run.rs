@@ -98,7 +98,10 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
             return ExitStatus::Error;
         }
     };
-    for recovered in [&target_lock.recovered, &warehouse_lock.recovered].into_iter().flatten() {
+    for recovered in [&target_lock.recovered, &warehouse_lock.recovered]
+        .into_iter()
+        .flatten()
+    {
         crate::execute::Reporter::notice(printer.as_ref(), recovered);
     }
     let status = run_locked(global, printer, kind, args, loaded, selected, warehouse, run_id, clock).await;
@@ -308,7 +311,11 @@ async fn deferrals(
     } else {
         crate::materialize::Warehouse::open_local(location.trim_start_matches("file://").into())
     }
-    .map_err(|error| report(Diagnostic::new(format!("--defer: cannot open the --state run's warehouse {location}: {error}"))))?;
+    .map_err(|error| {
+        report(Diagnostic::new(format!(
+            "--defer: cannot open the --state run's warehouse {location}: {error}"
+        )))
+    })?;
     // Tables the selected nodes read, directly or through views and ephemeral models.
     let graph = &loaded.graph;
     let mut needed = std::collections::BTreeSet::new();
