@@ -25,7 +25,7 @@
 //! | [`graph`] | nodes with resolved configs and checksums, the DAG (cycles rejected with their path), dbt selection syntax, comparison with a saved run (`state:`/`result:` selectors, what `--defer` reads) |
 //! | [`metrics`] | metric models (`metric_models:` YAML) expanded into generated SQL models: daily roll-up, scorecard, alerts |
 //! | [`compile`] | refs → relations, ephemeral models → CTEs, generic tests → SQL; pure and deterministic |
-//! | [`execute`] | the DataFusion session, relation registration (tables, Hive-partitioned folders, file/glob/URL sources), scheduling with `--threads`, skip-on-failure, `--fail-fast`, incremental strategies |
+//! | [`execute`] | the DataFusion session, relation registration (tables, Hive-partitioned folders, file/glob/URL sources, `--defer`red tables of another run), scheduling with `--threads`, skip-on-failure, `--fail-fast`, incremental strategies, unit tests (in-memory tables of given rows, no warehouse) |
 //! | [`materialize`] | the warehouse on local disk or any `object_store` URL (S3, GCS, Azure, memory), the layout and the commit protocol (locks, atomic publish, partitioned commits rolled forward, commit log) |
 //! | [`artifacts`] | `target/`: compiled SQL, `manifest.json`, `run_results.json`, `target/run.lock` |
 //! | `cluster` (feature `ballista`) | a local Ballista cluster (scheduler + executors on 127.0.0.1, in-process) for tests and trials; the scheduler's executor count for `debug` |

@@ -612,3 +612,255 @@ fn the_example_project_builds_and_its_alerts_find_what_was_planted() {
         "every planted team drop is caught: {evaluation}"
     );
 }
+
+#[test]
+fn unit_tests_of_the_lms_metric_models_run_offline() {
+    let project = common::example_project();
+    let output = tidemark(project.path(), &["test", "--select", "test_type:unit"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("unit tests only: no warehouse is read or written"),
+        "{text}"
+    );
+    assert!(text.contains("Finished running 3 unit tests"), "{text}");
+    assert!(text.contains("Done. PASS=3 WARN=0 ERROR=0 SKIP=0 TOTAL=3"), "{text}");
+    assert!(
+        !project.path().join("warehouse").exists(),
+        "a unit test touched the warehouse"
+    );
+    let results: Json =
+        serde_json::from_slice(&std::fs::read(project.path().join("target/tidemark/run_results.json")).unwrap())
+            .unwrap();
+    let ids: Vec<&str> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|result| result["unique_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "unit_test.tidemark_lms.learner_engagement.learner_measures_from_statements",
+            "unit_test.tidemark_lms.learner_engagement_alerts.sustained_drop_alerts_fire_and_noise_does_not",
+            "unit_test.tidemark_lms.team_sustained_drop_alerts.team_median_drop_for_three_weeks",
+        ]
+    );
+    // The tests can fail: a rule threshold changed in the metric model breaks its unit test.
+    let spec = project.path().join("models/engagement/learner_engagement.yml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace("activity_vs_own <= -0.35 and", "activity_vs_own <= -0.45 and"),
+    )
+    .unwrap();
+    let output = tidemark(project.path(), &["test", "--select", "test_type:unit"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("- expected, not returned: learner_id=dropping, period_end=2026-10-25")
+            || text.contains(
+                "- expected, not returned: learner_id=dropping, period_end=2026-11-01, rule=disengagement_risk"
+            ),
+        "{text}"
+    );
+}
+
+#[test]
+fn unit_tests_show_differences_gate_their_model_and_explain_bad_specs() {
+    let project = fixture("slim_ci");
+    let project = project.path().join("base");
+    std::fs::remove_file(project.join("profiles.yml")).unwrap();
+    std::fs::write(
+        project.join("models/unit.yml"),
+        r#"unit_tests:
+  - name: counts_events_per_learner
+    model: learner_activity
+    given:
+      - input: ref('stg_learners')
+        rows:
+          - {learner_id: a1, team_id: t1}
+          - {learner_id: a2, team_id: t1}
+      - input: ref('stg_events')
+        rows:
+          - {id: 1, learner_id: a1, hours: 0.5}
+          - {id: 2, learner_id: a1, hours: 0.25}
+    expect:
+      rows:
+        - {learner_id: a1, events: 2, hours: 0.75}
+        - {learner_id: a2, events: 0, hours: 0}
+  - name: sums_teams
+    model: team_activity
+    given:
+      - input: ref('learner_activity')
+        format: csv
+        rows: |
+          learner_id,team_id,events,hours
+          a1,t1,2,0.75
+          a2,t1,0,0
+          b1,t2,1,
+    expect:
+      format: csv
+      rows: |
+        team_id,learners,events
+        t1,2,2
+        t2,1,5
+"#,
+    )
+    .unwrap();
+    let output = tidemark(&project, &["build"]);
+    let text = transcript(&output, &project);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("PASS counts_events_per_learner"), "{text}");
+    assert!(text.contains("FAIL 2 sums_teams"), "{text}");
+    assert!(
+        text.contains(
+            "the model's rows differ from the expected rows (2 expected, 2 returned; comparing team_id, learners, events):\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("- expected, not returned: team_id=t2, learners=1, events=5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ returned, not expected: team_id=t2, learners=1, events=1"),
+        "{text}"
+    );
+    // Unit tests run before their model, and a failing one skips it (and what reads it).
+    let start_unit = text.find("START test counts_events_per_learner").unwrap();
+    let start_model = text.find("START sql table model main.learner_activity").unwrap();
+    assert!(start_unit < start_model, "{text}");
+    assert!(text.contains("SKIP sql table model main.team_activity"), "{text}");
+    assert!(project.join("warehouse/main/learner_activity/data.parquet").exists());
+    assert!(!project.join("warehouse/main/team_activity").exists());
+
+    // Inputs that are not given are computed from theirs; leaves must be given.
+    std::fs::write(
+        project.join("models/unit.yml"),
+        r#"unit_tests:
+  - name: needs_learners
+    model: team_activity
+    given:
+      - input: ref('stg_events')
+        rows: [{id: 1, learner_id: a1, hours: 1}]
+    expect:
+      rows: []
+  - name: unknown_column
+    model: learner_activity
+    given:
+      - input: ref('stg_events')
+        rows: [{id: 1, learner: a1}]
+      - input: ref('stg_learners')
+        rows: [{learner_id: a1, team_id: t1}]
+    expect:
+      rows: []
+"#,
+    )
+    .unwrap();
+    let output = tidemark(&project, &["test", "--select", "test_type:unit"]);
+    let text = transcript(&output, &project);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("unit test 'needs_learners' of model 'team_activity': give rows for ref('learners') ('stg_learners' reads it, and a unit test never reads the warehouse)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("given ref('stg_events'): column 'learner' is not a column of this input; it has id, learner_id, at, verb, course, hours"),
+        "{text}"
+    );
+
+    // Specs that cannot work are errors at their line, before anything runs.
+    std::fs::write(
+        project.join("models/unit.yml"),
+        "unit_tests:\n  - name: both\n    model: team_activity\n    given: []\n    expect: {rows: [], fixture: x.csv}\n",
+    )
+    .unwrap();
+    let output = tidemark(&project, &["test"]);
+    let text = transcript(&output, &project);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("models/unit.yml:2: unit test 'both', expect: give either rows: or fixture:, not both"),
+        "{text}"
+    );
+    std::fs::write(
+        project.join("models/unit.yml"),
+        "unit_tests:\n  - name: wrong_model\n    model: learner_activty\n    given: []\n    expect: {rows: []}\n  - name: wrong_input\n    model: team_activity\n    given:\n      - input: ref('course_summary')\n        rows: []\n    expect: {rows: []}\n",
+    )
+    .unwrap();
+    let output = tidemark(&project, &["test"]);
+    let text = transcript(&output, &project);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("models/unit.yml:2"), "{text}");
+    assert!(
+        text.contains("unit test 'wrong_model' tests model 'learner_activty', which does not exist"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean 'learner_activity'?"), "{text}");
+    assert!(
+        text.contains(
+            "unit test 'wrong_input': given input ref('course_summary') is not something model 'team_activity' reads"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn warn_if_error_if_and_stored_failures() {
+    let project = fixture("failing_test");
+    let schema = project.path().join("models/schema.yml");
+    // Two NULL scores: a warning (more than 1), not an error (not more than 5).
+    std::fs::write(
+        &schema,
+        "version: 2\nmodels:\n  - name: scores\n    columns:\n      - name: score\n        tests:\n          - not_null:\n              config: {warn_if: \">1\", error_if: \">5\"}\n",
+    )
+    .unwrap();
+    let output = tidemark(project.path(), &["build", "--store-failures"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("WARN 2 not_null_scores_score"), "{text}");
+    assert!(text.contains("Got 2 failing rows, configured to warn if >1"), "{text}");
+    let results = run_results(project.path());
+    assert_eq!(
+        result_of(&results, "model.failing_test.score_report")["status"],
+        "success"
+    );
+    // --store-failures kept the two failing rows.
+    let stored = table(project.path(), "main_test_failures", "not_null_scores_score");
+    assert_eq!(stored.lines().count(), 3, "{stored}");
+
+    // error_if: >1 fails the build and skips what reads the model.
+    std::fs::write(
+        &schema,
+        "version: 2\nmodels:\n  - name: scores\n    columns:\n      - name: score\n        tests:\n          - not_null:\n              config: {error_if: \">1\", store_failures: true}\n",
+    )
+    .unwrap();
+    let output = tidemark(project.path(), &["build"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("Got 2 failing rows, configured to fail if >1"), "{text}");
+    let results = run_results(project.path());
+    assert_eq!(
+        result_of(&results, "model.failing_test.score_report")["status"],
+        "skipped"
+    );
+    assert_eq!(
+        result_of(&results, "test.failing_test.not_null_scores_score")["failures"],
+        2
+    );
+
+    // Thresholds that are not conditions on a row count are errors at their line.
+    std::fs::write(
+        &schema,
+        "version: 2\nmodels:\n  - name: scores\n    columns:\n      - name: score\n        tests:\n          - not_null:\n              config: {warn_if: lots}\n",
+    )
+    .unwrap();
+    let output = tidemark(project.path(), &["build"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("models/schema.yml:7"), "{text}");
+    assert!(
+        text.contains("warn_if: 'lots' is not a condition on the failing-row count"),
+        "{text}"
+    );
+}

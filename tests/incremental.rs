@@ -62,6 +62,8 @@ fn incremental_runs_after_new_events_equal_a_full_refresh_for_every_strategy() {
     assert!(result_message(incremental.path(), "learner_totals").starts_with("MERGE "));
     assert_eq!(result_message(incremental.path(), "recent_days"), "DELETE+INSERT 42");
     assert!(result_message(incremental.path(), "daily_scores").starts_with("INSERT OVERWRITE "));
+    // No partition written onto an empty table: still an empty table, readable with its columns.
+    assert_eq!(before["main.rare_alerts"]["rows"], 0);
 
     let full = fixture("incremental");
     deliver_later_events(full.path());

@@ -200,6 +200,17 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: &str) 
                         json!(compiled_path(target_path, &graph.project_name, node)),
                     );
                 }
+                if let Some(unit) = graph.unit_tests.get(&node.unique_id) {
+                    let given: Vec<Json> = unit
+                        .given
+                        .iter()
+                        .map(|(id, input, rows)| json!({"input": input, "node": id, "rows": rows}))
+                        .collect();
+                    object.insert(
+                        "unit_test".into(),
+                        json!({"model": unit.model, "given": given, "expect": unit.expect}),
+                    );
+                }
                 if let Some(test) = &node.test {
                     object.insert("test_metadata".into(), json!(test));
                     object.insert("severity".into(), json!(node.severity));

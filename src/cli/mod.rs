@@ -109,6 +109,10 @@ pub struct RunArgs {
     /// testcase per node, data tests and models alike.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<std::path::PathBuf>,
+    /// Write each data test's failing rows to the table `<schema>_test_failures.<test name>`
+    /// (replaced every run; also per test with `store_failures: true`).
+    #[arg(long)]
+    pub store_failures: bool,
     /// Read unselected models, seeds and snapshots that this target has not built from the
     /// tables of the --state run (its manifest's warehouse), so a pull request builds only what
     /// it changed.

@@ -173,6 +173,7 @@ impl Printer {
             let kind = match (node.resource_type, node.materialized) {
                 (ResourceType::Model, materialized) => format!("{} model", materialized.as_str()),
                 (ResourceType::Seed, _) => "seed".into(),
+                (ResourceType::Test, _) if node.is_unit_test() => "unit test".into(),
                 (ResourceType::Test, _) => "data test".into(),
                 (ResourceType::Source, _) => "source".into(),
             };
@@ -216,10 +217,26 @@ impl Printer {
                             "Warning"
                         };
                         self.info(&format!("{word} in test {} ({place})", node.name));
-                        self.info(&format!(
-                            "  Got {}, configured to fail if != 0",
-                            plural(result.failures.unwrap_or(0) as usize, "failing row")
-                        ));
+                        match &result.error {
+                            Some(difference) => self.info(&indent(difference, "  ")),
+                            None => {
+                                let key = if result.status == NodeStatus::Fail {
+                                    "error_if"
+                                } else {
+                                    "warn_if"
+                                };
+                                let condition = node.threshold(key).map(|t| t.to_string()).unwrap_or_default();
+                                self.info(&format!(
+                                    "  Got {}, configured to {} if {condition}",
+                                    plural(result.failures.unwrap_or(0) as usize, "failing row"),
+                                    if result.status == NodeStatus::Fail {
+                                        "fail"
+                                    } else {
+                                        "warn"
+                                    }
+                                ))
+                            }
+                        }
                         if let Some(path) = &result.compiled_path {
                             self.info(&format!("  compiled SQL: {path}"));
                         }

@@ -30,6 +30,9 @@ pub struct CompiledNode {
 #[derive(Debug, Clone, Default)]
 pub struct CompiledProject {
     pub nodes: BTreeMap<String, CompiledNode>,
+    /// For unit tests: the SQL of the models they test and of everything those read, compiled
+    /// as a first build would (`is_incremental()` false, no time range), by unique id.
+    pub unit_sql: BTreeMap<String, String>,
 }
 
 /// What a run decides about nodes before they are compiled (from the warehouse and the CLI).
@@ -54,6 +57,33 @@ pub fn compile(
     selected: &BTreeSet<String>,
     options: &CompileOptions,
 ) -> Result<CompiledProject, Diagnostics> {
+    // Unit tests run their model's SQL as a first build would, whatever this run decided.
+    let unit_tests: Vec<&String> = selected
+        .iter()
+        .filter(|id| graph.unit_tests.contains_key(*id))
+        .collect();
+    let mut unit_sql = BTreeMap::new();
+    if !unit_tests.is_empty() {
+        let mut models = BTreeSet::new();
+        for id in &unit_tests {
+            let model = &graph.unit_tests[*id].model;
+            models.insert(model.clone());
+            models.extend(
+                graph
+                    .ancestors(model, None)
+                    .into_iter()
+                    .filter(|parent| graph.nodes[parent].resource_type != ResourceType::Source),
+            );
+        }
+        let inner = compile(graph, engine, target_path, &models, &CompileOptions::default())?;
+        unit_sql = inner.nodes.into_iter().map(|(id, node)| (id, node.sql)).collect();
+    }
+    let plain: BTreeSet<String> = selected
+        .iter()
+        .filter(|id| !graph.unit_tests.contains_key(*id))
+        .cloned()
+        .collect();
+    let selected = &plain;
     let needed = needed_nodes(graph, selected);
     let resolver: Arc<dyn RelationResolver> = Arc::new(GraphResolver::new(graph));
 
@@ -127,8 +157,27 @@ pub fn compile(
                 },
             )
         })
-        .collect();
-    Ok(CompiledProject { nodes })
+        .collect::<BTreeMap<String, CompiledNode>>();
+    let mut nodes = nodes;
+    for id in unit_tests {
+        let node = &graph.nodes[id];
+        let model = &graph.nodes[&graph.unit_tests[id].model];
+        let sql = format!(
+            "-- unit test {} of model {}: the model's SQL, run offline on the test's given rows\n{}",
+            node.name,
+            model.name,
+            unit_sql.get(&model.unique_id).map(String::as_str).unwrap_or_default()
+        );
+        nodes.insert(
+            id.clone(),
+            CompiledNode {
+                unique_id: id.clone(),
+                sql,
+                compiled_path: compiled_path(target_path, &graph.project_name, node),
+            },
+        );
+    }
+    Ok(CompiledProject { nodes, unit_sql })
 }
 
 /// `target/compiled/<project>/<file>`.

@@ -1,7 +1,8 @@
 //! Stage 5 — execute: runs the selected nodes in dependency order on a DataFusion session.
 //!
 //! [`plan`] turns a selection into an [`ExecutionPlan`]: which nodes run and what each waits
-//! for (its nearest selected ancestors; under `build`, also the tests of the models it reads).
+//! for (its nearest selected ancestors; under `build`, also the tests of the models it reads,
+//! and a model waits for its unit tests, which wait for nothing).
 //! [`execute`] runs up to `threads` nodes at once; a failed node makes everything waiting on it
 //! SKIP while the rest goes on, and `--fail-fast` stops starting new nodes after the first
 //! failure (nodes already running finish, so nothing is left half-written). Progress goes to a
@@ -10,6 +11,7 @@
 mod incremental;
 mod node;
 pub mod session;
+mod unit;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -89,6 +91,20 @@ impl NodeStatus {
             NodeStatus::Fail => "fail",
             NodeStatus::Warn => "warn",
         }
+    }
+}
+
+/// A test's status from its failing-row count: with severity `error`, `fail` when `error_if`
+/// holds, else `warn` when `warn_if` holds; with severity `warn`, only `warn_if` counts. Both
+/// default to `!=0` (checked when the graph is built).
+pub fn test_verdict(node: &Node, failures: u64) -> (NodeStatus, String) {
+    let holds = |key: &str| node.threshold(key).map(|t| t.holds(failures)).unwrap_or(failures != 0);
+    if node.severity == crate::graph::Severity::Error && holds("error_if") {
+        (NodeStatus::Fail, format!("FAIL {failures}"))
+    } else if holds("warn_if") {
+        (NodeStatus::Warn, format!("WARN {failures}"))
+    } else {
+        (NodeStatus::Pass, "PASS".to_string())
     }
 }
 
@@ -188,11 +204,22 @@ pub fn plan(graph: &Graph, selected: &BTreeSet<String>, tests_gate_children: boo
         .iter()
         .map(|id| (id.clone(), nearest.remove(id.as_str()).unwrap_or_default()))
         .collect();
+    // Unit tests read no table: they wait for nothing, and under `build` their model waits for them.
+    for id in &nodes {
+        if let Some(unit) = graph.unit_tests.get(id) {
+            waits.insert(id.clone(), BTreeSet::new());
+            if tests_gate_children {
+                if let Some(wait) = waits.get_mut(&unit.model) {
+                    wait.insert(id.clone());
+                }
+            }
+        }
+    }
     if tests_gate_children {
         let tests: Vec<&Node> = nodes
             .iter()
             .map(|id| &graph.nodes[id])
-            .filter(|node| node.resource_type == ResourceType::Test)
+            .filter(|node| node.resource_type == ResourceType::Test && !node.is_unit_test())
             .collect();
         for test in tests {
             let attached: Vec<String> = match &test.test {

@@ -11,7 +11,7 @@ use datafusion::prelude::DataFrame;
 use serde_json::Value as Json;
 
 use super::{ExecuteError, NodeResult, NodeStatus, Reporter, Session};
-use crate::graph::{Materialization, Node, Severity, Strategy};
+use crate::graph::{Materialization, Node, Strategy};
 use crate::materialize::{MaterializeError, Replace, WriteSummary};
 use crate::template::quote_identifier;
 
@@ -75,7 +75,19 @@ pub async fn run(session: &Session, id: &str, run_id: &str, reporter: &dyn Repor
     let compiled_path = session.compiled().nodes.get(id).map(|c| c.compiled_path.clone());
     let started_at = now();
     let clock = Instant::now();
+    let mut detail = None;
     let outcome = match node.materialized {
+        Materialization::Test if node.is_unit_test() => super::unit::run(session, node).await.map(|unit| {
+            detail = unit.detail;
+            Outcome {
+                status: unit.status,
+                message: unit.message,
+                rows: None,
+                failures: Some(unit.failures),
+                write: None,
+                scanned: None,
+            }
+        }),
         Materialization::Table | Materialization::Incremental => build_table(session, node, run_id).await,
         Materialization::View => session.create_view(node).await.map(|()| Outcome {
             status: NodeStatus::Success,
@@ -86,7 +98,7 @@ pub async fn run(session: &Session, id: &str, run_id: &str, reporter: &dyn Repor
             scanned: None,
         }),
         Materialization::Seed => load_seed(session, node, run_id).await,
-        Materialization::Test => run_test(session, node).await,
+        Materialization::Test => run_test(session, node, run_id).await,
         Materialization::Ephemeral | Materialization::External => {
             Err(ExecuteError::Internal(format!("{} is not executable", node.unique_id)))
         }
@@ -111,7 +123,7 @@ pub async fn run(session: &Session, id: &str, run_id: &str, reporter: &dyn Repor
                 bytes_scanned: outcome.scanned.map(|s| s.bytes),
                 version: outcome.write.as_ref().map(|w| w.version),
                 message: outcome.message,
-                error: None,
+                error: detail,
                 compiled_path,
             }
         }
@@ -526,8 +538,35 @@ async fn load_seed(session: &Session, node: &Node, run_id: &str) -> Result<Outco
     })
 }
 
-async fn run_test(session: &Session, node: &Node) -> Result<Outcome, ExecuteError> {
+/// Where a test's failing rows are stored with `--store-failures` / `store_failures: true`:
+/// `<target schema>_test_failures.<test name>`.
+pub fn failures_relation(session: &Session, node: &Node) -> crate::template::RelationName {
+    crate::template::RelationName::table(&format!("{}_test_failures", session.schema), &node.name)
+}
+
+async fn run_test(session: &Session, node: &Node, run_id: &str) -> Result<Outcome, ExecuteError> {
     session.register_inputs(node).await?;
+    let store = session.store_failures || node.config.get("store_failures").and_then(Json::as_bool) == Some(true);
+    if store {
+        // The failing rows become a table (replaced every run; empty when the test passes).
+        let frame = plan_sql(session, node, compiled_sql(session, node)?).await?;
+        let relation = failures_relation(session, node);
+        let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
+        let stream = frame
+            .execute_stream()
+            .await
+            .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
+        let summary = session.warehouse.write_table(&relation, schema, stream, run_id).await?;
+        let (status, message) = super::test_verdict(node, summary.rows);
+        return Ok(Outcome {
+            status,
+            message,
+            rows: None,
+            failures: Some(summary.rows),
+            write: Some(summary),
+            scanned: None,
+        });
+    }
     let sql = format!(
         "select count(*) as failures from (\n{}\n) as tidemark_test",
         compiled_sql(session, node)?
@@ -548,11 +587,7 @@ async fn run_test(session: &Session, node: &Node) -> Result<Outcome, ExecuteErro
                 .map(|a| a.value(0))
         })
         .unwrap_or(0) as u64;
-    let (status, message) = match (failures, node.severity) {
-        (0, _) => (NodeStatus::Pass, "PASS".to_string()),
-        (n, Severity::Warn) => (NodeStatus::Warn, format!("WARN {n}")),
-        (n, Severity::Error) => (NodeStatus::Fail, format!("FAIL {n}")),
-    };
+    let (status, message) = super::test_verdict(node, failures as u64);
     Ok(Outcome {
         status,
         message,

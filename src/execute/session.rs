@@ -56,6 +56,10 @@ pub struct Session {
     /// `--defer`: unselected nodes read from another run's warehouse (node id → that warehouse
     /// and the node's relation there). Set with [`Session::defer`].
     deferred: std::collections::BTreeMap<String, (Warehouse, RelationName)>,
+    /// `--store-failures`: every test writes its failing rows to a table.
+    pub store_failures: bool,
+    /// The target's schema.
+    pub schema: String,
 }
 
 /// A session whose plans run on the Ballista cluster of `target.url`: the embedded configuration
@@ -191,6 +195,8 @@ impl Session {
                 .and_then(|url| crate::project::profiles::scheduler_address(url).ok()),
             query_timeout: target.query_timeout,
             deferred: std::collections::BTreeMap::new(),
+            store_failures: false,
+            schema: target.schema.clone(),
         })
     }
 

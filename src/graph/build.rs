@@ -403,6 +403,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
         if test.test.is_some() {
             validate_generic_test(&test, &mut problems);
         }
+        check_thresholds(&test, &mut problems);
         if !is_enabled(&test.config) {
             continue;
         }
@@ -469,12 +470,20 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
         node.depends_on = depends_on.into_iter().collect();
     }
 
+    let unit_tests = unit_tests(project, &by_name, &source_ids, &mut nodes, &mut problems);
+
     // A test of a node that does not exist was reported above; drop dangling dependencies.
     if !problems.is_empty() {
         return Err(problems);
     }
     super::state::fingerprint(&mut nodes, project, engine);
+    for (id, test) in &unit_tests {
+        if let Some(node) = nodes.get_mut(id) {
+            node.checksum = super::state::sha256(serde_json::to_string(test).expect("unit test serialises").as_bytes());
+        }
+    }
     let mut graph = Graph::new(project_name.to_string(), nodes, warnings)?;
+    graph.unit_tests = unit_tests;
     graph.macros = engine
         .macros()
         .iter()
@@ -489,6 +498,147 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
         })
         .collect();
     Ok(graph)
+}
+
+/// Unit test nodes (`unit_test.<project>.<model>.<name>`, tests with `test_type: unit` that
+/// depend on their model) and their specs. Every given input must be a node the model reads,
+/// directly or through other models.
+fn unit_tests(
+    project: &Project,
+    by_name: &BTreeMap<String, String>,
+    source_ids: &BTreeMap<(String, String), String>,
+    nodes: &mut BTreeMap<String, Node>,
+    problems: &mut Diagnostics,
+) -> BTreeMap<String, super::UnitTest> {
+    let project_name = project.file.name.as_str();
+    let mut specs = BTreeMap::new();
+    for file in &project.property_files {
+        for test in &file.unit_tests {
+            let at = |message: String| Diagnostic::new(message).in_file(&file.file).at_line(test.line);
+            let Some(model_id) = by_name.get(&test.model).filter(|id| id.starts_with("model.")).cloned() else {
+                let mut diagnostic = at(format!(
+                    "unit test '{}' tests model '{}', which does not exist",
+                    test.name, test.model
+                ));
+                let models = by_name
+                    .iter()
+                    .filter(|(_, id)| id.starts_with("model."))
+                    .map(|(name, _)| name.as_str());
+                if let Some(near) = did_you_mean(&test.model, models) {
+                    diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
+                }
+                problems.push(diagnostic);
+                continue;
+            };
+            let ancestors = ancestors_of(nodes, &model_id);
+            let mut given = Vec::new();
+            for (input, rows) in &test.given {
+                let id = match parse_relation_expression(input) {
+                    Some(RelationExpression::Ref(name)) => by_name.get(&name).cloned(),
+                    Some(RelationExpression::Source(source, table)) => source_ids.get(&(source, table)).cloned(),
+                    None => {
+                        problems.push(at(format!(
+                            "unit test '{}': given input '{input}' is not ref('name') or source('source', 'table')",
+                            test.name
+                        )));
+                        continue;
+                    }
+                };
+                match id {
+                    Some(id) if ancestors.contains(&id) => given.push((id, input.clone(), rows.clone())),
+                    _ => {
+                        let mut reads: Vec<&str> = nodes[&model_id]
+                            .depends_on
+                            .iter()
+                            .map(|id| nodes[id].name.as_str())
+                            .collect();
+                        reads.sort();
+                        problems.push(
+                            at(format!(
+                                "unit test '{}': given input {input} is not something model '{}' reads",
+                                test.name, test.model
+                            ))
+                            .with_help(format!(
+                                "'{}' reads {}",
+                                test.model,
+                                reads.join(", ")
+                            )),
+                        );
+                    }
+                }
+            }
+            let mut config = test.config.clone();
+            config.insert("materialized".into(), Json::from("test"));
+            config.insert("test_type".into(), Json::from("unit"));
+            if !is_enabled(&config) {
+                continue;
+            }
+            let model = &nodes[&model_id];
+            let unique_id = format!("unit_test.{project_name}.{}.{}", test.model, test.name);
+            if nodes.contains_key(&unique_id) {
+                problems.push(at(format!(
+                    "unit test '{}' of model '{}' is declared twice",
+                    test.name, test.model
+                )));
+                continue;
+            }
+            let mut fqn = model.fqn.clone();
+            fqn.push(test.name.clone());
+            let node = Node {
+                unique_id: unique_id.clone(),
+                name: test.name.clone(),
+                resource_type: ResourceType::Test,
+                path: file.file.clone(),
+                line: test.line,
+                fqn,
+                materialized: Materialization::Test,
+                tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
+                severity: severity_of(&config),
+                config,
+                description: test.description.clone(),
+                columns: Vec::new(),
+                relation: None,
+                raw_code: String::new(),
+                refs: Vec::new(),
+                sources: Vec::new(),
+                depends_on: vec![model_id.clone()],
+                test: None,
+                location: None,
+                format: None,
+                checksum: String::new(),
+                macros: Vec::new(),
+            };
+            check_thresholds(&node, problems);
+            nodes.insert(unique_id.clone(), node);
+            specs.insert(
+                unique_id,
+                super::UnitTest {
+                    model: model_id,
+                    given,
+                    expect: test.expect.clone(),
+                },
+            );
+        }
+    }
+    specs
+}
+
+/// Every node `id` reads, directly or not (before the graph exists).
+fn ancestors_of(nodes: &BTreeMap<String, Node>, id: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut frontier = vec![id.to_string()];
+    while let Some(current) = frontier.pop() {
+        for parent in nodes
+            .get(&current)
+            .map(|node| node.depends_on.clone())
+            .unwrap_or_default()
+        {
+            if seen.insert(parent.clone()) {
+                frontier.push(parent);
+            }
+        }
+    }
+    seen
 }
 
 fn properties_by_name<'a>(
@@ -678,6 +828,19 @@ fn generic_test(
         format: None,
         checksum: String::new(),
         macros: Vec::new(),
+    }
+}
+
+/// `warn_if` / `error_if` must be conditions on the failing-row count.
+fn check_thresholds(node: &Node, problems: &mut Diagnostics) {
+    for key in ["warn_if", "error_if"] {
+        if let Err(message) = node.threshold(key) {
+            problems.push(
+                Diagnostic::new(format!("test '{}': {message}", node.name))
+                    .in_file(&node.path)
+                    .at_line(node.line),
+            );
+        }
     }
 }
 

@@ -11,7 +11,10 @@ pub mod state;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use build::{build, parse_relation_expression, RelationExpression, GENERIC_TESTS};
-pub use node::{GenericTest, Incremental, Materialization, Node, ResourceType, SchemaChange, Severity, Strategy};
+pub use node::{
+    GenericTest, Incremental, Materialization, Node, ResourceType, SchemaChange, Severity, Strategy, Threshold,
+    UnitTest,
+};
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
 
@@ -30,6 +33,8 @@ pub struct Graph {
     pub warnings: Vec<Diagnostic>,
     /// Project macros: name → (file, checksum of its definition).
     pub macros: BTreeMap<String, (String, String)>,
+    /// Unit tests by node id.
+    pub unit_tests: BTreeMap<String, UnitTest>,
 }
 
 impl Graph {
@@ -84,6 +89,7 @@ impl Graph {
             positions,
             warnings,
             macros: BTreeMap::new(),
+            unit_tests: BTreeMap::new(),
         })
     }
 
@@ -97,6 +103,7 @@ impl Graph {
             positions: BTreeMap::new(),
             warnings: Vec::new(),
             macros: BTreeMap::new(),
+            unit_tests: BTreeMap::new(),
         }
     }
 

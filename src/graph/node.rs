@@ -162,6 +162,57 @@ pub struct GenericTest {
     pub where_clause: Option<String>,
 }
 
+/// A condition on a test's failing-row count: `>10`, `!=0`, `>=5`, `=0`, `<3`, `<=3`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Threshold {
+    pub operator: String,
+    pub value: u64,
+}
+
+impl Threshold {
+    pub fn parse(text: &str) -> Result<Threshold, String> {
+        let text = text.trim();
+        let operator: String = text.chars().take_while(|c| "<>=!".contains(*c)).collect();
+        if !["!=", "<>", "=", "==", ">", ">=", "<", "<="].contains(&operator.as_str()) {
+            return Err(format!(
+                "'{text}' is not a condition on the failing-row count; write one of !=0, >10, >=5, =0, <3, <=3"
+            ));
+        }
+        let value = text[operator.len()..]
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("'{text}' must compare with a whole number of rows, e.g. >10"))?;
+        Ok(Threshold { operator, value })
+    }
+
+    pub fn holds(&self, failures: u64) -> bool {
+        match self.operator.as_str() {
+            "!=" | "<>" => failures != self.value,
+            "=" | "==" => failures == self.value,
+            ">" => failures > self.value,
+            ">=" => failures >= self.value,
+            "<" => failures < self.value,
+            _ => failures <= self.value,
+        }
+    }
+}
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.operator, self.value)
+    }
+}
+
+/// A unit test (`unit_tests:`): the model under test run offline on given rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitTest {
+    /// Unique id of the model under test.
+    pub model: String,
+    /// Given inputs: unique id of the input node, the input as written, its rows.
+    pub given: Vec<(String, String, crate::project::Rows)>,
+    pub expect: crate::project::Rows,
+}
+
 /// A node of the project.
 #[derive(Debug, Clone, Serialize)]
 pub struct Node {
@@ -315,6 +366,24 @@ impl Node {
     /// Whether the node is a unit test (`unit_tests:` in a property file).
     pub fn is_unit_test(&self) -> bool {
         self.resource_type == ResourceType::Test && self.config.get("test_type").and_then(Json::as_str) == Some("unit")
+    }
+
+    /// `warn_if` / `error_if` of a test (default `!=0`): the failing-row counts that warn or fail.
+    pub fn threshold(&self, key: &str) -> Result<Threshold, String> {
+        match self.config.get(key) {
+            None => Ok(Threshold {
+                operator: "!=".into(),
+                value: 0,
+            }),
+            Some(Json::String(text)) => Threshold::parse(text).map_err(|message| format!("{key}: {message}")),
+            Some(Json::Number(n)) if n.as_u64().is_some() => Ok(Threshold {
+                operator: "=".into(),
+                value: n.as_u64().unwrap_or_default(),
+            }),
+            Some(other) => Err(format!(
+                "{key} is a condition on the failing-row count such as \">10\", not {other}"
+            )),
+        }
     }
 
     /// `schema.identifier` for display.

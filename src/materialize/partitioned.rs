@@ -300,9 +300,10 @@ impl Warehouse {
 
     /// Commits partitions that `stage` writes under the staging folder it is given (one
     /// `<col>=<value>/data.parquet` object per partition), while this run holds the table's
-    /// lock: records the commit, then publishes (see the module docs). A full replacement that
-    /// staged no partition at all has no value to name a folder by: the table (`schema`) is
-    /// written as one empty object, which keeps its columns for readers.
+    /// lock: records the commit, then publishes (see the module docs). A write that staged no
+    /// partition at all, replacing everything or onto a table without partitions, has no value
+    /// to name a folder by: the table (`schema`) is written as one empty object, which keeps
+    /// its columns for readers.
     pub async fn commit_partitions<F, Fut>(
         &self,
         relation: &RelationName,
@@ -329,10 +330,11 @@ impl Warehouse {
                 relation.identifier.as_str(),
             ]);
             let Staged { rows, bytes, written } = stage(staging.clone()).await?;
-            if written.is_empty() && matches!(replace, Replace::All) {
+            let existing = self.partitions(relation).await?;
+            // Nothing staged and no partition to keep: the table is (still) one empty object.
+            if written.is_empty() && (matches!(replace, Replace::All) || existing.is_empty()) {
                 return Ok(None);
             }
-            let existing = self.partitions(relation).await?;
             let removed: Vec<String> = match &replace {
                 Replace::All => existing.iter().filter(|p| !written.contains(p)).cloned().collect(),
                 Replace::Only(set) => set

@@ -17,7 +17,10 @@ use rayon::prelude::*;
 use crate::diagnostics::{Diagnostic, Diagnostics};
 pub use profiles::{Engine, Secret, StorageSettings, Target};
 pub use project_file::{ConfigMap, ProjectFile};
-pub use properties::{ColumnProperties, NodeProperties, PropertyFile, SourceProperties, SourceTable, TestDeclaration};
+pub use properties::{
+    ColumnProperties, NodeProperties, PropertyFile, Rows, SourceProperties, SourceTable, TestDeclaration,
+    UnitTestProperties,
+};
 
 /// Project file names, in order of preference.
 pub const PROJECT_FILE_NAMES: &[&str] = &["tidemark.yml", "dbt_project.yml"];
@@ -176,11 +179,52 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
             properties::parse(&path, &text)
         })
         .collect();
-    let mut property_files = Vec::new();
+    let mut property_files: Vec<PropertyFile> = Vec::new();
     for result in parsed {
         match result {
             Ok(file) => property_files.push(file),
             Err(diagnostics) => diagnostics.into_iter().for_each(|d| problems.push(d)),
+        }
+    }
+
+    // Unit test fixtures (CSV files) are read now, like every other project file.
+    for property_file in &mut property_files {
+        let file_name = property_file.file.clone();
+        for test in &mut property_file.unit_tests {
+            let line = test.line;
+            let rows = test
+                .given
+                .iter_mut()
+                .map(|(_, rows)| rows)
+                .chain(std::iter::once(&mut test.expect));
+            for rows in rows {
+                let Rows::Fixture(name) = rows else { continue };
+                let candidates: Vec<PathBuf> = std::iter::once(root.join(name.as_str()))
+                    .chain(file.test_paths.iter().flat_map(|folder| {
+                        let base = root.join(folder).join("fixtures");
+                        [base.join(name.as_str()), base.join(format!("{name}.csv"))]
+                    }))
+                    .collect();
+                match candidates.iter().find(|path| path.is_file()) {
+                    Some(path) => match read(path, &relative_path(&root, path)) {
+                        Ok(text) => *rows = Rows::Csv(text),
+                        Err(diagnostic) => problems.push(diagnostic),
+                    },
+                    None => problems.push(
+                        Diagnostic::new(format!(
+                            "unit test '{}': fixture '{name}' not found (looked for {})",
+                            test.name,
+                            candidates
+                                .iter()
+                                .map(|path| relative_path(&root, path))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                        .in_file(&file_name)
+                        .at_line(line),
+                    ),
+                }
+            }
         }
     }
 

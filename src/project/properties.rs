@@ -16,6 +16,8 @@ pub struct PropertyFile {
     pub sources: Vec<SourceProperties>,
     pub models: Vec<NodeProperties>,
     pub seeds: Vec<NodeProperties>,
+    /// `unit_tests:`: offline tests of one model's SQL on given input rows.
+    pub unit_tests: Vec<UnitTestProperties>,
     /// Whether the file declares `metric_models:` (the metrics stage parses them from `text`).
     pub has_metric_models: bool,
     /// The file's text (the metrics stage re-reads its metric models for positioned errors).
@@ -53,10 +55,108 @@ struct RawPropertyFile {
     _analyses: serde_yaml::Value,
     #[serde(default, rename = "groups")]
     _groups: serde_yaml::Value,
-    #[serde(default, rename = "unit_tests")]
-    _unit_tests: serde_yaml::Value,
+    #[serde(default)]
+    unit_tests: Vec<RawUnitTest>,
     #[serde(default, rename = "data_tests")]
     _data_tests: serde_yaml::Value,
+}
+
+/// A `unit_tests:` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnitTest {
+    name: String,
+    model: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    given: Vec<RawGiven>,
+    expect: RawRows,
+    #[serde(default)]
+    config: Option<BTreeMap<String, Json>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGiven {
+    input: String,
+    #[serde(flatten)]
+    rows: RawRows,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRows {
+    /// `dict` (default: a list of mappings) or `csv` (a string with a header line).
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    rows: Option<serde_yaml::Value>,
+    /// A CSV file: a path from the project root, or a name in `<test-path>/fixtures/`.
+    #[serde(default)]
+    fixture: Option<String>,
+}
+
+/// A unit test as declared.
+#[derive(Debug, Clone)]
+pub struct UnitTestProperties {
+    pub name: String,
+    /// Name of the model under test.
+    pub model: String,
+    pub description: String,
+    /// `input` (`ref('x')`, `source('s', 't')`) → its rows.
+    pub given: Vec<(String, Rows)>,
+    pub expect: Rows,
+    pub config: ConfigMap,
+    pub file: String,
+    pub line: Option<usize>,
+}
+
+/// Rows of a unit test's given input or expected output.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "format", content = "rows")]
+pub enum Rows {
+    /// One mapping per row (`format: dict`, the default); absent keys are NULL.
+    #[serde(rename = "dict")]
+    Dicts(Vec<serde_json::Map<String, Json>>),
+    /// CSV text with a header line (`format: csv`, or a fixture file once read).
+    #[serde(rename = "csv")]
+    Csv(String),
+    /// A CSV fixture file not read yet (the project loader reads it into [`Rows::Csv`]).
+    #[serde(rename = "fixture")]
+    Fixture(String),
+}
+
+fn rows_of(raw: RawRows, owner: &str) -> Result<Rows, String> {
+    let format = raw
+        .format
+        .as_deref()
+        .unwrap_or(if raw.fixture.is_some() { "csv" } else { "dict" });
+    match (format, raw.rows, raw.fixture) {
+        (_, Some(_), Some(_)) => Err(format!("{owner}: give either rows: or fixture:, not both")),
+        ("csv", None, Some(fixture)) => Ok(Rows::Fixture(fixture)),
+        (_, None, Some(_)) => Err(format!("{owner}: a fixture: file is CSV (format: csv)")),
+        (_, None, None) => Err(format!("{owner}: needs rows: (or a CSV fixture:)")),
+        ("dict", Some(rows), None) => {
+            let json = super::project_file::yaml_to_json(&rows)?;
+            match json {
+                Json::Array(items) => items
+                    .into_iter()
+                    .map(|item| match item {
+                        Json::Object(map) => Ok(map),
+                        other => Err(format!("{owner}: each row is a mapping of column: value, not {other}")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Rows::Dicts),
+                _ => Err(format!("{owner}: rows: is a list of mappings (format: dict)")),
+            }
+        }
+        ("csv", Some(serde_yaml::Value::String(text)), None) => Ok(Rows::Csv(text)),
+        ("csv", Some(_), None) => Err(format!(
+            "{owner}: with format: csv, rows: is a block of CSV text with a header line"
+        )),
+        (other, _, _) => Err(format!("{owner}: format '{other}' is not dict or csv")),
+    }
 }
 
 /// A `sources:` entry: a named group of tables that tidemark reads but does not build.
@@ -362,6 +462,46 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
     };
     let models = node_properties(raw.models, &mut problems);
     let seeds = node_properties(raw.seeds, &mut problems);
+    let mut unit_tests = Vec::new();
+    for test in raw.unit_tests {
+        let line = located(&format!("name: {}", test.name));
+        let owner = format!("unit test '{}'", test.name);
+        let mut given = Vec::new();
+        let mut failed = false;
+        for input in test.given {
+            match rows_of(input.rows, &format!("{owner}, given {}", input.input)) {
+                Ok(rows) => given.push((input.input, rows)),
+                Err(message) => {
+                    problems.push(
+                        Diagnostic::new(message)
+                            .in_file(file)
+                            .at_line(located(&input.input).or(line)),
+                    );
+                    failed = true;
+                }
+            }
+        }
+        let expect = match rows_of(test.expect, &format!("{owner}, expect")) {
+            Ok(rows) => rows,
+            Err(message) => {
+                problems.push(Diagnostic::new(message).in_file(file).at_line(line));
+                continue;
+            }
+        };
+        if failed {
+            continue;
+        }
+        unit_tests.push(UnitTestProperties {
+            name: test.name,
+            model: test.model,
+            description: test.description,
+            given,
+            expect,
+            config: test.config.unwrap_or_default().into_iter().collect(),
+            file: file.to_string(),
+            line,
+        });
+    }
 
     if !problems.is_empty() {
         return Err(problems);
@@ -371,6 +511,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
         sources,
         models,
         seeds,
+        unit_tests,
         has_metric_models: !raw.metric_models.is_empty(),
         text: text.to_string(),
     })

@@ -25,13 +25,15 @@ pub(crate) fn open_warehouse(project: &Project, target: &Target, printer: &Print
     })
 }
 
-/// `Found 5 models, 2 seeds, 9 data tests, 1 source`.
+/// `Found 5 models, 2 seeds, 9 data tests, 0 unit tests, 1 source`.
 pub(crate) fn project_counts(graph: &Graph) -> String {
     let count = |kind: ResourceType| graph.nodes.values().filter(|node| node.resource_type == kind).count();
+    let unit_tests = graph.unit_tests.len();
     let parts = [
         (count(ResourceType::Model), "model"),
         (count(ResourceType::Seed), "seed"),
-        (count(ResourceType::Test), "data test"),
+        (count(ResourceType::Test) - unit_tests, "data test"),
+        (unit_tests, "unit test"),
         (count(ResourceType::Source), "source"),
     ];
     let parts: Vec<String> = parts

@@ -59,7 +59,16 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
     let Ok(selected) = loaded.select(&args.selection, kind.scope(), printer) else {
         return ExitStatus::Error;
     };
-    let Ok(warehouse) = super::open_warehouse(&loaded.project, &loaded.target, printer) else {
+    // Unit tests alone never touch the warehouse: they run on an in-memory store.
+    let offline = !selected.is_empty() && selected.iter().all(|id| loaded.graph.unit_tests.contains_key(id));
+    let warehouse = if offline {
+        crate::materialize::Warehouse::open_url("memory://", &Default::default()).map_err(|error| {
+            printer.fatal(&format!("cannot open an in-memory store: {error}"));
+        })
+    } else {
+        super::open_warehouse(&loaded.project, &loaded.target, printer)
+    };
+    let Ok(warehouse) = warehouse else {
         return ExitStatus::Error;
     };
     // Fail early, with the setting to fix, when the warehouse cannot be written.
@@ -90,22 +99,25 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
             return ExitStatus::Error;
         }
     };
-    let warehouse_lock = match warehouse.lock_run(&run_id, &command, timeout, waiting).await {
-        Ok(lock) => lock,
-        Err(message) => {
-            target_lock.release().await;
-            printer.fatal(&message);
-            return ExitStatus::Error;
-        }
+    let warehouse_lock = match offline {
+        true => None,
+        false => match warehouse.lock_run(&run_id, &command, timeout, waiting).await {
+            Ok(lock) => Some(lock),
+            Err(message) => {
+                target_lock.release().await;
+                printer.fatal(&message);
+                return ExitStatus::Error;
+            }
+        },
     };
-    for recovered in [&target_lock.recovered, &warehouse_lock.recovered]
-        .into_iter()
-        .flatten()
-    {
-        crate::execute::Reporter::notice(printer.as_ref(), recovered);
+    let held = [Some(&target_lock), warehouse_lock.as_ref()];
+    for message in held.into_iter().flatten().filter_map(|lock| lock.recovered.as_ref()) {
+        crate::execute::Reporter::notice(printer.as_ref(), message);
     }
     let status = run_locked(global, printer, kind, args, loaded, selected, warehouse, run_id, clock).await;
-    warehouse_lock.release().await;
+    if let Some(lock) = warehouse_lock {
+        lock.release().await;
+    }
     target_lock.release().await;
     status
 }
@@ -176,11 +188,16 @@ async fn run_locked(
     let threads = args.threads.unwrap_or(loaded.target.threads).max(1);
     printer.info(&format!("Running with tidemark={TIDEMARK_VERSION}"));
     printer.info(&super::project_counts(&loaded.graph));
+    let offline = !selected.is_empty() && selected.iter().all(|id| loaded.graph.unit_tests.contains_key(id));
     printer.info(&format!(
-        "Target '{}' ({}), warehouse {}, {} thread{}",
+        "Target '{}' ({}), {}, {} thread{}",
         loaded.target.name,
         loaded.target.engine.as_str(),
-        loaded.target.warehouse,
+        if offline {
+            "unit tests only: no warehouse is read or written".to_string()
+        } else {
+            format!("warehouse {}", loaded.target.warehouse)
+        },
         threads,
         if threads == 1 { "" } else { "s" }
     ));
@@ -203,6 +220,7 @@ async fn run_locked(
         Ok(mut session) => {
             session.incremental = options.incremental;
             session.time_ranges = ranges;
+            session.store_failures = args.store_failures;
             for (id, warehouse, relation) in deferred {
                 session.defer(&id, warehouse, relation);
             }
@@ -236,6 +254,7 @@ async fn run_locked(
             "defer": args.defer,
             "favor_state": args.favor_state,
             "full_refresh": args.full_refresh,
+            "store_failures": args.store_failures,
             "threads": threads,
             "fail_fast": args.fail_fast,
             "vars": global.vars,
