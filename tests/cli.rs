@@ -864,3 +864,77 @@ fn warn_if_error_if_and_stored_failures() {
         "{text}"
     );
 }
+
+#[test]
+fn retry_reruns_what_failed_or_was_skipped_with_the_same_options() {
+    let project = fixture("failing_test");
+    let output = tidemark(project.path(), &["build", "--threads", "1", "--vars", "{unused: 1}"]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output, project.path()));
+
+    // Still failing: the same test fails again, and its model's child is skipped again.
+    let output = tidemark(project.path(), &["retry"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("Retrying 2 nodes of the last `tidemark build`"), "{text}");
+    let results = run_results(project.path());
+    assert_eq!(results["command"], "build");
+    assert_eq!(results["args"]["threads"], 1);
+    assert_eq!(results["args"]["vars"], "{unused: 1}");
+    let mut ids: Vec<&str> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["unique_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "model.failing_test.score_report",
+            "test.failing_test.not_null_scores_score"
+        ]
+    );
+    // The model's child still waits for the test, although the model itself is not re-run.
+    assert_eq!(
+        result_of(&results, "model.failing_test.score_report")["status"],
+        "skipped"
+    );
+
+    // Fixed (the test now ignores the two rows): only those two run, and both succeed.
+    let schema = project.path().join("models/schema.yml");
+    let text = std::fs::read_to_string(&schema).unwrap();
+    std::fs::write(
+        &schema,
+        text.replace(
+            "tests: [not_null]",
+            "tests: [{not_null: {where: \"id not in (2, 4)\"}}]",
+        ),
+    )
+    .unwrap();
+    let output = tidemark(project.path(), &["retry"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let results = run_results(project.path());
+    assert_eq!(
+        result_of(&results, "test.failing_test.not_null_scores_score")["status"],
+        "pass"
+    );
+    assert_eq!(
+        result_of(&results, "model.failing_test.score_report")["status"],
+        "success"
+    );
+    assert_eq!(results["results"].as_array().unwrap().len(), 2);
+
+    let output = tidemark(project.path(), &["retry"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("Nothing to retry: every node of the last `tidemark build` succeeded."),
+        "{text}"
+    );
+
+    std::fs::remove_dir_all(project.path().join("target")).unwrap();
+    let output = tidemark(project.path(), &["retry"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nothing to retry: cannot read target/run_results.json"));
+}

@@ -150,8 +150,11 @@ enum Command {
     Run(RunArgs),
     /// Load the CSV files under seeds/ into tables.
     Seed(RunArgs),
-    /// Run data tests.
+    /// Run data and unit tests.
     Test(RunArgs),
+    /// Re-run what failed or was skipped in the last build/run/seed/test (target/run_results.json),
+    /// with that invocation's options.
+    Retry,
     /// Render every selected node's SQL into target/compiled/ and write target/manifest.json.
     Compile(commands::compile::CompileArgs),
     /// List nodes.
@@ -194,6 +197,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => commands::run::execute(&cli.global, &printer, commands::run::Kind::Run, args).await,
             Command::Seed(args) => commands::run::execute(&cli.global, &printer, commands::run::Kind::Seed, args).await,
             Command::Test(args) => commands::run::execute(&cli.global, &printer, commands::run::Kind::Test, args).await,
+            Command::Retry => commands::run::retry(&cli.global, &printer).await,
             Command::Compile(args) => commands::compile::execute(&cli.global, &printer, args),
             Command::Ls(args) => commands::ls::execute(&cli.global, &printer, args),
             Command::Show(args) => commands::show::execute(&cli.global, &printer, args).await,

@@ -231,7 +231,12 @@ pub fn plan(graph: &Graph, selected: &BTreeSet<String>, tests_gate_children: boo
                 if id != &test.unique_id
                     && !upstream_of_test.contains(id)
                     && graph.nodes[id].resource_type != ResourceType::Test
-                    && attached.iter().any(|model| wait.contains(model))
+                    && attached.iter().any(|model| {
+                        // A child waits for its parent's tests, also when the parent itself is
+                        // not part of this run (`retry` of a failed test).
+                        wait.contains(model)
+                            || (!planned.contains(model.as_str()) && graph.nodes[id].depends_on.contains(model))
+                    })
                 {
                     wait.insert(test.unique_id.clone());
                 }

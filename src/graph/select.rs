@@ -2,7 +2,7 @@
 //!
 //! - Terms separated by spaces (or given as separate `--select` values) are unioned; parts of a
 //!   term separated by commas are intersected.
-//! - A part is `[@][N]+]method:value[+[N]]`. Methods: `tag:`, `path:`, `fqn:`, `resource_type:`,
+//! - A part is `[@][N]+]method:value[+[N]]`. Methods: `tag:`, `path:`, `fqn:`, `unique_id:`, `resource_type:`,
 //!   `source:`, `test_name:`, `config.<key>:`; without a method, a value with `/` or a file
 //!   extension is a path and anything else is a name or an fqn pattern (`staging.*`, `*_daily`).
 //! - `+x` adds ancestors, `x+` descendants (`2+x`, `x+1` limit the depth), `@x` adds the
@@ -300,6 +300,7 @@ fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTre
                 .map(|n| n.unique_id.clone())
                 .collect()
         }
+        "unique_id" => nodes.filter(|node| matcher.is_match(&node.unique_id)).map(|n| n.unique_id.clone()).collect(),
         "resource_type" => nodes.filter(|node| node.resource_type.as_str() == value).map(|n| n.unique_id.clone()).collect(),
         "source" => nodes
             .filter(|node| node.resource_type == ResourceType::Source)
@@ -379,7 +380,7 @@ fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTre
         }
         other => {
             return Err(format!(
-                "unknown selector method '{other}'; use tag:, path:, fqn:, resource_type:, source:, test_name:, test_type:, config.<key>:, state:, result: or selector:"
+                "unknown selector method '{other}'; use tag:, path:, fqn:, unique_id:, resource_type:, source:, test_name:, test_type:, config.<key>:, state:, result: or selector:"
             ))
         }
     };

@@ -255,6 +255,9 @@ async fn run_locked(
             "favor_state": args.favor_state,
             "full_refresh": args.full_refresh,
             "store_failures": args.store_failures,
+            "event_time_start": args.event_time_start,
+            "event_time_end": args.event_time_end,
+            "lock_timeout": args.lock_timeout,
             "threads": threads,
             "fail_fast": args.fail_fast,
             "vars": global.vars,
@@ -371,4 +374,94 @@ async fn deferrals(
         base.display()
     ));
     Ok(deferred)
+}
+
+/// `tidemark retry`: the nodes of the last `build`/`run`/`seed`/`test` that errored, failed or
+/// were skipped, run again by the same command with the same options. Its own
+/// `run_results.json` records the same command and options, so a retry can be retried.
+pub async fn retry(global: &GlobalArgs, printer: &Arc<Printer>) -> ExitStatus {
+    let Ok(project) = crate::project::load(&global.project_dir).map_err(|d| printer.diagnostics(&d)) else {
+        return ExitStatus::Error;
+    };
+    let path = project.root.join(&project.file.target_path).join("run_results.json");
+    let previous: serde_json::Value = match std::fs::read_to_string(&path)
+        .map_err(|error| error.to_string())
+        .and_then(|text| serde_json::from_str(&text).map_err(|error| error.to_string()))
+    {
+        Ok(previous) => previous,
+        Err(error) => {
+            printer.fatal(&format!(
+                "nothing to retry: cannot read {}/run_results.json ({error}); run build, run, seed or test first",
+                project.file.target_path
+            ));
+            return ExitStatus::Error;
+        }
+    };
+    let kind = match previous["command"].as_str() {
+        Some("build") => Kind::Build,
+        Some("run") => Kind::Run,
+        Some("seed") => Kind::Seed,
+        Some("test") => Kind::Test,
+        other => {
+            printer.fatal(&format!(
+                "the last invocation ({}) is not build, run, seed or test; nothing to retry",
+                other.unwrap_or("unknown")
+            ));
+            return ExitStatus::Error;
+        }
+    };
+    let retried: Vec<String> = previous["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|result| matches!(result["status"].as_str(), Some("error" | "fail" | "skipped")))
+        .filter_map(|result| result["unique_id"].as_str().map(|id| format!("unique_id:{id}")))
+        .collect();
+    if retried.is_empty() {
+        printer.info(&format!(
+            "Nothing to retry: every node of the last `tidemark {}` succeeded.",
+            kind.name()
+        ));
+        return ExitStatus::Success;
+    }
+    let args = &previous["args"];
+    let strings = |key: &str| -> Vec<String> {
+        args[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|value| value.as_str().map(str::to_string))
+            .collect()
+    };
+    let flag = |key: &str| args[key].as_bool().unwrap_or(false);
+    let run_args = RunArgs {
+        selection: crate::cli::SelectArgs {
+            select: retried,
+            exclude: strings("exclude"),
+            selector: None,
+            state: args["state"].as_str().map(Into::into),
+        },
+        threads: args["threads"].as_u64().map(|n| n as usize),
+        fail_fast: flag("fail_fast"),
+        junit: None,
+        show: None,
+        full_refresh: flag("full_refresh"),
+        event_time_start: args["event_time_start"].as_str().map(str::to_string),
+        event_time_end: args["event_time_end"].as_str().map(str::to_string),
+        store_failures: flag("store_failures"),
+        defer: flag("defer"),
+        favor_state: flag("favor_state"),
+        lock_timeout: args["lock_timeout"].as_u64().unwrap_or(600),
+    };
+    let mut global = global.clone();
+    if global.vars.is_none() {
+        global.vars = args["vars"].as_str().map(str::to_string);
+    }
+    printer.info(&format!(
+        "Retrying {} node{} of the last `tidemark {}`",
+        run_args.selection.select.len(),
+        if run_args.selection.select.len() == 1 { "" } else { "s" },
+        kind.name()
+    ));
+    execute(&global, printer, kind, run_args).await
 }
