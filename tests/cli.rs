@@ -938,3 +938,73 @@ fn retry_reruns_what_failed_or_was_skipped_with_the_same_options() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("nothing to retry: cannot read target/run_results.json"));
 }
+
+#[test]
+fn enforced_contracts_check_names_and_types_before_writing() {
+    let project = fixture("slim_ci");
+    let project = project.path().join("base");
+    std::fs::remove_file(project.join("profiles.yml")).unwrap();
+    let schema = project.join("models/schema.yml");
+    let contract = |columns: &str| {
+        format!(
+            "version: 2\nmodels:\n  - name: learner_activity\n    config:\n      contract: {{enforced: true}}\n    columns:\n{columns}"
+        )
+    };
+    std::fs::write(
+        &schema,
+        contract(
+            "      - {name: team_id, data_type: varchar}\n      - {name: learner_id, data_type: varchar}\n      - {name: events, data_type: bigint}\n      - {name: hours, data_type: double}\n",
+        ),
+    )
+    .unwrap();
+    let output = tidemark(&project, &["build", "--select", "+learner_activity"]);
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, &project));
+    let table = project.join("warehouse/main/learner_activity/data.parquet");
+    // The table's columns follow the contract's order.
+    assert_eq!(
+        common::parquet_columns(&table),
+        ["team_id: Utf8", "learner_id: Utf8", "events: Int64", "hours: Float64"]
+    );
+    let before = table_csv(&table);
+
+    std::fs::write(
+        &schema,
+        contract(
+            "      - {name: learner_id, data_type: varchar}\n      - {name: team_id, data_type: varchar}\n      - {name: hours, data_type: bigint}\n      - {name: courses, data_type: int}\n",
+        ),
+    )
+    .unwrap();
+    let output = tidemark(&project, &["build", "--select", "learner_activity"]);
+    let text = transcript(&output, &project);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("the contract of model 'learner_activity' (models/marts/learner_activity.sql) is not met:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hours: declared bigint (Int64), the model returns Float64"),
+        "{text}"
+    );
+    assert!(
+        text.contains("courses: declared int, not returned by the model"),
+        "{text}"
+    );
+    assert!(
+        text.contains("events: returned by the model (Int64), not declared in the contract"),
+        "{text}"
+    );
+    assert_eq!(table_csv(&table), before, "a broken contract wrote nothing");
+
+    std::fs::write(
+        &schema,
+        contract("      - {name: learner_id, data_type: varchar}\n      - {name: team_id}\n"),
+    )
+    .unwrap();
+    let output = tidemark(&project, &["build"]);
+    let text = transcript(&output, &project);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("models/schema.yml:3: model 'learner_activity': an enforced contract needs a data_type for every column; missing for team_id"),
+        "{text}"
+    );
+}

@@ -8,6 +8,7 @@
 //! failure (nodes already running finish, so nothing is left half-written). Progress goes to a
 //! [`Reporter`]; this module never prints.
 
+mod contract;
 mod incremental;
 mod node;
 pub mod session;

@@ -440,6 +440,7 @@ async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Out
         }
         None => plan_sql(session, node, sql).await?,
     };
+    let frame = super::contract::enforce(node, frame).await?;
     if incremental {
         let write = super::incremental::write(session, node, frame, run_id).await?;
         let verb = match write.strategy {

@@ -176,6 +176,18 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             );
             continue;
         }
+        if let Err(message) = node.check_contract() {
+            let (file_name, line) = match properties {
+                Some(p) => (p.file.clone(), p.line),
+                None => (file.path.clone(), None),
+            };
+            problems.push(
+                Diagnostic::new(format!("model '{}': {message}", node.name))
+                    .in_file(&file_name)
+                    .at_line(line),
+            );
+            continue;
+        }
         nodes.insert(unique_id, node);
     }
 

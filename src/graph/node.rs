@@ -286,6 +286,48 @@ impl Node {
         Ok(())
     }
 
+    /// Whether `contract: {enforced: true}` is configured.
+    pub fn contract_enforced(&self) -> bool {
+        self.config
+            .get("contract")
+            .and_then(|contract| contract.get("enforced"))
+            .and_then(Json::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// An enforced contract declares every column with a `data_type`, on a table or
+    /// incremental model.
+    pub fn check_contract(&self) -> Result<(), String> {
+        if !self.contract_enforced() {
+            return Ok(());
+        }
+        if !matches!(self.materialized, Materialization::Table | Materialization::Incremental) {
+            return Err(format!(
+                "contract: {{enforced: true}} applies to table and incremental models, not {} models",
+                self.materialized.as_str()
+            ));
+        }
+        if self.columns.is_empty() {
+            return Err(
+                "an enforced contract needs the model's columns: declare them under columns: with a data_type each"
+                    .into(),
+            );
+        }
+        let untyped: Vec<&str> = self
+            .columns
+            .iter()
+            .filter(|column| column.data_type.is_none())
+            .map(|column| column.name.as_str())
+            .collect();
+        if !untyped.is_empty() {
+            return Err(format!(
+                "an enforced contract needs a data_type for every column; missing for {}",
+                untyped.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
     /// `event_time`: the column that places the model's rows in time.
     pub fn event_time(&self) -> Option<String> {
         self.config
