@@ -1008,3 +1008,127 @@ fn enforced_contracts_check_names_and_types_before_writing() {
         "{text}"
     );
 }
+
+#[test]
+fn source_freshness_warns_and_errors_on_stale_sources_and_writes_sources_json() {
+    let folder = tempfile::Builder::new()
+        .prefix("tidemark-freshness-")
+        .tempdir()
+        .unwrap();
+    let project = folder.path();
+    std::fs::create_dir_all(project.join("models")).unwrap();
+    std::fs::create_dir_all(project.join("data")).unwrap();
+    std::fs::write(
+        project.join("tidemark.yml"),
+        "name: fresh\nmodels:\n  fresh:\n    +materialized: table\n",
+    )
+    .unwrap();
+    // A table loaded two hours ago (built by a model), and a file last loaded in 2020.
+    std::fs::write(
+        project.join("models/loads.sql"),
+        "select 1 as id, cast(now() as timestamp) - interval '2 hours' as loaded_at",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("data/old.csv"),
+        "id,loaded_at\n1,2020-01-01T00:00:00\n2,2020-01-02T00:00:00\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("models/sources.yml"),
+        r#"version: 2
+sources:
+  - name: app
+    schema: main
+    loaded_at_field: loaded_at
+    freshness:
+      warn_after: {count: 1, period: hour}
+      error_after: {count: 1, period: day}
+    tables:
+      - name: loads
+      - name: loads_relaxed
+        identifier: loads
+        freshness:
+          warn_after: {count: 3, period: hour}
+      - name: loads_unchecked
+        identifier: loads
+        freshness: null
+  - name: archive
+    loaded_at_field: loaded_at
+    freshness:
+      error_after: {count: 30, period: day}
+      filter: "id = 1"
+    tables:
+      - name: old
+        external_location: data/old.csv
+"#,
+    )
+    .unwrap();
+    assert_eq!(tidemark(project, &["run"]).status.code(), Some(0));
+    let output = tidemark(project, &["source", "freshness"]);
+    let text = transcript(&output, project);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("ERROR freshness of source archive.old: newest row 2020-01-01T00:00:00"),
+        "{text}"
+    );
+    assert!(
+        text.contains("WARN freshness of source app.loads: newest row"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2.0 hours old (warn after 1 hours, error after 1 days)"),
+        "{text}"
+    );
+    assert!(text.contains("PASS freshness of source app.loads_relaxed"), "{text}");
+    assert!(!text.contains("loads_unchecked"), "{text}");
+
+    let sources: Json = serde_json::from_slice(&std::fs::read(project.join("target/sources.json")).unwrap()).unwrap();
+    let status: std::collections::BTreeMap<&str, &str> = sources["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["unique_id"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("source.fresh.app.loads", "warn"),
+            ("source.fresh.app.loads_relaxed", "pass"),
+            ("source.fresh.archive.old", "error")
+        ]
+        .into()
+    );
+    let old = sources["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["unique_id"] == "source.fresh.archive.old")
+        .unwrap();
+    assert_eq!(
+        old["criteria"]["error_after"],
+        serde_json::json!({"count": 30, "period": "day"})
+    );
+    assert!(old["max_loaded_at_time_ago_in_s"].as_f64().unwrap() > 86_400.0 * 365.0);
+
+    // Selection narrows it; only passing sources exit 0.
+    let output = tidemark(
+        project,
+        &["source", "freshness", "--select", "source:app.loads_relaxed"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project));
+
+    std::fs::write(
+        project.join("models/sources.yml"),
+        "version: 2\nsources:\n  - name: app\n    tables:\n      - name: loads\n        freshness: {warn_after: {count: 1, period: fortnight}}\n",
+    )
+    .unwrap();
+    let output = tidemark(project, &["source", "freshness"]);
+    let text = transcript(&output, project);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("models/sources.yml:5"), "{text}");
+    assert!(
+        text.contains("freshness warn_after is {count: <whole number>, period: minute|hour|day}"),
+        "{text}"
+    );
+}

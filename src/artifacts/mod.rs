@@ -101,6 +101,13 @@ impl Artifacts {
         Ok(path)
     }
 
+    /// Writes `sources.json` (the results of `source freshness`).
+    pub fn write_sources(&self, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        let path = self.folder().join("sources.json");
+        write_atomically(&path, bytes)?;
+        Ok(path)
+    }
+
     /// Writes `run_results.json`.
     pub fn write_run_results(&self, run: &RunSummary<'_>) -> std::io::Result<PathBuf> {
         let path = self.folder().join("run_results.json");

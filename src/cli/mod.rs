@@ -155,6 +155,9 @@ enum Command {
     /// Re-run what failed or was skipped in the last build/run/seed/test (target/run_results.json),
     /// with that invocation's options.
     Retry,
+    /// Commands about sources: `source freshness`.
+    #[command(subcommand)]
+    Source(commands::source::SourceCommand),
     /// Render every selected node's SQL into target/compiled/ and write target/manifest.json.
     Compile(commands::compile::CompileArgs),
     /// List nodes.
@@ -198,6 +201,7 @@ pub fn main() -> ExitCode {
             Command::Seed(args) => commands::run::execute(&cli.global, &printer, commands::run::Kind::Seed, args).await,
             Command::Test(args) => commands::run::execute(&cli.global, &printer, commands::run::Kind::Test, args).await,
             Command::Retry => commands::run::retry(&cli.global, &printer).await,
+            Command::Source(command) => commands::source::execute(&cli.global, &printer, command).await,
             Command::Compile(args) => commands::compile::execute(&cli.global, &printer, args),
             Command::Ls(args) => commands::ls::execute(&cli.global, &printer, args),
             Command::Show(args) => commands::show::execute(&cli.global, &printer, args).await,

@@ -260,6 +260,15 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
                 if let Some(column) = &table.event_time {
                     config.insert("event_time".into(), Json::from(column.clone()));
                 }
+                if let Some(freshness) = &table.freshness {
+                    config.insert(
+                        "freshness".into(),
+                        serde_json::to_value(freshness).expect("freshness serialises"),
+                    );
+                }
+                if let Some(field) = &table.loaded_at_field {
+                    config.insert("loaded_at_field".into(), Json::from(field.clone()));
+                }
                 nodes.insert(
                     unique_id.clone(),
                     Node {

@@ -182,8 +182,87 @@ pub struct SourceTable {
     /// `config: {event_time: column}`: the column that places a row in time, so time-range
     /// incremental runs read only the range they need.
     pub event_time: Option<String>,
+    /// `freshness:` (the table's, else its source's; `freshness: null` turns it off).
+    pub freshness: Option<Freshness>,
+    /// `loaded_at_field`: the column (or SQL expression) whose maximum is the table's age.
+    pub loaded_at_field: Option<String>,
     pub columns: Vec<ColumnProperties>,
     pub line: Option<usize>,
+}
+
+/// `freshness: {warn_after: {count: 12, period: hour}, error_after: {...}, filter: "..."}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Freshness {
+    pub warn_after: Option<FreshnessLimit>,
+    pub error_after: Option<FreshnessLimit>,
+    pub filter: Option<String>,
+}
+
+/// `{count: 12, period: hour}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FreshnessLimit {
+    pub count: u64,
+    pub period: String,
+}
+
+impl FreshnessLimit {
+    pub fn seconds(&self) -> u64 {
+        let unit = match self.period.as_str() {
+            "minute" => 60,
+            "hour" => 3600,
+            _ => 86_400,
+        };
+        self.count * unit
+    }
+}
+
+/// A field given explicitly, even as `null` (which `Option` alone would read as absent).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<serde_yaml::Value>, D::Error> {
+    serde_yaml::Value::deserialize(deserializer).map(Some)
+}
+
+/// Reads a `freshness:` value (`null`: no freshness check).
+fn freshness_of(value: &serde_yaml::Value) -> Result<Option<Freshness>, String> {
+    let json = super::project_file::yaml_to_json(value)?;
+    let map = match json {
+        Json::Null => return Ok(None),
+        Json::Object(map) => map,
+        other => {
+            return Err(format!(
+                "freshness is a mapping with warn_after/error_after, not {other}"
+            ))
+        }
+    };
+    let limit = |key: &str| -> Result<Option<FreshnessLimit>, String> {
+        let Some(value) = map.get(key) else { return Ok(None) };
+        if value.is_null() {
+            return Ok(None);
+        }
+        let count = value.get("count").and_then(Json::as_u64);
+        let period = value.get("period").and_then(Json::as_str);
+        match (count, period) {
+            (Some(count), Some(period)) if ["minute", "hour", "day"].contains(&period) => Ok(Some(FreshnessLimit {
+                count,
+                period: period.to_string(),
+            })),
+            _ => Err(format!(
+                "freshness {key} is {{count: <whole number>, period: minute|hour|day}}, not {value}"
+            )),
+        }
+    };
+    for key in map.keys() {
+        if !["warn_after", "error_after", "filter"].contains(&key.as_str()) {
+            return Err(format!(
+                "unknown freshness key '{key}'; use warn_after, error_after and filter"
+            ));
+        }
+    }
+    let freshness = Freshness {
+        warn_after: limit("warn_after")?,
+        error_after: limit("error_after")?,
+        filter: map.get("filter").and_then(Json::as_str).map(str::to_string),
+    };
+    Ok((freshness.warn_after.is_some() || freshness.error_after.is_some()).then_some(freshness))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -213,7 +292,7 @@ struct RawSource {
     config: Option<Json>,
     #[serde(default)]
     loader: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     freshness: Option<serde_yaml::Value>,
     #[serde(default)]
     loaded_at_field: Option<String>,
@@ -245,7 +324,7 @@ struct RawSourceTable {
     meta: Option<Json>,
     #[serde(default)]
     config: Option<Json>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     freshness: Option<serde_yaml::Value>,
     #[serde(default)]
     loaded_at_field: Option<String>,
@@ -425,6 +504,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
                         .map(|pattern| pattern.replace("{name}", &identifier))
                 });
             let owner = format!("{}.{}", source.name, table.name);
+            let table_name = table.name.clone();
             tables.push(SourceTable {
                 line: located(&format!("name: {}", table.name)),
                 columns: columns_of(table.columns, &owner, &mut problems),
@@ -435,6 +515,19 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
                 format: table.format.or_else(|| source.format.clone()),
                 event_time: meta_string(&table.config, "event_time")
                     .or_else(|| meta_string(&source.config, "event_time")),
+                freshness: match table.freshness.as_ref().or(source.freshness.as_ref()).map(freshness_of) {
+                    None => None,
+                    Some(Ok(freshness)) => freshness,
+                    Some(Err(message)) => {
+                        problems.push(
+                            Diagnostic::new(format!("source table {owner}: {message}"))
+                                .in_file(file)
+                                .at_line(located(&format!("name: {}", table_name))),
+                        );
+                        None
+                    }
+                },
+                loaded_at_field: table.loaded_at_field.or_else(|| source.loaded_at_field.clone()),
             });
         }
         sources.push(SourceProperties {

@@ -6,6 +6,7 @@ pub mod debug;
 pub mod ls;
 pub mod run;
 pub mod show;
+pub mod source;
 pub mod time_range;
 
 use crate::cli::Printer;
