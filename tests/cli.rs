@@ -1132,3 +1132,80 @@ sources:
         "{text}"
     );
 }
+
+#[test]
+fn custom_generic_tests_are_test_blocks_in_macros_or_tests_generic() {
+    let project = fixture("slim_ci");
+    let project = project.path().join("base");
+    std::fs::remove_file(project.join("profiles.yml")).unwrap();
+    std::fs::create_dir_all(project.join("tests/generic")).unwrap();
+    std::fs::write(
+        project.join("tests/generic/at_most.sql"),
+        "{% test at_most(model, column_name, max_value) %}\nselect * from {{ model }} where {{ column_name }} > {{ max_value }}\n{% endtest %}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("macros/checks.sql"),
+        "{%- test has_rows_for(model, column_name, values=[]) -%}\nselect v from (values {% for v in values %}('{{ v }}'){{ ',' if not loop.last }}{% endfor %}) as t(v)\nwhere v not in (select {{ column_name }} from {{ model }})\n{%- endtest -%}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("models/schema.yml"),
+        r#"version: 2
+models:
+  - name: learner_activity
+    columns:
+      - name: events
+        tests:
+          - at_most: {max_value: 1}
+          - at_most:
+              max_value: 1
+              config: {where: "team_id = 't2'", severity: warn}
+      - name: learner_id
+        tests:
+          - has_rows_for: {values: [a1, a2, z9]}
+"#,
+    )
+    .unwrap();
+    let output = tidemark(&project, &["build", "--select", "+learner_activity"]);
+    let text = transcript(&output, &project);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let results = run_results(&project);
+    let status = |id: &str| {
+        let result = result_of(&results, id);
+        (
+            result["status"].as_str().unwrap().to_string(),
+            result["failures"].as_u64().unwrap(),
+        )
+    };
+    // a1 (3 events), a2 (2) and b1 (2) have more than one; only b1 is in team t2; z9 is missing.
+    assert_eq!(status("test.slim.at_most_learner_activity_events"), ("fail".into(), 3));
+    assert_eq!(
+        status("test.slim.at_most_learner_activity_events_2"),
+        ("warn".into(), 1)
+    );
+    assert_eq!(
+        status("test.slim.has_rows_for_learner_activity_learner_id__a1__a2__z9"),
+        ("fail".into(), 1)
+    );
+    // The compiled SQL is the macro's, with the where: filter applied to the model.
+    let compiled = std::fs::read_to_string(
+        project.join("target/compiled/slim/models/schema.yml/at_most_learner_activity_events.sql"),
+    )
+    .unwrap_or_default();
+    assert!(
+        compiled.contains("select * from \"main\".\"learner_activity\" where events > 1"),
+        "{compiled}"
+    );
+
+    std::fs::write(
+        project.join("models/schema.yml"),
+        "version: 2\nmodels:\n  - name: learner_activity\n    columns:\n      - name: events\n        tests: [{at_mots: {max_value: 1}}]\n",
+    )
+    .unwrap();
+    let output = tidemark(&project, &["build"]);
+    let text = transcript(&output, &project);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("unknown test 'at_mots'"), "{text}");
+    assert!(text.contains("did you mean 'at_most'?"), "{text}");
+}

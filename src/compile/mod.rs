@@ -90,6 +90,17 @@ pub fn compile(
     // Ephemeral bodies first (they are inlined into others), then everything else.
     let render = |node: &Node| -> Result<String, Diagnostic> {
         match (&node.resource_type, &node.test) {
+            (ResourceType::Test, Some(test)) if engine.custom_test(&test.test_name).is_some() => engine.compile(
+                &node.path,
+                &tests::custom_test_call(graph, node),
+                CompileContext {
+                    this: this_relation(node),
+                    config: node.config.clone(),
+                    is_incremental: false,
+                    resolver: resolver.clone(),
+                    time_filter: None,
+                },
+            ),
             (ResourceType::Test, Some(_)) => tests::generic_test_sql(graph, node, resolver.as_ref()),
             _ => engine.compile(
                 &node.path,

@@ -7,20 +7,45 @@ use crate::diagnostics::Diagnostic;
 use crate::graph::{parse_relation_expression, Graph, Node, RelationExpression};
 use crate::template::RelationResolver;
 
-/// The failing-rows query of a generic test node.
-pub fn generic_test_sql(graph: &Graph, node: &Node, resolver: &dyn RelationResolver) -> Result<String, Diagnostic> {
+/// The relation a generic test reads: the tested node, filtered by the test's `where:`.
+fn tested_relation(graph: &Graph, node: &Node) -> String {
     let test = node.test.as_ref().expect("generic test node");
-    let at_declaration = |message: String| Diagnostic::new(message).in_file(&node.path).at_line(node.line);
     let tested = &graph.nodes[&test.tested_node];
     let relation = tested
         .relation
         .as_ref()
         .map(|relation| relation.rendered.clone())
         .unwrap_or_else(|| format!("{}{}", super::EPHEMERAL_PREFIX, tested.name));
-    let model = match &test.where_clause {
+    match &test.where_clause {
         Some(condition) => format!("(select * from {relation} where {condition}) as tidemark_subquery"),
         None => relation,
+    }
+}
+
+/// The Jinja call of a custom generic test (`{% test name(model, column_name, ...) %}`):
+/// `model` is the tested relation (filtered by `where:`), `column_name` the column it is
+/// declared under, and every argument a keyword argument.
+pub fn custom_test_call(graph: &Graph, node: &Node) -> String {
+    let test = node.test.as_ref().expect("generic test node");
+    let literal = |value: &Json| match value {
+        Json::Null => "none".to_string(),
+        other => other.to_string(),
     };
+    let mut arguments = vec![format!("model={}", literal(&Json::from(tested_relation(graph, node))))];
+    if let Some(column) = &test.column_name {
+        arguments.push(format!("column_name={}", literal(&Json::from(column.clone()))));
+    }
+    for (key, value) in &test.arguments {
+        arguments.push(format!("{key}={}", literal(value)));
+    }
+    format!("{{{{ test_{}({}) }}}}", test.test_name, arguments.join(", "))
+}
+
+/// The failing-rows query of a generic test node.
+pub fn generic_test_sql(graph: &Graph, node: &Node, resolver: &dyn RelationResolver) -> Result<String, Diagnostic> {
+    let test = node.test.as_ref().expect("generic test node");
+    let at_declaration = |message: String| Diagnostic::new(message).in_file(&node.path).at_line(node.line);
+    let model = tested_relation(graph, node);
     let column = test.column_name.clone().unwrap_or_default();
     let sql = match test.test_name.as_str() {
         "not_null" => format!("select *\nfrom {model}\nwhere {column} is null\n"),

@@ -422,7 +422,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
     let mut test_names: BTreeMap<String, usize> = BTreeMap::new();
     for mut test in tests {
         if test.test.is_some() {
-            validate_generic_test(&test, &mut problems);
+            validate_generic_test(&test, engine, &mut problems);
         }
         check_thresholds(&test, &mut problems);
         if !is_enabled(&test.config) {
@@ -431,7 +431,10 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
         let count = test_names.entry(test.unique_id.clone()).or_default();
         *count += 1;
         if *count > 1 {
-            test.unique_id = format!("{}.{}", test.unique_id, count);
+            // The same test declared twice on one column (with other arguments or configs):
+            // a name of its own, so its compiled SQL and stored failures are its own too.
+            test.unique_id = format!("{}_{count}", test.unique_id);
+            test.name = format!("{}_{count}", test.name);
         }
         nodes.insert(test.unique_id.clone(), test);
     }
@@ -865,12 +868,26 @@ fn check_thresholds(node: &Node, problems: &mut Diagnostics) {
     }
 }
 
-fn validate_generic_test(node: &Node, problems: &mut Diagnostics) {
+fn validate_generic_test(node: &Node, engine: &TemplateEngine, problems: &mut Diagnostics) {
     let test = node.test.as_ref().expect("generic test");
-    let known: Vec<&str> = GENERIC_TESTS.iter().map(|(name, _)| *name).collect();
+    if engine.custom_test(&test.test_name).is_some() {
+        // A `{% test %}` of the project: its macro's parameters are checked when it renders.
+        return;
+    }
+    let custom: Vec<String> = engine
+        .macros()
+        .keys()
+        .filter_map(|name| name.strip_prefix("test_"))
+        .map(str::to_string)
+        .collect();
+    let known: Vec<&str> = GENERIC_TESTS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(custom.iter().map(String::as_str))
+        .collect();
     let Some((_, required)) = GENERIC_TESTS.iter().find(|(name, _)| *name == test.test_name) else {
         let mut diagnostic = Diagnostic::new(format!(
-            "unknown test '{}'; tidemark's generic tests are {}",
+            "unknown test '{}'; the generic tests are {} (define others with {{% test name(model, column_name) %}} in macros/ or <test-path>/generic/)",
             test.test_name,
             known.join(", ")
         ))

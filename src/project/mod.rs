@@ -150,7 +150,13 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
 
     let (models, model_problems) = read_all(collect(&file.model_paths, "sql", &mut problems));
     let (macros, macro_problems) = read_all(collect(&file.macro_paths, "sql", &mut problems));
-    let (singular_tests, test_problems) = read_all(collect(&file.test_paths, "sql", &mut problems));
+    let (tests, test_problems) = read_all(collect(&file.test_paths, "sql", &mut problems));
+    // `<test-path>/generic/` holds custom generic tests (`{% test %}` blocks): macro files.
+    let (generic, singular_tests): (Vec<SqlFile>, Vec<SqlFile>) = tests
+        .into_iter()
+        .partition(|test| test.parts.len() > 1 && test.parts[0] == "generic");
+    let mut macros = macros;
+    macros.extend(generic);
     problems.extend(model_problems);
     problems.extend(macro_problems);
     problems.extend(test_problems);

@@ -123,7 +123,9 @@ impl TemplateEngine {
         let mut problems = Diagnostics::default();
         let mut macro_names: BTreeMap<String, String> = BTreeMap::new();
         for file in &project.macros {
-            if let Err(error) = env.add_template_owned(file.path.clone(), file.text.clone()) {
+            // `{% test name(...) %}…{% endtest %}` defines the macro `test_name` (as in dbt).
+            let text = test_blocks_as_macros(&file.text);
+            if let Err(error) = env.add_template_owned(file.path.clone(), text) {
                 problems.push(jinja_diagnostic(&error, &file.path));
                 continue;
             }
@@ -158,9 +160,9 @@ impl TemplateEngine {
                 .macros
                 .iter()
                 .find(|file| file.path == path)
-                .map(|file| file.text.as_str())
+                .map(|file| test_blocks_as_macros(&file.text))
                 .unwrap_or_default();
-            let text = macro_text(file_text, &name).unwrap_or(file_text).to_string();
+            let text = macro_text(&file_text, &name).unwrap_or(&file_text).to_string();
             macros.insert(
                 name.clone(),
                 MacroDefinition {
@@ -171,6 +173,11 @@ impl TemplateEngine {
             context::install_macro(&mut env, name, path);
         }
         problems.into_result(TemplateEngine { env, macros })
+    }
+
+    /// The macro of a custom generic test `name` (`{% test name(model, column_name) %}`).
+    pub fn custom_test(&self, name: &str) -> Option<&MacroDefinition> {
+        self.macros.get(&format!("test_{name}"))
     }
 
     /// The project's macros by name.
@@ -287,4 +294,38 @@ fn macro_text<'a>(file_text: &'a str, name: &str) -> Option<&'a str> {
         }
     }
     None
+}
+
+/// Rewrites dbt's generic test blocks into macros: `{% test name(` → `{% macro test_name(` and
+/// `{% endtest %}` → `{% endmacro %}`, keeping whitespace control and line numbers.
+pub fn test_blocks_as_macros(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut rest = text;
+    while let Some(found) = rest.find("{%") {
+        out.push_str(&rest[..found + 2]);
+        rest = &rest[found + 2..];
+        let control = rest.len() - rest.trim_start_matches(['-', '+']).len();
+        out.push_str(&rest[..control]);
+        rest = &rest[control..];
+        let space = rest.len() - rest.trim_start().len();
+        out.push_str(&rest[..space]);
+        rest = &rest[space..];
+        let keyword_end = |keyword: &str, rest: &str| {
+            rest.starts_with(keyword)
+                && rest[keyword.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| !(c.is_alphanumeric() || c == '_'))
+        };
+        if keyword_end("test", rest) {
+            let after = rest["test".len()..].trim_start();
+            out.push_str("macro test_");
+            rest = after;
+        } else if keyword_end("endtest", rest) {
+            out.push_str("endmacro");
+            rest = &rest["endtest".len()..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
