@@ -27,7 +27,7 @@
 //! | [`compile`] | refs → relations, ephemeral models → CTEs, generic tests → SQL; pure and deterministic |
 //! | [`execute`] | the DataFusion session, relation registration (tables, Hive-partitioned folders, file/glob/URL sources, `--defer`red tables of another run), scheduling with `--threads`, skip-on-failure, `--fail-fast`, incremental strategies, unit tests (in-memory tables of given rows, no warehouse) |
 //! | [`materialize`] | the warehouse on local disk or any `object_store` URL (S3, GCS, Azure, memory), the layout and the commit protocol (locks, atomic publish, partitioned commits rolled forward, commit log) |
-//! | [`artifacts`] | `target/`: compiled SQL, `manifest.json`, `run_results.json`, `target/run.lock` |
+//! | [`artifacts`] | `target/`: compiled SQL, `manifest.json`, `run_results.json`, `sources.json`, JUnit reports, `target/run.lock` |
 //! | `cluster` (feature `ballista`) | a local Ballista cluster (scheduler + executors on 127.0.0.1, in-process) for tests and trials; the scheduler's executor count for `debug` |
 //! | [`cli`] | arguments, one file per command, the printer, exit codes |
 //! | [`diagnostics`] | user-facing errors with `file:line:col` and "did you mean" |
@@ -55,6 +55,13 @@
 //!   then renames the staged files into place and writes the commit record under the table's
 //!   lock, exactly as for files this process writes. Compilation and registration are the same
 //!   code.
+//! - One `build`/`run`/`seed`/`test` at a time per `target/` and per warehouse: both run locks
+//!   are held for the whole command ([`artifacts::Artifacts::lock`],
+//!   [`materialize::Warehouse::lock_run`]); a second command waits, up to `--lock-timeout`.
+//! - Unit tests never touch the warehouse: each runs its model's SQL in its own in-memory
+//!   `SessionContext` on the given rows; a command that runs only unit tests opens no warehouse.
+//! - `--defer` changes only where an unselected table is registered from (the `--state` run's
+//!   warehouse); compiled SQL and the manifest are the same as without it.
 //! - `is_incremental()` is decided before compiling (the CLI asks the warehouse which incremental
 //!   tables exist), so compile stays pure given that set.
 

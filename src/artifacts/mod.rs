@@ -23,6 +23,11 @@ use crate::project::{Project, Target};
 /// Version written into every artifact.
 pub const TIDEMARK_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Version of the layout of `manifest.json`, `run_results.json` and `sources.json`
+/// (`metadata.artifact_version`): within one version fields are only ever added, never renamed,
+/// removed or given another meaning.
+pub const ARTIFACT_VERSION: u32 = 1;
+
 /// Writes artifacts under one project's target folder.
 pub struct Artifacts {
     root: PathBuf,
@@ -114,6 +119,8 @@ impl Artifacts {
         let document = json!({
             "metadata": {
                 "tidemark_version": TIDEMARK_VERSION,
+            "artifact_version": ARTIFACT_VERSION,
+                "artifact_version": ARTIFACT_VERSION,
                 "invocation_id": run.run_id,
                 "generated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             },
@@ -239,6 +246,7 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: &str) 
     json!({
         "metadata": {
             "tidemark_version": TIDEMARK_VERSION,
+            "artifact_version": ARTIFACT_VERSION,
             "project_name": graph.project_name,
             "target": target.name,
             "schema": target.schema,

@@ -3,7 +3,7 @@
 //! `--state DIR` points at the `target/` folder of another invocation (usually the production
 //! run's, kept as a CI artifact). Its `manifest.json` records, for every node, the checksum of
 //! what the node is made of, its resolved config and the project macros it calls, and every
-//! macro's checksum; [`State::modified`] compares them with the current project. Its
+//! macro's checksum; [`State::changes`] compares them with the current project. Its
 //! `run_results.json` (if present) gives `result:<status>`.
 
 use std::collections::{BTreeMap, BTreeSet};

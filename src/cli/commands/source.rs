@@ -147,6 +147,7 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, command: Sourc
     let document = json!({
         "metadata": {
             "tidemark_version": crate::artifacts::TIDEMARK_VERSION,
+            "artifact_version": crate::artifacts::ARTIFACT_VERSION,
             "invocation_id": invocation,
             "generated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         },
