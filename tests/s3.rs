@@ -2,7 +2,8 @@
 //! the LMS project gives the same tables on S3 as on local disk (read back by pyarrow from the
 //! documented paths), wrong credentials give a clear error that never prints the secret, and a
 //! run killed or cut off from the server mid-write leaves the previous table version whole; a
-//! live lock on S3 is refused; sources on S3 read like local files.
+//! live table lock on S3 is refused and a live run lock makes a second run wait; sources on S3
+//! read like local files.
 
 mod common;
 
@@ -304,4 +305,54 @@ fn sources_are_read_from_s3_with_the_targets_storage_settings() {
 fn run_ok_in(project: &Path) {
     let output = tidemark(project, &["run"]);
     assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, project));
+}
+
+#[test]
+fn the_run_lock_on_s3_makes_a_second_run_wait() {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let server = S3Server::shared();
+    let project = big_project_on(server, "run-lock");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string();
+    // Another run (this test process, alive) holds the warehouse's run lock on S3.
+    let store = server.client();
+    let lock = object_store::path::Path::from("run-lock/_tidemark/locks/run.lock");
+    let record = format!(
+        "{{\"run_id\":\"other-run\",\"pid\":{},\"host\":\"{host}\",\"since\":\"2026-11-22T00:00:00Z\",\"command\":\"tidemark build\"}}",
+        std::process::id()
+    );
+    let runtime = common::s3::runtime();
+    runtime
+        .block_on(store.put(&lock, PutPayload::from(record.into_bytes())))
+        .expect("put lock");
+
+    let output = tidemark(project.path(), &["run", "--vars", "{rows: 5}", "--lock-timeout", "1"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!(
+            "another run holds the run lock s3://{BUCKET}/run-lock/_tidemark/locks/run.lock (`tidemark build`, run other-run"
+        )),
+        "{text}"
+    );
+    assert_eq!(big_rows_on(server, "run-lock"), 1000, "the table is untouched");
+
+    // The holder finishes two seconds later; the waiting run then goes ahead.
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        // A client of its own: the first one's connections belong to the other runtime.
+        let store = server.client();
+        common::s3::runtime().block_on(store.delete(&lock)).expect("release");
+    });
+    let output = tidemark(project.path(), &["run", "--vars", "{rows: 5}"]);
+    releaser.join().expect("releaser");
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("Waiting for another run to finish (`tidemark build`, run other-run"),
+        "{text}"
+    );
+    assert_eq!(big_rows_on(server, "run-lock"), 5);
 }
