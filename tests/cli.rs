@@ -646,6 +646,14 @@ fn unit_tests_of_the_lms_metric_models_run_offline() {
             "unit_test.tidemark_lms.team_sustained_drop_alerts.team_median_drop_for_three_weeks",
         ]
     );
+    let listed = |args: &[&str]| -> usize {
+        let output = tidemark(project.path(), args);
+        String::from_utf8_lossy(&output.stdout).lines().count()
+    };
+    assert_eq!(listed(&["ls", "--resource-type", "unit_test"]), 3);
+    assert_eq!(listed(&["ls", "--select", "resource_type:unit_test"]), 3);
+    assert_eq!(listed(&["ls", "--resource-type", "test"]), 6);
+    assert_eq!(listed(&["ls", "--select", "resource_type:test"]), 6);
     // The tests can fail: a rule threshold changed in the metric model breaks its unit test.
     let spec = project.path().join("models/engagement/learner_engagement.yml");
     let text = std::fs::read_to_string(&spec).unwrap();

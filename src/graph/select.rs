@@ -301,7 +301,14 @@ fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTre
                 .collect()
         }
         "unique_id" => nodes.filter(|node| matcher.is_match(&node.unique_id)).map(|n| n.unique_id.clone()).collect(),
-        "resource_type" => nodes.filter(|node| node.resource_type.as_str() == value).map(|n| n.unique_id.clone()).collect(),
+        "resource_type" => nodes
+            .filter(|node| match value {
+                "unit_test" => node.is_unit_test(),
+                "test" => node.resource_type == ResourceType::Test && !node.is_unit_test(),
+                _ => node.resource_type.as_str() == value,
+            })
+            .map(|n| n.unique_id.clone())
+            .collect(),
         "source" => nodes
             .filter(|node| node.resource_type == ResourceType::Source)
             .filter(|node| {

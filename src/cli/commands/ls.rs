@@ -24,7 +24,11 @@ pub struct LsArgs {
 pub enum ResourceTypeArg {
     Model,
     Seed,
+    /// Data tests (generic and singular).
     Test,
+    /// Unit tests (`unit_tests:`).
+    #[value(name = "unit_test")]
+    UnitTest,
     Source,
 }
 
@@ -51,13 +55,23 @@ pub fn execute(global: &GlobalArgs, printer: &Printer, args: LsArgs) -> ExitStat
         Scope {
             models: has(ResourceTypeArg::Model),
             seeds: has(ResourceTypeArg::Seed),
-            tests: has(ResourceTypeArg::Test),
+            tests: has(ResourceTypeArg::Test) || has(ResourceTypeArg::UnitTest),
             sources: has(ResourceTypeArg::Source),
         }
     };
-    let Ok(selected) = loaded.select(&args.selection, scope, printer) else {
+    let Ok(mut selected) = loaded.select(&args.selection, scope, printer) else {
         return ExitStatus::Error;
     };
+    if !args.resource_type.is_empty() {
+        let (data, unit) = (
+            args.resource_type.contains(&ResourceTypeArg::Test),
+            args.resource_type.contains(&ResourceTypeArg::UnitTest),
+        );
+        selected.retain(|id| {
+            let node = &loaded.graph.nodes[id];
+            node.resource_type != ResourceType::Test || if node.is_unit_test() { unit } else { data }
+        });
+    }
     let mut lines = Vec::new();
     for id in loaded.graph.order.iter().filter(|id| selected.contains(*id)) {
         let node = &loaded.graph.nodes[id];
