@@ -341,3 +341,74 @@ fn rows_scanned(run_results: &Path, model: &str) -> u64 {
         .and_then(|r| r["rows_scanned"].as_u64())
         .unwrap_or_else(|| panic!("no rows_scanned for {model}"))
 }
+
+#[test]
+fn a_unit_test_can_run_a_model_as_an_incremental_run() {
+    let project = fixture("incremental");
+    std::fs::write(
+        project.path().join("models/unit.yml"),
+        r#"unit_tests:
+  - name: only_days_from_the_latest_one_are_recomputed
+    model: daily_scores
+    overrides:
+      macros: {is_incremental: true}
+    given:
+      - input: ref('stg_events')
+        rows:
+          - {statement_id: s1, day: 1, learner: ana, score: 50}
+          - {statement_id: s2, day: 2, learner: ana, score: 60}
+          - {statement_id: s3, day: 3, learner: ana, score: 70}
+          - {statement_id: s4, day: 3, learner: ana, score: 90}
+      - input: this
+        rows:
+          - {day: 1, learner: ana, statements: 1, avg_score: 50}
+          - {day: 2, learner: ana, statements: 1, avg_score: 60}
+    expect:
+      rows:
+        - {day: 2, learner: ana, statements: 1, avg_score: 60}
+        - {day: 3, learner: ana, statements: 2, avg_score: 80}
+  - name: a_first_run_builds_every_day
+    model: daily_scores
+    given:
+      - input: ref('stg_events')
+        rows:
+          - {statement_id: s1, day: 1, learner: ana, score: 50}
+          - {statement_id: s3, day: 3, learner: ana, score: 70}
+    expect:
+      rows:
+        - {day: 1, statements: 1}
+        - {day: 3, statements: 1}
+"#,
+    )
+    .expect("write");
+    let output = tidemark(project.path(), &["test", "--select", "test_type:unit"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("Done. PASS=2 WARN=0 ERROR=0 SKIP=0 TOTAL=2"), "{text}");
+    let compiled = std::fs::read_to_string(
+        project
+            .path()
+            .join("target/compiled/incremental/models/unit.yml/only_days_from_the_latest_one_are_recomputed.sql"),
+    )
+    .expect("compiled unit test");
+    assert!(
+        compiled.contains("where day >= (select max(day) from \"main\".\"daily_scores\")"),
+        "{compiled}"
+    );
+
+    // `this` without the override is an error at the test.
+    let text = std::fs::read_to_string(project.path().join("models/unit.yml")).unwrap();
+    std::fs::write(
+        project.path().join("models/unit.yml"),
+        text.replace("    overrides:\n      macros: {is_incremental: true}\n", ""),
+    )
+    .unwrap();
+    let output = tidemark(project.path(), &["test"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("models/unit.yml:2"), "{text}");
+    assert!(
+        text.contains("'this' (the model's own table) is only read with overrides: {macros: {is_incremental: true}}"),
+        "{text}"
+    );
+}

@@ -31,7 +31,8 @@ pub struct CompiledNode {
 pub struct CompiledProject {
     pub nodes: BTreeMap<String, CompiledNode>,
     /// For unit tests: the SQL of the models they test and of everything those read, compiled
-    /// as a first build would (`is_incremental()` false, no time range), by unique id.
+    /// as a first build would (`is_incremental()` false, no time range), by unique id; and by
+    /// a unit test's id, its model as an incremental run renders it, when the test says so.
     pub unit_sql: BTreeMap<String, String>,
 }
 
@@ -77,6 +78,21 @@ pub fn compile(
         }
         let inner = compile(graph, engine, target_path, &models, &CompileOptions::default())?;
         unit_sql = inner.nodes.into_iter().map(|(id, node)| (id, node.sql)).collect();
+        // Tests of incremental runs: their model as `is_incremental()` renders it, by test id.
+        for id in &unit_tests {
+            let unit = &graph.unit_tests[*id];
+            if unit.incremental {
+                let options = CompileOptions {
+                    incremental: [unit.model.clone()].into(),
+                    ..Default::default()
+                };
+                let single: BTreeSet<String> = [unit.model.clone()].into();
+                let mut inner = compile(graph, engine, target_path, &single, &options)?;
+                if let Some(node) = inner.nodes.remove(&unit.model) {
+                    unit_sql.insert((*id).clone(), node.sql);
+                }
+            }
+        }
     }
     let plain: BTreeSet<String> = selected
         .iter()
@@ -177,7 +193,11 @@ pub fn compile(
             "-- unit test {} of model {}: the model's SQL, run offline on the test's given rows\n{}",
             node.name,
             model.name,
-            unit_sql.get(&model.unique_id).map(String::as_str).unwrap_or_default()
+            unit_sql
+                .get(id)
+                .or_else(|| unit_sql.get(&model.unique_id))
+                .map(String::as_str)
+                .unwrap_or_default()
         );
         nodes.insert(
             id.clone(),

@@ -65,7 +65,7 @@ pub(super) async fn run(session: &Session, node: &Node) -> Result<UnitOutcome, E
             .await
             .map_err(|message| fail(format!("given {written}: {message}")))?;
     }
-    let actual = run.compute(&spec.model).await.map_err(fail)?;
+    let actual = run.compute(&spec.model, &node.unique_id).await.map_err(fail)?;
     let expected = rows_as_text(&spec.expect).map_err(|message| fail(format!("expect: {message}")))?;
     let (mismatches, detail) = compare(&expected, &actual).map_err(|message| fail(format!("expect: {message}")))?;
     let (status, message) = super::test_verdict(node, mismatches as u64);
@@ -109,7 +109,11 @@ impl UnitRun<'_> {
     }
 
     /// The rows of node `id`: given, or computed from its SQL over its own inputs.
-    fn compute<'s>(&'s mut self, id: &'s str) -> futures::future::BoxFuture<'s, Result<Vec<RecordBatch>, String>> {
+    fn compute<'s>(
+        &'s mut self,
+        id: &'s str,
+        test_id: &'s str,
+    ) -> futures::future::BoxFuture<'s, Result<Vec<RecordBatch>, String>> {
         Box::pin(async move {
             let graph = self.graph;
             let node = &graph.nodes[id];
@@ -129,7 +133,7 @@ impl UnitRun<'_> {
                         node.name
                     ));
                 }
-                let batches = self.compute(&input).await?;
+                let batches = self.compute(&input, test_id).await?;
                 let schema = match batches.first() {
                     Some(batch) => batch.schema(),
                     None => self
@@ -140,9 +144,11 @@ impl UnitRun<'_> {
                 register_batches(&self.ctx, parent, schema, batches)?;
                 self.ready.insert(input);
             }
-            let sql = self
-                .sql
-                .get(id)
+            // The tested model may be rendered for an incremental run (keyed by the test's id).
+            let sql = (id == self.spec.model)
+                .then(|| self.sql.get(test_id))
+                .flatten()
+                .or_else(|| self.sql.get(id))
                 .ok_or_else(|| format!("internal error: model '{}' was not compiled for unit tests", node.name))?;
             let frame = self
                 .ctx

@@ -557,6 +557,17 @@ fn unit_tests(
             let ancestors = ancestors_of(nodes, &model_id);
             let mut given = Vec::new();
             for (input, rows) in &test.given {
+                if input.trim() == "this" {
+                    if test.incremental {
+                        given.push((model_id.clone(), input.clone(), rows.clone()));
+                    } else {
+                        problems.push(at(format!(
+                            "unit test '{}': 'this' (the model's own table) is only read with overrides: {{macros: {{is_incremental: true}}}}",
+                            test.name
+                        )));
+                    }
+                    continue;
+                }
                 let id = match parse_relation_expression(input) {
                     Some(RelationExpression::Ref(name)) => by_name.get(&name).cloned(),
                     Some(RelationExpression::Source(source, table)) => source_ids.get(&(source, table)).cloned(),
@@ -640,6 +651,7 @@ fn unit_tests(
                     model: model_id,
                     given,
                     expect: test.expect.clone(),
+                    incremental: test.incremental,
                 },
             );
         }

@@ -211,6 +211,8 @@ pub struct UnitTest {
     /// Given inputs: unique id of the input node, the input as written, its rows.
     pub given: Vec<(String, String, crate::project::Rows)>,
     pub expect: crate::project::Rows,
+    /// Run the model as an incremental run (`is_incremental()` true; `this` is given).
+    pub incremental: bool,
 }
 
 /// A node of the project.

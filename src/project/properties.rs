@@ -74,6 +74,16 @@ struct RawUnitTest {
     expect: RawRows,
     #[serde(default)]
     config: Option<BTreeMap<String, Json>>,
+    #[serde(default)]
+    overrides: Option<RawOverrides>,
+}
+
+/// `overrides:` of a unit test. Only `macros: {is_incremental: true}` is supported.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverrides {
+    #[serde(default)]
+    macros: BTreeMap<String, Json>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +118,9 @@ pub struct UnitTestProperties {
     pub given: Vec<(String, Rows)>,
     pub expect: Rows,
     pub config: ConfigMap,
+    /// `overrides: {macros: {is_incremental: true}}`: the model runs as an incremental run
+    /// would, reading its own table from the rows given for `this`.
+    pub incremental: bool,
     pub file: String,
     pub line: Option<usize>,
 }
@@ -581,10 +594,27 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
                 continue;
             }
         };
+        let mut incremental = false;
+        for (name, value) in test.overrides.map(|o| o.macros).unwrap_or_default() {
+            match (name.as_str(), value) {
+                ("is_incremental", Json::Bool(on)) => incremental = on,
+                (other, _) => {
+                    problems.push(
+                        Diagnostic::new(format!(
+                            "{owner}: overrides.macros supports is_incremental: true|false, not '{other}'"
+                        ))
+                        .in_file(file)
+                        .at_line(line),
+                    );
+                    failed = true;
+                }
+            }
+        }
         if failed {
             continue;
         }
         unit_tests.push(UnitTestProperties {
+            incremental,
             name: test.name,
             model: test.model,
             description: test.description,
