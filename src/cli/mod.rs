@@ -202,11 +202,11 @@ pub fn main() -> ExitCode {
             Command::Test(args) => commands::run::execute(&cli.global, &printer, commands::run::Kind::Test, args).await,
             Command::Retry => commands::run::retry(&cli.global, &printer).await,
             Command::Source(command) => commands::source::execute(&cli.global, &printer, command).await,
-            Command::Compile(args) => commands::compile::execute(&cli.global, &printer, args),
+            Command::Compile(args) => commands::compile::execute(&cli.global, &printer, args).await,
             Command::Ls(args) => commands::ls::execute(&cli.global, &printer, args),
             Command::Show(args) => commands::show::execute(&cli.global, &printer, args).await,
             Command::Debug => commands::debug::execute(&cli.global, &printer).await,
-            Command::Clean => commands::clean::execute(&cli.global, &printer),
+            Command::Clean => commands::clean::execute(&cli.global, &printer).await,
         }
     });
     // Node tasks may still hold the runtime; don't wait for background work on the way out.

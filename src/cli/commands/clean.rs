@@ -4,7 +4,7 @@ use crate::artifacts::Artifacts;
 use crate::cli::{ExitStatus, GlobalArgs, Printer};
 use crate::project;
 
-pub fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
+pub async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
     let project = match project::load(&global.project_dir) {
         Ok(project) => project,
         Err(diagnostics) => {
@@ -12,7 +12,30 @@ pub fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
             return ExitStatus::Error;
         }
     };
-    match Artifacts::clean(&project) {
+    // Never delete target/ under a running build: wait for its run lock first.
+    let artifacts = Artifacts::new(&project);
+    let lock = if project.root.join(&project.file.target_path).is_dir() {
+        let waiting = |holder: &str| printer.info(&format!("Waiting for another run to finish ({holder})"));
+        let id = uuid::Uuid::new_v4().to_string();
+        match artifacts
+            .lock(&id, "tidemark clean", std::time::Duration::from_secs(600), waiting)
+            .await
+        {
+            Ok(lock) => Some(lock),
+            Err(message) => {
+                printer.fatal(&message);
+                return ExitStatus::Error;
+            }
+        }
+    } else {
+        None
+    };
+    let outcome = Artifacts::clean(&project);
+    if let Some(lock) = lock {
+        // Usually deleted with target/ already.
+        lock.release().await;
+    }
+    match outcome {
         Ok(removed) if removed.is_empty() => {
             printer.info("Nothing to clean.");
             ExitStatus::Success

@@ -14,7 +14,7 @@ pub struct CompileArgs {
     pub selection: SelectArgs,
 }
 
-pub fn execute(global: &GlobalArgs, printer: &Printer, args: CompileArgs) -> ExitStatus {
+pub async fn execute(global: &GlobalArgs, printer: &Printer, args: CompileArgs) -> ExitStatus {
     let Ok(loaded) = load(global, printer) else {
         return ExitStatus::Error;
     };
@@ -29,9 +29,22 @@ pub fn execute(global: &GlobalArgs, printer: &Printer, args: CompileArgs) -> Exi
         return ExitStatus::Error;
     };
     let artifacts = Artifacts::new(&loaded.project);
+    let waiting = |holder: &str| printer.info(&format!("Waiting for another run to finish ({holder})"));
+    let id = uuid::Uuid::new_v4().to_string();
+    let lock = match artifacts
+        .lock(&id, "tidemark compile", std::time::Duration::from_secs(600), waiting)
+        .await
+    {
+        Ok(lock) => lock,
+        Err(message) => {
+            printer.fatal(&message);
+            return ExitStatus::Error;
+        }
+    };
     let written = artifacts
         .write_compiled(&compiled)
         .and_then(|()| artifacts.write_manifest(&loaded.graph, &loaded.target));
+    lock.release().await;
     if let Err(error) = written {
         printer.fatal(&format!(
             "cannot write to {}/: {error}",
