@@ -86,20 +86,9 @@ fn a_table_locked_by_a_live_run_is_refused_with_the_holder() {
     assert_eq!(tidemark(project.path(), &["run"]).status.code(), Some(0));
     let before = table_csv(&project.path().join("warehouse/main/big/data.parquet"));
     // A lock held by a live process (this test) on this host.
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_string();
     let lock = project.path().join("warehouse/_tidemark/locks/main/big.lock");
     std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-    std::fs::write(
-        &lock,
-        format!(
-            "{{\"run_id\":\"other-run\",\"pid\":{},\"host\":\"{host}\",\"since\":\"2026-11-22T00:00:00Z\"}}",
-            std::process::id()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&lock, common::lock_record(std::process::id(), None)).unwrap();
     let output = tidemark(project.path(), &["run", "--vars", "{rows: 5}"]);
     let text = transcript(&output, project.path());
     assert_eq!(output.status.code(), Some(1), "{text}");
@@ -219,17 +208,9 @@ fn concurrent_runs_on_one_target_take_turns_and_lose_nothing() {
 #[test]
 fn a_run_lock_is_waited_for_then_refused_and_a_stale_one_replaced() {
     let project = fixture("big");
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_string();
     let lock = project.path().join("target/run.lock");
     std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-    let record = |pid: u32| {
-        format!(
-            "{{\"run_id\":\"other-run\",\"pid\":{pid},\"host\":\"{host}\",\"since\":\"2026-11-22T00:00:00Z\",\"command\":\"tidemark build\"}}"
-        )
-    };
+    let record = |pid: u32| common::lock_record(pid, Some("tidemark build"));
     // Held by a live process (this test): the run waits, then gives up naming the holder.
     std::fs::write(&lock, record(std::process::id())).unwrap();
     let output = tidemark(project.path(), &["run", "--lock-timeout", "1"]);

@@ -3,7 +3,7 @@
 //! documented paths), wrong credentials give a clear error that never prints the secret, and a
 //! run killed or cut off from the server mid-write leaves the previous table version whole; a
 //! live table lock on S3 is refused and a live run lock makes a second run wait; sources on S3
-//! read like local files.
+//! read like local files; a local pull-request build defers to production tables on S3.
 
 mod common;
 
@@ -228,16 +228,9 @@ fn a_table_locked_on_s3_by_a_live_run_is_refused() {
     let server = S3Server::shared();
     let project = big_project_on(server, "live-lock");
     // Another run (this test process, alive) holds the table's lock object on S3.
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .expect("hostname")
-        .trim()
-        .to_string();
     let store = server.client();
     let lock = object_store::path::Path::from("live-lock/_tidemark/locks/main/big.lock");
-    let record = format!(
-        "{{\"run_id\":\"other-run\",\"pid\":{},\"host\":\"{host}\",\"since\":\"2026-11-22T00:00:00Z\"}}",
-        std::process::id()
-    );
+    let record = common::lock_record(std::process::id(), None);
     let runtime = common::s3::runtime();
     runtime
         .block_on(store.put(&lock, PutPayload::from(record.into_bytes())))
@@ -312,17 +305,10 @@ fn the_run_lock_on_s3_makes_a_second_run_wait() {
     use object_store::{ObjectStoreExt, PutPayload};
     let server = S3Server::shared();
     let project = big_project_on(server, "run-lock");
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .expect("hostname")
-        .trim()
-        .to_string();
     // Another run (this test process, alive) holds the warehouse's run lock on S3.
     let store = server.client();
     let lock = object_store::path::Path::from("run-lock/_tidemark/locks/run.lock");
-    let record = format!(
-        "{{\"run_id\":\"other-run\",\"pid\":{},\"host\":\"{host}\",\"since\":\"2026-11-22T00:00:00Z\",\"command\":\"tidemark build\"}}",
-        std::process::id()
-    );
+    let record = common::lock_record(std::process::id(), Some("tidemark build"));
     let runtime = common::s3::runtime();
     runtime
         .block_on(store.put(&lock, PutPayload::from(record.into_bytes())))
@@ -355,4 +341,65 @@ fn the_run_lock_on_s3_makes_a_second_run_wait() {
         "{text}"
     );
     assert_eq!(big_rows_on(server, "run-lock"), 5);
+}
+
+#[test]
+fn a_pull_request_build_defers_to_production_tables_on_s3() {
+    let server = S3Server::shared();
+    let fixture_folder = fixture("slim_ci");
+    let project = fixture_folder.path().join("base");
+    // Production builds on S3; the pull request's CI target is a local folder with no storage
+    // settings of its own, so --defer reaches S3 with the production target's settings.
+    std::fs::write(
+        project.join("profiles.yml"),
+        format!(
+            "slim:\n  target: prod\n  outputs:\n    prod:\n      type: datafusion\n      warehouse: s3://{BUCKET}/slim-prod\n      storage:\n{}\n    ci:\n      type: datafusion\n      warehouse: ci_wh\n      schema: pr_42\n",
+            server.storage_yaml("        ")
+        ),
+    )
+    .expect("profiles.yml");
+    let output = tidemark(&project, &["build"]);
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, &project));
+    let state = fixture_folder.path().join("prod-state");
+    common::copy_tree(&project.join("target"), &state);
+    common::copy_tree(&fixture_folder.path().join("changed"), &project);
+
+    let output = tidemark(
+        &project,
+        &[
+            "build",
+            "-t",
+            "ci",
+            "-s",
+            "state:modified+",
+            "--defer",
+            "--state",
+            state.to_str().unwrap(),
+        ],
+    );
+    let text = transcript(&output, &project);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Deferring 5 unselected tables to the --state run's warehouse s3://{BUCKET}/slim-prod"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(SECRET_KEY), "{text}");
+    let mut built: Vec<String> = std::fs::read_dir(project.join("ci_wh/pr_42"))
+        .expect("ci tables")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    built.sort();
+    assert_eq!(
+        built,
+        [
+            "course_summary",
+            "engagement_alerts",
+            "learner_activity",
+            "learner_streaks",
+            "team_activity",
+            "team_labels"
+        ]
+    );
 }

@@ -133,6 +133,11 @@ impl State {
         self.manifest["metadata"]["warehouse"].as_str()
     }
 
+    /// The name of the saved run's target.
+    pub fn target_name(&self) -> Option<&str> {
+        self.manifest["metadata"]["target"].as_str()
+    }
+
     /// The node's `schema.identifier` in the saved run.
     pub fn relation(&self, unique_id: &str) -> Option<&str> {
         self.node(unique_id)?.get("relation")?.as_str()

@@ -258,3 +258,16 @@ pub fn reported_rows(project: &Path) -> std::collections::BTreeMap<String, u64> 
         })
         .collect()
 }
+
+/// The JSON of a lock held by process `pid` on this host (run `other-run`, and `command` when
+/// given), as tidemark writes it.
+pub fn lock_record(pid: u32, command: Option<&str>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string();
+    let command = command.map(|c| format!(",\"command\":\"{c}\"")).unwrap_or_default();
+    format!(
+        "{{\"run_id\":\"other-run\",\"pid\":{pid},\"host\":\"{host}\",\"since\":\"2026-11-22T00:00:00Z\"{command}}}"
+    )
+}

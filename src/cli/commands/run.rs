@@ -208,7 +208,16 @@ async fn run_locked(
     }
 
     let deferred = if args.defer {
-        let Ok(deferred) = deferrals(&loaded, &args, &selected, &warehouse, printer).await else {
+        let Ok(deferred) = deferrals(
+            &loaded,
+            global.profiles_dir.as_deref(),
+            &args,
+            &selected,
+            &warehouse,
+            printer,
+        )
+        .await
+        else {
             return ExitStatus::Error;
         };
         deferred
@@ -308,6 +317,7 @@ fn tidemark_junit(
 /// of them with `--favor-state`), each read from the `--state` run's warehouse instead.
 async fn deferrals(
     loaded: &crate::cli::load::Loaded,
+    profiles_dir: Option<&std::path::Path>,
     args: &RunArgs,
     selected: &std::collections::BTreeSet<String>,
     warehouse: &crate::materialize::Warehouse,
@@ -329,7 +339,15 @@ async fn deferrals(
         return Err(());
     };
     let base = if location.contains("://") && !location.starts_with("file://") {
-        crate::materialize::Warehouse::open_url(location, &loaded.target.storage)
+        // The saved run's own target (by name, from this project's profiles) knows how to reach
+        // its store; else this target's settings are tried.
+        let settings = state
+            .target_name()
+            .and_then(|name| crate::project::load_target(&loaded.project, profiles_dir, Some(name)).ok())
+            .filter(|target| target.warehouse == location)
+            .map(|target| target.storage)
+            .unwrap_or_else(|| loaded.target.storage.clone());
+        crate::materialize::Warehouse::open_url(location, &settings)
     } else {
         crate::materialize::Warehouse::open_local(location.trim_start_matches("file://").into())
     }
