@@ -251,6 +251,32 @@ fn state_selectors_need_a_state_and_bad_states_are_explained() {
         ls(project, &[]).len()
     );
 
+    // A var read by one model (directly or through a macro) changes: only that model is
+    // modified, as modified.vars.
+    std::fs::write(
+        project.join("models/weighted.sql"),
+        "select {{ var('weight', 1) }} * 2 as w",
+    )
+    .unwrap();
+    assert_eq!(tidemark(project, &["compile"]).status.code(), Some(0));
+    assert!(ls(project, &["--select", "state:modified", "--state", "target"]).is_empty());
+    let modified = |vars: &str, selector: &str| {
+        let output = tidemark(
+            project,
+            &[
+                "ls", "--select", selector, "--state", "target", "--vars", vars, "--output", "name",
+            ],
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(modified("{weight: 3}", "state:modified"), ["weighted"]);
+    assert_eq!(modified("{weight: 3}", "state:modified.vars"), ["weighted"]);
+    assert!(modified("{weight: 3}", "state:modified.body").is_empty());
+    assert!(modified("{weight: 1}", "state:modified").is_empty());
+
     let output = tidemark(project, &["ls", "--select", "result:fail", "--state", "target"]);
     let text = transcript(&output, project);
     assert_eq!(output.status.code(), Some(2), "{text}");

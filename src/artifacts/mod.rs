@@ -198,6 +198,7 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: &str) 
             "depends_on": {"nodes": node.depends_on, "macros": crate::graph::state::macro_ids(graph, node)},
             "relation": node.relation.as_ref().map(|relation| format!("{}.{}", relation.schema, relation.identifier)),
             "checksum": {"name": "sha256", "checksum": node.checksum},
+            "vars": node.vars,
             "contract": crate::graph::state::contract_of(node),
         });
         let object = entry.as_object_mut().expect("object");

@@ -438,6 +438,7 @@ pub fn inline_node(graph: &Graph, engine: &TemplateEngine, sql: &str) -> Result<
         format: None,
         checksum: String::new(),
         macros: Vec::new(),
+        vars: Default::default(),
     })
 }
 

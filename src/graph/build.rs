@@ -145,6 +145,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             raw_code: file.text.clone(),
             refs: capture.refs,
             sources: capture.sources,
+            vars: capture.vars,
             depends_on: Vec::new(),
             severity: Severity::Error,
             test: None,
@@ -234,6 +235,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
                 format: Some("csv".into()),
                 checksum: String::new(),
                 macros: Vec::new(),
+                vars: Default::default(),
             },
         );
     }
@@ -297,6 +299,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
                         format: table.format.clone(),
                         checksum: String::new(),
                         macros: Vec::new(),
+                        vars: Default::default(),
                     },
                 );
             }
@@ -410,6 +413,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             raw_code: file.text.clone(),
             refs: capture.refs,
             sources: capture.sources,
+            vars: capture.vars,
             depends_on: Vec::new(),
             test: None,
             location: None,
@@ -642,6 +646,7 @@ fn unit_tests(
                 format: None,
                 checksum: String::new(),
                 macros: Vec::new(),
+                vars: Default::default(),
             };
             check_thresholds(&node, problems);
             nodes.insert(unique_id.clone(), node);
@@ -864,6 +869,7 @@ fn generic_test(
         format: None,
         checksum: String::new(),
         macros: Vec::new(),
+        vars: Default::default(),
     }
 }
 

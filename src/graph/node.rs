@@ -258,6 +258,9 @@ pub struct Node {
     /// Project macros the node calls, directly or through other macros, sorted.
     #[serde(skip)]
     pub macros: Vec<String>,
+    /// The vars its SQL read while parsing (`var('name')`, also inside macros) and their values.
+    #[serde(skip)]
+    pub vars: std::collections::BTreeMap<String, Json>,
 }
 
 impl Node {

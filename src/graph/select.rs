@@ -7,7 +7,7 @@
 //!   extension is a path and anything else is a name or an fqn pattern (`staging.*`, `*_daily`).
 //! - `+x` adds ancestors, `x+` descendants (`2+x`, `x+1` limit the depth), `@x` adds the
 //!   descendants and all their ancestors.
-//! - `state:new|old|modified[.body|.configs|.macros|.contract]|unmodified` and `result:<status>`
+//! - `state:new|old|modified[.body|.configs|.macros|.contract|.vars]|unmodified` and `result:<status>`
 //!   compare with the saved run given by `--state` ([`super::state`]); `test_type:` picks
 //!   unit, data, generic or singular tests; `selector:NAME` is a named selector of
 //!   `selectors.yml`.
@@ -354,9 +354,10 @@ fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTre
                 "modified.configs" => Some(Change::Configs),
                 "modified.macros" => Some(Change::Macros),
                 "modified.contract" => Some(Change::Contract),
+                "modified.vars" => Some(Change::Vars),
                 other => {
                     return Err(format!(
-                        "unknown state '{other}'; use new, old, modified, modified.body, modified.configs, modified.macros, modified.contract or unmodified"
+                        "unknown state '{other}'; use new, old, modified, modified.body, modified.configs, modified.macros, modified.contract, modified.vars or unmodified"
                     ))
                 }
             };

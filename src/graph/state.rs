@@ -2,8 +2,8 @@
 //!
 //! `--state DIR` points at the `target/` folder of another invocation (usually the production
 //! run's, kept as a CI artifact). Its `manifest.json` records, for every node, the checksum of
-//! what the node is made of, its resolved config and the project macros it calls, and every
-//! macro's checksum; [`State::changes`] compares them with the current project. Its
+//! what the node is made of, its resolved config, the project macros it calls and the values of
+//! the vars it reads, and every macro's checksum; [`State::changes`] compares them with the current project. Its
 //! `run_results.json` (if present) gives `result:<status>`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,6 +90,8 @@ pub enum Change {
     Configs,
     Macros,
     Contract,
+    /// A var the node reads has another value.
+    Vars,
 }
 
 impl State {
@@ -169,6 +171,10 @@ impl State {
         });
         if macro_changed || saved["depends_on"]["macros"] != serde_json::json!(macro_ids(graph, node)) {
             changes.insert(Change::Macros);
+        }
+        let empty = Json::Object(Default::default());
+        if saved.get("vars").unwrap_or(&empty) != &serde_json::to_value(&node.vars).expect("vars serialise") {
+            changes.insert(Change::Vars);
         }
         if saved.get("contract").unwrap_or(&Json::Null) != &contract_of(node) {
             changes.insert(Change::Contract);

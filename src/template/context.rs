@@ -35,6 +35,8 @@ pub struct Capture {
     pub sources: Vec<SourceCall>,
     /// `config(...)` arguments, later calls overriding earlier ones.
     pub config: ConfigMap,
+    /// `var(...)` calls and the values they returned.
+    pub vars: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 pub(super) enum RenderState {
@@ -111,9 +113,24 @@ pub(super) fn install_globals(
     });
     let vars = Arc::new(vars);
     env.add_function("var", move |name: String, default: Option<Value>| -> Result<Value, Error> {
+        let record = |value: &Value| {
+            with_state(|state| {
+                if let Some(RenderState::Parse(capture)) = state {
+                    let json = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+                    capture.vars.insert(name.clone(), json);
+                }
+            })
+        };
         match (vars.get(&name), default) {
-            (Some(value), _) => Ok(Value::from_serialize(value)),
-            (None, Some(default)) => Ok(default),
+            (Some(value), _) => {
+                let value = Value::from_serialize(value);
+                record(&value);
+                Ok(value)
+            }
+            (None, Some(default)) => {
+                record(&default);
+                Ok(default)
+            }
             (None, None) => Err(error(format!(
                 "required var '{name}' is not set: define it under vars: in the project file or pass --vars '{{{name}: ...}}'"
             ))),
