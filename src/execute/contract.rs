@@ -57,25 +57,33 @@ pub(super) async fn enforce(node: &Node, frame: DataFrame) -> Result<DataFrame, 
 
 /// Declared columns: name, the SQL type as written, its Arrow type (planned by DataFusion).
 async fn declared_types(node: &Node) -> Result<Vec<(String, String, DataType)>, ExecuteError> {
-    let mut declared = Vec::new();
+    let declared = node.declared_types();
+    let types = arrow_types(&declared).await.map_err(|(column, sql_type, message)| {
+        ExecuteError::Setup(format!(
+            "model '{}': column '{column}' has data_type '{sql_type}', which is not a SQL type DataFusion knows: {message}",
+            node.name
+        ))
+    })?;
+    Ok(declared
+        .into_iter()
+        .zip(types)
+        .map(|((name, sql_type), data_type)| (name, sql_type, data_type))
+        .collect())
+}
+
+/// The Arrow type of each SQL type (`cast(null as <type>)` planned by DataFusion; nothing runs).
+/// An unknown type is `Err((column, type, message))`.
+pub(super) async fn arrow_types(declared: &[(String, String)]) -> Result<Vec<DataType>, (String, String, String)> {
     let ctx = SessionContext::new();
-    for column in &node.columns {
-        let sql_type = column.data_type.clone().unwrap_or_default();
+    let mut types = Vec::with_capacity(declared.len());
+    for (column, sql_type) in declared {
         let frame = ctx
             .sql(&format!("select cast(null as {sql_type}) as x"))
             .await
-            .map_err(|error| {
-                ExecuteError::Setup(format!(
-                    "model '{}': column '{}' has data_type '{sql_type}', which is not a SQL type DataFusion knows: {}",
-                    node.name,
-                    column.name,
-                    error.strip_backtrace()
-                ))
-            })?;
-        let data_type = frame.schema().field(0).data_type().clone();
-        declared.push((column.name.clone(), sql_type, data_type));
+            .map_err(|error| (column.clone(), sql_type.clone(), error.strip_backtrace()))?;
+        types.push(frame.schema().field(0).data_type().clone());
     }
-    Ok(declared)
+    Ok(types)
 }
 
 /// Types are the same, counting string and binary views as their plain types.

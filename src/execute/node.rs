@@ -477,22 +477,7 @@ async fn load_seed(session: &Session, node: &Node, run_id: &str) -> Result<Outco
         .read_csv(path, CsvReadOptions::new().has_header(true))
         .await
         .map_err(|error| seed_error(error.strip_backtrace()))?;
-    let declared: Vec<(String, String)> = match node.config.get("column_types") {
-        Some(Json::Object(types)) => types
-            .iter()
-            .map(|(column, data_type)| {
-                (
-                    column.clone(),
-                    data_type
-                        .as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| data_type.to_string()),
-                )
-            })
-            .collect(),
-        Some(_) => return Err(seed_error("column_types must map column names to SQL types".into())),
-        None => Vec::new(),
-    };
+    let declared = node.column_types().map_err(seed_error)?;
     let columns: Vec<String> = frame
         .schema()
         .fields()

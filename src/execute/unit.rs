@@ -97,7 +97,7 @@ impl UnitRun<'_> {
     async fn register_given(&mut self, id: &str, rows: &Rows) -> Result<(), String> {
         let node = &self.graph.nodes[id];
         let batch = rows_as_batch(rows)?;
-        let declared = declared_types(node);
+        let declared = node.declared_types();
         let batch = match self.schema_of(id).await {
             Some(schema) => conform(&batch, &schema)?,
             None if !declared.is_empty() => cast_declared(&batch, &declared).await?,
@@ -171,7 +171,7 @@ impl UnitRun<'_> {
             }
             let graph = self.graph;
             let node = &graph.nodes[id];
-            let declared = declared_types(node);
+            let declared = node.declared_types();
             let schema = if !node.columns.is_empty() && declared.len() == node.columns.len() {
                 declared_schema(&declared).await
             } else if node.resource_type == ResourceType::Seed {
@@ -247,42 +247,15 @@ fn explain(message: String, node: &Node, spec: &UnitTest) -> String {
     format!("running {} on the given rows: {message}{hint}", node.name)
 }
 
-/// Declared column types of a node: `data_type` of its columns, or a seed's `column_types`.
-fn declared_types(node: &Node) -> Vec<(String, String)> {
-    if let Some(Json::Object(types)) = node.config.get("column_types") {
-        return types
-            .iter()
-            .map(|(column, data_type)| {
-                (
-                    column.clone(),
-                    data_type.as_str().map(str::to_string).unwrap_or_default(),
-                )
-            })
-            .filter(|(_, data_type)| !data_type.is_empty())
-            .collect();
-    }
-    node.columns
-        .iter()
-        .filter_map(|column| {
-            column
-                .data_type
-                .as_ref()
-                .map(|data_type| (column.name.clone(), data_type.clone()))
-        })
-        .collect()
-}
-
-/// The Arrow schema of SQL column types (planned by DataFusion, nothing read).
+/// The Arrow schema of declared SQL column types (`None` if a type is unknown).
 async fn declared_schema(declared: &[(String, String)]) -> Option<SchemaRef> {
-    let columns: Vec<String> = declared
+    let types = super::contract::arrow_types(declared).await.ok()?;
+    let fields: Vec<Field> = declared
         .iter()
-        .map(|(name, data_type)| format!("cast(null as {data_type}) as {}", quote_identifier(name)))
+        .zip(types)
+        .map(|((name, _), data_type)| Field::new(name, data_type, true))
         .collect();
-    let frame = SessionContext::new()
-        .sql(&format!("select {}", columns.join(", ")))
-        .await
-        .ok()?;
-    Some(Arc::new(frame.schema().as_arrow().clone()))
+    Some(Arc::new(Schema::new(fields)))
 }
 
 /// A seed's columns as loading it gives them: the CSV header with inferred types, and its

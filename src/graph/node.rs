@@ -291,6 +291,42 @@ impl Node {
         Ok(())
     }
 
+    /// A seed's `column_types` (column → SQL type), in their order.
+    pub fn column_types(&self) -> Result<Vec<(String, String)>, String> {
+        match self.config.get("column_types") {
+            None => Ok(Vec::new()),
+            Some(Json::Object(types)) => Ok(types
+                .iter()
+                .map(|(column, data_type)| {
+                    let data_type = data_type
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| data_type.to_string());
+                    (column.clone(), data_type)
+                })
+                .collect()),
+            Some(_) => Err("column_types must map column names to SQL types".into()),
+        }
+    }
+
+    /// The SQL types declared for the node's columns: a seed's `column_types`, else the
+    /// `data_type` of its columns in property files.
+    pub fn declared_types(&self) -> Vec<(String, String)> {
+        let seed_types = self.column_types().unwrap_or_default();
+        if !seed_types.is_empty() {
+            return seed_types;
+        }
+        self.columns
+            .iter()
+            .filter_map(|column| {
+                column
+                    .data_type
+                    .clone()
+                    .map(|data_type| (column.name.clone(), data_type))
+            })
+            .collect()
+    }
+
     /// Whether `contract: {enforced: true}` is configured.
     pub fn contract_enforced(&self) -> bool {
         self.config

@@ -60,7 +60,7 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
         return ExitStatus::Error;
     };
     // Unit tests alone never touch the warehouse: they run on an in-memory store.
-    let offline = !selected.is_empty() && selected.iter().all(|id| loaded.graph.unit_tests.contains_key(id));
+    let offline = only_unit_tests(&loaded.graph, &selected);
     let warehouse = if offline {
         crate::materialize::Warehouse::open_url("memory://", &Default::default()).map_err(|error| {
             printer.fatal(&format!("cannot open an in-memory store: {error}"));
@@ -120,6 +120,11 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
     }
     target_lock.release().await;
     status
+}
+
+/// Whether the selection is unit tests alone (which need no warehouse).
+fn only_unit_tests(graph: &crate::graph::Graph, selected: &std::collections::BTreeSet<String>) -> bool {
+    !selected.is_empty() && selected.iter().all(|id| graph.unit_tests.contains_key(id))
 }
 
 /// The rest of a run, with the run locks held.
@@ -188,7 +193,7 @@ async fn run_locked(
     let threads = args.threads.unwrap_or(loaded.target.threads).max(1);
     printer.info(&format!("Running with tidemark={TIDEMARK_VERSION}"));
     printer.info(&super::project_counts(&loaded.graph));
-    let offline = !selected.is_empty() && selected.iter().all(|id| loaded.graph.unit_tests.contains_key(id));
+    let offline = only_unit_tests(&loaded.graph, &selected);
     printer.info(&format!(
         "Target '{}' ({}), {}, {} thread{}",
         loaded.target.name,
