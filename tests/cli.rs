@@ -743,6 +743,35 @@ fn unit_tests_show_differences_gate_their_model_and_explain_bad_specs() {
     assert!(project.join("warehouse/main/learner_activity/data.parquet").exists());
     assert!(!project.join("warehouse/main/team_activity").exists());
 
+    // overrides: vars render the model with other vars (and the compiled test shows it).
+    std::fs::write(
+        project.join("models/marts/weighted_hours.sql"),
+        "select learner_id, hours * {{ var('weight', 1) }} as weighted from {{ ref('learner_activity') }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("models/unit.yml"),
+        r#"unit_tests:
+  - name: weight_from_vars
+    model: weighted_hours
+    overrides:
+      vars: {weight: 10}
+    given:
+      - input: ref('learner_activity')
+        rows: [{learner_id: a1, hours: 0.5}]
+    expect:
+      rows: [{learner_id: a1, weighted: 5}]
+"#,
+    )
+    .unwrap();
+    let output = tidemark(&project, &["test", "--select", "test_type:unit"]);
+    let text = transcript(&output, &project);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let compiled =
+        std::fs::read_to_string(project.join("target/compiled/slim/models/unit.yml/weight_from_vars.sql")).unwrap();
+    assert!(compiled.contains("hours * 10 as weighted"), "{compiled}");
+    std::fs::remove_file(project.join("models/marts/weighted_hours.sql")).unwrap();
+
     // Inputs that are not given are computed from theirs; leaves must be given.
     std::fs::write(
         project.join("models/unit.yml"),

@@ -16,6 +16,8 @@ pub struct Loaded {
     pub target: Target,
     pub engine: TemplateEngine,
     pub graph: Graph,
+    /// The project's vars overridden by `--vars`.
+    pub vars: BTreeMap<String, Json>,
 }
 
 /// Loads everything up to the graph; problems are printed and returned as `Err`.
@@ -25,7 +27,7 @@ pub fn load(global: &GlobalArgs, printer: &Printer) -> Result<Loaded, ()> {
     let target = project::load_target(&project, global.profiles_dir.as_deref(), global.target.as_deref())
         .map_err(|diagnostic| report(diagnostic.into()))?;
     let vars = merged_vars(&project, global.vars.as_deref()).map_err(|diagnostic| report(diagnostic.into()))?;
-    let engine = TemplateEngine::new(&project, &target, vars).map_err(report)?;
+    let engine = TemplateEngine::new(&project, &target, vars.clone()).map_err(report)?;
     let graph = graph::build(&project, &engine, &target).map_err(report)?;
     for warning in &graph.warnings {
         printer.warning(warning);
@@ -35,6 +37,7 @@ pub fn load(global: &GlobalArgs, printer: &Printer) -> Result<Loaded, ()> {
         target,
         engine,
         graph,
+        vars,
     })
 }
 
@@ -98,12 +101,30 @@ pub fn compile_or_report(
     options: &crate::compile::CompileOptions,
     printer: &Printer,
 ) -> Result<crate::compile::CompiledProject, ()> {
-    crate::compile::compile(
-        graph,
-        &loaded.engine,
-        &loaded.project.file.target_path,
-        selected,
-        options,
-    )
-    .map_err(|diagnostics| printer.diagnostics(&diagnostics))
+    let report = |diagnostics: Diagnostics| printer.diagnostics(&diagnostics);
+    let target_path = &loaded.project.file.target_path;
+    let mut compiled =
+        crate::compile::compile(graph, &loaded.engine, target_path, selected, options).map_err(report)?;
+    // Unit tests with `overrides: {vars: ...}`: their model rendered with those vars.
+    for id in selected {
+        let Some(unit) = graph.unit_tests.get(id).filter(|unit| !unit.vars.is_empty()) else {
+            continue;
+        };
+        let mut vars = loaded.vars.clone();
+        vars.extend(unit.vars.clone());
+        let engine = TemplateEngine::new(&loaded.project, &loaded.target, vars).map_err(report)?;
+        let single = [id.clone()].into();
+        let mut inner =
+            crate::compile::compile(graph, &engine, target_path, &single, &Default::default()).map_err(report)?;
+        let sql = inner
+            .unit_sql
+            .remove(id)
+            .or_else(|| inner.unit_sql.remove(&unit.model))
+            .unwrap_or_default();
+        compiled.unit_sql.insert(id.clone(), sql);
+        if let Some(node) = inner.nodes.remove(id) {
+            compiled.nodes.insert(id.clone(), node);
+        }
+    }
+    Ok(compiled)
 }

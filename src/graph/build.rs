@@ -657,6 +657,7 @@ fn unit_tests(
                     given,
                     expect: test.expect.clone(),
                     incremental: test.incremental,
+                    vars: test.vars.clone(),
                 },
             );
         }

@@ -213,6 +213,8 @@ pub struct UnitTest {
     pub expect: crate::project::Rows,
     /// Run the model as an incremental run (`is_incremental()` true; `this` is given).
     pub incremental: bool,
+    /// Vars the model is rendered with (`overrides: {vars: ...}`).
+    pub vars: BTreeMap<String, Json>,
 }
 
 /// A node of the project.

@@ -78,12 +78,14 @@ struct RawUnitTest {
     overrides: Option<RawOverrides>,
 }
 
-/// `overrides:` of a unit test. Only `macros: {is_incremental: true}` is supported.
+/// `overrides:` of a unit test: `vars`, and `macros: {is_incremental: true}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOverrides {
     #[serde(default)]
     macros: BTreeMap<String, Json>,
+    #[serde(default)]
+    vars: BTreeMap<String, Json>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +123,8 @@ pub struct UnitTestProperties {
     /// `overrides: {macros: {is_incremental: true}}`: the model runs as an incremental run
     /// would, reading its own table from the rows given for `this`.
     pub incremental: bool,
+    /// `overrides: {vars: {...}}`: vars the model is rendered with, over the project's and `--vars`.
+    pub vars: BTreeMap<String, Json>,
     pub file: String,
     pub line: Option<usize>,
 }
@@ -595,7 +599,8 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
             }
         };
         let mut incremental = false;
-        for (name, value) in test.overrides.map(|o| o.macros).unwrap_or_default() {
+        let (macros, vars) = test.overrides.map(|o| (o.macros, o.vars)).unwrap_or_default();
+        for (name, value) in macros {
             match (name.as_str(), value) {
                 ("is_incremental", Json::Bool(on)) => incremental = on,
                 (other, _) => {
@@ -615,6 +620,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
         }
         unit_tests.push(UnitTestProperties {
             incremental,
+            vars,
             name: test.name,
             model: test.model,
             description: test.description,
