@@ -31,8 +31,13 @@ pub fn fingerprint(nodes: &mut BTreeMap<String, Node>, project: &Project, engine
         .collect();
     let macros = engine.macros();
     // Macros each macro calls, then their closure.
-    let calls =
-        |text: &str| -> BTreeSet<String> { macros.keys().filter(|name| calls_macro(text, name)).cloned().collect() };
+    let calls = |text: &str| -> BTreeSet<String> {
+        called_names(text)
+            .into_iter()
+            .filter(|name| macros.contains_key(*name))
+            .map(str::to_string)
+            .collect()
+    };
     let direct: BTreeMap<&str, BTreeSet<String>> = macros
         .iter()
         .map(|(name, definition)| (name.as_str(), calls(&definition.text)))
@@ -64,15 +69,28 @@ pub fn fingerprint(nodes: &mut BTreeMap<String, Node>, project: &Project, engine
     }
 }
 
-/// Whether `text` calls macro `name`: the name as a whole word followed by `(`.
-fn calls_macro(text: &str, name: &str) -> bool {
+/// Every name `text` calls as a function: a word followed by `(`, not an attribute (`x.name(`).
+/// One pass over the text, whatever the number of macros.
+fn called_names(text: &str) -> BTreeSet<&str> {
     let bytes = text.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    text.match_indices(name).any(|(at, _)| {
-        let before_ok = at == 0 || !(word(bytes[at - 1]) || bytes[at - 1] == b'.');
-        let after = text[at + name.len()..].trim_start();
-        before_ok && after.starts_with('(')
-    })
+    let mut names = BTreeSet::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        if !word(bytes[at]) {
+            at += 1;
+            continue;
+        }
+        let start = at;
+        while at < bytes.len() && word(bytes[at]) {
+            at += 1;
+        }
+        let after = text[at..].trim_start();
+        if after.starts_with('(') && (start == 0 || bytes[start - 1] != b'.') {
+            names.insert(&text[start..at]);
+        }
+    }
+    names
 }
 
 /// A saved invocation to compare with.
@@ -255,4 +273,15 @@ pub fn contract_of(node: &Node) -> Json {
         .map(|column| serde_json::json!([column.name, column.data_type]))
         .collect();
     serde_json::json!({"enforced": true, "columns": columns})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::called_names;
+
+    #[test]
+    fn called_names_are_words_before_a_parenthesis() {
+        let names = called_names("select {{ to_hours('m') }}, x.not_me(1), sum (a), {{ ref('b') }} from t");
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["ref", "sum", "to_hours"]);
+    }
 }
