@@ -6,10 +6,10 @@
 //! `TIDEMARK_BIN`), samples the process's peak resident memory (VmHWM) while it runs, and prints
 //! the statement count, wall time and peak memory.
 //!
-//! `-- [learners] --cluster` runs the same build on a Ballista cluster started in this process
-//! (one scheduler and two executors with one task slot each on 127.0.0.1, the warehouse a local
-//! folder they share) through a `type: ballista` target, and reports the client's and the
-//! cluster's peak memory; `--nightly` runs the incremental scenario (embedded).
+//! `-- [learners] --cluster` runs the same build on a Ballista cluster of processes this benchmark
+//! starts (`tidemark scheduler` and two `tidemark executor`s with one task slot each on
+//! 127.0.0.1, the warehouse a local folder they share) through a `type: ballista` target, and
+//! reports the client's and the cluster's peak memory; `--nightly` runs the incremental scenario (embedded).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -79,31 +79,24 @@ fn main() {
     }
     let vars = format!("{{lms_learners: {learners}}}");
     let on_cluster = std::env::args().any(|a| a == "--cluster");
-    // The cluster lives as long as this function (its runtime serves the scheduler).
+    // The cluster's processes live as long as this function.
     let mut cluster = None;
     let mut args = vec!["build", "--vars", &vars];
     if on_cluster {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let local = runtime
-            .block_on(tidemark::cluster::start(2, 1, Vec::new()))
-            .expect("start the local Ballista cluster");
+        let processes = Cluster::start(&binary, project.path());
         std::fs::write(
             project.path().join("profiles.yml"),
             format!(
-                "tidemark_lms:\n  target: cluster\n  outputs:\n    cluster:\n      type: ballista\n      url: {}\n      warehouse: warehouse\n      threads: 2\n      memory_limit: 8GiB\n",
-                local.url()
+                "tidemark_lms:\n  target: cluster\n  outputs:\n    cluster:\n      type: ballista\n      url: df://127.0.0.1:{}\n      warehouse: warehouse\n      threads: 2\n      memory_limit: 8GiB\n",
+                processes.port
             ),
         )
         .expect("profiles.yml");
         println!(
-            "on a local Ballista cluster at {} (2 executors × 1 task slot)",
-            local.url()
+            "on a local Ballista cluster at df://127.0.0.1:{} (tidemark scheduler, 2 tidemark executors × 1 task slot)",
+            processes.port
         );
-        cluster = Some((runtime, local));
+        cluster = Some(processes);
         args.extend(["--target", "cluster"]);
     }
     println!(
@@ -132,13 +125,89 @@ fn main() {
         "wall time {seconds:.1}s, peak memory {:.2} GiB ({learners} learners)",
         peak as f64 / 1024.0 / 1024.0
     );
-    if cluster.is_some() {
+    if let Some(cluster) = cluster {
         println!(
-            "peak memory of the scheduler and executors (this process): {:.2} GiB",
-            peak_rss_kib(std::process::id()).unwrap_or(0) as f64 / 1024.0 / 1024.0
+            "peak memory of the scheduler and executors (summed): {:.2} GiB",
+            cluster.peak_kib() as f64 / 1024.0 / 1024.0
         );
     }
-    drop(cluster);
+}
+
+/// A scheduler and two one-slot executors as processes on 127.0.0.1 (the warehouse is a local
+/// folder they share).
+struct Cluster {
+    port: u16,
+    children: Vec<std::process::Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+impl Cluster {
+    fn start(binary: &Path, folder: &Path) -> Cluster {
+        let port = free_port();
+        let mut children = vec![Command::new(binary)
+            .args(["scheduler", "--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
+            .args(["--bind-port", &port.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start tidemark scheduler")];
+        for index in 0..2 {
+            children.push(
+                Command::new(binary)
+                    .args([
+                        "executor",
+                        "--scheduler-host",
+                        "127.0.0.1",
+                        "--scheduler-port",
+                        &port.to_string(),
+                    ])
+                    .args(["--bind-host", "127.0.0.1", "--external-host", "127.0.0.1"])
+                    .args([
+                        "--bind-port",
+                        &free_port().to_string(),
+                        "--bind-grpc-port",
+                        &free_port().to_string(),
+                    ])
+                    .args(["--concurrent-tasks", "1"])
+                    .arg("--work-dir")
+                    .arg(folder.join(format!("executor-{index}")))
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("start tidemark executor"),
+            );
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..600 {
+            if matches!(runtime.block_on(tidemark::cluster::executor_count(&url)), Ok(n) if n >= 2) {
+                return Cluster { port, children };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the cluster at {url} did not register 2 executors within 60 s");
+    }
+
+    fn peak_kib(&self) -> u64 {
+        self.children.iter().filter_map(|child| peak_rss_kib(child.id())).sum()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Runs tidemark with `args` in `project`; returns wall seconds, peak RSS (KiB) and stdout.

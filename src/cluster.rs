@@ -1,173 +1,234 @@
-//! A local Apache DataFusion Ballista cluster (feature `ballista`): one scheduler and N executors
-//! listening on the loopback interface, inside the calling process — what Ballista's standalone
-//! helpers start, with the warehouse's object stores registered on the scheduler (it lists files
-//! while planning) and on every executor (they read and shuffle the data).
+//! Apache DataFusion Ballista cluster processes (feature `ballista`): `tidemark scheduler` and
+//! `tidemark executor`.
 //!
-//! The test suite runs the LMS project against it through a `type: ballista` target; a real
-//! cluster uses the `ballista-scheduler` and `ballista-executor` binaries instead (README). Each
-//! executor runs on its own Tokio runtime so that a test can kill one mid-run
-//! ([`LocalCluster::kill_executor`]).
+//! They are Ballista 55's scheduler and executor, built into the tidemark binary with what a
+//! stock `ballista-scheduler`/`ballista-executor` lacks: tidemark's SQL functions
+//! ([`crate::functions`], which compiled metric models call and plans carry by name), plan
+//! decoding without prost's recursion limit (scorecard plans are deep), and object stores opened
+//! from the provider's standard environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`) for any
+//! `s3://`, `gs://` or `az://` URL a plan reads or writes. The scheduler needs them to list a
+//! table's files while planning, the executors to read and write them.
+//!
+//! The test suite and the `lms_build --cluster` benchmark start these as separate processes on
+//! 127.0.0.1; [`executor_count`] asks a scheduler how many executors it has (`tidemark debug`,
+//! and a node's watch for a cluster that lost every executor).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
-use ballista_core::serde::BallistaCodec;
+use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::utils::{default_config_producer, default_session_builder};
 use ballista_core::{ConfigProducer, RuntimeProducer};
+use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::object_store::ObjectStore;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use url::Url;
 
-/// Object stores the cluster's nodes must know (`s3://bucket` → store).
-pub type Stores = Vec<(url::Url, Arc<dyn ObjectStore>)>;
-
-/// A running local cluster. Dropping it stops the executors; the scheduler stops with the
-/// runtime it was started on.
-pub struct LocalCluster {
-    /// The scheduler's gRPC address (`127.0.0.1:port`).
-    pub scheduler: SocketAddr,
-    executors: Vec<Option<tokio::runtime::Runtime>>,
+/// How executors get their tasks; scheduler and executors must agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Executors poll the scheduler for tasks (a lost executor is noticed within seconds).
+    PullStaged,
+    /// The scheduler pushes tasks to the executors' gRPC port.
+    PushStaged,
 }
 
-impl LocalCluster {
-    /// The URL a `type: ballista` target gives as `url:`.
-    pub fn url(&self) -> String {
-        format!("df://127.0.0.1:{}", self.scheduler.port())
-    }
-
-    /// Stops executor `index` at once, as if its process were killed: its tasks are dropped
-    /// mid-flight and its Flight server stops serving shuffle data.
-    pub fn kill_executor(&mut self, index: usize) {
-        if let Some(runtime) = self.executors.get_mut(index).and_then(Option::take) {
-            runtime.shutdown_background();
+impl From<Policy> for TaskSchedulingPolicy {
+    fn from(policy: Policy) -> TaskSchedulingPolicy {
+        match policy {
+            Policy::PullStaged => TaskSchedulingPolicy::PullStaged,
+            Policy::PushStaged => TaskSchedulingPolicy::PushStaged,
         }
     }
 }
 
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        for runtime in self.executors.iter_mut().filter_map(Option::take) {
-            runtime.shutdown_background();
+/// What `tidemark scheduler` is started with.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    pub bind_host: String,
+    pub bind_port: u16,
+    /// The host name executors and clients reach this scheduler by.
+    pub external_host: String,
+    pub policy: Policy,
+    /// An executor silent for this long is considered lost and its tasks run elsewhere.
+    pub executor_timeout_seconds: u64,
+    pub expire_dead_executor_interval_seconds: u64,
+}
+
+/// What `tidemark executor` is started with.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    pub scheduler_host: String,
+    pub scheduler_port: u16,
+    pub bind_host: String,
+    /// Arrow Flight port: other executors and clients fetch shuffle data and results here.
+    pub bind_port: u16,
+    /// The gRPC port the scheduler pushes tasks to (push-staged only).
+    pub bind_grpc_port: u16,
+    pub external_host: Option<String>,
+    /// Task slots.
+    pub concurrent_tasks: usize,
+    /// Shuffle files and spills.
+    pub work_dir: String,
+    pub policy: Policy,
+    /// Bytes of memory the executor's queries may use (None: Ballista's default share of the
+    /// machine's memory).
+    pub memory_pool_size: Option<u64>,
+}
+
+/// Object stores for the URLs plans use: a store registered by the session, else one opened
+/// once per bucket from the provider's environment (through [`crate::materialize::store`]).
+#[derive(Debug, Default)]
+struct EnvironmentStores {
+    registered: DefaultObjectStoreRegistry,
+}
+
+impl ObjectStoreRegistry for EnvironmentStores {
+    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+        self.registered.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        self.registered.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        if let Ok(store) = self.registered.get_store(url) {
+            return Ok(store);
         }
+        if !crate::materialize::store::is_store_url(url.as_str()) {
+            return Err(datafusion::error::DataFusionError::Execution(format!(
+                "no object store for '{url}'"
+            )));
+        }
+        let opened = crate::materialize::store::open(url.as_str(), &Default::default())
+            .map_err(|error| datafusion::error::DataFusionError::Execution(error.to_string()))?;
+        self.registered.register_store(&opened.base, opened.store.clone());
+        Ok(opened.store)
     }
 }
 
-fn register(runtime: &RuntimeEnv, stores: &Stores) {
-    for (url, store) in stores {
-        runtime.register_object_store(url, store.clone());
-    }
+/// A Ballista session state with tidemark's functions and the environment's object stores.
+fn session_state(config: SessionConfig, stores: &Arc<EnvironmentStores>) -> datafusion::error::Result<SessionState> {
+    let state = default_session_builder(config)?;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(stores.clone())
+        .build_arc()?;
+    let mut state = SessionStateBuilder::new_from_existing(state)
+        .with_runtime_env(runtime)
+        .build();
+    crate::functions::register_in(&mut state)?;
+    Ok(state)
 }
 
-fn runtime_with(stores: &Stores) -> datafusion::error::Result<Arc<RuntimeEnv>> {
-    let runtime = RuntimeEnvBuilder::new().build_arc()?;
-    register(&runtime, stores);
-    Ok(runtime)
-}
-
-/// Starts a scheduler on the current Tokio runtime and `executors` executors (each with
-/// `vcores` task slots) on runtimes of their own, all on 127.0.0.1, and waits until every
-/// executor has registered.
-pub async fn start(executors: usize, vcores: usize, stores: Stores) -> Result<LocalCluster, String> {
-    let stores = Arc::new(stores);
-    let scheduler_stores = stores.clone();
+/// Runs a scheduler until the process is stopped (Ctrl-C or SIGTERM end it at once: its state
+/// lives in memory).
+pub async fn run_scheduler(options: SchedulerOptions, ready: impl FnOnce(SocketAddr)) -> Result<(), String> {
+    let stores = Arc::new(EnvironmentStores::default());
     let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
-        Arc::new(move |config: SessionConfig| {
-            let state = default_session_builder(config)?;
-            register(state.runtime_env(), &scheduler_stores);
-            Ok(state)
-        });
+        Arc::new(move |config: SessionConfig| session_state(config, &stores));
     let config_producer: ConfigProducer = Arc::new(default_config_producer);
-    let cluster = BallistaCluster::new_memory("127.0.0.1:0", session_builder, config_producer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let address = format!("{}:{}", options.bind_host, options.bind_port);
+    let listener = tokio::net::TcpListener::bind(&address)
         .await
-        .map_err(|error| format!("binding the scheduler to 127.0.0.1: {error}"))?;
-    let address = listener.local_addr().map_err(|error| error.to_string())?;
+        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+    let bound = listener.local_addr().map_err(|error| error.to_string())?;
+    let cluster = BallistaCluster::new_memory(
+        format!("{}:{}", options.external_host, bound.port()),
+        session_builder,
+        config_producer,
+    );
     let config = SchedulerConfig {
-        bind_host: "127.0.0.1".into(),
-        external_host: "127.0.0.1".into(),
-        bind_port: address.port(),
-        // Executors pull their tasks (as Ballista's standalone cluster does).
-        scheduling_policy: ballista_core::config::TaskSchedulingPolicy::PullStaged,
-        // A lost executor is noticed within seconds (its polls stop), not the default 3 minutes.
-        executor_timeout_seconds: 10,
-        expire_dead_executor_interval_seconds: 2,
+        bind_host: options.bind_host.clone(),
+        external_host: options.external_host.clone(),
+        bind_port: bound.port(),
+        scheduling_policy: options.policy.into(),
+        executor_timeout_seconds: options.executor_timeout_seconds,
+        expire_dead_executor_interval_seconds: options.expire_dead_executor_interval_seconds,
+        no_executors_grace_period_seconds: options.executor_timeout_seconds,
         ..SchedulerConfig::default()
     };
     let scheduler = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::new(config))
         .await
         .map_err(|error| format!("starting the scheduler: {error}"))?;
-    tokio::spawn(async move {
-        if let Err(error) = start_grpc_service_with_listener(listener, scheduler).await {
-            eprintln!("ballista scheduler stopped: {error}");
+    ready(bound);
+    tokio::select! {
+        served = start_grpc_service_with_listener(listener, scheduler) => {
+            served.map_err(|error| format!("the scheduler stopped: {error}"))
         }
-    });
-    let scheduler_url = format!("http://127.0.0.1:{}", address.port());
-
-    let mut runtimes = Vec::new();
-    for index in 0..executors {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(vcores.max(1))
-            .thread_name(format!("ballista-executor-{index}"))
-            .enable_all()
-            .build()
-            .map_err(|error| format!("starting executor {index}: {error}"))?;
-        let stores = stores.clone();
-        let scheduler_url = scheduler_url.clone();
-        runtime
-            .spawn(async move {
-                let client = connect(&scheduler_url).await?;
-                let runtime_producer: RuntimeProducer = Arc::new(move |_: &SessionConfig| runtime_with(&stores));
-                let state = default_session_builder(default_config_producer()).map_err(|error| error.to_string())?;
-                ballista_executor::new_standalone_executor_from_builder(
-                    client,
-                    vcores,
-                    Arc::new(default_config_producer),
-                    runtime_producer,
-                    BallistaCodec::default(),
-                    (&state).into(),
-                )
-                .await
-                .map_err(|error| format!("starting an executor: {error}"))
-            })
-            .await
-            .map_err(|error| format!("starting executor {index}: {error}"))??;
-        runtimes.push(Some(runtime));
+        _ = stop_signal() => Ok(()),
     }
-    let cluster = LocalCluster {
-        scheduler: address,
-        executors: runtimes,
-    };
-    // Executors register with their first poll; wait until the scheduler counts them all.
-    let mut last = String::new();
-    for _ in 0..100 {
-        match executor_count(&scheduler_url).await {
-            Ok(count) if count >= executors => return Ok(cluster),
-            Ok(count) => last = format!("{count} of {executors} registered"),
-            Err(error) => last = error,
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!(
-        "the executors did not register with the scheduler at {scheduler_url} within 10 s ({last})"
-    ))
 }
 
-async fn connect(scheduler_url: &str) -> Result<SchedulerGrpcClient<tonic::transport::Channel>, String> {
-    let mut last = String::new();
-    for _ in 0..50 {
-        match SchedulerGrpcClient::connect(scheduler_url.to_string()).await {
-            Ok(client) => return Ok(client),
-            Err(error) => last = error.to_string(),
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(format!("cannot reach the scheduler at {scheduler_url}: {last}"))
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs an executor until the process is stopped (Ctrl-C or SIGTERM: it tells the scheduler,
+/// lets its running tasks finish, then exits).
+pub async fn run_executor(options: ExecutorOptions) -> Result<(), String> {
+    std::fs::create_dir_all(&options.work_dir)
+        .map_err(|error| format!("cannot create the work folder {}: {error}", options.work_dir))?;
+    let stores = Arc::new(EnvironmentStores::default());
+    let state = session_state(default_config_producer(), &stores).map_err(|error| error.to_string())?;
+    let functions = Arc::new(BallistaFunctionRegistry::from(&state));
+    let work_dir = options.work_dir.clone();
+    let runtime_producer: RuntimeProducer =
+        Arc::new(move |_: &SessionConfig| -> datafusion::error::Result<Arc<RuntimeEnv>> {
+            RuntimeEnvBuilder::new()
+                .with_object_store_registry(stores.clone())
+                .with_temp_file_path(&work_dir)
+                .build_arc()
+        });
+    let config = ExecutorProcessConfig {
+        bind_host: options.bind_host,
+        external_host: options.external_host,
+        port: options.bind_port,
+        grpc_port: options.bind_grpc_port,
+        scheduler_host: options.scheduler_host,
+        scheduler_port: options.scheduler_port,
+        // Executors may start before their scheduler: keep trying for a minute.
+        scheduler_connect_timeout_seconds: 60,
+        vcores: options.concurrent_tasks.max(1),
+        task_scheduling_policy: options.policy.into(),
+        work_dir: Some(options.work_dir),
+        memory_pool_size: options.memory_pool_size,
+        // Pushed tasks: heartbeats well inside the scheduler's executor timeout.
+        executor_heartbeat_interval_seconds: 5,
+        override_function_registry: Some(functions),
+        override_runtime_producer: Some(runtime_producer),
+        ..ExecutorProcessConfig::default()
+    };
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(|error| format!("the executor stopped: {error}"))
 }
 
 /// How many live executors the scheduler at `scheduler_url` (`http://host:port`) has, from its

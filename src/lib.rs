@@ -25,10 +25,11 @@
 //! | [`graph`] | nodes with resolved configs and checksums, the DAG (cycles rejected with their path), dbt selection syntax, comparison with a saved run (`state:`/`result:` selectors, what `--defer` reads) |
 //! | [`metrics`] | metric models (`metric_models:` YAML) expanded into generated SQL models: daily roll-up, scorecard, alerts |
 //! | [`compile`] | refs → relations, ephemeral models → CTEs, generic tests → SQL; pure and deterministic |
+//! | [`functions`] | SQL functions tidemark registers in every session: `tidemark_periods`, the `tidemark_window_*` aggregates (every trailing window of a group at a list of period ends, in one pass) and the `tidemark_streak*` window functions that metric models compile to |
 //! | [`execute`] | the DataFusion session, relation registration (tables, Hive-partitioned folders, file/glob/URL sources, `--defer`red tables of another run), scheduling with `--threads`, skip-on-failure, `--fail-fast`, incremental strategies, unit tests (in-memory tables of given rows, no warehouse) |
 //! | [`materialize`] | the warehouse on local disk or any `object_store` URL (S3, GCS, Azure, memory), the layout and the commit protocol (locks, atomic publish, partitioned commits rolled forward, commit log) |
 //! | [`artifacts`] | `target/`: compiled SQL, `manifest.json`, `run_results.json`, `sources.json`, JUnit reports, `target/run.lock` |
-//! | `cluster` (feature `ballista`) | a local Ballista cluster (scheduler + executors on 127.0.0.1, in-process) for tests and trials; the scheduler's executor count for `debug` |
+//! | [`cluster`] (feature `ballista`) | `tidemark scheduler` and `tidemark executor`: Ballista's processes with tidemark's SQL functions and object stores from the environment; the scheduler's executor count for `debug` |
 //! | [`cli`] | arguments, one file per command, the printer, exit codes |
 //! | [`diagnostics`] | user-facing errors with `file:line:col` and "did you mean" |
 //!
@@ -37,8 +38,9 @@
 //! - Metric models are only SQL generation: every number of a scorecard or alert is computed by
 //!   DataFusion from the generated SQL, which `tidemark compile` shows.
 //! - Only [`project`] reads project files; only [`materialize`] writes or publishes warehouse
-//!   data (a cluster's executors write staged files only); only
-//!   [`artifacts`] writes `target/`; only the CLI's printer writes to the terminal.
+//!   data (the plans it ends in DataFusion's Parquet writer, run here or on a cluster's
+//!   executors, write the run's staging folder only); only [`artifacts`] writes `target/`; only
+//!   the CLI's printer writes to the terminal.
 //! - [`compile`] is pure: the same project gives byte-identical SQL and manifest. Everything
 //!   serialised uses ordered maps.
 //! - A reader never sees a partial table, and a run killed mid-write leaves the previous
@@ -49,12 +51,13 @@
 //! - Profile secrets (`storage:` credentials) are registered with [`diagnostics::redact`] when
 //!   the warehouse opens; the printer and every artifact pass through it.
 //! - Embedded and distributed runs differ only in how [`execute::Session::new`] builds the
-//!   `SessionContext` (a `type: ballista` target adds Ballista's query planner, static) and in
-//!   who writes the data files: on a cluster the plan ends in DataFusion's Parquet writer, so the
-//!   executors write into the run's staging folder and never a table's own path; [`materialize`]
-//!   then renames the staged files into place and writes the commit record under the table's
-//!   lock, exactly as for files this process writes. Compilation and registration are the same
-//!   code.
+//!   `SessionContext` (a `type: ballista` target adds Ballista's query planner, static): every
+//!   table's plan ends in DataFusion's Parquet writer ([`materialize::staged`]), which writes
+//!   the run's staging folder, in parallel here or on the executors of a cluster, never a
+//!   table's own path; [`materialize`] then renames the staged files into place and writes the
+//!   commit record under the table's lock. Compilation, registration and commits are the same
+//!   code. On a cluster, `tidemark scheduler` and `tidemark executor` ([`cluster`]) provide
+//!   tidemark's SQL functions ([`functions`]).
 //! - One `build`/`run`/`seed`/`test` at a time per `target/` and per warehouse: both run locks
 //!   are held for the whole command ([`artifacts::Artifacts::lock`],
 //!   [`materialize::Warehouse::lock_run`]); a second command waits, up to `--lock-timeout`.
@@ -72,6 +75,7 @@ pub mod cluster;
 pub mod compile;
 pub mod diagnostics;
 pub mod execute;
+pub mod functions;
 pub mod graph;
 pub mod materialize;
 pub mod metrics;

@@ -1,6 +1,6 @@
-//! Distributed runs on a real Apache DataFusion Ballista cluster: one scheduler and two executors
-//! started in this test process on 127.0.0.1 (Ballista's own building blocks, `src/cluster.rs`),
-//! with the warehouse on the loopback S3 server. Projects built there give the same tables as the
+//! Distributed runs on a real Apache DataFusion Ballista cluster: one `tidemark scheduler` and two
+//! `tidemark executor` processes on 127.0.0.1 (`src/cluster.rs`), with the warehouse on the
+//! loopback S3 server. Projects built there give the same tables as the
 //! embedded build (read back by pyarrow); `debug` reports the cluster; a task that fails on an
 //! executor fails its node with the executor's error and leaves the previous table readable.
 #![cfg(feature = "ballista")]
@@ -9,26 +9,15 @@ mod common;
 
 use std::path::Path;
 use std::process::Output;
-use std::sync::Arc;
 
+use common::cluster::ProcessCluster;
 use common::s3::{assert_same_tables, read_tables_with_pyarrow, S3Server, ACCESS_KEY, BUCKET, SECRET_KEY};
 use common::{example_project, fixture, reported_rows, tidemark, transcript};
-use tidemark::cluster::LocalCluster;
 
-/// A multi-threaded runtime (the scheduler keeps serving while a test waits on tidemark) and a
-/// cluster on it whose nodes reach the test bucket.
-fn start_cluster(server: &S3Server) -> (tokio::runtime::Runtime, LocalCluster) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let bucket: Arc<dyn object_store::ObjectStore> = Arc::new(server.client());
-    let url = url::Url::parse(&format!("s3://{BUCKET}")).expect("url");
-    let cluster = runtime
-        .block_on(tidemark::cluster::start(2, 2, vec![(url, bucket)]))
-        .expect("start the local Ballista cluster");
-    (runtime, cluster)
+/// A cluster of real processes (`tidemark scheduler`, two `tidemark executor`s with two task
+/// slots each) whose nodes reach the test bucket through the `AWS_*` environment.
+fn start_cluster(server: &S3Server) -> ProcessCluster {
+    ProcessCluster::start(2, 2, Some(server))
 }
 
 /// A `profiles.yml` with an embedded target `local` (warehouse/ folder) and a `cluster` target on
@@ -66,7 +55,7 @@ fn same_tables_embedded_and_distributed(project: &Path, prefix: &str, extra: &[&
 #[test]
 fn projects_built_on_ballista_match_the_embedded_build() {
     let server = S3Server::shared();
-    let (_runtime, cluster) = start_cluster(server);
+    let cluster = start_cluster(server);
 
     // SQL models, seeds, a view, generic tests.
     let basic = fixture("basic");
@@ -159,7 +148,7 @@ fn lms_on_cluster(project: &Path, server: &S3Server, url: &str, prefix: &str, ar
 /// Starts `command` and kills `executors` of the cluster once the run has been building
 /// `model` for a second; returns the run's output.
 fn kill_executors_mid_run(
-    cluster: &mut LocalCluster,
+    cluster: &mut ProcessCluster,
     mut command: std::process::Command,
     model: &str,
     executors: &[usize],
@@ -197,7 +186,7 @@ fn kill_executors_mid_run(
 #[test]
 fn killed_executors_end_in_a_finished_or_failed_node_never_a_broken_table() {
     let server = S3Server::shared();
-    let (_runtime, mut cluster) = start_cluster(server);
+    let mut cluster = start_cluster(server);
     let project = example_project();
     let prefix = "lms-killed";
     let events = || {
@@ -269,7 +258,7 @@ const SMALL_LMS: &str = "{lms_learners: 240}";
 #[test]
 fn the_lms_project_builds_on_ballista_like_embedded_and_again_incrementally() {
     let server = S3Server::shared();
-    let (_runtime, cluster) = start_cluster(server);
+    let cluster = start_cluster(server);
     let project = example_project();
     let prefix = "lms-ballista";
     let on_cluster = || read_tables_with_pyarrow(&format!("s3://{BUCKET}/{prefix}"), Some(server));

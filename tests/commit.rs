@@ -23,7 +23,7 @@ fn killing_a_run_mid_write_leaves_the_previous_table_readable() {
     assert_eq!(before.lines().count(), 1001);
 
     // Start writing version 2 (40 million rows) and kill the process while the new Parquet
-    // object is being uploaded (its staging file exists next to the table).
+    // object is being written (under the run's staging folder, `_tidemark/staging/<run>/`).
     let mut child = common::command(project.path())
         .args(["run", "--vars", "{rows: 40000000}", "--log-format", "json"])
         .stdout(Stdio::piped())
@@ -42,18 +42,16 @@ fn killing_a_run_mid_write_leaves_the_previous_table_readable() {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(120);
+    let staging_root = project.path().join("warehouse/_tidemark/staging");
     let staging = loop {
-        let staged: Vec<_> = std::fs::read_dir(&table_folder)
-            .expect("table folder")
+        let staged = walkdir::WalkDir::new(&staging_root)
+            .into_iter()
             .filter_map(Result::ok)
-            .map(|entry| entry.file_name().to_string_lossy().into_owned())
-            .filter(|name| name.starts_with("data.parquet#"))
-            .collect();
-        if let Some(name) = staged.first() {
-            let size = std::fs::metadata(table_folder.join(name)).map(|m| m.len()).unwrap_or(0);
-            if size > 1_000_000 {
-                break name.clone();
-            }
+            .filter(|entry| entry.file_type().is_file())
+            .filter(|entry| entry.path().to_string_lossy().contains("/main/big/data.parquet"))
+            .find(|entry| entry.metadata().map(|m| m.len()).unwrap_or(0) > 1_000_000);
+        if let Some(entry) = staged {
+            break entry.path().to_path_buf();
         }
         assert!(Instant::now() < deadline, "the new version never started uploading");
         assert!(
@@ -65,8 +63,15 @@ fn killing_a_run_mid_write_leaves_the_previous_table_readable() {
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     assert!(
-        table_folder.join(&staging).exists(),
-        "the killed run's partial upload stays beside the table"
+        staging.exists(),
+        "the killed run's partial file stays in its staging folder, never at the table's path"
+    );
+    assert!(
+        !std::fs::read_dir(&table_folder)
+            .expect("table folder")
+            .filter_map(Result::ok)
+            .any(|entry| entry.file_name().to_string_lossy().starts_with("data.parquet#")),
+        "nothing of the new version is beside the table"
     );
 
     // The table still reads whole, with exactly the previous contents.

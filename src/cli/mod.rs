@@ -168,6 +168,14 @@ enum Command {
     Debug,
     /// Delete the project's clean-targets (target/ by default).
     Clean,
+    /// Run a Ballista scheduler that knows tidemark's SQL functions (for `type: ballista`
+    /// targets; flags as `ballista-scheduler`'s).
+    #[cfg(feature = "ballista")]
+    Scheduler(commands::cluster::SchedulerArgs),
+    /// Run a Ballista executor that knows tidemark's SQL functions and reads object-store
+    /// credentials from the environment (flags as `ballista-executor`'s).
+    #[cfg(feature = "ballista")]
+    Executor(commands::cluster::ExecutorArgs),
 }
 
 /// Entry point of the `tidemark` binary.
@@ -185,7 +193,13 @@ pub fn main() -> ExitCode {
         }
     };
     let printer = std::sync::Arc::new(Printer::new(cli.global.log_format, !cli.global.no_progress));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Cluster processes decode plans without prost's recursion limit: deep plans need deep stacks.
+    #[cfg(feature = "ballista")]
+    if matches!(cli.command, Command::Scheduler(_) | Command::Executor(_)) {
+        builder.thread_stack_size(32 << 20);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             printer.fatal(&format!("cannot start the async runtime: {error}"));
@@ -207,6 +221,10 @@ pub fn main() -> ExitCode {
             Command::Show(args) => commands::show::execute(&cli.global, &printer, args).await,
             Command::Debug => commands::debug::execute(&cli.global, &printer).await,
             Command::Clean => commands::clean::execute(&cli.global, &printer).await,
+            #[cfg(feature = "ballista")]
+            Command::Scheduler(args) => commands::cluster::scheduler(&printer, args).await,
+            #[cfg(feature = "ballista")]
+            Command::Executor(args) => commands::cluster::executor(&printer, args).await,
         }
     });
     // Node tasks may still hold the runtime; don't wait for background work on the way out.

@@ -201,7 +201,7 @@ pub async fn write(
     let scratch = session.warehouse.scratch_path(run_id, relation);
     let (new_rows, scanned) = if session.distributed {
         let url = session.warehouse.url_of(&scratch);
-        let rows = super::node::write_on_cluster(session, frame, &url, Vec::new())
+        let (rows, _) = super::node::write_parquet_files(session, frame, &url, Vec::new())
             .await
             .map_err(|error| match error {
                 crate::materialize::MaterializeError::Execution(error) => sql_error(error.strip_backtrace()),

@@ -212,40 +212,32 @@ pub(super) async fn write_frame(
         return write_partitioned(session, node, frame, Replace::All, run_id).await;
     }
     let relation = node.relation.as_ref().expect("tables have relations");
-    if session.distributed {
-        // The executors write a staged object, which this client renames into place under the
-        // table's lock before it records the commit.
-        let warehouse = &session.warehouse;
-        let staged = warehouse.staged_table_path(run_id, relation);
-        let url = warehouse.url_of(&staged);
-        let summary = warehouse
-            .commit_table(relation, run_id, || async {
-                let written = write_on_cluster(session, frame, &url, Vec::new()).await;
-                match written {
-                    Ok(rows) => {
-                        warehouse.publish_staged_table(&staged, relation).await?;
-                        Ok(rows)
-                    }
-                    Err(error) => {
-                        warehouse.remove(&staged).await;
-                        Err(error)
-                    }
+    // DataFusion's Parquet writer (this process's, or a cluster's executors') writes a staged
+    // object, encoding row groups and columns in parallel; this process renames it into place
+    // under the table's lock before it records the commit.
+    let warehouse = &session.warehouse;
+    let staged = warehouse.staged_table_path(run_id, relation);
+    let url = warehouse.url_of(&staged);
+    let scanned = std::sync::Mutex::new(Scanned::default());
+    let summary = warehouse
+        .commit_table(relation, run_id, || async {
+            match write_parquet_files(session, frame, &url, Vec::new()).await {
+                Ok((rows, read)) => {
+                    *scanned.lock().expect("scanned") = read;
+                    warehouse.publish_staged_table(&staged, relation).await?;
+                    Ok(rows)
                 }
-            })
-            .await
-            .map_err(|error| materialize_error(session, node, error))?;
-        session.register_written_table(relation).await?;
-        return Ok((summary, Scanned::default()));
-    }
-    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let (plan, stream) = start(session, node, frame).await?;
-    let summary = session
-        .warehouse
-        .write_table(relation, schema, stream, run_id)
+                Err(error) => {
+                    warehouse.remove(&staged).await;
+                    Err(error)
+                }
+            }
+        })
         .await
         .map_err(|error| materialize_error(session, node, error))?;
     session.register_written_table(relation).await?;
-    Ok((summary, Scanned::of(&plan)))
+    let scanned = scanned.into_inner().expect("scanned");
+    Ok((summary, scanned))
 }
 
 /// `frame` with its partition columns as the text of their folder names: the value as Arrow
@@ -327,41 +319,27 @@ async fn executors_gone(_session: &Session, _since: &mut Option<Instant>) -> Opt
     None
 }
 
-/// Runs `frame` on the Ballista cluster with DataFusion's Parquet writer at the end of its
-/// plan, so that an executor writes the result to `url` (one file; a folder of Hive partition
-/// folders when `partition_by` is not empty). Returns the rows written.
-pub(super) async fn write_on_cluster(
+/// Runs `frame` with DataFusion's Parquet writer at the end of its plan, writing the result to
+/// `url` (one file; a folder of Hive partition folders, one file each, when `partition_by` is
+/// not empty): in this process, encoding row groups and columns in parallel, or on the
+/// Ballista cluster, where an executor writes it. Returns the rows written and what the plan's
+/// scans read (nothing is known of scans run on a cluster).
+pub(super) async fn write_parquet_files(
     session: &Session,
     frame: DataFrame,
     url: &str,
     partition_by: Vec<String>,
-) -> Result<u64, MaterializeError> {
-    use datafusion::dataframe::DataFrameWriteOptions;
-    let single = partition_by.is_empty();
-    let options = DataFrameWriteOptions::new()
-        .with_single_file_output(single)
-        .with_partition_by(partition_by);
-    // The session's Parquet options with the compression of tidemark's own writer.
-    let mut parquet = session.ctx.state().table_options().parquet.clone();
-    parquet.global.compression = Some("zstd(1)".into());
-    let write = frame.write_parquet(url, options, Some(parquet));
-    let counts = tokio::select! {
-        counts = write => counts?,
-        stopped = watch_cluster(session) => return Err(MaterializeError::Execution(
-            datafusion::error::DataFusionError::Execution(stopped),
-        )),
+) -> Result<(u64, Scanned), MaterializeError> {
+    let stop = async {
+        if session.distributed {
+            Some(watch_cluster(session).await)
+        } else {
+            std::future::pending().await
+        }
     };
-    Ok(counts
-        .iter()
-        .filter(|batch| batch.num_columns() > 0)
-        .filter_map(|batch| {
-            batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::UInt64Array>()
-                .map(|counts| counts.iter().flatten().sum::<u64>())
-        })
-        .sum())
+    let written =
+        crate::materialize::staged::write_parquet(frame, session.ctx.task_ctx(), url, partition_by, stop).await?;
+    Ok((written.rows, Scanned::of(&written.plan)))
 }
 
 fn materialize_error(session: &Session, node: &Node, error: MaterializeError) -> ExecuteError {
@@ -382,41 +360,32 @@ pub(super) async fn write_partitioned(
 ) -> Result<(WriteSummary, Scanned), ExecuteError> {
     let relation = node.relation.as_ref().expect("tables have relations");
     let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    if session.distributed {
-        let partition_by = node.partition_by();
-        let layout = crate::materialize::partitioned::PartitionLayout::of(&schema, &partition_by)
-            .map_err(|error| materialize_error(session, node, error))?;
-        let warehouse = &session.warehouse;
-        let summary = warehouse
-            .commit_partitions(
-                relation,
-                &schema,
-                &layout.typed,
-                replace,
-                run_id,
-                |staging| async move {
-                    // The executors write Hive partition folders under the staging folder, named
-                    // as this process names them (DataFusion's writer would put NULL values in a
-                    // folder of the type's default value).
-                    let url = format!("{}/", warehouse.url_of(&staging));
-                    let frame = with_partition_folder_values(frame, &partition_by)?;
-                    let rows = write_on_cluster(session, frame, &url, partition_by).await?;
-                    warehouse.adopt_staged(&staging, rows).await
-                },
-            )
-            .await
-            .map_err(|error| materialize_error(session, node, error))?;
-        session.register_written_table(relation).await?;
-        return Ok((summary, Scanned::default()));
-    }
-    let (plan, stream) = start(session, node, frame).await?;
-    let summary = session
-        .warehouse
-        .write_partitioned(relation, schema, &node.partition_by(), stream, replace, run_id)
+    let partition_by = node.partition_by();
+    let layout = crate::materialize::partitioned::PartitionLayout::of(&schema, &partition_by)
+        .map_err(|error| materialize_error(session, node, error))?;
+    let warehouse = &session.warehouse;
+    let scanned = std::sync::Mutex::new(Scanned::default());
+    let summary = warehouse
+        .commit_partitions(relation, &schema, &layout.typed, replace, run_id, |staging| {
+            let scanned = &scanned;
+            let partition_by = &partition_by;
+            async move {
+                // DataFusion's writer (this process's, or a cluster's executors') writes Hive
+                // partition folders under the staging folder, one file per partition, named as
+                // tidemark names them (DataFusion would put NULL values in a folder of the type's
+                // default value).
+                let url = format!("{}/", warehouse.url_of(&staging));
+                let frame = with_partition_folder_values(frame, partition_by)?;
+                let (rows, read) = write_parquet_files(session, frame, &url, partition_by.clone()).await?;
+                *scanned.lock().expect("scanned") = read;
+                warehouse.adopt_staged(&staging, rows).await
+            }
+        })
         .await
         .map_err(|error| materialize_error(session, node, error))?;
     session.register_written_table(relation).await?;
-    Ok((summary, Scanned::of(&plan)))
+    let scanned = scanned.into_inner().expect("scanned");
+    Ok((summary, scanned))
 }
 
 async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Outcome, ExecuteError> {

@@ -131,9 +131,16 @@ impl Session {
         // Plain strings rather than string views: deep window pipelines (metric scorecards) sort
         // and concatenate view arrays whose shared buffers are copied at every stage, which grows
         // memory geometrically. A target's `options` may turn views back on.
+        // A partial aggregation that does not halve its rows (a daily roll-up of events, where
+        // most entity × day groups hold one or two events) costs more than it saves: pass the
+        // rows on once 100,000 of them show it. A target's `options` may change it.
         for (key, value) in [
             ("datafusion.execution.parquet.schema_force_view_types", "false"),
             ("datafusion.sql_parser.map_string_types_to_utf8view", "false"),
+            (
+                "datafusion.execution.skip_partial_aggregation_probe_ratio_threshold",
+                "0.5",
+            ),
         ] {
             config
                 .options_mut()
@@ -177,6 +184,7 @@ impl Session {
             Engine::Embedded => SessionContext::new_with_config_rt(config, runtime),
             Engine::Ballista => distributed_context(target, config, runtime)?,
         };
+        crate::functions::register(&ctx);
         if let Some((url, store)) = warehouse.registration() {
             ctx.register_object_store(url, store);
         }

@@ -51,11 +51,17 @@ pub(super) async fn run(session: &Session, node: &Node) -> Result<UnitOutcome, E
             node.name, model.name
         ))
     };
+    let (ctx, scratch) = (
+        SessionContext::new_with_config(session.ctx.copied_config()),
+        SessionContext::new_with_config(session.ctx.copied_config()),
+    );
+    crate::functions::register(&ctx);
+    crate::functions::register(&scratch);
     let mut run = UnitRun {
         graph,
         sql: &session.compiled().unit_sql,
-        ctx: SessionContext::new_with_config(session.ctx.copied_config()),
-        scratch: SessionContext::new_with_config(session.ctx.copied_config()),
+        ctx,
+        scratch,
         schemas: BTreeMap::new(),
         ready: BTreeSet::new(),
         spec,

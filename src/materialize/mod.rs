@@ -7,15 +7,18 @@
 //! <warehouse>/_tidemark/log/<schema>/<table>/<version>.json commit records, one per version
 //! <warehouse>/_tidemark/locks/<schema>/<table>.lock         held by the run writing the table
 //! <warehouse>/_tidemark/locks/run.lock                      held by the run (build/run/seed/test) using the warehouse
-//! <warehouse>/_tidemark/staging/<run>/...                    partitions not yet published; files
-//!                                                            a cluster's executors wrote; scratch
+//! <warehouse>/_tidemark/staging/<run>/...                    tables and partitions not yet published
+//!                                                            (DataFusion's writer, here or on a
+//!                                                            cluster's executors, writes them: [`staged`]); scratch
 //! ```
 //!
-//! ## Commit guarantees ([`Warehouse::write_table`])
+//! ## Commit guarantees ([`Warehouse::commit_table`], [`Warehouse::write_table`])
 //!
-//! 1. Readers never see a partial table: the Parquet object is uploaded as a whole and becomes
-//!    visible only when complete (the local store writes `data.parquet#N` and renames it over the
-//!    old file; object stores complete a multipart upload).
+//! 1. Readers never see a partial table: a model's Parquet object is written complete under
+//!    the run's staging folder ([`staged`]) and then renamed over `data.parquet` (a rename on a
+//!    file system, a server-side copy on object stores); tidemark's own writer (seeds, stored
+//!    test failures) uploads the object as a whole, visible only when complete (the local store
+//!    writes `data.parquet#N` and renames it; object stores complete a multipart upload).
 //! 2. A run that dies mid-write leaves the previous version intact and readable: the rename or
 //!    upload completion never happened.
 //! 3. Two writers can't both write a table: the table lock is created with a conditional put
@@ -28,6 +31,7 @@
 
 pub mod lock;
 pub mod partitioned;
+pub mod staged;
 pub mod store;
 
 pub use partitioned::{PartitionedCommit, Replace};
@@ -71,6 +75,9 @@ pub enum MaterializeError {
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
     #[error("warehouse storage: {}", describe_store_error(.0))]
     Store(#[from] datafusion::object_store::Error),
+    /// A store failure met by DataFusion's writer (the text of its error).
+    #[error("warehouse storage: {}", with_hint(.0.clone()))]
+    StoreWrite(String),
     #[error("warehouse: {0}")]
     Setup(String),
     #[error("{0}")]

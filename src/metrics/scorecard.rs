@@ -1,19 +1,53 @@
 //! `<name>`: the scorecard, one row per entity × period.
 //!
-//! The CTEs, in order: the period ends; every entity (from the dimension) at every period (the
-//! calendar grid, so periods without activity are zeros rather than gaps); each measure over
-//! each window from the daily roll-up, joined by entity with a day-range condition; distinct
-//! counts from the events; the data gates of each period; then one layer per derived column
-//! (comparison, normalisation, shrinkage, score) in dependency order, each a window function
-//! partitioned by entity or by cohort and period.
+//! The CTEs, in order: the period ends (`tidemark_periods(start, end, every)`); the entities
+//! (from the dimension, with their attributes); `windows`, one aggregation of the daily roll-up
+//! by entity in which each `tidemark_window_*` aggregate gives a measure component over each
+//! of its windows at every period end, as lists (see [`crate::functions`]); the same from the
+//! events for distinct counts and percentiles; the data gates of each period, as lists in
+//! period order; `window_rows`, which unnests all those lists side by side into entity × period
+//! rows (an entity without activity gets zeros, never gaps); `windowed`, the measures; then one
+//! layer per derived column (comparison, normalisation, shrinkage, score) in dependency order,
+//! each a window function partitioned by entity or by cohort and period.
 
 use super::daily::{self, component};
 use super::spec::*;
 use super::validate::{Derived, ValidatedModel};
 
+/// The calendar as SQL arguments: `date '<first period>', date '<last period>', '<every>'`
+/// (`tidemark_periods` and the window aggregates take these three).
+fn calendar(model: &ValidatedModel) -> String {
+    let first = super::validate::date_of(model.periods.first().copied().unwrap_or(0));
+    match model.spec.periods.every {
+        Some(every) if model.spec.periods.as_of.is_none() => {
+            let last = super::validate::date_of(model.periods.last().copied().unwrap_or(0));
+            let every = match every {
+                Cadence::Day => "day",
+                Cadence::Week => "week",
+                Cadence::Month => "month",
+            };
+            format!("date '{first}', date '{last}', '{every}'")
+        }
+        _ => format!("date '{first}', date '{first}', 'day'"),
+    }
+}
+
 /// Internal columns of the windowed step: `<measure>_<w>d__<part>`.
 fn window_part(measure: &str, window: i64, part: &str) -> String {
     format!("{measure}_{window}d__{part}")
+}
+
+/// The lists of a window aggregation (one per window length), each unnested into one value
+/// per period.
+struct WindowList {
+    /// The aggregate's column: the measure component (`<measure>__<part>`).
+    name: String,
+    /// `tidemark_window_*(...)`.
+    aggregate: String,
+    /// The CTE that aggregates it: `windows` (the daily roll-up) or `events_<measure>`.
+    from: String,
+    /// `unnest({from}.<name>[k]) as __<name>_<w>d`, one per window length.
+    unnested: Vec<String>,
 }
 
 struct Query {
@@ -39,16 +73,12 @@ pub fn sql(model: &ValidatedModel) -> String {
     let daily_ref = format!("{{{{ ref('{}') }}}}", daily::name(spec));
     let mut query = Query { ctes: Vec::new() };
 
-    let values: Vec<String> = model
-        .periods
-        .iter()
-        .map(|day| format!("(date '{}')", super::validate::date_of(*day)))
-        .collect();
+    let calendar = calendar(model);
+    let period_list = format!("tidemark_periods({calendar})");
     query.add(
         "periods",
         format!(
-            "    select cast(column1 as int) as __period\n    from (values {}) as period_ends\n    where {{{{ event_time_filter('column1') }}}}",
-            values.join(", ")
+            "    select cast(__period_end as int) as __period\n    from (select unnest({period_list}) as __period_end) as period_ends"
         ),
     );
 
@@ -70,136 +100,167 @@ pub fn sql(model: &ValidatedModel) -> String {
         ),
     };
     query.add("entities", entities);
-    query.add(
-        "grid",
-        "    select entities.*, periods.__period\n    from entities\n    cross join periods".into(),
-    );
 
-    // Windowed sums of the daily components.
+    // Every window of every entity at every period: one aggregation of the daily roll-up by
+    // entity, each window aggregate giving a measure component's lists (one per window length,
+    // one value per period; see `crate::functions`); distinct counts and percentiles aggregate
+    // the events themselves.
+    let mut lists: Vec<WindowList> = Vec::new();
     let mut windowed = Vec::new();
     let mut measured = Vec::new();
-    let mut rolling_joins: Vec<(String, String, String, String)> = Vec::new();
-    let max_window = model.max_window;
+    let mut event_sources: Vec<String> = Vec::new();
     for measure in &spec.measures {
         let m = measure.name.as_str();
-        for &w in model.windows_of(measure) {
-            let in_window = format!("d.__day > g.__period - {w}");
-            let total = |part: &str| format!("sum(case when {in_window} then d.{} end)", component(m, part));
-            let column = format!("{m}_{w}d");
-            let mut internal = |part: &str, expression: String| {
-                windowed.push(format!("{expression} as {}", window_part(m, w, part)));
-            };
-            match measure.agg {
-                Aggregation::Count | Aggregation::ActiveDays | Aggregation::Drops => {
-                    let part = match measure.agg {
-                        Aggregation::Count => "n",
-                        Aggregation::ActiveDays => "a",
-                        _ => "d",
-                    };
-                    windowed.push(format!("cast(coalesce({}, 0) as bigint) as {column}", total(part)));
+        let windows = model.windows_of(measure);
+        let lengths = windows.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        let source = format!("events_{m}");
+        // One aggregate per component: `part` of the daily roll-up through `function`, or a
+        // distinct count / percentile of the events.
+        let aggregate = |lists: &mut Vec<WindowList>, part: &str, call: String, from: &str| {
+            lists.push(WindowList {
+                name: component(m, part),
+                aggregate: call,
+                from: from.to_string(),
+                unnested: Vec::new(),
+            });
+            component(m, part)
+        };
+        let daily_call = |function: &str, part: &str| {
+            format!(
+                "tidemark_window_{function}(d.{}, d.__day, {calendar}, {lengths})",
+                component(m, part)
+            )
+        };
+        // (list column, window) → the unnested value's column.
+        let unnest = |list: &str, index: usize, w: i64| {
+            let column = format!("__{list}_{w}d");
+            (format!("unnest({{from}}.{list}[{}]) as {column}", index + 1), column)
+        };
+        match measure.agg {
+            Aggregation::Count | Aggregation::ActiveDays | Aggregation::Drops => {
+                let part = match measure.agg {
+                    Aggregation::Count => "n",
+                    Aggregation::ActiveDays => "a",
+                    _ => "d",
+                };
+                let list = aggregate(&mut lists, part, daily_call("sum", part), "windows");
+                for (index, &w) in windows.iter().enumerate() {
+                    let (expression, column) = unnest(&list, index, w);
+                    lists.last_mut().expect("list").unnested.push(expression);
+                    windowed.push(format!("cast(coalesce({column}, 0) as bigint) as {m}_{w}d"));
                 }
-                Aggregation::Sum => windowed.push(format!("coalesce({}, 0) as {column}", total("s"))),
-                Aggregation::Min => windowed.push(format!(
-                    "min(case when {in_window} then d.{} end) as {column}",
-                    component(m, "v")
-                )),
-                Aggregation::Max => windowed.push(format!(
-                    "max(case when {in_window} then d.{} end) as {column}",
-                    component(m, "v")
-                )),
-                Aggregation::CountDistinct | Aggregation::Percentile => {}
-                Aggregation::RollingMean => {
-                    // The latest day in the window with a value; the value is joined back below
-                    // (an ordered aggregate would sort the whole join).
-                    let r = component(m, "r");
-                    internal(
-                        "day",
-                        format!("max(case when {in_window} and d.{r} is not null then d.__day end)"),
-                    );
-                    rolling_joins.push((format!("rolling_{m}_{w}"), window_part(m, w, "day"), r, column.clone()));
-                }
-                // value = numerator / denominator, both summed over the window.
-                Aggregation::Avg | Aggregation::Ratio | Aggregation::OverdueShare => {
-                    let (num, den, num_part, den_part) = match measure.agg {
-                        Aggregation::Avg => ("s", "c", total("s"), total("c")),
-                        Aggregation::Ratio => ("num", "den", total("num"), total("den")),
-                        _ => ("num", "den", total("overdue"), total("due")),
-                    };
-                    let (num_part, den_part) = if measure.agg == Aggregation::Avg {
-                        (num_part, den_part)
+            }
+            Aggregation::Sum | Aggregation::Min | Aggregation::Max | Aggregation::RollingMean => {
+                let (function, part) = match measure.agg {
+                    Aggregation::Sum => ("sum", "s"),
+                    Aggregation::Min => ("min", "v"),
+                    Aggregation::Max => ("max", "v"),
+                    // The value of the latest day in the window that has one.
+                    _ => ("last", "r"),
+                };
+                let list = aggregate(&mut lists, part, daily_call(function, part), "windows");
+                for (index, &w) in windows.iter().enumerate() {
+                    let (expression, column) = unnest(&list, index, w);
+                    lists.last_mut().expect("list").unnested.push(expression);
+                    let value = if measure.agg == Aggregation::Sum {
+                        format!("coalesce({column}, 0)")
                     } else {
-                        (format!("coalesce({num_part}, 0)"), format!("coalesce({den_part}, 0)"))
+                        column
                     };
-                    internal(num, num_part);
-                    internal(den, den_part);
-                    measured.push(format!(
-                        "{} / nullif({}, 0) as {column}",
-                        window_part(m, w, num),
-                        window_part(m, w, den)
-                    ));
+                    windowed.push(format!("{value} as {m}_{w}d"));
                 }
-                Aggregation::Slope => {
-                    for part in ["n", "sx", "sy", "sxy", "sxx"] {
-                        internal(part, format!("coalesce({}, 0)", total(part)));
+            }
+            Aggregation::CountDistinct | Aggregation::Percentile => {
+                let call = if measure.agg == Aggregation::CountDistinct {
+                    format!("tidemark_window_count_distinct(e.__value, e.__day, {calendar}, {lengths})")
+                } else {
+                    format!(
+                        "tidemark_window_percentile(e.__value, e.__day, {}, {calendar}, {lengths})",
+                        measure.percentile.unwrap_or(0.5)
+                    )
+                };
+                let list = aggregate(&mut lists, "values", call, &source);
+                for (index, &w) in windows.iter().enumerate() {
+                    let (expression, column) = unnest(&list, index, w);
+                    lists.last_mut().expect("list").unnested.push(expression);
+                    let value = if measure.agg == Aggregation::CountDistinct {
+                        format!("coalesce({column}, 0)")
+                    } else {
+                        column
+                    };
+                    windowed.push(format!("{value} as {m}_{w}d"));
+                }
+                event_sources.push(source.clone());
+            }
+            // Components summed over the window; the value is computed from them below.
+            Aggregation::Avg | Aggregation::Ratio | Aggregation::OverdueShare | Aggregation::Slope => {
+                let parts: Vec<(&str, &str)> = match measure.agg {
+                    Aggregation::Avg => vec![("s", "s"), ("c", "c")],
+                    Aggregation::Ratio => vec![("num", "num"), ("den", "den")],
+                    Aggregation::OverdueShare => vec![("num", "overdue"), ("den", "due")],
+                    _ => ["n", "sx", "sy", "sxy", "sxx"].iter().map(|p| (*p, *p)).collect(),
+                };
+                for (name, part) in &parts {
+                    let list = aggregate(&mut lists, part, daily_call("sum", part), "windows");
+                    for (index, &w) in windows.iter().enumerate() {
+                        let (expression, column) = unnest(&list, index, w);
+                        lists.last_mut().expect("list").unnested.push(expression);
+                        windowed.push(format!("coalesce({column}, 0) as {}", window_part(m, w, name)));
                     }
+                }
+                for &w in windows {
                     let p = |part: &str| window_part(m, w, part);
-                    measured.push(format!(
-                        "({n} * {sxy} - {sx} * {sy}) / nullif({n} * {sxx} - {sx} * {sx}, 0) as {column}",
-                        n = p("n"),
-                        sx = p("sx"),
-                        sy = p("sy"),
-                        sxy = p("sxy"),
-                        sxx = p("sxx")
-                    ));
+                    measured.push(match measure.agg {
+                        Aggregation::Avg => format!("{} / nullif({}, 0) as {m}_{w}d", p("s"), p("c")),
+                        Aggregation::Slope => format!(
+                            "({n} * {sxy} - {sx} * {sy}) / nullif({n} * {sxx} - {sx} * {sx}, 0) as {m}_{w}d",
+                            n = p("n"),
+                            sx = p("sx"),
+                            sy = p("sy"),
+                            sxy = p("sxy"),
+                            sxx = p("sxx")
+                        ),
+                        _ => format!("{} / nullif({}, 0) as {m}_{w}d", p("num"), p("den")),
+                    });
                 }
             }
         }
     }
-    let mut group_columns: Vec<String> = vec![format!("g.{entity}")];
-    group_columns.extend(attributes.iter().map(|a| format!("g.{a}")));
-    group_columns.push("g.__period".into());
-    let mut windowed_select = group_columns.clone();
-    windowed_select.push("cast(g.__period as date) as period_end".into());
-    windowed_select.extend(windowed);
-    query.add(
-        "windowed",
-        format!(
-            "    select\n        {}\n    from grid as g\n    left join {daily_ref} as d\n        on d.__entity = g.{entity} and d.__day <= g.__period and d.__day > g.__period - {max_window}\n    group by {}",
-            windowed_select.join(",\n        "),
-            group_columns.join(", ")
-        ),
-    );
-
-    // Distinct counts and percentiles come from the events, not the roll-up.
-    let mut distinct_joins = Vec::new();
-    for measure in spec
-        .measures
-        .iter()
-        .filter(|m| matches!(m.agg, Aggregation::CountDistinct | Aggregation::Percentile))
-    {
-        let m = &measure.name;
-        let windows = model.windows_of(measure);
-        let widest = windows.iter().copied().max().unwrap_or(1);
-        let distinct = measure.agg == Aggregation::CountDistinct;
-        let counts: Vec<String> = windows
+    let aggregates_of = |from: &str| -> Vec<String> {
+        lists
             .iter()
-            .map(|w| {
-                let value = format!("case when v.__day > g.__period - {w} then v.__value end");
-                if distinct {
-                    format!("count(distinct {value}) as {m}_{w}d")
-                } else {
-                    format!(
-                        "percentile_cont(cast({value} as double), {}) as {m}_{w}d",
-                        measure.percentile.unwrap_or(0.5)
-                    )
-                }
-            })
-            .collect();
-        let select_kind = if distinct { "select distinct" } else { "select" };
+            .filter(|list| list.from == from)
+            .map(|list| format!("{} as {}", list.aggregate, list.name))
+            .collect()
+    };
+    let mut joins = Vec::new();
+    let daily_lists = aggregates_of("windows");
+    if !daily_lists.is_empty() {
+        query.add(
+            "windows",
+            format!(
+                "    select d.__entity,\n        {}\n    from {daily_ref} as d\n    group by d.__entity",
+                daily_lists.join(",\n        ")
+            ),
+        );
+        joins.push("windows".to_string());
+    }
+    // Distinct counts and percentiles come from the events, not the roll-up.
+    for source in &event_sources {
+        let measure = spec
+            .measures
+            .iter()
+            .find(|x| format!("events_{}", x.name) == *source)
+            .expect("measure of source");
+        let select_kind = if measure.agg == Aggregation::CountDistinct {
+            "select distinct"
+        } else {
+            "select"
+        };
         // `event_time_filter` is `true` except in a time-range run (then: the range and its
         // lookback).
         let filter = format!(
-            "\n        where {}{{{{ event_time_filter('e.{}') }}}}",
+            "where {}{{{{ event_time_filter('events.{}') }}}}",
             measure
                 .filter
                 .as_ref()
@@ -207,22 +268,20 @@ pub fn sql(model: &ValidatedModel) -> String {
                 .unwrap_or_default(),
             spec.events.time
         );
-        let name = query.add(
-            format!("raw_{m}"),
+        query.add(
+            source.clone(),
             format!(
-                "    select g.{entity}, g.__period,\n        {}\n    from grid as g\n    left join (\n        {select_kind} e.{ev_entity} as __entity, cast(cast(e.{time} as date) as int) as __day, {expr} as __value\n        from {{{{ ref('{events}') }}}} as e{filter}\n    ) as v on v.__entity = g.{entity} and v.__day <= g.__period and v.__day > g.__period - {widest}\n    group by g.{entity}, g.__period",
-                counts.join(",\n        "),
+                "    select e.__entity,\n        {}\n    from (\n        {select_kind} events.{ev_entity} as __entity, cast(cast(events.{time} as date) as int) as __day, {expr} as __value\n        from {{{{ ref('{model}') }}}} as events\n        {filter}\n    ) as e\n    group by e.__entity",
+                aggregates_of(source).join(",\n        "),
                 ev_entity = spec.events.entity,
                 time = spec.events.time,
                 expr = measure.expr.as_deref().unwrap_or_default(),
-                events = spec.events.model,
+                model = spec.events.model,
             ),
         );
-        let columns: Vec<String> = windows.iter().map(|w| format!("{name}.{m}_{w}d")).collect();
-        distinct_joins.push((name, columns));
+        joins.push(source.clone());
     }
-
-    // Data gates per period, from the daily totals.
+    // Data gates per period (every period of the calendar), from the daily totals.
     let gates = &spec.gates;
     query.add(
         "activity",
@@ -263,9 +322,47 @@ pub fn sql(model: &ValidatedModel) -> String {
         ),
     );
     query.add(
-        "gates",
+        "gate_rows",
         format!(
             "    select __period,\n        {fresh} and {volume_ok} as gate_ok,\n        nullif(concat_ws('; ', {freshness_reason}, {volume_reason}), '') as gate_reason\n    from gate_baselines"
+        ),
+    );
+    // As lists in period order, unnested beside the windows' lists (no join of every row).
+    query.add(
+        "gates",
+        "    select array_agg(gate_ok order by __period) as gate_ok,\n        array_agg(gate_reason order by __period) as gate_reason\n    from gate_rows".into(),
+    );
+
+    let mut unnested = vec![
+        "entities.*".to_string(),
+        format!("unnest({period_list}) as __period_end"),
+    ];
+    unnested.push("unnest(gates.gate_ok) as gate_ok".into());
+    unnested.push("unnest(gates.gate_reason) as gate_reason".into());
+    for list in &lists {
+        unnested.extend(list.unnested.iter().map(|u| u.replace("{from}", &list.from)));
+    }
+    let mut from = "entities\n    cross join gates".to_string();
+    for join in &joins {
+        from.push_str(&format!(
+            "\n    left join {join} on {join}.__entity = entities.{entity}"
+        ));
+    }
+    query.add(
+        "window_rows",
+        format!("    select\n        {}\n    from {from}", unnested.join(",\n        ")),
+    );
+    let mut windowed_select: Vec<String> = vec![entity.to_string()];
+    windowed_select.extend(attributes.iter().map(|a| a.to_string()));
+    windowed_select.push("cast(__period_end as int) as __period".into());
+    windowed_select.push("__period_end as period_end".into());
+    windowed_select.extend(windowed);
+    windowed_select.extend(["gate_ok".to_string(), "gate_reason".into()]);
+    query.add(
+        "windowed",
+        format!(
+            "    select\n        {}\n    from window_rows\n    where {{{{ event_time_filter('__period_end') }}}}",
+            windowed_select.join(",\n        ")
         ),
     );
 
@@ -276,25 +373,8 @@ pub fn sql(model: &ValidatedModel) -> String {
     };
     let mut select = vec!["w.*".to_string()];
     select.extend(measured);
-    for (_, columns) in &distinct_joins {
-        select.extend(columns.iter().cloned());
-    }
     select.push(cohort_size);
-    select.push("gates.gate_ok".into());
-    select.push("gates.gate_reason".into());
-    let mut from = "windowed as w".to_string();
-    for (name, _) in &distinct_joins {
-        from.push_str(&format!(
-            "\n    left join {name} on {name}.{entity} = w.{entity} and {name}.__period = w.__period"
-        ));
-    }
-    for (alias, day_column, value_column, column) in &rolling_joins {
-        from.push_str(&format!(
-            "\n    left join {daily_ref} as {alias} on {alias}.__entity = w.{entity} and {alias}.__day = w.{day_column}"
-        ));
-        select.push(format!("{alias}.{value_column} as {column}"));
-    }
-    from.push_str("\n    left join gates on gates.__period = w.__period");
+    let from = "windowed as w".to_string();
     let mut previous = query.add(
         "measured",
         format!("    select\n        {}\n    from {from}", select.join(",\n        ")),

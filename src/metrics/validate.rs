@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{Months, NaiveDate};
+use chrono::NaiveDate;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -642,27 +642,12 @@ fn period_ends(periods: &PeriodsSpec) -> Result<Vec<i64>, String> {
         return Err("periods: give either as_of, or every (day, week, month) with start and end".into());
     };
     let (start, end) = (parse(start, "start")?, parse(end, "end")?);
-    if end < start {
-        return Err(format!("periods: end {end} is before start {start}"));
-    }
-    let mut ends = Vec::new();
-    let mut current = start;
-    let mut step = 0u32;
-    while current <= end {
-        ends.push(day_number(current));
-        step += 1;
-        current = match every {
-            Cadence::Day => start + chrono::Days::new(u64::from(step)),
-            Cadence::Week => start + chrono::Days::new(7 * u64::from(step)),
-            Cadence::Month => start
-                .checked_add_months(Months::new(step))
-                .ok_or("periods: date out of range")?,
-        };
-        if ends.len() > 100_000 {
-            return Err("periods: more than 100,000 periods".into());
-        }
-    }
-    Ok(ends)
+    let cadence = match every {
+        Cadence::Day => crate::functions::Cadence::Day,
+        Cadence::Week => crate::functions::Cadence::Week,
+        Cadence::Month => crate::functions::Cadence::Month,
+    };
+    crate::functions::period_ends(start, end, cadence)
 }
 
 /// Placeholder map for `reason` templates: column → SQL text of its value.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset of the helpers")]
 
+#[cfg(feature = "ballista")]
+pub mod cluster;
 pub mod s3;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! One file per command.
 
 pub mod clean;
+#[cfg(feature = "ballista")]
+pub mod cluster;
 pub mod compile;
 pub mod debug;
 pub mod ls;

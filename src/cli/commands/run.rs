@@ -303,6 +303,8 @@ async fn run_locked(
                 select: Some(model),
                 inline: None,
                 limit: 20,
+                explain: false,
+                analyze: false,
             };
             super::show::execute(global, printer, show).await
         }

@@ -24,6 +24,13 @@ pub struct ShowArgs {
     /// Rows to show.
     #[arg(long, default_value_t = 10)]
     pub limit: usize,
+    /// Print the plan DataFusion makes of the query (the model's compiled SQL) instead of rows.
+    #[arg(long)]
+    pub explain: bool,
+    /// With --explain: run the query (nothing is written) and print every operator's rows and
+    /// time (`EXPLAIN ANALYZE`).
+    #[arg(long, requires = "explain")]
+    pub analyze: bool,
 }
 
 pub async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowArgs) -> ExitStatus {
@@ -92,7 +99,11 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowArgs) -> 
             node.compiled_path = "(inline query, not written)".into();
         }
     }
-    let sql = compiled.nodes[&node_id].sql.clone();
+    let sql = match (args.explain, args.analyze) {
+        (true, true) => format!("explain analyze {}", compiled.nodes[&node_id].sql),
+        (true, false) => format!("explain {}", compiled.nodes[&node_id].sql),
+        _ => compiled.nodes[&node_id].sql.clone(),
+    };
     let Ok(warehouse) = super::open_warehouse(&loaded.project, &loaded.target, printer) else {
         return ExitStatus::Error;
     };
@@ -108,7 +119,11 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowArgs) -> 
         Ok(batches) => match pretty_format_batches(&batches) {
             Ok(table) => {
                 let label = args.select.clone().unwrap_or_else(|| "inline query".into());
-                printer.info(&format!("Previewing {label} (up to {} rows):", args.limit));
+                if args.explain {
+                    printer.info(&format!("Plan of {label}:"));
+                } else {
+                    printer.info(&format!("Previewing {label} (up to {} rows):", args.limit));
+                }
                 printer.result(&table.to_string());
                 ExitStatus::Success
             }

@@ -1,0 +1,2 @@
+select learner_id, team_id, role, department
+from {{ source('lms', 'learners') }}

@@ -1,0 +1,80 @@
+//! SQL functions tidemark adds to DataFusion, so that the SQL metric models compile to stays
+//! fast and readable.
+//!
+//! Every session tidemark opens has them: embedded runs, unit tests, and on a Ballista cluster
+//! the client, `tidemark scheduler` and `tidemark executor` (a stock Ballista scheduler or
+//! executor does not know them). Plans carry them by name.
+//!
+//! | function | kind | what it returns |
+//! |---|---|---|
+//! | `tidemark_periods(start, end, every)` | scalar | the period ends from `start` to `end` every `'day'`, `'week'` or `'month'`, as a list of dates |
+//! | `tidemark_window_sum(value, day, start, end, every, days, …)` | aggregate | per window length `days` (one or more), per period end `p` of `tidemark_periods(start, end, every)`, the sum of `value` over the rows with `day` in (`p` − `days`, `p`]; 0 when there is none |
+//! | `tidemark_window_min` / `_max` (same arguments) | aggregate | the least / greatest `value` in each window; NULL when there is none |
+//! | `tidemark_window_last` (same arguments) | aggregate | the `value` of the latest `day` in each window that has one |
+//! | `tidemark_window_count_distinct` (same arguments) | aggregate | the number of distinct non-NULL `value`s in each window |
+//! | `tidemark_window_percentile(value, day, fraction, start, end, every, days, …)` | aggregate | `percentile_cont(value, fraction)` of each window |
+//! | `tidemark_streak(breach, hold) over (partition by … order by …)` | window | consecutive rows in breach up to this one; a row that is not in breach resets it to 0 unless `hold` is true (it then keeps the count) |
+//! | `tidemark_streak_start(breach, hold, key) over (…)` | window | `key` of the first row of the current streak; NULL when the streak is 0 |
+//!
+//! A window aggregate returns, per group, a list per window length (in the order given: `[1]`
+//! is the first) of a list with one value per period end, so a metric model computes every
+//! window of every entity in one hash aggregation of its daily roll-up and `unnest`s the lists
+//! next to `unnest(tidemark_periods(start, end, every))` into entity × period rows: no join of
+//! days to periods, no sort. Each value is the number `sum(value) over (partition by entity
+//! order by day range between days − 1 preceding and current row)` gives at that period end.
+
+mod periods;
+mod streak;
+mod window_aggregates;
+
+#[cfg(test)]
+mod tests;
+
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
+use datafusion::prelude::SessionContext;
+
+pub use periods::{period_ends, Cadence};
+
+/// The scalar functions (`tidemark_periods`).
+pub fn scalar_functions() -> Vec<ScalarUDF> {
+    vec![periods::periods_udf()]
+}
+
+/// The window aggregates (`tidemark_window_*`).
+pub fn aggregate_functions() -> Vec<AggregateUDF> {
+    window_aggregates::all()
+}
+
+/// The window functions (`tidemark_streak`, `tidemark_streak_start`).
+pub fn window_functions() -> Vec<WindowUDF> {
+    streak::all()
+}
+
+/// Registers every tidemark function with a session.
+pub fn register(context: &SessionContext) {
+    for function in scalar_functions() {
+        context.register_udf(function);
+    }
+    for function in aggregate_functions() {
+        context.register_udaf(function);
+    }
+    for function in window_functions() {
+        context.register_udwf(function);
+    }
+}
+
+/// Registers every tidemark function in a registry (a `SessionState` being built for a
+/// Ballista scheduler or executor).
+pub fn register_in(registry: &mut dyn FunctionRegistry) -> datafusion::error::Result<()> {
+    for function in scalar_functions() {
+        registry.register_udf(std::sync::Arc::new(function))?;
+    }
+    for function in aggregate_functions() {
+        registry.register_udaf(std::sync::Arc::new(function))?;
+    }
+    for function in window_functions() {
+        registry.register_udwf(std::sync::Arc::new(function))?;
+    }
+    Ok(())
+}
