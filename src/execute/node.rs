@@ -361,31 +361,46 @@ pub(super) async fn write_partitioned(
     let relation = node.relation.as_ref().expect("tables have relations");
     let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
     let partition_by = node.partition_by();
+    if !session.distributed {
+        // tidemark's partition writer: it splits the rows by folder and encodes the partitions
+        // in parallel (DataFusion's writer splits row by row and hands each file tiny batches,
+        // which is slow for hundreds of partitions).
+        let plan = frame
+            .create_physical_plan()
+            .await
+            .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
+        // Each output partition of the plan is split by its own task.
+        let streams = datafusion::physical_plan::execute_stream_partitioned(plan.clone(), session.ctx.task_ctx())
+            .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
+        let summary = session
+            .warehouse
+            // The physical plan's schema: the batches are the plan's.
+            .write_partitioned(relation, plan.schema(), &partition_by, streams, replace, run_id)
+            .await
+            .map_err(|error| materialize_error(session, node, error))?;
+        session.register_written_table(relation).await?;
+        return Ok((summary, Scanned::of(&plan)));
+    }
     let layout = crate::materialize::partitioned::PartitionLayout::of(&schema, &partition_by)
         .map_err(|error| materialize_error(session, node, error))?;
     let warehouse = &session.warehouse;
-    let scanned = std::sync::Mutex::new(Scanned::default());
     let summary = warehouse
         .commit_partitions(relation, &schema, &layout.typed, replace, run_id, |staging| {
-            let scanned = &scanned;
             let partition_by = &partition_by;
             async move {
-                // DataFusion's writer (this process's, or a cluster's executors') writes Hive
-                // partition folders under the staging folder, one file per partition, named as
-                // tidemark names them (DataFusion would put NULL values in a folder of the type's
-                // default value).
+                // The executors' DataFusion writer writes Hive partition folders under the
+                // staging folder, one file per partition, named as tidemark names them
+                // (DataFusion would put NULL values in a folder of the type's default value).
                 let url = format!("{}/", warehouse.url_of(&staging));
                 let frame = with_partition_folder_values(frame, partition_by)?;
-                let (rows, read) = write_parquet_files(session, frame, &url, partition_by.clone()).await?;
-                *scanned.lock().expect("scanned") = read;
+                let (rows, _) = write_parquet_files(session, frame, &url, partition_by.clone()).await?;
                 warehouse.adopt_staged(&staging, rows).await
             }
         })
         .await
         .map_err(|error| materialize_error(session, node, error))?;
     session.register_written_table(relation).await?;
-    let scanned = scanned.into_inner().expect("scanned");
-    Ok((summary, scanned))
+    Ok((summary, Scanned::default()))
 }
 
 async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Outcome, ExecuteError> {

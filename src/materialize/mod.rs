@@ -357,6 +357,19 @@ impl Warehouse {
         let _ = self.store.delete(path).await;
     }
 
+    /// Deletes every object under a staging folder (best effort: a leftover is never read).
+    pub async fn remove_under(&self, folder: &StorePath) {
+        let objects: Vec<StorePath> = self
+            .store
+            .list(Some(folder))
+            .filter_map(|entry| async move { entry.ok().map(|meta| meta.location) })
+            .collect()
+            .await;
+        for object in objects {
+            let _ = self.store.delete(&object).await;
+        }
+    }
+
     /// The URL of a path of the warehouse (for writers that take URLs: the executors of a
     /// Ballista cluster).
     pub fn url_of(&self, path: &StorePath) -> String {

@@ -180,6 +180,138 @@ fn group_rows(batch: &RecordBatch, columns: &[(usize, String)]) -> Result<Vec<(S
     Ok(named)
 }
 
+/// The encoder task a partition folder goes to (the same one for every batch).
+fn encoder_of(folder: &str, encoders: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    folder.hash(&mut hasher);
+    (hasher.finish() % encoders as u64) as usize
+}
+
+/// One splitter task: sends each batch's rows to the encoder of their partition folder;
+/// returns the rows it read. It stops early when an encoder has stopped (that encoder reports
+/// why).
+async fn split_partitions(
+    mut data: SendableRecordBatchStream,
+    layout: Arc<PartitionLayout>,
+    senders: Vec<tokio::sync::mpsc::Sender<(String, RecordBatch)>>,
+) -> Result<u64, MaterializeError> {
+    let mut rows = 0u64;
+    while let Some(batch) = data.next().await {
+        let batch = batch?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        rows += batch.num_rows() as u64;
+        // The rows gathered by folder in one step, then each folder's rows as a slice.
+        let groups = group_rows(&batch, &layout.columns)?;
+        let projected = batch.project(&layout.kept)?;
+        let gathered = if groups.len() == 1 {
+            projected
+        } else {
+            let order: Vec<u32> = groups.iter().flat_map(|(_, indices)| indices.iter().copied()).collect();
+            take_record_batch(&projected, &UInt32Array::from(order))?
+        };
+        let mut start = 0;
+        for (folder, indices) in groups {
+            let part = gathered.slice(start, indices.len());
+            start += indices.len();
+            let encoder = encoder_of(&folder, senders.len());
+            if senders[encoder].send((folder, part)).await.is_err() {
+                return Ok(rows);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Parts an encoder holds for one partition before they become a row group.
+///
+/// A part the splitter sends is a slice of a larger batch, which keeps that whole batch in
+/// memory; every [`LOOSE_PARTS`] slices are copied into one batch of their own, so a partition
+/// that gets a few rows from each of many batches holds at most that many batches.
+#[derive(Default)]
+struct Pending {
+    compacted: Vec<RecordBatch>,
+    loose: Vec<RecordBatch>,
+    rows: usize,
+}
+
+const LOOSE_PARTS: usize = 8;
+
+impl Pending {
+    fn push(&mut self, part: RecordBatch, schema: &SchemaRef) -> Result<(), MaterializeError> {
+        self.rows += part.num_rows();
+        self.loose.push(part);
+        if self.loose.len() >= LOOSE_PARTS {
+            let copied = concat_batches(schema, self.loose.iter())?;
+            self.loose.clear();
+            self.compacted.push(copied);
+        }
+        Ok(())
+    }
+
+    /// Everything held, as one batch (None when nothing is).
+    fn take(&mut self, schema: &SchemaRef) -> Result<Option<RecordBatch>, MaterializeError> {
+        if self.rows == 0 {
+            return Ok(None);
+        }
+        let batch = concat_batches(schema, self.compacted.iter().chain(self.loose.iter()))?;
+        *self = Pending::default();
+        Ok(Some(batch))
+    }
+}
+
+/// One encoder task: writes the parts it receives into `<staging>/<folder>/data.parquet`,
+/// gathering small parts so its writers get full batches however finely the input interleaves
+/// the partitions. Returns the folders it wrote and their bytes. On an error it aborts the
+/// uploads it still has open.
+async fn encode_partitions(
+    mut parts: tokio::sync::mpsc::Receiver<(String, RecordBatch)>,
+    store: Arc<dyn ObjectStore>,
+    staging: StorePath,
+    file_schema: SchemaRef,
+) -> Result<(Vec<String>, u64), MaterializeError> {
+    let mut writers: BTreeMap<String, (AsyncArrowWriter<BufWriter>, Pending)> = BTreeMap::new();
+    let received = async {
+        while let Some((folder, part)) = parts.recv().await {
+            if !writers.contains_key(&folder) {
+                let object = BufWriter::new(store.clone(), join(&staging, &folder).join("data.parquet"));
+                let writer = AsyncArrowWriter::try_new(object, file_schema.clone(), Some(writer_properties()?))?;
+                writers.insert(folder.clone(), (writer, Pending::default()));
+            }
+            let (writer, pending) = writers.get_mut(&folder).expect("inserted");
+            pending.push(part, &file_schema)?;
+            if pending.rows >= PENDING_ROWS {
+                if let Some(batch) = pending.take(&file_schema)? {
+                    writer.write(&batch).await?;
+                }
+            }
+        }
+        Ok::<_, MaterializeError>(())
+    }
+    .await;
+    if let Err(error) = received {
+        // Stop receiving (the splitters then stop) and abandon the unfinished objects.
+        drop(parts);
+        for (_, (writer, _)) in writers {
+            let mut object = writer.into_inner();
+            let _ = object.abort().await;
+        }
+        return Err(error);
+    }
+    let mut bytes = 0u64;
+    let folders: Vec<String> = writers.keys().cloned().collect();
+    for (folder, (mut writer, mut pending)) in writers {
+        if let Some(batch) = pending.take(&file_schema)? {
+            writer.write(&batch).await?;
+        }
+        writer.close().await?;
+        bytes += store.head(&join(&staging, &folder).join("data.parquet")).await?.size;
+    }
+    Ok((folders, bytes))
+}
+
 /// `base` joined with a relative folder path (`a=1/b=x`).
 pub(super) fn join(base: &StorePath, relative: &str) -> StorePath {
     relative.split('/').fold(base.clone(), |path, part| path.join(part))
@@ -230,71 +362,81 @@ impl Warehouse {
         relation: &RelationName,
         schema: SchemaRef,
         partition_by: &[String],
-        mut data: SendableRecordBatchStream,
+        data: Vec<SendableRecordBatchStream>,
         replace: Replace,
         run_id: &str,
     ) -> Result<WriteSummary, MaterializeError> {
-        let layout = PartitionLayout::of(&schema, partition_by)?;
+        let layout = Arc::new(PartitionLayout::of(&schema, partition_by)?);
         let file_schema = Arc::new(schema.project(&layout.kept)?);
-        self.commit_partitions(
-            relation,
-            &schema,
-            &layout.typed,
-            replace,
-            run_id,
-            |staging| async move {
-                // Per partition: its writer and the rows waiting to be written to it (small
-                // slices of many batches are gathered so the Parquet writer gets full batches).
-                let mut writers: BTreeMap<String, (AsyncArrowWriter<BufWriter>, Vec<RecordBatch>, usize)> =
-                    BTreeMap::new();
-                let mut rows = 0u64;
-                while let Some(batch) = data.next().await {
-                    let batch = batch?;
-                    if batch.num_rows() == 0 {
-                        continue;
+        let typed = layout.typed.clone();
+        self.commit_partitions(relation, &schema, &typed, replace, run_id, |staging| async move {
+            // One splitter task per input stream sorts rows by folder; the partitions are
+            // spread over one encoder task per core, each owning the Parquet writers of its
+            // partitions.
+            let encoders = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .clamp(1, 8);
+            // Join sets: whatever stops this write (an error, a dropped future) stops every
+            // task it started.
+            let mut senders = Vec::with_capacity(encoders);
+            let mut encoding = tokio::task::JoinSet::new();
+            for _ in 0..encoders {
+                let (sender, receiver) = tokio::sync::mpsc::channel::<(String, RecordBatch)>(64);
+                senders.push(sender);
+                encoding.spawn(encode_partitions(
+                    receiver,
+                    self.store.clone(),
+                    staging.clone(),
+                    file_schema.clone(),
+                ));
+            }
+            let mut splitting = tokio::task::JoinSet::new();
+            for stream in data {
+                splitting.spawn(split_partitions(stream, layout.clone(), senders.clone()));
+            }
+            drop(senders);
+            let mut rows = 0u64;
+            let mut failure: Option<MaterializeError> = None;
+            while let Some(split) = splitting.join_next().await {
+                match split {
+                    Ok(Ok(split)) => rows += split,
+                    Ok(Err(error)) => {
+                        // The query failed: the other splitters stop, the encoders finish.
+                        failure = failure.or(Some(error));
+                        splitting.abort_all();
                     }
-                    rows += batch.num_rows() as u64;
-                    let projected = batch.project(&layout.kept)?;
-                    for (folder, indices) in group_rows(&batch, &layout.columns)? {
-                        let folder = folder.as_str();
-                        let part = if indices.len() == batch.num_rows() {
-                            projected.clone()
-                        } else {
-                            take_record_batch(&projected, &UInt32Array::from(indices))?
-                        };
-                        if !writers.contains_key(folder) {
-                            let object =
-                                BufWriter::new(self.store.clone(), join(&staging, folder).join("data.parquet"));
-                            let writer =
-                                AsyncArrowWriter::try_new(object, file_schema.clone(), Some(writer_properties()?))?;
-                            writers.insert(folder.to_string(), (writer, Vec::new(), 0));
-                        }
-                        let (writer, pending, pending_rows) = writers.get_mut(folder).expect("inserted");
-                        *pending_rows += part.num_rows();
-                        pending.push(part);
-                        if *pending_rows >= PENDING_ROWS {
-                            writer.write(&concat_batches(&file_schema, pending.iter())?).await?;
-                            pending.clear();
-                            *pending_rows = 0;
-                        }
+                    Err(error) if error.is_cancelled() => {}
+                    Err(error) => {
+                        failure = failure.or(Some(MaterializeError::Setup(format!(
+                            "a partition splitter stopped: {error}"
+                        ))));
+                        splitting.abort_all();
                     }
                 }
-                let mut bytes = 0u64;
-                let written: Vec<String> = writers.keys().cloned().collect();
-                for (folder, (mut writer, pending, _)) in writers {
-                    if !pending.is_empty() {
-                        writer.write(&concat_batches(&file_schema, pending.iter())?).await?;
+            }
+            let mut bytes = 0u64;
+            let mut written = Vec::new();
+            while let Some(encoded) = encoding.join_next().await {
+                match encoded {
+                    Ok(Ok((folders, size))) => {
+                        written.extend(folders);
+                        bytes += size;
                     }
-                    writer.close().await?;
-                    bytes += self
-                        .store
-                        .head(&join(&staging, &folder).join("data.parquet"))
-                        .await?
-                        .size;
+                    Ok(Err(error)) => failure = failure.or(Some(error)),
+                    Err(error) => {
+                        failure = failure.or(Some(MaterializeError::Setup(format!(
+                            "a Parquet encoder stopped: {error}"
+                        ))))
+                    }
                 }
-                Ok(Staged { rows, bytes, written })
-            },
-        )
+            }
+            if let Some(error) = failure {
+                return Err(error);
+            }
+            written.sort();
+            Ok(Staged { rows, bytes, written })
+        })
         .await
     }
 
@@ -329,7 +471,14 @@ impl Warehouse {
                 relation.schema.as_str(),
                 relation.identifier.as_str(),
             ]);
-            let Staged { rows, bytes, written } = stage(staging.clone()).await?;
+            let Staged { rows, bytes, written } = match stage(staging.clone()).await {
+                Ok(staged) => staged,
+                Err(error) => {
+                    // Nothing of a failed write is ever read: its staged files go.
+                    self.remove_under(&staging).await;
+                    return Err(error);
+                }
+            };
             let existing = self.partitions(relation).await?;
             // Nothing staged and no partition to keep: the table is (still) one empty object.
             if written.is_empty() && (matches!(replace, Replace::All) || existing.is_empty()) {
@@ -510,7 +659,7 @@ mod tests {
 
         let (schema, data) = rows(&["a", "a", "b"], &[1, 2, 3]);
         let first = warehouse
-            .write_partitioned(&table, schema, &partition_by, data, Replace::All, "run-1")
+            .write_partitioned(&table, schema, &partition_by, vec![data], Replace::All, "run-1")
             .await
             .expect("first write");
         assert_eq!((first.rows, first.version), (3, 1));
@@ -521,7 +670,7 @@ mod tests {
         let (schema, data) = rows(&["b", "c"], &[4, 5]);
         let only: BTreeSet<String> = ["day=b".to_string()].into();
         let second = warehouse
-            .write_partitioned(&table, schema, &partition_by, data, Replace::Only(only), "run-2")
+            .write_partitioned(&table, schema, &partition_by, vec![data], Replace::Only(only), "run-2")
             .await
             .expect("second write");
         assert_eq!(second.version, 2);
