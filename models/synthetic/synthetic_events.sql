@@ -27,9 +27,11 @@ learner_days as (
         t.planted_team_drop, t.team_change_day,
         d.day,
         cast(d.day / 7 as bigint) as week
-    from {{ ref('synthetic_learners') }} as l
-    join {{ ref('synthetic_teams') }} as t on t.team_id = l.team_id
-    cross join days as d
+    -- Days first: a cross join streams its right side, so each output batch is one day of
+    -- every learner (thousands of rows) rather than one learner's days.
+    from days as d
+    cross join ({{ ref('synthetic_learners') }} as l
+        join {{ ref('synthetic_teams') }} as t on t.team_id = l.team_id)
 ),
 rates as (
     select *,
@@ -51,13 +53,17 @@ rates as (
           end as rate
     from learner_days
 ),
+slot_candidates as (
+    -- Nine candidate slots a day; unnest in the select list rather than a cross join, so the
+    -- slot filter runs on whole batches instead of row by row in a nested-loop join.
+    select *, unnest(range(0, 9)) as slot from rates
+),
 slots as (
-    select r.*, s.value as slot, {{ hash01('r.learner_number * 16 + s.value', 'r.day', 31) }} as u_verb,
-        {{ hash01('r.learner_number * 16 + s.value', 'r.day', 32) }} as u_object,
-        {{ hash01('r.learner_number * 16 + s.value', 'r.day', 33) }} as u_result
-    from rates as r
-    cross join (select unnest(range(0, 9)) as value) as s
-    where {{ hash01('r.learner_number * 16 + s.value', 'r.day', 30) }} < r.rate / 9.0
+    select c.*, {{ hash01('c.learner_number * 16 + c.slot', 'c.day', 31) }} as u_verb,
+        {{ hash01('c.learner_number * 16 + c.slot', 'c.day', 32) }} as u_object,
+        {{ hash01('c.learner_number * 16 + c.slot', 'c.day', 33) }} as u_result
+    from slot_candidates as c
+    where {{ hash01('c.learner_number * 16 + c.slot', 'c.day', 30) }} < c.rate / 9.0
 ),
 activity as (
     select
@@ -100,14 +106,15 @@ assignments as (
     select
         l.learner_id, l.learner_number, l.planted_shape, l.change_day, d.day,
         'M' || lpad(cast(d.day as varchar), 3, '0') as module_number
-    from {{ ref('synthetic_learners') }} as l
-    cross join days as d
+    from days as d
+    cross join {{ ref('synthetic_learners') }} as l
     where d.day % 7 = 0
 ),
 assignment_statements as (
     -- Each assignment gives an 'assigned' statement (k = 0) and, for most learners, a
-    -- 'completed' one up to 8 days later (k = 1). One cross join rather than a union of the
-    -- two: a Ballista 55 cluster never finishes a union of three or more join inputs.
+    -- 'completed' one up to 8 days later (k = 1): both from one row, by an unnest in the select
+    -- list rather than a union (a Ballista 55 cluster never finishes a union of three or more
+    -- join inputs) or a cross join (a nested-loop join evaluates its filter row by row).
     select
         learner_id || '-' || cast(day as varchar) || case when k = 0 then '-assigned' else '-done' end as statement_id,
         learner_id,
@@ -120,8 +127,7 @@ assignment_statements as (
         case when k = 0 then cast(cast(date '{{ var('lms_start') }}' as int) + day + 10 as date) end as due_date,
         case when k = 0 then 420 else 600 end as minute,
         learner_number * 16 + 14 + k as gap_key
-    from assignments
-    cross join (select unnest(range(0, 2)) as k) as kinds
+    from (select *, unnest(range(0, 2)) as k from assignments) as kinds
     where k = 0 or {{ hash01('learner_number', 'day', 43) }} < case
         when planted_shape = 'skipping_mandatory' and day >= change_day then 0.15
         when planted_shape in ('sudden', 'gradual') and day >= change_day then 0.4

@@ -14,6 +14,11 @@
 //! not in the files (the Hive convention DuckDB, Polars, pyarrow and Spark read). A partitioned
 //! table with no rows is written as one empty `data.parquet` (there is no value to name a
 //! folder by), which keeps its columns for readers.
+//!
+//! Embedded, [`Warehouse::write_partitioned`] encodes the partitions in parallel: one splitter
+//! task per output partition of the plan groups each batch's rows by folder, and one encoder
+//! task per core owns the Parquet writers of the folders hashed to it. A failure stops every
+//! task, aborts open uploads and deletes what was staged.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -19,7 +19,7 @@ pub enum DayAggregate {
     Sum,
     Min,
     Max,
-    /// The value of the day's last event (rolling means).
+    /// The value of the day's last event (rolling means): its branch keeps only that event.
     Last,
 }
 
@@ -216,8 +216,13 @@ fn branch_source(model: &ValidatedModel, branch: &Branch) -> String {
                 ));
                 denominator.push(format!("case when {within} then 1 else 0 end"));
             }
+            // Only the day's last event in the sequence the lags read (time, then value) gives
+            // the day its value: the event whose next one falls on a later day, found by `lead`
+            // in the same window as the lags (no further sort), so the roll-up takes the one
+            // value left (a `last_value` ordered aggregate instead is slow for millions of groups).
+            let order = format!("partition by __entity order by __time, cast({expr} as double)");
             format!(
-                "(\n        select __entity, __day, __time,\n            ({}) / ({}) as __rolling\n        from events\n        where {} and ({expr}) is not null\n    ) as rolling",
+                "(\n        select __entity, __day, __time, __rolling\n        from (\n            select __entity, __day, __time,\n                ({}) / ({}) as __rolling,\n                lead(__day) over ({order}) as __next_day\n            from events\n            where {} and ({expr}) is not null\n        ) as event_means\n        where __next_day is null or __next_day <> __day\n    ) as rolling",
                 numerator.join(" + "),
                 denominator.join(" + "),
                 filter_of(&measure.filter)
@@ -277,9 +282,8 @@ pub fn sql(model: &ValidatedModel) -> String {
                 DayAggregate::Sum => format!("sum({column}) as {column}"),
                 DayAggregate::Min => format!("min({column}) as {column}"),
                 DayAggregate::Max => format!("max({column}) as {column}"),
-                DayAggregate::Last => {
-                    format!("last_value({column} order by __time, {column}) filter (where {column} is not null) as {column}")
-                }
+                // Its branch keeps one row per entity and day.
+                DayAggregate::Last => format!("max({column}) as {column}"),
             }
         })
         .collect();
