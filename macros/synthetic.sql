@@ -13,3 +13,9 @@
 {% macro synthetic_time(days, minutes) -%}
 to_timestamp_nanos(cast(cast(date '{{ var('lms_start') }}' as timestamp) as bigint) + (cast({{ days }} as bigint) * 86400 + cast({{ minutes }} as bigint) * 60) * 1000000000)
 {%- endmacro %}
+
+{#- A zero-padded id such as 'T0042' that stays unique at any scale: `minimum` digits, or as many
+    as the largest number below `count` needs (lpad cuts a longer number short). -#}
+{% macro padded_id(prefix, number, count, minimum) -%}
+'{{ prefix }}' || lpad(cast({{ number }} as varchar), {{ [minimum, (count | string | trim | length)] | max }}, '0')
+{%- endmacro %}

@@ -16,9 +16,9 @@ profiles as (
     from numbers
 )
 select
-    'L' || lpad(cast(learner_number as varchar), 6, '0') as learner_id,
+    {{ padded_id('L', 'learner_number', var('lms_learners'), 6) }} as learner_id,
     learner_number,
-    'T' || lpad(cast(team_number as varchar), 4, '0') as team_id,
+    {{ padded_id('T', 'team_number', team_count(), 4) }} as team_id,
     team_number,
     case when u_role < 0.5 then 'individual contributor' when u_role < 0.8 then 'specialist' else 'manager' end as role,
     2.5 + 2.5 * u_rate as daily_rate,

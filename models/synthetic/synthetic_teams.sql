@@ -3,7 +3,7 @@ with numbers as (
     select unnest(range(0, {{ team_count() }})) as team_number
 )
 select
-    'T' || lpad(cast(team_number as varchar), 4, '0') as team_id,
+    {{ padded_id('T', 'team_number', team_count(), 4) }} as team_id,
     team_number,
     case cast(team_number % 6 as int)
         when 0 then 'Engineering' when 1 then 'Sales' when 2 then 'Operations'
