@@ -54,16 +54,25 @@ impl Scanned {
     }
 }
 
+/// The physical plan of a node's frame; planning errors belong to the node's SQL.
+async fn physical_plan(
+    session: &Session,
+    node: &Node,
+    frame: DataFrame,
+) -> Result<Arc<dyn ExecutionPlan>, ExecuteError> {
+    frame
+        .create_physical_plan()
+        .await
+        .map_err(|error| sql_error(session, node, error.strip_backtrace()))
+}
+
 /// Plans a frame and starts it, keeping the plan to read its metrics afterwards.
 pub(super) async fn start(
     session: &Session,
     node: &Node,
     frame: DataFrame,
 ) -> Result<(Arc<dyn ExecutionPlan>, datafusion::execution::SendableRecordBatchStream), ExecuteError> {
-    let plan = frame
-        .create_physical_plan()
-        .await
-        .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
+    let plan = physical_plan(session, node, frame).await?;
     let stream = datafusion::physical_plan::execute_stream(plan.clone(), session.ctx.task_ctx())
         .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
     Ok((plan, stream))
@@ -365,10 +374,7 @@ pub(super) async fn write_partitioned(
         // tidemark's partition writer: it splits the rows by folder and encodes the partitions
         // in parallel (DataFusion's writer splits row by row and hands each file tiny batches,
         // which is slow for hundreds of partitions).
-        let plan = frame
-            .create_physical_plan()
-            .await
-            .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
+        let plan = physical_plan(session, node, frame).await?;
         // Each output partition of the plan is split by its own task.
         let streams = datafusion::physical_plan::execute_stream_partitioned(plan.clone(), session.ctx.task_ctx())
             .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
