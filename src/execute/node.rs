@@ -85,31 +85,18 @@ pub async fn run(session: &Session, id: &str, run_id: &str, reporter: &dyn Repor
     let started_at = now();
     let clock = Instant::now();
     let mut detail = None;
-    let outcome = match node.materialized {
-        Materialization::Test if node.is_unit_test() => super::unit::run(session, node).await.map(|unit| {
-            detail = unit.detail;
-            Outcome {
-                status: unit.status,
-                message: unit.message,
-                rows: None,
-                failures: Some(unit.failures),
-                write: None,
-                scanned: None,
+    let mut attempt = 0;
+    let outcome = loop {
+        let outcome = attempt_node(session, node, run_id, &mut detail).await;
+        match &outcome {
+            Err(error) if attempt < session.job_retries && lost_executor(session, error) => {
+                attempt += 1;
+                reporter.notice(&format!(
+                    "{}: an executor was lost while the query ran on the cluster; running it again (retry {attempt} of {}, the target's job_retries)",
+                    node.name, session.job_retries
+                ));
             }
-        }),
-        Materialization::Table | Materialization::Incremental => build_table(session, node, run_id).await,
-        Materialization::View => session.create_view(node).await.map(|()| Outcome {
-            status: NodeStatus::Success,
-            message: "CREATE VIEW".into(),
-            rows: None,
-            failures: None,
-            write: None,
-            scanned: None,
-        }),
-        Materialization::Seed => load_seed(session, node, run_id).await,
-        Materialization::Test => run_test(session, node, run_id).await,
-        Materialization::Ephemeral | Materialization::External => {
-            Err(ExecuteError::Internal(format!("{} is not executable", node.unique_id)))
+            _ => break outcome,
         }
     };
     let execution_time = clock.elapsed().as_secs_f64();
@@ -153,6 +140,70 @@ pub async fn run(session: &Session, id: &str, run_id: &str, reporter: &dyn Repor
             compiled_path,
         },
     }
+}
+
+/// One attempt at node `node`: builds, loads or tests it (`detail`: a unit test's diff).
+async fn attempt_node(
+    session: &Session,
+    node: &Node,
+    run_id: &str,
+    detail: &mut Option<String>,
+) -> Result<Outcome, ExecuteError> {
+    match node.materialized {
+        Materialization::Test if node.is_unit_test() => super::unit::run(session, node).await.map(|unit| {
+            *detail = unit.detail;
+            Outcome {
+                status: unit.status,
+                message: unit.message,
+                rows: None,
+                failures: Some(unit.failures),
+                write: None,
+                scanned: None,
+            }
+        }),
+        Materialization::Table | Materialization::Incremental => build_table(session, node, run_id).await,
+        Materialization::View => session.create_view(node).await.map(|()| Outcome {
+            status: NodeStatus::Success,
+            message: "CREATE VIEW".into(),
+            rows: None,
+            failures: None,
+            write: None,
+            scanned: None,
+        }),
+        Materialization::Seed => load_seed(session, node, run_id).await,
+        Materialization::Test => run_test(session, node, run_id).await,
+        Materialization::Ephemeral | Materialization::External => {
+            Err(ExecuteError::Internal(format!("{} is not executable", node.unique_id)))
+        }
+    }
+}
+
+/// Whether a failed cluster query lost an executor mid-query (its shuffle reads or task
+/// reports broke off), which running the query again on the executors that remain can fix.
+/// Ballista reruns a lost executor's tasks itself, but a shuffle stream that breaks after it
+/// started fails the whole job. A node's failed attempt leaves nothing behind (its staged
+/// files are deleted, the table is not committed), so running it again is safe.
+fn lost_executor(session: &Session, error: &ExecuteError) -> bool {
+    match error {
+        ExecuteError::Sql { message, .. } => session.distributed && lost_executor_message(message),
+        _ => false,
+    }
+}
+
+/// Whether a cluster job's error message tells of a lost executor (see [`lost_executor`]).
+fn lost_executor_message(message: &str) -> bool {
+    const SIGNS: [&str; 7] = [
+        "h2 protocol error",
+        "broken pipe",
+        "connection reset",
+        "connection refused",
+        "transport error",
+        "error reading a body from connection",
+        "fetchfailed",
+    ];
+    let message = message.to_lowercase();
+    // Only a job that ran (a stage of it failed), not a scheduler that cannot be reached.
+    message.contains("failed due to stage") && SIGNS.iter().any(|sign| message.contains(sign))
 }
 
 fn now() -> String {
@@ -598,4 +649,22 @@ pub async fn run_query_preview(
         .collect()
         .await
         .map_err(|error| sql_error(session, node, error.strip_backtrace()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lost_executor_message;
+
+    #[test]
+    fn a_broken_shuffle_stream_is_a_lost_executor_and_a_model_error_is_not() {
+        // What Ballista 55 reported when an executor was killed while another read its output.
+        let broken = r#"Execution error: Job 038HHNECVJ000 failed: Job failed due to stage 4 failed: Task failed due to runtime execution error: DataFusionError(Shared(External(ArrowError(IpcError("Arrow error: Ipc error: code: 'Unknown error', message: \"h2 protocol error: error reading a body from connection\", source: hyper::Error(Body, Error { kind: Io(Custom { kind: BrokenPipe, error: \"stream closed because of a broken pipe\" }) })")))))"#;
+        assert!(lost_executor_message(broken));
+        let model = "Execution error: Job 03 failed: Job failed due to stage 2 failed: Task failed due to runtime execution error: DataFusionError(ArrowError(DivideByZero))";
+        assert!(!lost_executor_message(model));
+        // A scheduler that cannot be reached is not retried: no job ran.
+        assert!(!lost_executor_message(
+            "transport error: Connection refused (os error 111)"
+        ));
+    }
 }

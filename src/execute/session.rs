@@ -53,6 +53,8 @@ pub struct Session {
     pub scheduler: Option<String>,
     /// The target's `query_timeout`.
     pub query_timeout: Option<std::time::Duration>,
+    /// The target's `job_retries`.
+    pub job_retries: usize,
     /// `--defer`: unselected nodes read from another run's warehouse (node id → that warehouse
     /// and the node's relation there). Set with [`Session::defer`].
     deferred: std::collections::BTreeMap<String, (Warehouse, RelationName)>,
@@ -202,6 +204,7 @@ impl Session {
                 .as_deref()
                 .and_then(|url| crate::project::profiles::scheduler_address(url).ok()),
             query_timeout: target.query_timeout,
+            job_retries: target.job_retries,
             deferred: std::collections::BTreeMap::new(),
             store_failures: false,
             schema: target.schema.clone(),

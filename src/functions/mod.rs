@@ -34,7 +34,7 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use datafusion::prelude::SessionContext;
 
-pub use periods::{period_ends, Cadence};
+pub use periods::{first_period_from, period_ends, Cadence};
 
 /// The scalar functions (`tidemark_periods`).
 pub fn scalar_functions() -> Vec<ScalarUDF> {

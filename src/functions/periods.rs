@@ -72,6 +72,26 @@ pub fn period_ends(start: NaiveDate, end: NaiveDate, every: Cadence) -> Result<V
     Ok(ends)
 }
 
+/// The first period end of the calendar (`first` to `last` every `every`) that a run
+/// recomputing from `start` needs: the first period end on or after `start` (the last period
+/// end when none is), so the calendar can begin there and keep its grid. Monthly calendars keep
+/// `first`: their grid is anchored to its day of the month.
+pub fn first_period_from(first: NaiveDate, last: NaiveDate, every: Cadence, start: Option<NaiveDate>) -> NaiveDate {
+    let step = match every {
+        Cadence::Day => 1,
+        Cadence::Week => 7,
+        Cadence::Month => return first,
+    };
+    let Some(start) = start.filter(|start| *start > first && last >= first) else {
+        return first;
+    };
+    let periods_before = |date: NaiveDate| (date - first).num_days().div_euclid(step);
+    let last_end = first + chrono::Duration::days(periods_before(last) * step);
+    let after = (start - first).num_days();
+    let from = first + chrono::Duration::days((after + step - 1) / step * step);
+    from.min(last_end)
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Periods {
     signature: Signature,

@@ -304,3 +304,37 @@ async fn streaks_equal_gaps_and_islands() {
     .await;
     assert_eq!(ours, plain);
 }
+
+#[test]
+fn a_time_range_calendar_starts_at_the_first_period_it_recomputes_on_the_same_grid() {
+    use super::{first_period_from, period_ends, Cadence};
+    let date = |text: &str| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("date");
+    let (first, last) = (date("2026-06-28"), date("2026-11-15"));
+    // (cadence, range start, first period end of the run's calendar)
+    let cases = [
+        // No range, or a range from before the calendar: the whole calendar.
+        (Cadence::Week, None, first),
+        (Cadence::Week, Some("2026-01-01"), first),
+        // A range from a period end, and from the day after one.
+        (Cadence::Week, Some("2026-11-08"), date("2026-11-08")),
+        (Cadence::Week, Some("2026-11-09"), last),
+        // After the last period: the last one (the run writes no period).
+        (Cadence::Week, Some("2027-01-01"), last),
+        // Days; months keep their anchor.
+        (Cadence::Day, Some("2026-07-04"), date("2026-07-04")),
+        (Cadence::Month, Some("2026-09-02"), first),
+    ];
+    for (cadence, start, expected) in cases {
+        assert_eq!(
+            first_period_from(first, last, cadence, start.map(date)),
+            expected,
+            "{start:?}"
+        );
+    }
+    // Every later period end is one of the whole calendar's.
+    let all = period_ends(first, last, Cadence::Week).expect("periods");
+    let from = first_period_from(first, last, Cadence::Week, Some(date("2026-09-02")));
+    let later = period_ends(from, last, Cadence::Week).expect("periods");
+    assert_eq!(later[..], all[all.len() - later.len()..]);
+    assert_eq!(later.len(), 11);
+}

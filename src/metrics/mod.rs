@@ -169,27 +169,8 @@ fn generate(model: &ValidatedModel, path: &str, line: Option<usize>) -> Vec<Gene
 }
 
 /// Days before the first recomputed period a time-range run of the scorecard reads the daily
-/// roll-up from: the longest window, plus the periods every comparison and the volume gate
-/// reach back, summed (a bound on any chain of comparisons of comparisons).
+/// roll-up from: the longest window. (Baselines and lags read the earlier periods from the
+/// scorecard's own table, and the data gates read the whole roll-up's daily totals.)
 fn scorecard_lookback_days(model: &ValidatedModel) -> i64 {
-    use spec::{Against, Cadence};
-    let spec = &model.spec;
-    let period_days = match spec.periods.every {
-        Some(Cadence::Day) => 1,
-        Some(Cadence::Month) => 31,
-        _ => 7,
-    };
-    let mut periods: i64 = spec
-        .comparisons
-        .iter()
-        .map(|comparison| match comparison.against {
-            Against::Baseline => i64::from(comparison.periods.unwrap_or(8) + comparison.skip.unwrap_or(0)),
-            Against::Previous => i64::from(comparison.periods.unwrap_or(1)),
-            _ => 0,
-        })
-        .sum();
-    if spec.gates.min_volume_ratio.is_some() {
-        periods += i64::from(spec.gates.volume_periods.unwrap_or(4));
-    }
-    model.max_window - 1 + period_days * periods
+    model.max_window - 1
 }

@@ -16,7 +16,11 @@ use super::validate::{Derived, ValidatedModel};
 
 /// The calendar as SQL arguments: `date '<first period>', date '<last period>', '<every>'`
 /// (`tidemark_periods` and the window aggregates take these three).
-fn calendar(model: &ValidatedModel) -> String {
+///
+/// With `from_range_start` (an incremental model), a time-range run's calendar begins at the
+/// first period it recomputes (`tidemark_calendar`, see the template functions), so the window
+/// aggregates compute only the periods the run writes.
+fn calendar(model: &ValidatedModel, from_range_start: bool) -> String {
     let first = super::validate::date_of(model.periods.first().copied().unwrap_or(0));
     match model.spec.periods.every {
         Some(every) if model.spec.periods.as_of.is_none() => {
@@ -26,7 +30,11 @@ fn calendar(model: &ValidatedModel) -> String {
                 Cadence::Week => "week",
                 Cadence::Month => "month",
             };
-            format!("date '{first}', date '{last}', '{every}'")
+            if from_range_start {
+                format!("{{{{ tidemark_calendar('{first}', '{last}', '{every}') }}}}")
+            } else {
+                format!("date '{first}', date '{last}', '{every}'")
+            }
         }
         _ => format!("date '{first}', date '{first}', 'day'"),
     }
@@ -73,7 +81,10 @@ pub fn sql(model: &ValidatedModel) -> String {
     let daily_ref = format!("{{{{ ref('{}') }}}}", daily::name(spec));
     let mut query = Query { ctes: Vec::new() };
 
-    let calendar = calendar(model);
+    // An incremental scorecard's time-range run computes only the periods it recomputes and
+    // reads the earlier periods, which baselines and lags look back on, from its own table.
+    let incremental = spec.incremental;
+    let calendar = calendar(model, incremental);
     let period_list = format!("tidemark_periods({calendar})");
     query.add(
         "periods",
@@ -283,15 +294,32 @@ pub fn sql(model: &ValidatedModel) -> String {
     }
     // Data gates per period (every period of the calendar), from the daily totals.
     let gates = &spec.gates;
+    // Every day of the roll-up, even in a time-range run: a gate looks back without limit for
+    // the newest event, and over earlier periods for the volume baseline.
     query.add(
         "activity",
-        format!("    select __day, sum(__events) as __events\n    from {daily_ref}\n    group by __day"),
+        format!(
+            "    select __day, sum(__events) as __events\n    from {{{{ ref('{}', event_time=false) }}}}\n    group by __day",
+            daily::name(spec)
+        ),
     );
+    let gate_calendar = if incremental {
+        let calendar_periods = query.add(
+            "calendar_periods",
+            format!(
+                "    select cast(__period_end as int) as __period\n    from (select unnest(tidemark_periods({})) as __period_end) as period_ends",
+                self::calendar(model, false)
+            ),
+        );
+        format!("{calendar_periods} as periods")
+    } else {
+        "periods".to_string()
+    };
     let volume_window = gates.volume_window.unwrap_or(7);
     query.add(
         "gate_periods",
         format!(
-            "    select periods.__period, max(activity.__day) as __newest_day,\n        coalesce(sum(case when activity.__day > periods.__period - {volume_window} then activity.__events end), 0) as __volume\n    from periods\n    left join activity on activity.__day <= periods.__period\n    group by periods.__period"
+            "    select periods.__period, max(activity.__day) as __newest_day,\n        coalesce(sum(case when activity.__day > periods.__period - {volume_window} then activity.__events end), 0) as __volume\n    from {gate_calendar}\n    left join activity on activity.__day <= periods.__period\n    group by periods.__period"
         ),
     );
     let fresh = match gates.freshness_days {
@@ -328,9 +356,14 @@ pub fn sql(model: &ValidatedModel) -> String {
         ),
     );
     // As lists in period order, unnested beside the windows' lists (no join of every row).
+    // (Only the calendar's periods: a time-range run's calendar starts later than the gates'.)
     query.add(
         "gates",
-        "    select array_agg(gate_ok order by __period) as gate_ok,\n        array_agg(gate_reason order by __period) as gate_reason\n    from gate_rows".into(),
+        if incremental {
+            "    select array_agg(g.gate_ok order by g.__period) as gate_ok,\n        array_agg(g.gate_reason order by g.__period) as gate_reason\n    from gate_rows as g\n    join periods on periods.__period = g.__period".into()
+        } else {
+            "    select array_agg(gate_ok order by __period) as gate_ok,\n        array_agg(gate_reason order by __period) as gate_reason\n    from gate_rows".into()
+        },
     );
 
     let mut unnested = vec![
@@ -361,7 +394,7 @@ pub fn sql(model: &ValidatedModel) -> String {
     query.add(
         "windowed",
         format!(
-            "    select\n        {}\n    from window_rows\n    where {{{{ event_time_filter('__period_end') }}}}",
+            "    select\n        {}\n    from window_rows\n    where {{{{ event_time_range('__period_end') }}}}",
             windowed_select.join(",\n        ")
         ),
     );
@@ -372,13 +405,62 @@ pub fn sql(model: &ValidatedModel) -> String {
         None => "count(*) over (partition by w.__period) as cohort_size".into(),
     };
     let mut select = vec!["w.*".to_string()];
-    select.extend(measured);
+    select.extend(measured.iter().cloned());
     select.push(cohort_size);
-    let from = "windowed as w".to_string();
-    let mut previous = query.add(
-        "measured",
-        format!("    select\n        {}\n    from {from}", select.join(",\n        ")),
-    );
+    let public_derived: Vec<String> = model.derived.iter().flat_map(public_columns).collect();
+    // Only the periods a baseline or lag of a recomputed period looks back on (none: no union).
+    let reach_days = stored_reach_days(model);
+    let stored_union = incremental && reach_days > 0;
+    let mut previous = if stored_union {
+        query.add(
+            "measured_fresh",
+            format!(
+                "    select\n        {}\n    from windowed as w",
+                select.join(",\n        ")
+            ),
+        );
+        // The columns of `measured_fresh`, in order.
+        let names: Vec<String> = windowed_select
+            .iter()
+            .chain(&measured)
+            .map(|column| alias_of(column).to_string())
+            .chain(["cohort_size".to_string()])
+            .collect();
+        let stored_columns = output_columns(model, &public_derived);
+        let mut fresh = names.clone();
+        fresh.push("false as __stored".into());
+        let mut stored: Vec<String> = names
+            .iter()
+            .map(|name| match name.as_str() {
+                "__period" => "cast(cast(stored.period_end as date) as int) as __period".to_string(),
+                "period_end" => "cast(stored.period_end as date) as period_end".to_string(),
+                // Components of measures are not kept; only the recomputed periods use them.
+                _ if !stored_columns.contains(name) => format!("null as {name}"),
+                _ => format!("stored.{name}"),
+            })
+            .collect();
+        stored.push("true as __stored".into());
+        for name in &public_derived {
+            fresh.push(format!("null as __stored_{name}"));
+            stored.push(format!("stored.{name} as __stored_{name}"));
+        }
+        query.add(
+            "measured",
+            format!(
+                "    select\n        {}\n    from measured_fresh{{%- if is_incremental() %}}\n    union all\n    select\n        {}\n    from {{{{ this }}}} as stored\n    where {{{{ event_time_range('stored.period_end', {reach_days}) }}}} and not {{{{ event_time_range('stored.period_end') }}}}{{%- endif %}}",
+                fresh.join(",\n        "),
+                stored.join(",\n        ")
+            ),
+        )
+    } else {
+        query.add(
+            "measured",
+            format!(
+                "    select\n        {}\n    from windowed as w",
+                select.join(",\n        ")
+            ),
+        )
+    };
 
     // Derived columns, grouped by dependency level: each level is one CTE of references (window
     // functions) and one of values, so the plan has as few window stages as the dependencies allow.
@@ -390,7 +472,6 @@ pub fn sql(model: &ValidatedModel) -> String {
         _ => "__period".to_string(),
     };
     let min_cohort = spec.min_cohort_size.unwrap_or(0);
-    let mut public_derived: Vec<String> = Vec::new();
     for (index, derived) in model.derived.iter().enumerate() {
         let level = levels[index];
         match derived {
@@ -398,7 +479,6 @@ pub fn sql(model: &ValidatedModel) -> String {
                 stage_at(&mut stages, level)
                     .1
                     .push(format!("cast({} as double) as {}", formula.expr, formula.name));
-                public_derived.push(formula.name.clone());
             }
             Derived::Comparison(comparison) => {
                 let name = &comparison.name;
@@ -410,7 +490,7 @@ pub fn sql(model: &ValidatedModel) -> String {
                     _ => CompareAs::Ratio,
                 };
                 let compare_as = comparison.compare_as.unwrap_or(default_as);
-                let mut extra = String::new();
+                let mut extra = Vec::new();
                 let mut condition = "true".to_string();
                 let reference_sql = match comparison.against {
                     Against::Previous => {
@@ -440,9 +520,10 @@ pub fn sql(model: &ValidatedModel) -> String {
                         } else {
                             (format!("avg({kept}) {frame}"), format!("stddev_samp({kept}) {frame}"))
                         };
-                        extra = format!(
-                            ",\n        greatest(coalesce({spread}, 0), {floor}, {floor_ratio} * abs({centre})) as {name}_sigma,\n        count({kept}) {frame} as __{name}_periods"
-                        );
+                        extra = vec![
+                            format!("greatest(coalesce({spread}, 0), {floor}, {floor_ratio} * abs({centre})) as {name}_sigma"),
+                            format!("count({kept}) {frame} as __{name}_periods"),
+                        ];
                         condition = format!("__{name}_periods >= {}", comparison.min_periods.unwrap_or(3));
                         centre
                     }
@@ -458,9 +539,9 @@ pub fn sql(model: &ValidatedModel) -> String {
                         format!("case when cohort_size >= {min_cohort} then {statistic} over (partition by {cohort}, __period) end")
                     }
                 };
-                stage_at(&mut stages, level)
-                    .0
-                    .push(format!("{reference_sql} as {reference}{extra}"));
+                let references = &mut stage_at(&mut stages, level).0;
+                references.push(format!("{reference_sql} as {reference}"));
+                references.extend(extra);
                 let value = match compare_as {
                     CompareAs::Ratio => format!("{metric} / nullif({reference}, 0)"),
                     CompareAs::Difference => format!("{metric} - {reference}"),
@@ -472,11 +553,6 @@ pub fn sql(model: &ValidatedModel) -> String {
                 stage_at(&mut stages, level)
                     .1
                     .push(format!("case when {condition} then {value} end as {name}"));
-                public_derived.push(name.clone());
-                public_derived.push(reference);
-                if comparison.against == Against::Baseline {
-                    public_derived.push(format!("{name}_sigma"));
-                }
             }
             Derived::Normalize(normalize, name) => {
                 let value = normalized(&normalize.metric, normalize.method, &cohort_partition(normalize.within));
@@ -485,7 +561,6 @@ pub fn sql(model: &ValidatedModel) -> String {
                     _ => value,
                 };
                 stage_at(&mut stages, level).1.push(format!("{value} as {name}"));
-                public_derived.push(name.clone());
             }
             Derived::Shrink(shrink, name) => {
                 let num = window_part(&shrink.measure, shrink.window, "num");
@@ -495,7 +570,6 @@ pub fn sql(model: &ValidatedModel) -> String {
                 stage_at(&mut stages, level).1.push(format!(
                     "({num} + {k} * (sum({num}) over (partition by {partition}) / nullif(sum({den}) over (partition by {partition}), 0))) / nullif({den} + {k}, 0) as {name}"
                 ));
-                public_derived.push(name.clone());
             }
             Derived::Score(score) => {
                 let method = score.normalize.unwrap_or(NormalizeMethod::PercentRank);
@@ -544,12 +618,28 @@ pub fn sql(model: &ValidatedModel) -> String {
                 stage_at(&mut stages, level)
                     .1
                     .push(format!("{value} as {}", score.name));
-                public_derived.push(score.name.clone());
             }
         }
     }
     for (index, (references, values)) in stages.into_iter().enumerate() {
         for (suffix, columns) in [("references", references), ("values", values)] {
+            // Earlier periods read from the table keep their stored values.
+            let columns: Vec<String> = if stored_union {
+                columns
+                    .into_iter()
+                    .map(|column| {
+                        let name = alias_of(&column);
+                        if public_derived.iter().any(|p| p == name) {
+                            let expression = &column[..column.len() - name.len() - " as ".len()];
+                            format!("case when __stored then __stored_{name} else {expression} end as {name}")
+                        } else {
+                            column
+                        }
+                    })
+                    .collect()
+            } else {
+                columns
+            };
             if !columns.is_empty() {
                 previous = query.add(
                     format!("level_{}_{suffix}", index + 1),
@@ -562,17 +652,7 @@ pub fn sql(model: &ValidatedModel) -> String {
         }
     }
 
-    // The scorecard: grain, measures, derived columns, cohort size, gates.
-    let mut output = vec![entity.to_string()];
-    output.extend(attributes.iter().map(|a| a.to_string()));
-    output.push("period_end".into());
-    for measure in &spec.measures {
-        for w in model.windows_of(measure) {
-            output.push(format!("{}_{w}d", measure.name));
-        }
-    }
-    output.extend(public_derived);
-    output.extend(["cohort_size".to_string(), "gate_ok".into(), "gate_reason".into()]);
+    let output = output_columns(model, &public_derived);
 
     let ctes: Vec<String> = query
         .ctes
@@ -580,11 +660,76 @@ pub fn sql(model: &ValidatedModel) -> String {
         .map(|(name, body)| format!("{name} as (\n{body}\n)"))
         .collect();
     format!(
-        "-- Metric model {}: scorecard, one row per {entity} and period (generated by tidemark).\nwith {}\nselect\n    {}\nfrom {previous}\n",
+        "-- Metric model {}: scorecard, one row per {entity} and period (generated by tidemark).\nwith {}\nselect\n    {}\nfrom {previous}\n{}",
         spec.name,
         ctes.join(",\n"),
-        output.join(",\n    ")
+        output.join(",\n    "),
+        if stored_union { "where not __stored\n" } else { "" }
     )
+}
+
+/// Days before a time-range run's first period that its baselines and lags look back on: the
+/// longest reach of a comparison (its periods, plus those skipped) in days. A comparison of a
+/// comparison reaches no further: the earlier periods' values of its input are stored.
+fn stored_reach_days(model: &ValidatedModel) -> i64 {
+    let spec = &model.spec;
+    let period_days = match spec.periods.every {
+        Some(Cadence::Day) => 1,
+        // A bound on any month's length.
+        Some(Cadence::Month) => 31,
+        _ => 7,
+    };
+    let periods = spec
+        .comparisons
+        .iter()
+        .map(|comparison| match comparison.against {
+            Against::Baseline => i64::from(comparison.periods.unwrap_or(8) + comparison.skip.unwrap_or(0)),
+            Against::Previous => i64::from(comparison.periods.unwrap_or(1)),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    periods * period_days
+}
+
+/// The scorecard's columns: grain, measures, derived columns, cohort size, gates.
+fn output_columns(model: &ValidatedModel, public_derived: &[String]) -> Vec<String> {
+    let spec = &model.spec;
+    let mut output = vec![spec.events.entity.clone()];
+    if let Some(dimension) = &spec.dimension {
+        output.extend(dimension.attributes.iter().cloned());
+    }
+    output.push("period_end".into());
+    for measure in &spec.measures {
+        for w in model.windows_of(measure) {
+            output.push(format!("{}_{w}d", measure.name));
+        }
+    }
+    output.extend(public_derived.iter().cloned());
+    output.extend(["cohort_size".to_string(), "gate_ok".into(), "gate_reason".into()]);
+    output
+}
+
+/// The scorecard columns a derived column adds.
+fn public_columns(derived: &Derived) -> Vec<String> {
+    match derived {
+        Derived::Formula(formula) => vec![formula.name.clone()],
+        Derived::Comparison(comparison) => {
+            let name = &comparison.name;
+            let mut columns = vec![name.clone(), format!("{name}_reference")];
+            if comparison.against == Against::Baseline {
+                columns.push(format!("{name}_sigma"));
+            }
+            columns
+        }
+        Derived::Normalize(_, name) | Derived::Shrink(_, name) => vec![name.clone()],
+        Derived::Score(score) => vec![score.name.clone()],
+    }
+}
+
+/// The name a select-list column is given: what follows its last ` as `.
+fn alias_of(column: &str) -> &str {
+    column.rsplit_once(" as ").map_or(column, |(_, alias)| alias.trim())
 }
 
 /// `metric` put on a common scale within `partition` (`__period` or `cohort, __period`).

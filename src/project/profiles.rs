@@ -45,6 +45,10 @@ pub struct Target {
     /// The longest a node's query may run on the cluster (`query_timeout: 2h`) before the node
     /// fails; `None` waits as long as the cluster has executors.
     pub query_timeout: Option<std::time::Duration>,
+    /// How many times a node's query is run again on the cluster when it failed because an
+    /// executor was lost mid-query (`job_retries: 2`, the default on ballista targets; 0 on
+    /// embedded ones).
+    pub job_retries: usize,
 }
 
 /// A value that must never be printed: `Debug` shows `***`.
@@ -151,6 +155,7 @@ impl Target {
             defined_in: None,
             url: None,
             query_timeout: None,
+            job_retries: 0,
         }
     }
 
@@ -208,7 +213,12 @@ struct RawTarget {
     url: Option<String>,
     #[serde(default)]
     query_timeout: Option<String>,
+    #[serde(default)]
+    job_retries: Option<usize>,
 }
+
+/// How many times a ballista target runs a node's query again after losing an executor.
+const DEFAULT_JOB_RETRIES: usize = 2;
 
 /// Picks the target for `profile` from the rendered text of a profiles file.
 ///
@@ -318,6 +328,15 @@ pub fn select_target(
         }
         (_, None) => None,
     };
+    let job_retries = match (engine, raw.job_retries) {
+        (Engine::Ballista, retries) => retries.unwrap_or(DEFAULT_JOB_RETRIES),
+        (Engine::Embedded, Some(_)) => {
+            return Err(at_target(format!(
+                "target '{name}' has job_retries, which applies to queries on a cluster (type: ballista)"
+            )))
+        }
+        (Engine::Embedded, None) => 0,
+    };
     let memory_limit = match &raw.memory_limit {
         Some(text) => Some(parse_bytes(text).map_err(|message| at_target(format!("memory_limit: {message}")))?),
         None => None,
@@ -360,6 +379,7 @@ pub fn select_target(
         defined_in: Some(file.to_path_buf()),
         url,
         query_timeout,
+        job_retries,
     })
 }
 
@@ -420,7 +440,21 @@ pub fn without_ballista(target: &Target) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{parse_bytes, select_target};
+    use std::path::Path;
+
+    #[test]
+    fn job_retries_default_to_two_on_a_cluster_and_are_refused_embedded() {
+        let text = "lms:\n  target: cluster\n  outputs:\n    cluster: {type: ballista, url: 'df://127.0.0.1:50050'}\n    once: {type: ballista, url: 'df://127.0.0.1:50050', job_retries: 0}\n    local: {type: datafusion, job_retries: 1}\n";
+        let pick = |name: &str| select_target(Path::new("profiles.yml"), "profiles.yml", text, "lms", Some(name));
+        assert_eq!(pick("cluster").expect("cluster").job_retries, 2);
+        assert_eq!(pick("once").expect("once").job_retries, 0);
+        let error = pick("local").expect_err("embedded").to_string();
+        assert!(
+            error.contains("job_retries, which applies to queries on a cluster"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn sizes_parse_with_binary_and_decimal_units() {

@@ -111,6 +111,37 @@ pub(super) fn install_globals(
             _ => "true".into(),
         })
     });
+    // `event_time_range(column, days_before=0)`: the range the run recomputes, widened by
+    // `days_before` days before its start.
+    env.add_function("event_time_range", |column: String, days_before: Option<i64>| {
+        with_state(|state| match state {
+            Some(RenderState::Compile(context)) => match &context.time_filter {
+                Some(filter) => filter.recomputed(days_before.unwrap_or(0)).condition(&column),
+                None => "true".into(),
+            },
+            _ => "true".into(),
+        })
+    });
+    // A metric model's calendar as SQL arguments (`date 'first', date 'last', 'week'`), from the
+    // first period a time-range run recomputes on (daily and weekly calendars).
+    env.add_function(
+        "tidemark_calendar",
+        |first: String, last: String, every: String| -> Result<String, Error> {
+            let date = |text: &str| {
+                chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .map_err(|_| error(format!("tidemark_calendar: '{text}' is not a date")))
+            };
+            let (first, last) = (date(&first)?, date(&last)?);
+            let cadence = crate::functions::Cadence::parse(&every)
+                .ok_or_else(|| error(format!("tidemark_calendar: '{every}' is not day, week or month")))?;
+            let start = with_state(|state| match state {
+                Some(RenderState::Compile(context)) => context.time_filter.as_ref().and_then(|f| f.start),
+                _ => None,
+            });
+            let first = crate::functions::first_period_from(first, last, cadence, start);
+            Ok(format!("date '{first}', date '{last}', '{every}'"))
+        },
+    );
     let vars = Arc::new(vars);
     env.add_function("var", move |name: String, default: Option<Value>| -> Result<Value, Error> {
         let record = |value: &Value| {

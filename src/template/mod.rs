@@ -68,6 +68,9 @@ pub trait RelationResolver: Send + Sync {
 pub struct TimeFilter {
     pub lower: Option<String>,
     pub upper: Option<String>,
+    /// The first date the run recomputes (`lower` is earlier by the model's `lookback_days`);
+    /// `None` when the filter is an output range itself.
+    pub start: Option<chrono::NaiveDate>,
 }
 
 impl TimeFilter {
@@ -89,6 +92,21 @@ impl TimeFilter {
     }
 }
 
+impl TimeFilter {
+    /// The range the run recomputes (from `start`, without the lookback), widened by
+    /// `days_before` days before its start: `event_time_range`.
+    pub fn recomputed(&self, days_before: i64) -> TimeFilter {
+        TimeFilter {
+            lower: self
+                .start
+                .map(|date| format!("date '{}'", date - chrono::Duration::days(days_before)))
+                .or_else(|| self.lower.clone()),
+            upper: self.upper.clone(),
+            start: None,
+        }
+    }
+}
+
 /// What a compile-phase render of one node needs to know about it.
 pub struct CompileContext {
     pub this: RelationName,
@@ -96,7 +114,8 @@ pub struct CompileContext {
     pub is_incremental: bool,
     pub resolver: Arc<dyn RelationResolver>,
     /// Set in a time-range run: refs and sources with an `event_time` read only this range,
-    /// and `event_time_filter(column)` renders its condition.
+    /// `event_time_filter(column)` renders its condition and `event_time_range(column)` the
+    /// condition of the dates the run recomputes.
     pub time_filter: Option<TimeFilter>,
 }
 

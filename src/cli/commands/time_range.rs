@@ -133,6 +133,7 @@ pub async fn plan(
             TimeFilter {
                 lower,
                 upper: end_flag.map(literal),
+                start: Some(start),
             },
         );
         ranges.insert(
@@ -140,6 +141,7 @@ pub async fn plan(
             TimeFilter {
                 lower: Some(literal(start)),
                 upper: end_flag.map(literal),
+                start: None,
             }
             .condition(&quote_identifier(&column)),
         );
