@@ -411,14 +411,12 @@ pub fn sql(model: &ValidatedModel) -> String {
     // Only the periods a baseline or lag of a recomputed period looks back on (none: no union).
     let reach_days = stored_reach_days(model);
     let stored_union = incremental && reach_days > 0;
+    let measured_body = format!(
+        "    select\n        {}\n    from windowed as w",
+        select.join(",\n        ")
+    );
     let mut previous = if stored_union {
-        query.add(
-            "measured_fresh",
-            format!(
-                "    select\n        {}\n    from windowed as w",
-                select.join(",\n        ")
-            ),
-        );
+        query.add("measured_fresh", measured_body);
         // The columns of `measured_fresh`, in order.
         let names: Vec<String> = windowed_select
             .iter()
@@ -453,13 +451,7 @@ pub fn sql(model: &ValidatedModel) -> String {
             ),
         )
     } else {
-        query.add(
-            "measured",
-            format!(
-                "    select\n        {}\n    from windowed as w",
-                select.join(",\n        ")
-            ),
-        )
+        query.add("measured", measured_body)
     };
 
     // Derived columns, grouped by dependency level: each level is one CTE of references (window

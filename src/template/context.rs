@@ -84,6 +84,15 @@ fn with_state<R>(f: impl FnOnce(Option<&mut RenderState>) -> R) -> R {
     CURRENT.with(|current| f(current.borrow_mut().last_mut()))
 }
 
+/// `condition` of the time filter of the node being compiled; `true` outside a time-range run.
+fn time_condition(condition: impl FnOnce(&super::TimeFilter) -> String) -> String {
+    with_state(|state| match state {
+        Some(RenderState::Compile(context)) => context.time_filter.as_ref().map(condition),
+        _ => None,
+    })
+    .unwrap_or_else(|| "true".into())
+}
+
 fn error(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, message.into())
 }
@@ -103,24 +112,12 @@ pub(super) fn install_globals(
     });
     env.add_function("log", |_message: Value, _kwargs: Kwargs| String::new());
     env.add_function("event_time_filter", |column: String| {
-        with_state(|state| match state {
-            Some(RenderState::Compile(context)) => match &context.time_filter {
-                Some(filter) => filter.condition(&column),
-                None => "true".into(),
-            },
-            _ => "true".into(),
-        })
+        time_condition(|filter| filter.condition(&column))
     });
     // `event_time_range(column, days_before=0)`: the range the run recomputes, widened by
     // `days_before` days before its start.
     env.add_function("event_time_range", |column: String, days_before: Option<i64>| {
-        with_state(|state| match state {
-            Some(RenderState::Compile(context)) => match &context.time_filter {
-                Some(filter) => filter.recomputed(days_before.unwrap_or(0)).condition(&column),
-                None => "true".into(),
-            },
-            _ => "true".into(),
-        })
+        time_condition(|filter| filter.recomputed(days_before.unwrap_or(0)).condition(&column))
     });
     // A metric model's calendar as SQL arguments (`date 'first', date 'last', 'week'`), from the
     // first period a time-range run recomputes on (daily and weekly calendars).
