@@ -13,8 +13,21 @@
 //! | `tidemark_window_last` (same arguments) | aggregate | the `value` of the latest `day` in each window that has one |
 //! | `tidemark_window_count_distinct` (same arguments) | aggregate | the number of distinct non-NULL `value`s in each window |
 //! | `tidemark_window_percentile(value, day, fraction, start, end, every, days, …)` | aggregate | `percentile_cont(value, fraction)` of each window |
-//! | `tidemark_streak(breach, hold) over (partition by … order by …)` | window | consecutive rows in breach up to this one; a row that is not in breach resets it to 0 unless `hold` is true (it then keeps the count) |
-//! | `tidemark_streak_start(breach, hold, key) over (…)` | window | `key` of the first row of the current streak; NULL when the streak is 0 |
+//! | `tidemark_streak(breach, hold[, key]) over (partition by … order by …)` | window | consecutive rows in breach up to this one; a row that is not in breach resets it to 0 unless `hold` is true (it then keeps the count) |
+//! | `tidemark_streak_start(breach, hold, period[, key]) over (…)` | window | `period` of the first row of the current streak; NULL when the streak is 0 |
+//! | `tidemark_trailing_avg(value, start, end[, key]) over (partition by … order by …)` | window | `avg(value)` over the rows `start` to `end` rows before this one: what `rows between start preceding and end preceding` gives, computed a partition at a time |
+//! | `tidemark_trailing_stddev` / `_count` (same arguments), `tidemark_trailing_percentile(value, fraction, start, end[, key])` | window | `stddev_samp`, `count`, `percentile_cont` (0.5: `median`) over the same rows |
+//! | `tidemark_trailing_summary(value, start, end[, key])` | window | all of them at once: a struct `{avg, stddev, count, median, p25, p75}` |
+//!
+//! The streak and trailing functions take an optional last argument `key`: rows count only
+//! within a run of equal keys, so `f(…, entity) over (order by entity, period)` equals
+//! `f(…) over (partition by entity order by period)`, computed in one pass instead of once per
+//! partition (much faster when partitions are an entity's few periods).
+//!
+//! | function | kind | what it returns |
+//! |---|---|---|
+//! | `tidemark_recent_mean(value, time, last, days) over (partition by … order by time, …)` | window | the mean of this row's `value` and those of up to `last` − 1 rows before it whose `time` is at most `days` days earlier (rows with a NULL value are skipped) |
+//! | `tidemark_change(value, time, days) over (…)` | window | `value` minus the previous row's when that row's `time` is at most `days` days earlier; else NULL |
 //!
 //! A window aggregate returns, per group, a list per window length (in the order given: `[1]`
 //! is the first) of a list with one value per period end, so a metric model computes every
@@ -24,7 +37,9 @@
 //! order by day range between days − 1 preceding and current row)` gives at that period end.
 
 mod periods;
+mod sequence;
 mod streak;
+mod trailing;
 mod window_aggregates;
 
 #[cfg(test)]
@@ -36,6 +51,21 @@ use datafusion::prelude::SessionContext;
 
 pub use periods::{first_period_from, period_ends, Cadence};
 
+/// For every row, the first row of its run of equal `key` values (0 for every row without a
+/// key): the window functions' optional `key` argument bounds their frames and sequences with it.
+pub(crate) fn run_starts(
+    key: Option<&datafusion::arrow::array::ArrayRef>,
+    num_rows: usize,
+) -> datafusion::error::Result<Vec<usize>> {
+    let mut starts = vec![0usize; num_rows];
+    if let Some(key) = key {
+        for range in datafusion::arrow::compute::partition(&[std::sync::Arc::clone(key)])?.ranges() {
+            starts[range.clone()].fill(range.start);
+        }
+    }
+    Ok(starts)
+}
+
 /// The scalar functions (`tidemark_periods`).
 pub fn scalar_functions() -> Vec<ScalarUDF> {
     vec![periods::periods_udf()]
@@ -46,9 +76,13 @@ pub fn aggregate_functions() -> Vec<AggregateUDF> {
     window_aggregates::all()
 }
 
-/// The window functions (`tidemark_streak`, `tidemark_streak_start`).
+/// The window functions (`tidemark_streak`, `tidemark_streak_start`, `tidemark_trailing_*`,
+/// `tidemark_recent_mean`, `tidemark_change`).
 pub fn window_functions() -> Vec<WindowUDF> {
-    streak::all()
+    let mut functions = streak::all();
+    functions.extend(trailing::all());
+    functions.extend(sequence::all());
+    functions
 }
 
 /// Registers every tidemark function with a session.

@@ -4,8 +4,11 @@
 //! Over the rows of a partition in order: a row in breach adds one to the streak; a row not in
 //! breach ends it (0), unless `hold` is true for it (a period whose data gate failed: bad data
 //! is not evidence of recovery), which keeps the streak as it was. NULL `breach` counts as not
-//! in breach, NULL `hold` as false. `tidemark_streak_start` gives the `key` (the period) of the
-//! streak's first breach. Each is what a gaps-and-islands pair of running sums computes, without
+//! in breach, NULL `hold` as false. `tidemark_streak_start` gives the `period` of the streak's
+//! first breach. With a last argument `key`, each run of equal keys starts afresh:
+//! `tidemark_streak(b, h, e) over (order by e, p)` is `tidemark_streak(b, h) over (partition by
+//! e order by p)` in one pass over all the rows rather than one per partition (see
+//! `trailing.rs` for why that matters when partitions are small). Each is what a gaps-and-islands pair of running sums computes, without
 //! its two extra sorts.
 
 use std::sync::Arc;
@@ -40,9 +43,9 @@ pub(super) fn all() -> Vec<WindowUDF> {
 impl Streak {
     fn usage(&self) -> &'static str {
         if self.start {
-            "tidemark_streak_start(breach, hold, key)"
+            "tidemark_streak_start(breach, hold, period[, key])"
         } else {
-            "tidemark_streak(breach, hold)"
+            "tidemark_streak(breach, hold[, key])"
         }
     }
 }
@@ -62,8 +65,13 @@ impl WindowUDFImpl for Streak {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         let expected = if self.start { 3 } else { 2 };
-        if arg_types.len() != expected {
-            return plan_err!("{} takes {expected} arguments, got {}", self.usage(), arg_types.len());
+        if !(expected..=expected + 1).contains(&arg_types.len()) {
+            return plan_err!(
+                "{} takes {expected} or {} arguments, got {}",
+                self.usage(),
+                expected + 1,
+                arg_types.len()
+            );
         }
         for (index, name) in [(0, "breach"), (1, "hold")] {
             if !matches!(arg_types[index], DataType::Boolean | DataType::Null) {
@@ -75,14 +83,17 @@ impl WindowUDFImpl for Streak {
             }
         }
         let mut types = vec![DataType::Boolean, DataType::Boolean];
-        if self.start {
-            types.push(arg_types[2].clone());
-        }
+        // The period (of a start) and the entity key, as they are.
+        types.extend(arg_types[2..].iter().cloned());
         Ok(types)
     }
 
-    fn partition_evaluator(&self, _args: PartitionEvaluatorArgs) -> Result<Box<dyn PartitionEvaluator>> {
-        Ok(Box::new(StreakEvaluator { start: self.start }))
+    fn partition_evaluator(&self, args: PartitionEvaluatorArgs) -> Result<Box<dyn PartitionEvaluator>> {
+        let expected = if self.start { 3 } else { 2 };
+        Ok(Box::new(StreakEvaluator {
+            start: self.start,
+            key: (args.input_exprs().len() > expected).then_some(expected),
+        }))
     }
 
     fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
@@ -101,6 +112,8 @@ impl WindowUDFImpl for Streak {
 #[derive(Debug)]
 struct StreakEvaluator {
     start: bool,
+    /// The argument whose runs of equal values each start a streak afresh, if given.
+    key: Option<usize>,
 }
 
 impl PartitionEvaluator for StreakEvaluator {
@@ -108,11 +121,15 @@ impl PartitionEvaluator for StreakEvaluator {
         let breach: &BooleanArray = values[0].as_boolean();
         let hold: &BooleanArray = values[1].as_boolean();
         let is = |array: &BooleanArray, row: usize| array.is_valid(row) && array.value(row);
+        let run_starts = super::run_starts(self.key.map(|key| &values[key]), num_rows)?;
         let mut length = 0i64;
         let mut first_row = 0u32;
         if !self.start {
             let mut lengths = Vec::with_capacity(num_rows);
-            for row in 0..num_rows {
+            for (row, &run_start) in run_starts.iter().enumerate() {
+                if run_start == row {
+                    length = 0;
+                }
                 if is(breach, row) {
                     length += 1;
                 } else if !is(hold, row) {
@@ -124,7 +141,10 @@ impl PartitionEvaluator for StreakEvaluator {
         }
         // The row of each streak's first breach, then its key.
         let mut rows: Vec<Option<u32>> = Vec::with_capacity(num_rows);
-        for row in 0..num_rows {
+        for (row, &run_start) in run_starts.iter().enumerate() {
+            if run_start == row {
+                length = 0;
+            }
             if is(breach, row) {
                 if length == 0 {
                     first_row = row as u32;

@@ -279,7 +279,9 @@ async fn streaks_equal_gaps_and_islands() {
         &context,
         "select entity, period,
             tidemark_streak(breach, hold) over (partition by entity order by period) as streak,
-            tidemark_streak_start(breach, hold, period) over (partition by entity order by period) as first
+            tidemark_streak_start(breach, hold, period) over (partition by entity order by period) as first,
+            tidemark_streak(breach, hold, entity) over (order by entity, period) as keyed_streak,
+            tidemark_streak_start(breach, hold, period, entity) over (order by entity, period) as keyed_first
          from judged",
     )
     .await;
@@ -297,9 +299,163 @@ async fn streaks_equal_gaps_and_islands() {
             select *, sum(b) over (partition by entity, island order by period rows between unbounded preceding and current row) as streak
             from islands
          )
-         select entity, period, streak,
-            case when streak > 0 then min(case when b = 1 then period end) over (partition by entity, island) end as first
-         from counted",
+         select entity, period, streak, first, streak as keyed_streak, first as keyed_first
+         from (
+            select entity, period, streak,
+                case when streak > 0 then min(case when b = 1 then period end) over (partition by entity, island) end as first
+            from counted
+         ) as plain",
+    )
+    .await;
+    assert_eq!(ours, plain);
+}
+
+#[tokio::test]
+async fn trailing_statistics_equal_sliding_window_frames() {
+    let context = context();
+    let mut rows_sql = Vec::new();
+    // 30 entities with 1 to 40 periods each (some shorter than any frame), NULLs and repeats.
+    for entity in 0..30u64 {
+        let periods = 1 + (uniform(entity * 11 + 5) * 40.0) as u64;
+        for period in 0..periods {
+            let draw = uniform(entity * 1_000 + period);
+            let value = if draw < 0.15 {
+                "null".to_string()
+            } else {
+                format!("{:.1}", (draw * 20.0).floor() / 2.0)
+            };
+            rows_sql.push(format!("({entity}, {period}, {value})"));
+        }
+    }
+    context
+        .sql(&format!(
+            "create table history(entity bigint, period bigint, x double) as values {}",
+            rows_sql.join(", ")
+        ))
+        .await
+        .expect("create")
+        .collect()
+        .await
+        .expect("history");
+    for (start, end) in [(10, 3), (8, 1), (4, 0), (2, 2), (0, 0), (60, 5)] {
+        let ours = rows(
+            &context,
+            &format!(
+                "select entity, period, a, s, c, m, q,
+                    summary['avg'] as sa, summary['stddev'] as ss, summary['count'] as sc,
+                    summary['median'] as sm, summary['p25'] as sq, summary['p75'] as sp,
+                    keyed = summary as same
+                 from (select entity, period,
+                    tidemark_trailing_avg(x, {start}, {end}) over w as a,
+                    tidemark_trailing_stddev(x, {start}, {end}) over w as s,
+                    tidemark_trailing_count(x, {start}, {end}) over w as c,
+                    tidemark_trailing_percentile(x, 0.5, {start}, {end}) over w as m,
+                    tidemark_trailing_percentile(x, 0.25, {start}, {end}) over w as q,
+                    tidemark_trailing_summary(x, {start}, {end}) over w as summary,
+                    tidemark_trailing_summary(x, {start}, {end}, entity) over (order by entity, period) as keyed
+                 from history window w as (partition by entity order by period))"
+            ),
+        )
+        .await;
+        let frame =
+            format!("over (partition by entity order by period rows between {start} preceding and {end} preceding)");
+        let plain = rows(
+            &context,
+            &format!(
+                "select entity, period,
+                    avg(x) {frame} as a,
+                    stddev_samp(x) {frame} as s,
+                    count(x) {frame} as c,
+                    median(x) {frame} as m,
+                    percentile_cont(x, 0.25) {frame} as q,
+                    avg(x) {frame} as sa,
+                    stddev_samp(x) {frame} as ss,
+                    count(x) {frame} as sc,
+                    median(x) {frame} as sm,
+                    percentile_cont(x, 0.25) {frame} as sq,
+                    percentile_cont(x, 0.75) {frame} as sp,
+                    true as same
+                 from history"
+            ),
+        )
+        .await;
+        assert_eq!(ours, plain, "rows between {start} preceding and {end} preceding");
+    }
+    // Frames must be constants, in order.
+    let error = context
+        .sql("select tidemark_trailing_avg(x, 1, 3) over (partition by entity order by period) from history")
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect_err("end after start");
+    assert!(
+        error.to_string().contains("end (3) must not be after start (1)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn sequence_steps_equal_their_lag_chains() {
+    let context = context();
+    let mut rows_sql = Vec::new();
+    // 25 entities, events at irregular times (gaps longer than the span, several a day, equal
+    // times) with scores that repeat.
+    for i in 0..2_500u64 {
+        let entity = i % 25;
+        let minutes = (uniform(i * 5 + 1) * 60.0 * 24.0 * 120.0) as i64;
+        let score = (uniform(i * 5 + 2) * 10.0).floor() * 10.0;
+        rows_sql.push(format!(
+            "({entity}, timestamp '2026-01-01 00:00:00' + interval '{minutes} minutes', {score})"
+        ));
+    }
+    context
+        .sql(&format!(
+            "create table scores(entity bigint, at timestamp, score double) as values {}",
+            rows_sql.join(", ")
+        ))
+        .await
+        .expect("create")
+        .collect()
+        .await
+        .expect("scores");
+    let w = "partition by entity order by at, score";
+    let ours = rows(
+        &context,
+        &format!(
+            "select entity, at, score,
+                tidemark_recent_mean(score, at, 4, 9) over ({w}) as m,
+                tidemark_change(score, at, 9) over ({w}) as d,
+                tidemark_recent_mean(score, at, 4, 9, entity) over (order by entity, at, score) as keyed_m,
+                tidemark_change(score, at, 9, entity) over (order by entity, at, score) as keyed_d
+             from scores"
+        ),
+    )
+    .await;
+    let within = |k: usize| format!("lag(at, {k}) over ({w}) >= at - interval '9 days'");
+    let numerator: Vec<String> = (1..4)
+        .map(|k| {
+            format!(
+                "coalesce(case when {} then lag(score, {k}) over ({w}) end, 0)",
+                within(k)
+            )
+        })
+        .collect();
+    let denominator: Vec<String> = (1..4)
+        .map(|k| format!("case when {} then 1 else 0 end", within(k)))
+        .collect();
+    let plain = rows(
+        &context,
+        &format!(
+            "select entity, at, score, m, d, m as keyed_m, d as keyed_d
+             from (select entity, at, score,
+                (score + {}) / (1 + {}) as m,
+                case when {} then score - lag(score) over ({w}) end as d
+             from scores) as plain",
+            numerator.join(" + "),
+            denominator.join(" + "),
+            within(1)
+        ),
     )
     .await;
     assert_eq!(ours, plain);

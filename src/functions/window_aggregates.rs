@@ -563,7 +563,7 @@ fn ragged_lists(values: ArrayRef, lengths: impl Iterator<Item = usize>) -> Resul
 
 /// DataFusion's `percentile_cont`: linear interpolation between the closest ranks, with the
 /// interpolation weight rounded down to a multiple of 1e-6.
-fn percentile_cont(values: &mut [f64], fraction: f64) -> Option<f64> {
+pub(super) fn percentile_cont(values: &mut [f64], fraction: f64) -> Option<f64> {
     let n = values.len();
     if n == 0 {
         return None;

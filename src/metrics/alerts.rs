@@ -11,7 +11,8 @@
 //!    entity and period, so the rows are sorted once;
 //! 4. the rules are crossed with the rows and each rule keeps the periods where its streak is
 //!    long enough, with severity, value, threshold, owner and reason; a period whose data gate
-//!    failed gives status `suppressed` with the gate's reason instead of `fired`.
+//!    failed gives status `suppressed` with the gate's reason instead of `fired`. A time-range
+//!    run keeps only the periods it recomputes (the streaks still run over the whole history).
 
 use std::collections::BTreeMap;
 
@@ -52,32 +53,37 @@ pub fn sql(model: &ValidatedModel) -> String {
             "{header}\nwith {scorecard}\nselect {entity}, {cohort} as cohort, period_end, cast(null as varchar) as rule, cast(null as varchar) as severity, cast(null as varchar) as status, cast(null as double) as value, cast(null as double) as threshold, cast(null as bigint) as consecutive_periods, period_end as first_period_in_breach, cast(null as varchar) as owner, cast(null as varchar) as reason\nfrom scorecard\nwhere false\n"
         );
     }
-    let per_entity = format!("partition by {entity} order by period_end");
+    // Every window function takes the entity as its key over one ordering of all the rows (one
+    // pass rather than one per entity, see `crate::functions`).
+    let by_entity = format!("order by {entity}, period_end");
     let mut ctes = vec![scorecard];
     let mut source = "scorecard".to_string();
 
     // Control charts: the trailing baseline of each chart, then its runs below the centre line.
     let mut baselines = Vec::new();
+    let mut limits = Vec::new();
     let mut runs = Vec::new();
     for (index, alert) in spec.alerts.iter().enumerate() {
         if let (None, Some(chart)) = (&alert.when, &alert.control_chart) {
             let metric = &chart.metric;
-            let frame = format!(
-                "over ({per_entity} rows between {} preceding and 1 preceding)",
-                chart.periods.unwrap_or(8)
-            );
+            // The `periods` rows before each one (`rows between periods preceding and 1
+            // preceding`), in one pass with the entity as the key (see `crate::functions`).
+            let periods = chart.periods.unwrap_or(8);
             baselines.push(format!(
-                "avg({metric}) {frame} as __centre_{index},\n        greatest(coalesce(stddev_samp({metric}) {frame}, 0), {floor}) as __sigma_{index},\n        count({metric}) {frame} as __baseline_periods_{index}",
+                "tidemark_trailing_summary({metric}, {periods}, 1, {entity}) over (order by {entity}, period_end) as __baseline_{index}"
+            ));
+            limits.push(format!(
+                "__baseline_{index}['avg'] as __centre_{index},\n        greatest(coalesce(__baseline_{index}['stddev'], 0), {floor}) as __sigma_{index},\n        __baseline_{index}['count'] as __baseline_periods_{index}",
                 floor = chart.sigma_floor.unwrap_or(0.0)
             ));
             if chart.run_below.is_some() {
                 runs.push(format!(
-                    "tidemark_streak(coalesce({metric} < __centre_{index}, false), false) over ({per_entity}) as __below_run_{index}"
+                    "tidemark_streak(coalesce({metric} < __centre_{index}, false), false, {entity}) over ({by_entity}) as __below_run_{index}"
                 ));
             }
         }
     }
-    for (name, columns) in [("baselines", baselines), ("runs", runs)] {
+    for (name, columns) in [("baselines", baselines), ("limits", limits), ("runs", runs)] {
         if !columns.is_empty() {
             ctes.push(format!(
                 "{name} as (\n    select *,\n        {}\n    from {source}\n)",
@@ -105,7 +111,7 @@ pub fn sql(model: &ValidatedModel) -> String {
     let streaks: Vec<String> = (0..rules.len())
         .map(|index| {
             format!(
-                "tidemark_streak(__breach_{index}, __gate_failed) over ({per_entity}) as __streak_{index},\n        tidemark_streak_start(__breach_{index}, __gate_failed, period_end) over ({per_entity}) as __first_{index}"
+                "tidemark_streak(__breach_{index}, __gate_failed, {entity}) over ({by_entity}) as __streak_{index},\n        tidemark_streak_start(__breach_{index}, __gate_failed, period_end, {entity}) over ({by_entity}) as __first_{index}"
             )
         })
         .collect();
@@ -127,7 +133,7 @@ pub fn sql(model: &ValidatedModel) -> String {
     let rule_names = per_rule(&|_, index| sql_string(&spec.alerts[index].name));
     let keep = per_rule(&|rule, index| format!("__breach_{index} and __streak_{index} >= {}", rule.required));
     format!(
-        "{header}\nwith {},\nrules as (\n    select column1 as __rule from (values {}) as rule_numbers\n)\nselect\n    {entity},\n    {cohort} as cohort,\n    period_end,\n    {rule_names} as rule,\n    {} as severity,\n    case when __gate_failed then 'suppressed' else 'fired' end as status,\n    {} as value,\n    {} as threshold,\n    {} as consecutive_periods,\n    {} as first_period_in_breach,\n    {} as owner,\n    {} || case when __gate_failed then ' (suppressed: ' || coalesce(gate_reason, 'data gate failed') || ')' else '' end as reason\nfrom streaks\ncross join rules\nwhere {keep}\n",
+        "{header}\nwith {},\nrules as (\n    select column1 as __rule from (values {}) as rule_numbers\n)\nselect\n    {entity},\n    {cohort} as cohort,\n    period_end,\n    {rule_names} as rule,\n    {} as severity,\n    case when __gate_failed then 'suppressed' else 'fired' end as status,\n    {} as value,\n    {} as threshold,\n    {} as consecutive_periods,\n    {} as first_period_in_breach,\n    {} as owner,\n    {} || case when __gate_failed then ' (suppressed: ' || coalesce(gate_reason, 'data gate failed') || ')' else '' end as reason\nfrom streaks\ncross join rules\nwhere {keep}\n    and {{{{ event_time_range('period_end') }}}}\n",
         ctes.join(",\n"),
         names.join(", "),
         per_rule(&|rule, _| rule.severity.clone()),

@@ -1,8 +1,8 @@
 //! `<name>__daily`: one pass over the events to an entity × day roll-up.
 //!
 //! Every measure is reduced to components that add up over days (counts, sums, the sums a
-//! least-squares slope needs, drop flags, due and overdue items) or that pick one value per day
-//! (min, max, the latest rolling mean). Event-level steps (the previous score for drops, the
+//! least-squares slope needs, drop flags, due and overdue items), that pick one value per day
+//! (min, max, the latest rolling mean) or that list the day's distinct values (distinct counts). Event-level steps (the previous score for drops, the
 //! rolling mean of the last N events, the first completion of an item) are computed in their own
 //! branch and unioned in, so the events are grouped once.
 
@@ -21,14 +21,22 @@ pub enum DayAggregate {
     Max,
     /// The value of the day's last event (rolling means): its branch keeps only that event.
     Last,
+    /// The list of the day's distinct non-NULL values, as text (distinct counts).
+    Distinct,
 }
 
 /// Where a component's rows come from.
 #[derive(Clone, PartialEq, Eq)]
 enum Branch {
     Events,
-    Drops(String),
-    Rolling(String),
+    /// The distinct values of a distinct count, one row per entity, day and value.
+    Distinct(String),
+    /// The events of a sequence (drops, rolling means) in order: one branch per filter and
+    /// expression, however many measures read it.
+    Sequence {
+        filter: String,
+        expr: String,
+    },
     Overdue(String),
 }
 
@@ -81,8 +89,16 @@ fn components_of(measure: &MeasureSpec, origin_day: i64) -> Vec<Component> {
             format!("case when {f} then 1 else 0 end"),
             DayAggregate::Sum,
         )],
-        // Distinct counts and percentiles are computed from the events themselves (see the scorecard).
-        Aggregation::CountDistinct | Aggregation::Percentile => vec![],
+        // A window's distinct values are the union of its days' lists. (Compared as text: the
+        // lists of every measure share one type whatever their expressions' types.)
+        Aggregation::CountDistinct => vec![Component {
+            column: component(m, "values"),
+            expression: "__value".into(),
+            aggregate: DayAggregate::Distinct,
+            branch: Branch::Distinct(m.clone()),
+        }],
+        // Percentiles are computed from the events themselves (see the scorecard).
+        Aggregation::Percentile => vec![],
         Aggregation::Sum => vec![events(
             "s",
             format!("case when {f} then {value} end"),
@@ -152,13 +168,16 @@ fn components_of(measure: &MeasureSpec, origin_day: i64) -> Vec<Component> {
                 measure.threshold.unwrap_or_default()
             ),
             aggregate: DayAggregate::Sum,
-            branch: Branch::Drops(m.clone()),
+            branch: sequence_of(measure),
         }],
+        // Only the day's last event of the sequence keeps its rolling mean.
         Aggregation::RollingMean => vec![Component {
             column: component(m, "r"),
-            expression: "__rolling".into(),
+            expression: format!(
+                "case when __next_day is null or __next_day <> __day or __next_entity <> __entity then __rolling_{m} end"
+            ),
             aggregate: DayAggregate::Last,
-            branch: Branch::Rolling(m.clone()),
+            branch: sequence_of(measure),
         }],
         Aggregation::OverdueShare => vec![
             Component {
@@ -177,6 +196,26 @@ fn components_of(measure: &MeasureSpec, origin_day: i64) -> Vec<Component> {
     }
 }
 
+/// Days before its range a time-range run of the roll-up reads the events from: the longest
+/// window when an event-level step (previous score, last N scores, due items) looks back, else 0.
+pub fn lookback_days(model: &ValidatedModel) -> i64 {
+    let looks_back = components(model)
+        .iter()
+        .any(|c| !matches!(c.branch, Branch::Events | Branch::Distinct(_)));
+    if looks_back {
+        model.max_window
+    } else {
+        0
+    }
+}
+
+fn sequence_of(measure: &MeasureSpec) -> Branch {
+    Branch::Sequence {
+        filter: filter_of(&measure.filter),
+        expr: measure.expr.clone().unwrap_or_default(),
+    }
+}
+
 /// The SQL source of the rows of one branch.
 fn branch_source(model: &ValidatedModel, branch: &Branch) -> String {
     let measure = |name: &str| {
@@ -189,43 +228,55 @@ fn branch_source(model: &ValidatedModel, branch: &Branch) -> String {
     };
     match branch {
         Branch::Events => "events".into(),
-        Branch::Drops(name) => {
+        Branch::Distinct(name) => {
             let measure = measure(name);
             let expr = measure.expr.as_deref().unwrap_or_default();
-            let history = model.max_window;
-            // Ordered by time, then value: events at the same instant give the same deltas
-            // whatever order the engine reads them in.
+            // Made distinct by a grouping of native values first: far cheaper than a
+            // distinct list aggregate.
             format!(
-                "(\n        select __entity, __day, __time,\n            case when lag(__time) over (partition by __entity order by __time, cast({expr} as double)) >= __time - interval '{history} days'\n                then cast({expr} as double) - lag(cast({expr} as double)) over (partition by __entity order by __time, cast({expr} as double)) end as __delta\n        from events\n        where {} and ({expr}) is not null\n    ) as drops",
+                "(\n        select __entity, __day, min(__time) as __time, cast({expr} as varchar) as __value\n        from events\n        where {} and ({expr}) is not null\n        group by __entity, __day, {expr}\n    ) as distinct_values",
                 filter_of(&measure.filter)
             )
         }
-        Branch::Rolling(name) => {
-            let measure = measure(name);
-            let expr = measure.expr.as_deref().unwrap_or_default();
+        Branch::Sequence { filter, expr } => {
             let history = model.max_window;
-            // The mean of this event and the previous `last - 1` within the longest window.
-            let mut numerator = vec![format!("cast({expr} as double)")];
-            let mut denominator = vec!["1".to_string()];
-            for k in 1..measure.last.unwrap_or(1).max(1) {
-                let within = format!(
-                    "lag(__time, {k}) over (partition by __entity order by __time, cast({expr} as double)) >= __time - interval '{history} days'"
-                );
-                numerator.push(format!(
-                    "coalesce(case when {within} then lag(cast({expr} as double), {k}) over (partition by __entity order by __time, cast({expr} as double)) end, 0)"
+            // Ordered by time, then value: events at the same instant give the same results
+            // whatever order the engine reads them in. `tidemark_change` is the value minus the
+            // previous one within the longest window, `tidemark_recent_mean` the mean of the
+            // value and the previous `last - 1` within it (see `crate::functions`); `lead` of
+            // the entity and day finds the day's last event in the same ordering (no further
+            // sort), the one whose rolling means the roll-up keeps (a `last_value` ordered
+            // aggregate instead is slow for millions of groups).
+            let value = format!("cast({expr} as double)");
+            // One ordering of all the rows, the entity as the functions' key (one pass rather
+            // than one per entity, see `crate::functions`).
+            let over = format!("over (order by __entity, __time, {value})");
+            let readers: Vec<&MeasureSpec> = model
+                .spec
+                .measures
+                .iter()
+                .filter(|m| sequence_of(m) == *branch && matches!(m.agg, Aggregation::Drops | Aggregation::RollingMean))
+                .collect();
+            let mut columns = Vec::new();
+            if readers.iter().any(|m| m.agg == Aggregation::Drops) {
+                columns.push(format!(
+                    "tidemark_change({value}, __time, {history}, __entity) {over} as __delta"
                 ));
-                denominator.push(format!("case when {within} then 1 else 0 end"));
             }
-            // Only the day's last event in the sequence the lags read (time, then value) gives
-            // the day its value: the event whose next one falls on a later day, found by `lead`
-            // in the same window as the lags (no further sort), so the roll-up takes the one
-            // value left (a `last_value` ordered aggregate instead is slow for millions of groups).
-            let order = format!("partition by __entity order by __time, cast({expr} as double)");
+            for reader in readers.iter().filter(|m| m.agg == Aggregation::RollingMean) {
+                columns.push(format!(
+                    "tidemark_recent_mean({value}, __time, {}, {history}, __entity) {over} as __rolling_{}",
+                    reader.last.unwrap_or(1).max(1),
+                    reader.name
+                ));
+            }
+            if readers.iter().any(|m| m.agg == Aggregation::RollingMean) {
+                columns.push(format!("lead(__entity) {over} as __next_entity"));
+                columns.push(format!("lead(__day) {over} as __next_day"));
+            }
             format!(
-                "(\n        select __entity, __day, __time, __rolling\n        from (\n            select __entity, __day, __time,\n                ({}) / ({}) as __rolling,\n                lead(__day) over ({order}) as __next_day\n            from events\n            where {} and ({expr}) is not null\n        ) as event_means\n        where __next_day is null or __next_day <> __day\n    ) as rolling",
-                numerator.join(" + "),
-                denominator.join(" + "),
-                filter_of(&measure.filter)
+                "(\n        select __entity, __day, __time,\n            {}\n        from events\n        where {filter} and ({expr}) is not null\n    ) as sequence",
+                columns.join(",\n            ")
             )
         }
         Branch::Overdue(name) => {
@@ -260,15 +311,22 @@ pub fn sql(model: &ValidatedModel) -> String {
             let columns: Vec<String> = components
                 .iter()
                 .map(|component| {
-                    if &component.branch == branch {
-                        format!("cast({} as double) as {}", component.expression, component.column)
+                    let kind = if component.aggregate == DayAggregate::Distinct {
+                        "varchar"
                     } else {
-                        format!("cast(null as double) as {}", component.column)
+                        "double"
+                    };
+                    if &component.branch == branch {
+                        format!("cast({} as {kind}) as {}", component.expression, component.column)
+                    } else {
+                        format!("cast(null as {kind}) as {}", component.column)
                     }
                 })
                 .collect();
+            // Every branch reads the lookback its event-level steps need, but gives only the
+            // days the run recomputes (`true` outside a time-range run).
             format!(
-                "    select __entity, __day, __time,\n        {}\n    from {}",
+                "    select __entity, __day, __time,\n        {}\n    from {}\n    where {{{{ event_time_range('__time') }}}}",
                 columns.join(",\n        "),
                 branch_source(model, branch)
             )
@@ -284,6 +342,11 @@ pub fn sql(model: &ValidatedModel) -> String {
                 DayAggregate::Max => format!("max({column}) as {column}"),
                 // Its branch keeps one row per entity and day.
                 DayAggregate::Last => format!("max({column}) as {column}"),
+                // Its branch keeps one row per entity, day and value; sorted, so the table is
+                // the same whatever order the engine reads the rows in.
+                DayAggregate::Distinct => {
+                    format!("array_sort(array_agg({column}) filter (where {column} is not null)) as {column}")
+                }
             }
         })
         .collect();

@@ -113,20 +113,29 @@ fn generate(model: &ValidatedModel, path: &str, line: Option<usize>) -> Vec<Gene
     let by_period = || vec![("partition_by", Json::from("period_end"))];
     let (mut daily_extra, mut scorecard_extra, mut alerts_extra) = (Vec::new(), by_period(), by_period());
     if spec.incremental {
+        // A changed spec changes the tables' columns, and the periods already written hold no
+        // value for a new column: the run stops and asks for `--full-refresh` unless the
+        // metric model's config says otherwise.
+        let on_schema_change = spec
+            .config
+            .get("on_schema_change")
+            .cloned()
+            .unwrap_or_else(|| Json::from("fail"));
         let incremental = |strategy: &str, event_time: &str, lookback: Json| {
             vec![
                 ("materialized", Json::from("incremental")),
                 ("incremental_strategy", Json::from(strategy)),
                 ("event_time", Json::from(event_time)),
                 ("lookback_days", lookback),
+                ("on_schema_change", on_schema_change.clone()),
             ]
         };
-        // A day of the roll-up needs the events of the longest window before it (sequence
-        // measures and due dates look back that far).
+        // A day of the roll-up needs the events of the longest window before it when it has
+        // sequence measures or due dates (they look back that far); otherwise only its own.
         // Partitioned by day, so a time-range run of the scorecard reads only the days of its
         // lookback and a nightly run rewrites only the new days.
         // (`day` is the date of `__day`: a folder named `__day=` would be hidden from Hive readers.)
-        daily_extra = incremental("insert_overwrite", "day", Json::from(model.max_window));
+        daily_extra = incremental("insert_overwrite", "day", Json::from(daily::lookback_days(model)));
         daily_extra.push(("partition_by", Json::from("day")));
         scorecard_extra.extend(incremental(
             "insert_overwrite",

@@ -120,6 +120,7 @@ pub fn sql(model: &ValidatedModel) -> String {
     let mut windowed = Vec::new();
     let mut measured = Vec::new();
     let mut event_sources: Vec<String> = Vec::new();
+    let mut value_sources: Vec<String> = Vec::new();
     for measure in &spec.measures {
         let m = measure.name.as_str();
         let windows = model.windows_of(measure);
@@ -190,7 +191,14 @@ pub fn sql(model: &ValidatedModel) -> String {
                         measure.percentile.unwrap_or(0.5)
                     )
                 };
-                let list = aggregate(&mut lists, "values", call, &source);
+                // Distinct counts read the roll-up's daily lists of distinct values; percentiles
+                // the events.
+                let from = if measure.agg == Aggregation::CountDistinct {
+                    format!("values_{m}")
+                } else {
+                    source.clone()
+                };
+                let list = aggregate(&mut lists, "values", call, &from);
                 for (index, &w) in windows.iter().enumerate() {
                     let (expression, column) = unnest(&list, index, w);
                     lists.last_mut().expect("list").unnested.push(expression);
@@ -201,7 +209,11 @@ pub fn sql(model: &ValidatedModel) -> String {
                     };
                     windowed.push(format!("{value} as {m}_{w}d"));
                 }
-                event_sources.push(source.clone());
+                if measure.agg == Aggregation::CountDistinct {
+                    value_sources.push(from);
+                } else {
+                    event_sources.push(source.clone());
+                }
             }
             // Components summed over the window; the value is computed from them below.
             Aggregation::Avg | Aggregation::Ratio | Aggregation::OverdueShare | Aggregation::Slope => {
@@ -256,18 +268,25 @@ pub fn sql(model: &ValidatedModel) -> String {
         );
         joins.push("windows".to_string());
     }
-    // Distinct counts and percentiles come from the events, not the roll-up.
+    // Distinct counts: the values of each day's list.
+    for source in &value_sources {
+        let list = component(source.trim_start_matches("values_"), "values");
+        query.add(
+            source.clone(),
+            format!(
+                "    select e.__entity,\n        {}\n    from (\n        select d.__entity, d.__day, unnest(d.{list}) as __value\n        from {daily_ref} as d\n    ) as e\n    group by e.__entity",
+                aggregates_of(source).join(",\n        "),
+            ),
+        );
+        joins.push(source.clone());
+    }
+    // Percentiles come from the events, not the roll-up.
     for source in &event_sources {
         let measure = spec
             .measures
             .iter()
             .find(|x| format!("events_{}", x.name) == *source)
             .expect("measure of source");
-        let select_kind = if measure.agg == Aggregation::CountDistinct {
-            "select distinct"
-        } else {
-            "select"
-        };
         // `event_time_filter` is `true` except in a time-range run (then: the range and its
         // lookback).
         let filter = format!(
@@ -282,7 +301,7 @@ pub fn sql(model: &ValidatedModel) -> String {
         query.add(
             source.clone(),
             format!(
-                "    select e.__entity,\n        {}\n    from (\n        {select_kind} events.{ev_entity} as __entity, cast(cast(events.{time} as date) as int) as __day, {expr} as __value\n        from {{{{ ref('{model}') }}}} as events\n        {filter}\n    ) as e\n    group by e.__entity",
+                "    select e.__entity,\n        {}\n    from (\n        select events.{ev_entity} as __entity, cast(cast(events.{time} as date) as int) as __day, {expr} as __value\n        from {{{{ ref('{model}') }}}} as events\n        {filter}\n    ) as e\n    group by e.__entity",
                 aggregates_of(source).join(",\n        "),
                 ev_entity = spec.events.entity,
                 time = spec.events.time,
@@ -408,56 +427,29 @@ pub fn sql(model: &ValidatedModel) -> String {
     select.extend(measured.iter().cloned());
     select.push(cohort_size);
     let public_derived: Vec<String> = model.derived.iter().flat_map(public_columns).collect();
-    // Only the periods a baseline or lag of a recomputed period looks back on (none: no union).
+    // A time-range run reads the periods a baseline or lag of a recomputed period looks back on
+    // from the scorecard's own table (none: nothing to read).
     let reach_days = stored_reach_days(model);
-    let stored_union = incremental && reach_days > 0;
-    let measured_body = format!(
-        "    select\n        {}\n    from windowed as w",
-        select.join(",\n        ")
+    let stored_history = incremental && reach_days > 0;
+    let mut previous = query.add(
+        "measured",
+        format!(
+            "    select\n        {}\n    from windowed as w",
+            select.join(",\n        ")
+        ),
     );
-    let mut previous = if stored_union {
-        query.add("measured_fresh", measured_body);
-        // The columns of `measured_fresh`, in order.
-        let names: Vec<String> = windowed_select
-            .iter()
-            .chain(&measured)
-            .map(|column| alias_of(column).to_string())
-            .chain(["cohort_size".to_string()])
-            .collect();
-        let stored_columns = output_columns(model, &public_derived);
-        let mut fresh = names.clone();
-        fresh.push("false as __stored".into());
-        let mut stored: Vec<String> = names
-            .iter()
-            .map(|name| match name.as_str() {
-                "__period" => "cast(cast(stored.period_end as date) as int) as __period".to_string(),
-                "period_end" => "cast(stored.period_end as date) as period_end".to_string(),
-                // Components of measures are not kept; only the recomputed periods use them.
-                _ if !stored_columns.contains(name) => format!("null as {name}"),
-                _ => format!("stored.{name}"),
-            })
-            .collect();
-        stored.push("true as __stored".into());
-        for name in &public_derived {
-            fresh.push(format!("null as __stored_{name}"));
-            stored.push(format!("stored.{name} as __stored_{name}"));
-        }
-        query.add(
-            "measured",
-            format!(
-                "    select\n        {}\n    from measured_fresh{{%- if is_incremental() %}}\n    union all\n    select\n        {}\n    from {{{{ this }}}} as stored\n    where {{{{ event_time_range('stored.period_end', {reach_days}) }}}} and not {{{{ event_time_range('stored.period_end') }}}}{{%- endif %}}",
-                fresh.join(",\n        "),
-                stored.join(",\n        ")
-            ),
-        )
-    } else {
-        query.add("measured", measured_body)
-    };
+    // The columns of `previous`, in order.
+    let mut columns: Vec<String> = windowed_select
+        .iter()
+        .chain(&measured)
+        .map(|column| alias_of(column).to_string())
+        .chain(["cohort_size".to_string()])
+        .collect();
 
     // Derived columns, grouped by dependency level: each level is one CTE of references (window
     // functions) and one of values, so the plan has as few window stages as the dependencies allow.
     let levels = derived_levels(model);
-    let mut stages: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+    let mut stages: Vec<Stage> = Vec::new();
 
     let cohort_partition = |scope: Scope| match (&spec.cohort, scope) {
         (Some(cohort), Scope::Cohort) => format!("{cohort}, __period"),
@@ -469,7 +461,7 @@ pub fn sql(model: &ValidatedModel) -> String {
         match derived {
             Derived::Formula(formula) => {
                 stage_at(&mut stages, level)
-                    .1
+                    .values
                     .push(format!("cast({} as double) as {}", formula.expr, formula.name));
             }
             Derived::Comparison(comparison) => {
@@ -493,28 +485,36 @@ pub fn sql(model: &ValidatedModel) -> String {
                     }
                     Against::Baseline => {
                         let skip = comparison.skip.unwrap_or(0);
-                        let frame = format!(
-                            "over (partition by {entity} order by __period rows between {} preceding and {} preceding)",
-                            comparison.periods.unwrap_or(8) + skip,
-                            skip + 1
-                        );
+                        // The `periods` rows before the skipped ones: what `rows between
+                        // {start} preceding and {end} preceding` frames, a partition at a time.
+                        let (start, end) = (comparison.periods.unwrap_or(8) + skip, skip + 1);
+                        // In one pass over the rows ordered by entity, the entity as the key
+                        // (not a partition per entity: see `crate::functions`).
+                        let over = format!("over (order by {entity}, __period)");
                         let kept = match &comparison.exclude_when {
                             Some(exclude) => format!("case when not coalesce(({exclude}), false) then {metric} end"),
                             None => metric.clone(),
                         };
+                        // Every statistic of the frame in one window function (a struct); the
+                        // reference, spread and count read its fields.
+                        let summary = format!("__{name}_trailing");
+                        stage_at(&mut stages, level).lookback.push(format!(
+                            "tidemark_trailing_summary({kept}, {start}, {end}, {entity}) {over} as {summary}"
+                        ));
+                        let field = |name: &str| format!("{summary}['{name}']");
                         let floor = comparison.sigma_floor.unwrap_or(0.0);
                         let floor_ratio = comparison.sigma_floor_ratio.unwrap_or(0.1);
                         let (centre, spread) = if compare_as == CompareAs::RobustZ {
                             (
-                                format!("median({kept}) {frame}"),
-                                format!("(percentile_cont({kept}, 0.75) {frame} - percentile_cont({kept}, 0.25) {frame}) / 1.349"),
+                                field("median"),
+                                format!("({} - {}) / 1.349", field("p75"), field("p25")),
                             )
                         } else {
-                            (format!("avg({kept}) {frame}"), format!("stddev_samp({kept}) {frame}"))
+                            (field("avg"), field("stddev"))
                         };
                         extra = vec![
                             format!("greatest(coalesce({spread}, 0), {floor}, {floor_ratio} * abs({centre})) as {name}_sigma"),
-                            format!("count({kept}) {frame} as __{name}_periods"),
+                            format!("{} as __{name}_periods", field("count")),
                         ];
                         condition = format!("__{name}_periods >= {}", comparison.min_periods.unwrap_or(3));
                         centre
@@ -531,7 +531,23 @@ pub fn sql(model: &ValidatedModel) -> String {
                         format!("case when cohort_size >= {min_cohort} then {statistic} over (partition by {cohort}, __period) end")
                     }
                 };
-                let references = &mut stage_at(&mut stages, level).0;
+                let stage = stage_at(&mut stages, level);
+                let references = match comparison.against {
+                    // Along the entity's own periods, reading earlier ones in a time-range run
+                    // (a baseline's summary is there already; its fields are references).
+                    Against::Previous | Against::Baseline => {
+                        stage.lookback_inputs.push(comparison.metric.clone());
+                        if let Some(exclude) = &comparison.exclude_when {
+                            stage.lookback_inputs.extend(super::validate::identifiers(exclude));
+                        }
+                        if comparison.against == Against::Previous {
+                            &mut stage.lookback
+                        } else {
+                            &mut stage.references
+                        }
+                    }
+                    _ => &mut stage.references,
+                };
                 references.push(format!("{reference_sql} as {reference}"));
                 references.extend(extra);
                 let value = match compare_as {
@@ -543,7 +559,7 @@ pub fn sql(model: &ValidatedModel) -> String {
                     }
                 };
                 stage_at(&mut stages, level)
-                    .1
+                    .values
                     .push(format!("case when {condition} then {value} end as {name}"));
             }
             Derived::Normalize(normalize, name) => {
@@ -552,14 +568,14 @@ pub fn sql(model: &ValidatedModel) -> String {
                     (Scope::Cohort, n) if n > 0 => format!("case when cohort_size >= {n} then {value} end"),
                     _ => value,
                 };
-                stage_at(&mut stages, level).1.push(format!("{value} as {name}"));
+                stage_at(&mut stages, level).values.push(format!("{value} as {name}"));
             }
             Derived::Shrink(shrink, name) => {
                 let num = window_part(&shrink.measure, shrink.window, "num");
                 let den = window_part(&shrink.measure, shrink.window, "den");
                 let partition = cohort_partition(shrink.toward);
                 let k = shrink.strength;
-                stage_at(&mut stages, level).1.push(format!(
+                stage_at(&mut stages, level).values.push(format!(
                     "({num} + {k} * (sum({num}) over (partition by {partition}) / nullif(sum({den}) over (partition by {partition}), 0))) / nullif({den} + {k}, 0) as {name}"
                 ));
             }
@@ -591,7 +607,7 @@ pub fn sql(model: &ValidatedModel) -> String {
                     };
                     weights.push((column, weight));
                 }
-                stage_at(&mut stages, level).0.extend(parts);
+                stage_at(&mut stages, level).references.extend(parts);
                 let weighted: Vec<String> = weights.iter().map(|(c, w)| format!("{w} * coalesce({c}, 0)")).collect();
                 let value = match score.missing {
                     MissingPolicy::Zero => format!("({})", weighted.join(" + ")),
@@ -608,39 +624,89 @@ pub fn sql(model: &ValidatedModel) -> String {
                     }
                 };
                 stage_at(&mut stages, level)
-                    .1
+                    .values
                     .push(format!("{value} as {}", score.name));
             }
         }
     }
-    for (index, (references, values)) in stages.into_iter().enumerate() {
-        for (suffix, columns) in [("references", references), ("values", values)] {
-            // Earlier periods read from the table keep their stored values.
-            let columns: Vec<String> = if stored_union {
-                columns
-                    .into_iter()
-                    .map(|column| {
-                        let name = alias_of(&column);
-                        if public_derived.iter().any(|p| p == name) {
-                            let expression = &column[..column.len() - name.len() - " as ".len()];
-                            format!("case when __stored then __stored_{name} else {expression} end as {name}")
-                        } else {
-                            column
-                        }
+    let stored_columns = output_columns(model, &public_derived);
+    let select_all = |columns: &[String], from: &str, filter: &str| {
+        format!(
+            "    select *,\n        {}\n    from {from}{filter}",
+            columns.join(",\n        ")
+        )
+    };
+    for (index, stage) in stages.into_iter().enumerate() {
+        let level = index + 1;
+        if !stage.lookback.is_empty() {
+            // In a time-range run, the earlier periods the lags and baselines look back on come
+            // from the table, with the columns they read (the others NULL); they pass through
+            // these window functions only and leave at the next step.
+            let mut filter = "";
+            if stored_history {
+                let had_stored = columns.iter().any(|c| c == "__stored");
+                if !had_stored {
+                    columns.push("__stored".into());
+                }
+                let fresh: Vec<String> = columns
+                    .iter()
+                    .map(|name| match name.as_str() {
+                        "__stored" if !had_stored => "false as __stored".into(),
+                        _ => name.clone(),
                     })
-                    .collect()
-            } else {
-                columns
-            };
-            if !columns.is_empty() {
+                    .collect();
+                let stored: Vec<String> = columns
+                    .iter()
+                    .map(|name| match name.as_str() {
+                        "__stored" => "true as __stored".to_string(),
+                        "__period" => "cast(cast(stored.period_end as date) as int) as __period".into(),
+                        "period_end" => "cast(stored.period_end as date) as period_end".into(),
+                        _ if name == entity => format!("stored.{name}"),
+                        _ if stage.lookback_inputs.contains(name) && stored_columns.contains(name) => {
+                            format!("stored.{name}")
+                        }
+                        _ => format!("null as {name}"),
+                    })
+                    .collect();
                 previous = query.add(
-                    format!("level_{}_{suffix}", index + 1),
+                    format!("level_{level}_history"),
                     format!(
-                        "    select *,\n        {}\n    from {previous}",
-                        columns.join(",\n        ")
+                        "    select\n        {}\n    from {previous}{{%- if is_incremental() %}}\n    union all\n    select\n        {}\n    from {{{{ this }}}} as stored\n    where {{{{ event_time_range('stored.period_end', {reach_days}) }}}} and not {{{{ event_time_range('stored.period_end') }}}}{{%- endif %}}",
+                        fresh.join(",\n        "),
+                        stored.join(",\n        ")
                     ),
                 );
+                filter = "\n    where not __stored";
             }
+            let lookback = query.add(
+                format!("level_{level}_lookback"),
+                select_all(&stage.lookback, &previous, ""),
+            );
+            columns.extend(stage.lookback.iter().map(|c| alias_of(c).to_string()));
+            previous = if stage.references.is_empty() {
+                query.add(
+                    format!("level_{level}_references"),
+                    format!("    select *\n    from {lookback}{filter}"),
+                )
+            } else {
+                query.add(
+                    format!("level_{level}_references"),
+                    select_all(&stage.references, &lookback, filter),
+                )
+            };
+        } else if !stage.references.is_empty() {
+            previous = query.add(
+                format!("level_{level}_references"),
+                select_all(&stage.references, &previous, ""),
+            );
+        }
+        columns.extend(stage.references.iter().map(|c| alias_of(c).to_string()));
+        if !stage.values.is_empty() {
+            previous = query.add(
+                format!("level_{level}_values"),
+                select_all(&stage.values, &previous, ""),
+            );
+            columns.extend(stage.values.iter().map(|c| alias_of(c).to_string()));
         }
     }
 
@@ -652,11 +718,10 @@ pub fn sql(model: &ValidatedModel) -> String {
         .map(|(name, body)| format!("{name} as (\n{body}\n)"))
         .collect();
     format!(
-        "-- Metric model {}: scorecard, one row per {entity} and period (generated by tidemark).\nwith {}\nselect\n    {}\nfrom {previous}\n{}",
+        "-- Metric model {}: scorecard, one row per {entity} and period (generated by tidemark).\nwith {}\nselect\n    {}\nfrom {previous}\n",
         spec.name,
         ctes.join(",\n"),
         output.join(",\n    "),
-        if stored_union { "where not __stored\n" } else { "" }
     )
 }
 
@@ -780,10 +845,23 @@ fn derived_levels(model: &ValidatedModel) -> Vec<usize> {
     levels
 }
 
-/// The (references, values) columns of a dependency level, creating levels as needed.
-fn stage_at(stages: &mut Vec<(Vec<String>, Vec<String>)>, level: usize) -> &mut (Vec<String>, Vec<String>) {
+/// The columns a dependency level adds, in the order its CTEs compute them.
+#[derive(Default)]
+struct Stage {
+    /// Lags and baselines: window functions partitioned by entity, ordered by period.
+    lookback: Vec<String>,
+    /// The columns those read (metrics and `exclude_when` identifiers).
+    lookback_inputs: Vec<String>,
+    /// Window functions over the level's periods (cohort and period statistics, score parts).
+    references: Vec<String>,
+    /// Expressions over the references.
+    values: Vec<String>,
+}
+
+/// The stage of a dependency level, creating levels as needed.
+fn stage_at(stages: &mut Vec<Stage>, level: usize) -> &mut Stage {
     while stages.len() < level {
-        stages.push((Vec::new(), Vec::new()));
+        stages.push(Stage::default());
     }
     &mut stages[level - 1]
 }
