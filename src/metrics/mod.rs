@@ -4,12 +4,12 @@
 //! selection, `compile`, `ls`, tests and materialisation treat them like any other model:
 //!
 //! - `<name>__daily`: one pass over the events to an entity × day roll-up of additive
-//!   components (counts, sums, slope sums, drop flags, ...);
+//!   components (counts, sums, slope sums, drop flags, ...) and lists of distinct values;
 //! - `<name>`: the scorecard, one row per entity × period (every entity at every period, so
-//!   periods without activity are zeros, not gaps): every measure over every window from the
-//!   roll-up joined by entity with a day-range condition, then comparisons, normalisation,
-//!   shrinkage and scores as window functions partitioned by entity or by cohort and period,
-//!   and the data gates of the period;
+//!   periods without activity are zeros, not gaps): every measure over every window from one
+//!   aggregation of the roll-up by entity (`tidemark_window_*`), then comparisons,
+//!   normalisation, shrinkage and scores as window functions over the entity's periods or
+//!   partitioned by cohort and period, and the data gates of the period;
 //! - `<name>_alerts`: one row per entity × period × rule in breach for the required number of
 //!   consecutive periods, with severity, owner, reason and status (`fired`, or `suppressed` when
 //!   the period's data gate failed).

@@ -4,11 +4,14 @@
 //! (from the dimension, with their attributes); `windows`, one aggregation of the daily roll-up
 //! by entity in which each `tidemark_window_*` aggregate gives a measure component over each
 //! of its windows at every period end, as lists (see [`crate::functions`]); the same from the
-//! events for distinct counts and percentiles; the data gates of each period, as lists in
-//! period order; `window_rows`, which unnests all those lists side by side into entity × period
-//! rows (an entity without activity gets zeros, never gaps); `windowed`, the measures; then one
-//! layer per derived column (comparison, normalisation, shrinkage, score) in dependency order,
-//! each a window function partitioned by entity or by cohort and period.
+//! roll-up's daily lists of distinct values for distinct counts, and from the events for
+//! percentiles; the data gates of each period, as lists in period order; `window_rows`, which
+//! unnests all those lists side by side into entity × period rows (an entity without activity
+//! gets zeros, never gaps); `windowed`, the measures; then the derived columns (comparison,
+//! normalisation, shrinkage, score) by dependency level: the level's lags and baselines over one
+//! ordering by entity and period (`level_<n>_lookback`, in a time-range run over the stored
+//! earlier periods too, `level_<n>_history`), its cohort and period window functions
+//! (`level_<n>_references`), then its values (`level_<n>_values`).
 
 use super::daily::{self, component};
 use super::spec::*;
