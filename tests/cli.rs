@@ -216,6 +216,34 @@ fn malformed_yaml_names_file_line_and_column() {
 }
 
 #[test]
+fn an_alias_or_schema_that_is_not_one_folder_name_is_rejected_at_its_line() {
+    for (config, value) in [
+        ("alias='../../../escaped'", "../../../escaped"),
+        ("alias='a/b'", "a/b"),
+        ("schema='..'", ".."),
+        ("alias='a\\\\b'", "a\\b"),
+    ] {
+        let project = fixture("basic");
+        let model = project.path().join("models/staging/stg_events.sql");
+        let text = std::fs::read_to_string(&model).expect("model");
+        std::fs::write(
+            &model,
+            format!("-- a relation outside its folder\n{{{{ config({config}) }}}}\n{text}"),
+        )
+        .expect("write model");
+        let output = tidemark(project.path(), &["build"]);
+        let text = transcript(&output, project.path());
+        assert_eq!(output.status.code(), Some(2), "{config}: {text}");
+        assert!(text.contains("models/staging/stg_events.sql:2"), "{config}: {text}");
+        assert!(
+            text.contains(&format!("'{value}' is not a relation name")),
+            "{config}: {text}"
+        );
+        assert_nothing_written(project.path());
+    }
+}
+
+#[test]
 fn a_jinja_error_names_file_and_line() {
     let project = fixture("jinja_error");
     let output = tidemark(project.path(), &["build"]);

@@ -119,7 +119,16 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             }
         };
         config.insert("materialized".into(), Json::from(materialized.as_str()));
-        let relation = (materialized != Materialization::Ephemeral).then(|| relation_of(&config, &name, target));
+        let relation = if materialized == Materialization::Ephemeral {
+            None
+        } else {
+            // A rejected name is reported; the node stays in the DAG (under its own name, never
+            // written: the run stops at the problems) so its children report nothing more.
+            Some(relation_of(&config, &name, target).unwrap_or_else(|problem| {
+                problems.push(bad_relation("model", &name, &file.path, &file.text, problem));
+                RelationName::table(&target.schema, &name)
+            }))
+        };
         let unique_id = format!("model.{project_name}.{name}");
         if let Some(previous) = by_name.insert(name.clone(), unique_id.clone()) {
             problems.push(duplicate_name(&name, &file.path, &nodes[&previous].path));
@@ -210,11 +219,15 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             problems.push(duplicate_name(&name, &seed.path, &nodes[&previous].path));
             continue;
         }
+        let relation = relation_of(&config, &name, target).unwrap_or_else(|problem| {
+            problems.push(bad_relation("seed", &name, &seed.path, "", problem));
+            RelationName::table(&target.schema, &name)
+        });
         nodes.insert(
             unique_id.clone(),
             Node {
                 unique_id,
-                relation: Some(relation_of(&config, &name, target)),
+                relation: Some(relation),
                 tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
                 description: properties.map(|p| p.description.clone()).unwrap_or_default(),
                 columns: properties.map(|p| p.columns.clone()).unwrap_or_default(),
@@ -731,10 +744,44 @@ fn severity_of(config: &ConfigMap) -> Severity {
 }
 
 /// Where a model or seed lives: `config.schema` (else the target's schema), `config.alias` (else its name).
-fn relation_of(config: &ConfigMap, name: &str, target: &Target) -> RelationName {
+///
+/// Each is one folder of the warehouse, so a value that is not a single path segment (empty,
+/// `.`, `..`, or with `/`, `\` or NUL) is an error: the message, and the key and value to find
+/// its line by.
+fn relation_of(
+    config: &ConfigMap,
+    name: &str,
+    target: &Target,
+) -> Result<RelationName, (String, &'static str, String)> {
     let schema = config.get("schema").and_then(Json::as_str).unwrap_or(&target.schema);
     let alias = config.get("alias").and_then(Json::as_str).unwrap_or(name);
-    RelationName::table(schema, alias)
+    for (key, value) in [("schema", schema), ("alias", alias)] {
+        if value.is_empty() || value == "." || value == ".." || value.contains(['/', '\\', '\0']) {
+            return Err((
+                format!("{key} '{value}' is not a relation name: it names one folder of the warehouse, so it cannot be empty, '.' or '..', or contain '/' or '\\'"),
+                key,
+                value.to_string(),
+            ));
+        }
+    }
+    Ok(RelationName::table(schema, alias))
+}
+
+/// A relation name [`relation_of`] rejected, at its line (of the value, else of its key).
+fn bad_relation(
+    kind: &str,
+    name: &str,
+    path: &str,
+    text: &str,
+    (message, key, value): (String, &str, String),
+) -> Diagnostic {
+    let line = Some(value.as_str())
+        .filter(|v| !v.is_empty())
+        .and_then(|v| crate::diagnostics::line_of(text, v))
+        .or_else(|| crate::diagnostics::line_of(text, key));
+    Diagnostic::new(format!("{kind} '{name}': {message}"))
+        .in_file(path)
+        .at_line(line)
 }
 
 /// Source locations that are relative paths are relative to the project root.
