@@ -18,13 +18,13 @@
 
 use std::sync::Arc;
 
+use super::window_aggregates::literal;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, TimeUnit, TimestampNanosecondType};
 use datafusion::common::{plan_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{PartitionEvaluator, Signature, Volatility, WindowUDF, WindowUDFImpl};
-use datafusion::physical_expr::expressions::Literal;
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
@@ -120,10 +120,7 @@ impl WindowUDFImpl for Sequence {
             return plan_err!("{usage} takes {arity} or {} arguments, got {}", arity + 1, exprs.len());
         }
         let count = |index: usize, what: &str, least: i64| -> Result<i64> {
-            let Some(literal) = exprs[index].downcast_ref::<Literal>() else {
-                return plan_err!("{usage}: {what} must be a constant, got {}", exprs[index]);
-            };
-            match literal.value().cast_to(&DataType::Int64)? {
+            match literal(&exprs[index], what, usage)?.cast_to(&DataType::Int64)? {
                 ScalarValue::Int64(Some(n)) if n >= least => Ok(n),
                 other => plan_err!("{usage}: {what} must be {least} or more, got {other}"),
             }

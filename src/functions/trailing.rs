@@ -29,9 +29,8 @@ use datafusion::common::{plan_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{PartitionEvaluator, Signature, Volatility, WindowUDF, WindowUDFImpl};
-use datafusion::physical_expr::expressions::Literal;
 
-use super::window_aggregates::percentile_cont;
+use super::window_aggregates::{literal, percentile_cont};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Statistic {
@@ -149,12 +148,8 @@ impl WindowUDFImpl for Trailing {
                 exprs.len()
             );
         }
-        let constant = |index: usize, what: &str| -> Result<ScalarValue> {
-            match exprs[index].downcast_ref::<Literal>() {
-                Some(literal) => Ok(literal.value().clone()),
-                None => plan_err!("{usage}: {what} must be a constant, got {}", exprs[index]),
-            }
-        };
+        let constant =
+            |index: usize, what: &str| -> Result<ScalarValue> { literal(&exprs[index], what, &usage).cloned() };
         let rows = |index: usize, what: &str| -> Result<usize> {
             match constant(index, what)?.cast_to(&DataType::Int64)? {
                 ScalarValue::Int64(Some(n)) if n >= 0 => Ok(n as usize),

@@ -212,7 +212,8 @@ impl AggregateUDFImpl for WindowAggregate {
     }
 }
 
-fn literal<'a>(expression: &'a Arc<dyn PhysicalExpr>, what: &str, usage: &str) -> Result<&'a ScalarValue> {
+/// The value of a constant argument; a plan error naming `what` when it is not a constant.
+pub(super) fn literal<'a>(expression: &'a Arc<dyn PhysicalExpr>, what: &str, usage: &str) -> Result<&'a ScalarValue> {
     match expression.downcast_ref::<Literal>() {
         Some(literal) => Ok(literal.value()),
         None => plan_err!("{usage}: {what} must be a constant, got {expression}"),
