@@ -11,6 +11,12 @@
 //! 127.0.0.1, the warehouse a local folder they share) through a `type: ballista` target, and
 //! reports the client's and the cluster's peak memory; `--nightly` runs the incremental scenario (embedded).
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a benchmark reports on standard output"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -5,14 +5,22 @@
 //! models through `ref`, with a Jinja `{% for %}` loop and a project macro, plus one property
 //! file per folder declaring every model's columns and a `not_null` test. Each run loads the
 //! project, renders every model (parse phase), builds the DAG and compiles every node; the
-//! median of the runs is printed. `tidemark compile` on the same project is timed too.
+//! median of the runs is printed. `tidemark ls` and `tidemark compile` on the same project are
+//! timed too. `--one-file` keeps every model's properties in one `models/schema.yml` instead,
+//! as many real projects do.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a benchmark reports on standard output"
+)]
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-fn generate(root: &Path, models: usize) {
+fn generate(root: &Path, models: usize, one_file: bool) {
     std::fs::create_dir_all(root.join("macros")).unwrap();
     std::fs::write(
         root.join("tidemark.yml"),
@@ -25,6 +33,7 @@ fn generate(root: &Path, models: usize) {
     )
     .unwrap();
     let folders = 100;
+    let mut schema = String::from("version: 2\nmodels:\n");
     for folder in 0..folders {
         let dir = root.join(format!("models/area_{folder:03}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -52,7 +61,14 @@ fn generate(root: &Path, models: usize) {
             )
             .unwrap();
         }
-        std::fs::write(dir.join("properties.yml"), properties).unwrap();
+        if one_file {
+            schema.push_str(properties.trim_start_matches("version: 2\nmodels:\n"));
+        } else {
+            std::fs::write(dir.join("properties.yml"), properties).unwrap();
+        }
+    }
+    if one_file {
+        std::fs::write(root.join("models/schema.yml"), schema).unwrap();
     }
 }
 
@@ -84,16 +100,22 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    let one_file = std::env::args().any(|a| a == "--one-file");
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let models: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(7);
     let folder = tempfile::tempdir().unwrap();
-    generate(folder.path(), models);
+    generate(folder.path(), models, one_file);
     if let Ok(keep) = std::env::var("TIDEMARK_BENCH_DIR") {
         // Keep a copy of the generated project for profiling by hand.
-        generate(Path::new(&keep), models);
+        generate(Path::new(&keep), models, one_file);
     }
-    println!("generated {models} models in {}", folder.path().display());
+    let layout = if one_file {
+        "one models/schema.yml"
+    } else {
+        "one property file per folder"
+    };
+    println!("generated {models} models ({layout}) in {}", folder.path().display());
 
     let mut in_process = Vec::new();
     for run in 0..runs {
@@ -113,21 +135,26 @@ fn main() {
         release.exists().then(|| release.display().to_string())
     });
     if let Some(binary) = binary {
-        let mut cli = Vec::new();
-        for _ in 0..runs {
-            let clock = Instant::now();
-            let status = std::process::Command::new(&binary)
-                .args(["compile", "--no-progress"])
-                .current_dir(folder.path())
-                .output()
-                .unwrap();
-            assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-            cli.push(clock.elapsed().as_secs_f64());
+        for (command, what) in [
+            (["ls", "--no-progress"], "`tidemark ls` wall time"),
+            (
+                ["compile", "--no-progress"],
+                "`tidemark compile` wall time incl. writing target/",
+            ),
+        ] {
+            let mut cli = Vec::new();
+            for _ in 0..runs {
+                let clock = Instant::now();
+                let status = std::process::Command::new(&binary)
+                    .args(command)
+                    .current_dir(folder.path())
+                    .output()
+                    .unwrap();
+                assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+                cli.push(clock.elapsed().as_secs_f64());
+            }
+            println!("median {what} ({runs} runs): {:.3}s", median(cli));
         }
-        println!(
-            "median `tidemark compile` wall time incl. writing target/ ({runs} runs): {:.3}s",
-            median(cli)
-        );
     } else {
         println!("(set TIDEMARK_BIN to a tidemark binary to also time `tidemark compile` end to end)");
     }

@@ -18,6 +18,12 @@
 //!
 //! Needs python3 with pip (it installs `duckdb` when missing).
 
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a benchmark reports on standard output"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -468,7 +474,7 @@ mod raw {
         done
     }
 
-    pub fn run(project: &Path) {
+    pub(crate) fn run(project: &Path) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -7,6 +7,13 @@
 
 use std::fmt;
 
+/// A place in a file: 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
 /// One user-facing problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -46,6 +53,14 @@ impl Diagnostic {
     pub fn at_line(self, line: Option<usize>) -> Self {
         match line {
             Some(line) => self.at(line, None),
+            None => self,
+        }
+    }
+
+    /// At `position` when it is known (line and column).
+    pub fn at_position(self, position: Option<Position>) -> Self {
+        match position {
+            Some(position) => self.at(position.line, Some(position.column)),
             None => self,
         }
     }

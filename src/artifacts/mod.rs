@@ -52,6 +52,7 @@ impl Artifacts {
         &self,
         run_id: &str,
         command: &str,
+        lease: std::time::Duration,
         timeout: std::time::Duration,
         waiting: impl FnMut(&str),
     ) -> Result<crate::materialize::lock::Lock, String> {
@@ -63,8 +64,7 @@ impl Artifacts {
             std::sync::Arc::new(store),
             datafusion::object_store::path::Path::from("run.lock"),
             &format!("{}/run.lock", self.target_path),
-            run_id,
-            command,
+            crate::materialize::lock::Holder { run_id, command, lease },
             timeout,
             waiting,
         )
@@ -87,8 +87,13 @@ impl Artifacts {
             if !text.ends_with('\n') {
                 text.push('\n');
             }
-            // Compiled SQL is a copy for people to read; it is rewritten whole on every compile.
-            std::fs::write(self.root.join(&node.compiled_path), text.as_bytes())
+            // Compiled SQL is a copy for people to read. A file that already holds this text is
+            // left alone: reading is much cheaper than rewriting 20,000 files on every compile.
+            let path = self.root.join(&node.compiled_path);
+            if std::fs::read(&path).is_ok_and(|existing| existing == text.as_bytes()) {
+                return Ok(());
+            }
+            std::fs::write(path, text.as_bytes())
         })
     }
 
@@ -119,7 +124,6 @@ impl Artifacts {
         let document = json!({
             "metadata": {
                 "tidemark_version": TIDEMARK_VERSION,
-            "artifact_version": ARTIFACT_VERSION,
                 "artifact_version": ARTIFACT_VERSION,
                 "invocation_id": run.run_id,
                 "generated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -11,7 +11,7 @@ use crate::project::{self, Project, Target};
 use crate::template::TemplateEngine;
 
 /// A loaded project, ready to select and compile.
-pub struct Loaded {
+pub(super) struct Loaded {
     pub project: Project,
     pub target: Target,
     pub engine: TemplateEngine,
@@ -21,7 +21,7 @@ pub struct Loaded {
 }
 
 /// Loads everything up to the graph; problems are printed and returned as `Err`.
-pub fn load(global: &GlobalArgs, printer: &Printer) -> Result<Loaded, ()> {
+pub(super) fn load(global: &GlobalArgs, printer: &Printer) -> Result<Loaded, ()> {
     let report = |diagnostics: Diagnostics| printer.diagnostics(&diagnostics);
     let project = project::load(&global.project_dir).map_err(report)?;
     let target = project::load_target(&project, global.profiles_dir.as_deref(), global.target.as_deref())
@@ -56,7 +56,7 @@ fn merged_vars(project: &Project, overrides: Option<&str>) -> Result<BTreeMap<St
 
 impl Loaded {
     /// The nodes `selection` picks within `scope`; a bad selector is printed and returned as `Err`.
-    pub fn select(
+    pub(super) fn select(
         &self,
         selection: &super::SelectArgs,
         scope: crate::graph::select::Scope,
@@ -84,7 +84,10 @@ impl Loaded {
     }
 
     /// The saved run of `--state`, if given.
-    pub fn state(&self, selection: &super::SelectArgs) -> Result<Option<crate::graph::state::State>, Diagnostic> {
+    pub(super) fn state(
+        &self,
+        selection: &super::SelectArgs,
+    ) -> Result<Option<crate::graph::state::State>, Diagnostic> {
         selection
             .state
             .as_ref()
@@ -94,7 +97,7 @@ impl Loaded {
 }
 
 /// Compiles `selected` nodes of `graph`; compile errors are printed and returned as `Err`.
-pub fn compile_or_report(
+pub(super) fn compile_or_report(
     loaded: &Loaded,
     graph: &Graph,
     selected: &std::collections::BTreeSet<String>,

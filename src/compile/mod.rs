@@ -3,7 +3,7 @@
 //! Models and singular tests are rendered in the compile phase with every `ref`/`source`
 //! resolved to its relation; ephemeral models become CTEs injected at the top of each query
 //! that uses them (directly or through other ephemeral models); generic tests are generated
-//! from their declaration ([`tests`]). Nothing is executed or written here.
+//! from their declaration (`tests`). Nothing is executed or written here.
 
 mod tests;
 
@@ -14,7 +14,8 @@ use rayon::prelude::*;
 
 use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
 use crate::graph::{Graph, Materialization, Node, ResourceType};
-use crate::template::{CompileContext, RelationName, RelationResolver, TemplateEngine};
+use crate::relation::RelationName;
+use crate::template::{CompileContext, RelationResolver, TemplateEngine};
 
 /// The SQL of one node, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +44,7 @@ pub struct CompileOptions {
     /// is not a full refresh).
     pub incremental: BTreeSet<String>,
     /// Time-range incremental models and the range their inputs are read in.
-    pub time_filters: BTreeMap<String, crate::template::TimeFilter>,
+    pub time_filters: BTreeMap<String, crate::relation::TimeFilter>,
 }
 
 /// Prefix of the CTE an ephemeral model is inlined as.

@@ -25,7 +25,7 @@ fn tested_relation(graph: &Graph, node: &Node) -> String {
 /// The Jinja call of a custom generic test (`{% test name(model, column_name, ...) %}`):
 /// `model` is the tested relation (filtered by `where:`), `column_name` the column it is
 /// declared under, and every argument a keyword argument.
-pub fn custom_test_call(graph: &Graph, node: &Node) -> String {
+pub(super) fn custom_test_call(graph: &Graph, node: &Node) -> String {
     let test = node.test.as_ref().expect("generic test node");
     let literal = |value: &Json| match value {
         Json::Null => "none".to_string(),
@@ -42,7 +42,11 @@ pub fn custom_test_call(graph: &Graph, node: &Node) -> String {
 }
 
 /// The failing-rows query of a generic test node.
-pub fn generic_test_sql(graph: &Graph, node: &Node, resolver: &dyn RelationResolver) -> Result<String, Diagnostic> {
+pub(super) fn generic_test_sql(
+    graph: &Graph,
+    node: &Node,
+    resolver: &dyn RelationResolver,
+) -> Result<String, Diagnostic> {
     let test = node.test.as_ref().expect("generic test node");
     let at_declaration = |message: String| Diagnostic::new(message).in_file(&node.path).at_line(node.line);
     let model = tested_relation(graph, node);

@@ -8,7 +8,7 @@ use datafusion::prelude::SessionContext;
 
 use super::ExecuteError;
 use crate::graph::Node;
-use crate::template::quote_identifier;
+use crate::relation::quote_identifier;
 
 /// Checks `frame` against `node`'s enforced contract and orders its columns as declared; a
 /// mismatch is an error listing every difference.

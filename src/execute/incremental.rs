@@ -28,13 +28,13 @@ use super::session::CATALOG;
 use super::{ExecuteError, Session};
 use crate::graph::{Node, SchemaChange, Strategy};
 use crate::materialize::Replace;
-use crate::template::quote_identifier;
+use crate::relation::quote_identifier;
 
 /// What an incremental run wrote.
-pub struct IncrementalWrite {
+pub(super) struct IncrementalWrite {
     pub new_rows: u64,
     /// What the model's query read.
-    pub scanned: super::node::Scanned,
+    pub scanned: super::write::Scanned,
     pub summary: crate::materialize::WriteSummary,
     pub strategy: Strategy,
 }
@@ -175,7 +175,7 @@ fn key_match(columns: &[String], a: &str, b: &str) -> String {
 }
 
 /// Runs an incremental model against its existing table.
-pub async fn write(
+pub(super) async fn write(
     session: &Session,
     node: &Node,
     frame: DataFrame,
@@ -183,7 +183,7 @@ pub async fn write(
 ) -> Result<IncrementalWrite, ExecuteError> {
     let config = node.incremental().map_err(ExecuteError::Setup)?;
     let relation = node.relation.as_ref().expect("models have relations");
-    let sql_error = |message: String| super::node::sql_error(session, node, message);
+    let sql_error = |message: String| super::write::sql_error(session, node, message);
 
     // The new rows, computed once: kept in memory, or on a cluster written by the executors to
     // a scratch file of the run's staging folder (the cluster cannot read this process's memory).
@@ -201,7 +201,7 @@ pub async fn write(
     let scratch = session.warehouse.scratch_path(run_id, relation);
     let (new_rows, scanned) = if session.distributed {
         let url = session.warehouse.url_of(&scratch);
-        let (rows, _) = super::node::write_parquet_files(session, frame, &url, Vec::new())
+        let (rows, _) = super::write::write_parquet_files(session, frame, &url, Vec::new())
             .await
             .map_err(|error| match error {
                 crate::materialize::MaterializeError::Execution(error) => sql_error(error.strip_backtrace()),
@@ -212,9 +212,9 @@ pub async fn write(
             .register_parquet(new_name.clone(), &url, Default::default())
             .await
             .map_err(ExecuteError::from_datafusion)?;
-        (rows, super::node::Scanned::default())
+        (rows, super::write::Scanned::default())
     } else {
-        let (plan, stream) = super::node::start(session, node, frame).await?;
+        let (plan, stream) = super::write::start(session, node, frame).await?;
         let batches: Vec<_> = futures::TryStreamExt::try_collect(stream)
             .await
             .map_err(|e: datafusion::error::DataFusionError| sql_error(e.strip_backtrace()))?;
@@ -224,7 +224,7 @@ pub async fn write(
             .ctx
             .register_table(new_name.clone(), Arc::new(table))
             .map_err(ExecuteError::from_datafusion)?;
-        (rows, super::node::Scanned::of(&plan))
+        (rows, super::write::Scanned::of(&plan))
     };
     let result = merge(
         session,
@@ -254,11 +254,11 @@ async fn merge(
     new_name: &TableReference,
     new_schema: &SchemaRef,
     new_rows: u64,
-    scanned: super::node::Scanned,
+    scanned: super::write::Scanned,
     run_id: &str,
 ) -> Result<IncrementalWrite, ExecuteError> {
     let relation = node.relation.as_ref().expect("models have relations");
-    let sql_error = |message: String| super::node::sql_error(session, node, message);
+    let sql_error = |message: String| super::write::sql_error(session, node, message);
     let new_sql = format!(
         "{}.{}.{}",
         quote_identifier(CATALOG),
@@ -346,7 +346,7 @@ async fn merge(
             .sql(&combined)
             .await
             .map_err(|e| sql_error(e.strip_backtrace()))?;
-        let (summary, _) = super::node::write_frame(session, node, frame, run_id).await?;
+        let (summary, _) = super::write::write_frame(session, node, frame, run_id).await?;
         return Ok(IncrementalWrite {
             new_rows,
             scanned,
@@ -396,7 +396,7 @@ async fn merge(
         .sql(&restricted)
         .await
         .map_err(|e| sql_error(e.strip_backtrace()))?;
-    let (summary, _) = super::node::write_partitioned(session, node, frame, Replace::Only(folders), run_id).await?;
+    let (summary, _) = super::write::write_partitioned(session, node, frame, Replace::Only(folders), run_id).await?;
     Ok(IncrementalWrite {
         new_rows,
         scanned,

@@ -13,6 +13,7 @@ mod incremental;
 mod node;
 pub mod session;
 mod unit;
+mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

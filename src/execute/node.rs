@@ -1,19 +1,17 @@
 //! Running one node: build a table, create a view, load a seed, or count a test's failures.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::{Array, Int64Array};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::options::CsvReadOptions;
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::DataFrame;
 use serde_json::Value as Json;
 
+use super::write::{plan_sql, sql_error, write_frame, Scanned};
 use super::{ExecuteError, NodeResult, NodeStatus, Reporter, Session};
 use crate::graph::{Materialization, Node, Strategy};
-use crate::materialize::{MaterializeError, Replace, WriteSummary};
-use crate::template::quote_identifier;
+use crate::materialize::WriteSummary;
+use crate::relation::quote_identifier;
 
 /// What a node did when it succeeded.
 struct Outcome {
@@ -25,61 +23,8 @@ struct Outcome {
     scanned: Option<Scanned>,
 }
 
-/// What the scans of a node's query read from storage: rows they produced (after pruning and
-/// filter pushdown) and bytes fetched.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Scanned {
-    pub rows: u64,
-    pub bytes: u64,
-}
-
-impl Scanned {
-    /// Sums the metrics of the data-source operators of an executed plan.
-    pub fn of(plan: &Arc<dyn ExecutionPlan>) -> Scanned {
-        let mut total = Scanned::default();
-        let mut stack = vec![plan.clone()];
-        while let Some(plan) = stack.pop() {
-            if plan.name() == "DataSourceExec" {
-                if let Some(metrics) = plan.metrics() {
-                    total.rows += metrics.output_rows().unwrap_or(0) as u64;
-                    total.bytes += metrics
-                        .sum_by_name("bytes_scanned")
-                        .map(|value| value.as_usize() as u64)
-                        .unwrap_or(0);
-                }
-            }
-            stack.extend(plan.children().into_iter().cloned());
-        }
-        total
-    }
-}
-
-/// The physical plan of a node's frame; planning errors belong to the node's SQL.
-async fn physical_plan(
-    session: &Session,
-    node: &Node,
-    frame: DataFrame,
-) -> Result<Arc<dyn ExecutionPlan>, ExecuteError> {
-    frame
-        .create_physical_plan()
-        .await
-        .map_err(|error| sql_error(session, node, error.strip_backtrace()))
-}
-
-/// Plans a frame and starts it, keeping the plan to read its metrics afterwards.
-pub(super) async fn start(
-    session: &Session,
-    node: &Node,
-    frame: DataFrame,
-) -> Result<(Arc<dyn ExecutionPlan>, datafusion::execution::SendableRecordBatchStream), ExecuteError> {
-    let plan = physical_plan(session, node, frame).await?;
-    let stream = datafusion::physical_plan::execute_stream(plan.clone(), session.ctx.task_ctx())
-        .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
-    Ok((plan, stream))
-}
-
 /// Runs node `id`; never panics on user input, every problem becomes an error result.
-pub async fn run(session: &Session, id: &str, run_id: &str, reporter: &dyn Reporter) -> NodeResult {
+pub(super) async fn run(session: &Session, id: &str, run_id: &str, reporter: &dyn Reporter) -> NodeResult {
     let node = &session.graph().nodes[id];
     let compiled_path = session.compiled().nodes.get(id).map(|c| c.compiled_path.clone());
     let started_at = now();
@@ -210,47 +155,6 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Plans the node's compiled SQL; planning errors name the node and its compiled file.
-async fn plan_sql(session: &Session, node: &Node, sql: &str) -> Result<DataFrame, ExecuteError> {
-    session
-        .ctx
-        .sql(sql)
-        .await
-        .map_err(|error| sql_error(session, node, error.strip_backtrace()))
-}
-
-pub(super) fn sql_error(session: &Session, node: &Node, message: String) -> ExecuteError {
-    let message = match cluster_hint(&message) {
-        Some(hint) => format!("{message}\n{hint}"),
-        None => message,
-    };
-    ExecuteError::Sql {
-        node: node.name.clone(),
-        compiled_path: session
-            .compiled()
-            .nodes
-            .get(&node.unique_id)
-            .map(|c| c.compiled_path.clone())
-            .unwrap_or_default(),
-        message,
-    }
-}
-
-/// What to do about a cluster's error that is not the model's fault.
-fn cluster_hint(message: &str) -> Option<&'static str> {
-    if message.contains("RecursionLimitReached") {
-        Some(
-            "hint: the cluster's scheduler or executors decode plans with protobuf's default nesting limit; build them with prost's no-recursion-limit feature (README: \"Distributed runs: type: ballista\")",
-        )
-    } else if message.contains("Error serializing custom table") {
-        Some(
-            "hint: the plan reads a table that cannot be sent to a cluster, such as a table function in FROM (`from range(0, n)`); write `select unnest(range(0, n)) as value` instead",
-        )
-    } else {
-        None
-    }
-}
-
 fn compiled_sql<'a>(session: &'a Session, node: &Node) -> Result<&'a str, ExecuteError> {
     session
         .compiled()
@@ -258,206 +162,6 @@ fn compiled_sql<'a>(session: &'a Session, node: &Node) -> Result<&'a str, Execut
         .get(&node.unique_id)
         .map(|compiled| compiled.sql.as_str())
         .ok_or_else(|| ExecuteError::Internal(format!("{} was not compiled", node.unique_id)))
-}
-
-/// Streams a DataFrame into the node's table and registers the new version; a table with
-/// `partition_by` is written as Hive-style partition folders, all of them replaced.
-pub(super) async fn write_frame(
-    session: &Session,
-    node: &Node,
-    frame: DataFrame,
-    run_id: &str,
-) -> Result<(WriteSummary, Scanned), ExecuteError> {
-    if !node.partition_by().is_empty() {
-        return write_partitioned(session, node, frame, Replace::All, run_id).await;
-    }
-    let relation = node.relation.as_ref().expect("tables have relations");
-    // DataFusion's Parquet writer (this process's, or a cluster's executors') writes a staged
-    // object, encoding row groups and columns in parallel; this process renames it into place
-    // under the table's lock before it records the commit.
-    let warehouse = &session.warehouse;
-    let staged = warehouse.staged_table_path(run_id, relation);
-    let url = warehouse.url_of(&staged);
-    let scanned = std::sync::Mutex::new(Scanned::default());
-    let summary = warehouse
-        .commit_table(relation, run_id, || async {
-            match write_parquet_files(session, frame, &url, Vec::new()).await {
-                Ok((rows, read)) => {
-                    *scanned.lock().expect("scanned") = read;
-                    warehouse.publish_staged_table(&staged, relation).await?;
-                    Ok(rows)
-                }
-                Err(error) => {
-                    warehouse.remove(&staged).await;
-                    Err(error)
-                }
-            }
-        })
-        .await
-        .map_err(|error| materialize_error(session, node, error))?;
-    session.register_written_table(relation).await?;
-    let scanned = scanned.into_inner().expect("scanned");
-    Ok((summary, scanned))
-}
-
-/// `frame` with its partition columns as the text of their folder names: the value as Arrow
-/// formats it, [`NULL_PARTITION`](crate::materialize::partitioned::NULL_PARTITION) for NULL.
-fn with_partition_folder_values(frame: DataFrame, partition_by: &[String]) -> Result<DataFrame, MaterializeError> {
-    use datafusion::common::Column;
-    use datafusion::logical_expr::{cast, lit, Expr};
-    let columns = frame
-        .schema()
-        .fields()
-        .iter()
-        .map(|field| {
-            let column = Expr::Column(Column::from_name(field.name()));
-            if partition_by.contains(field.name()) {
-                datafusion::functions::expr_fn::coalesce(vec![
-                    cast(column, datafusion::arrow::datatypes::DataType::Utf8),
-                    lit(crate::materialize::partitioned::NULL_PARTITION),
-                ])
-                .alias(field.name())
-            } else {
-                column
-            }
-        })
-        .collect::<Vec<_>>();
-    Ok(frame.select(columns)?)
-}
-
-/// Resolves (with the reason) when a query on the cluster cannot be waited for any longer: the
-/// target's `query_timeout` passed, or the scheduler has had no executor for a while (Ballista
-/// keeps such a job queued forever). Never resolves otherwise.
-async fn watch_cluster(session: &Session) -> String {
-    let started = Instant::now();
-    let mut without_executors: Option<Instant> = None;
-    loop {
-        tokio::time::sleep(CLUSTER_POLL).await;
-        if let Some(limit) = session.query_timeout {
-            if started.elapsed() >= limit {
-                return format!(
-                    "the query ran on the cluster for longer than the target's query_timeout ({} s) and was stopped",
-                    limit.as_secs()
-                );
-            }
-        }
-        if let Some(reason) = executors_gone(session, &mut without_executors).await {
-            return reason;
-        }
-    }
-}
-
-/// How often a running cluster query's scheduler is asked for its executors.
-const CLUSTER_POLL: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Why the cluster cannot finish a query when its scheduler has reported no executor for 6 s
-/// (`since`: when it first reported none).
-#[cfg(feature = "ballista")]
-async fn executors_gone(session: &Session, since: &mut Option<Instant>) -> Option<String> {
-    const GRACE: std::time::Duration = std::time::Duration::from_secs(6);
-    let scheduler = session.scheduler.as_ref()?;
-    match crate::cluster::executor_count(scheduler).await {
-        Ok(0) => {
-            let since = *since.get_or_insert_with(Instant::now);
-            (since.elapsed() >= GRACE).then(|| {
-                format!(
-                    "the Ballista cluster has no executor left (the scheduler at {scheduler} reports 0 executors registered for {} s), so the query cannot finish; start executors and run again",
-                    since.elapsed().as_secs()
-                )
-            })
-        }
-        // Executors are back, or the scheduler is unreachable (which fails the query itself).
-        _ => {
-            *since = None;
-            None
-        }
-    }
-}
-
-#[cfg(not(feature = "ballista"))]
-async fn executors_gone(_session: &Session, _since: &mut Option<Instant>) -> Option<String> {
-    None
-}
-
-/// Runs `frame` with DataFusion's Parquet writer at the end of its plan, writing the result to
-/// `url` (one file; a folder of Hive partition folders, one file each, when `partition_by` is
-/// not empty): in this process, encoding row groups and columns in parallel, or on the
-/// Ballista cluster, where an executor writes it. Returns the rows written and what the plan's
-/// scans read (nothing is known of scans run on a cluster).
-pub(super) async fn write_parquet_files(
-    session: &Session,
-    frame: DataFrame,
-    url: &str,
-    partition_by: Vec<String>,
-) -> Result<(u64, Scanned), MaterializeError> {
-    let stop = async {
-        if session.distributed {
-            Some(watch_cluster(session).await)
-        } else {
-            std::future::pending().await
-        }
-    };
-    let written =
-        crate::materialize::staged::write_parquet(frame, session.ctx.task_ctx(), url, partition_by, stop).await?;
-    Ok((written.rows, Scanned::of(&written.plan)))
-}
-
-fn materialize_error(session: &Session, node: &Node, error: MaterializeError) -> ExecuteError {
-    match error {
-        // Errors raised while the query runs belong to the node's SQL.
-        MaterializeError::Execution(error) => sql_error(session, node, error.strip_backtrace()),
-        other => ExecuteError::Materialize(other),
-    }
-}
-
-/// Writes a partitioned table: the partitions the frame produces, replacing `replace`.
-pub(super) async fn write_partitioned(
-    session: &Session,
-    node: &Node,
-    frame: DataFrame,
-    replace: Replace,
-    run_id: &str,
-) -> Result<(WriteSummary, Scanned), ExecuteError> {
-    let relation = node.relation.as_ref().expect("tables have relations");
-    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let partition_by = node.partition_by();
-    if !session.distributed {
-        // tidemark's partition writer: it splits the rows by folder and encodes the partitions
-        // in parallel (DataFusion's writer splits row by row and hands each file tiny batches,
-        // which is slow for hundreds of partitions).
-        let plan = physical_plan(session, node, frame).await?;
-        // Each output partition of the plan is split by its own task.
-        let streams = datafusion::physical_plan::execute_stream_partitioned(plan.clone(), session.ctx.task_ctx())
-            .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
-        let summary = session
-            .warehouse
-            // The physical plan's schema: the batches are the plan's.
-            .write_partitioned(relation, plan.schema(), &partition_by, streams, replace, run_id)
-            .await
-            .map_err(|error| materialize_error(session, node, error))?;
-        session.register_written_table(relation).await?;
-        return Ok((summary, Scanned::of(&plan)));
-    }
-    let layout = crate::materialize::partitioned::PartitionLayout::of(&schema, &partition_by)
-        .map_err(|error| materialize_error(session, node, error))?;
-    let warehouse = &session.warehouse;
-    let summary = warehouse
-        .commit_partitions(relation, &schema, &layout.typed, replace, run_id, |staging| {
-            let partition_by = &partition_by;
-            async move {
-                // The executors' DataFusion writer writes Hive partition folders under the
-                // staging folder, one file per partition, named as tidemark names them
-                // (DataFusion would put NULL values in a folder of the type's default value).
-                let url = format!("{}/", warehouse.url_of(&staging));
-                let frame = with_partition_folder_values(frame, partition_by)?;
-                let (rows, _) = write_parquet_files(session, frame, &url, partition_by.clone()).await?;
-                warehouse.adopt_staged(&staging, rows).await
-            }
-        })
-        .await
-        .map_err(|error| materialize_error(session, node, error))?;
-    session.register_written_table(relation).await?;
-    Ok((summary, Scanned::default()))
 }
 
 async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Outcome, ExecuteError> {
@@ -567,8 +271,8 @@ async fn load_seed(session: &Session, node: &Node, run_id: &str) -> Result<Outco
 
 /// Where a test's failing rows are stored with `--store-failures` / `store_failures: true`:
 /// `<target schema>_test_failures.<test name>`.
-pub fn failures_relation(session: &Session, node: &Node) -> crate::template::RelationName {
-    crate::template::RelationName::table(&format!("{}_test_failures", session.schema), &node.name)
+pub(super) fn failures_relation(session: &Session, node: &Node) -> crate::relation::RelationName {
+    crate::relation::RelationName::table(&format!("{}_test_failures", session.schema), &node.name)
 }
 
 async fn run_test(session: &Session, node: &Node, run_id: &str) -> Result<Outcome, ExecuteError> {

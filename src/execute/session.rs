@@ -29,7 +29,7 @@ use crate::compile::CompiledProject;
 use crate::graph::{Graph, Materialization, Node};
 use crate::materialize::Warehouse;
 use crate::project::{Engine, Target};
-use crate::template::RelationName;
+use crate::relation::RelationName;
 
 /// Name of the default catalog relations are registered in.
 pub const CATALOG: &str = "tidemark";

@@ -27,7 +27,7 @@ use super::session::CATALOG;
 use super::{ExecuteError, NodeStatus, Session};
 use crate::graph::{Graph, Materialization, Node, ResourceType, UnitTest};
 use crate::project::Rows;
-use crate::template::quote_identifier;
+use crate::relation::quote_identifier;
 
 /// How a unit test ended: status, message, mismatching rows, and the difference for people.
 pub(super) struct UnitOutcome {

@@ -43,7 +43,7 @@ impl Cadence {
 const MAX_PERIODS: usize = 100_000;
 
 /// Days since 1970-01-01.
-pub fn day_number(date: NaiveDate) -> i64 {
+pub(super) fn day_number(date: NaiveDate) -> i64 {
     (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days()
 }
 

@@ -14,7 +14,8 @@ use super::Graph;
 use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
 use crate::project::project_file::{merge_configs, tags_of};
 use crate::project::{ConfigMap, NodeProperties, Project, SqlFile, Target, TestDeclaration};
-use crate::template::{Capture, RelationName, TemplateEngine};
+use crate::relation::RelationName;
+use crate::template::{Capture, TemplateEngine};
 
 /// The generic tests tidemark knows, with their required arguments.
 pub const GENERIC_TESTS: &[(&str, &[&str])] = &[
@@ -520,7 +521,8 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
     super::state::fingerprint(&mut nodes, project, engine);
     for (id, test) in &unit_tests {
         if let Some(node) = nodes.get_mut(id) {
-            node.checksum = super::state::sha256(serde_json::to_string(test).expect("unit test serialises").as_bytes());
+            node.checksum =
+                crate::project::sha256(serde_json::to_string(test).expect("unit test serialises").as_bytes());
         }
     }
     let mut graph = Graph::new(project_name.to_string(), nodes, warnings)?;
@@ -533,7 +535,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
                 name.clone(),
                 (
                     definition.path.clone(),
-                    super::state::sha256(definition.text.as_bytes()),
+                    crate::project::sha256(definition.text.as_bytes()),
                 ),
             )
         })

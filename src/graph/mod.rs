@@ -1,6 +1,6 @@
 //! Stage 3 — graph: nodes, the DAG built from the refs each node makes, and node selection.
 //!
-//! [`build`] runs the parse phase and returns a [`Graph`]; [`Graph::new`] rejects cycles with
+//! [`build()`] runs the parse phase and returns a [`Graph`]; [`Graph::new`] rejects cycles with
 //! the cycle's path. [`select`] implements dbt's selection syntax over the graph.
 
 mod build;

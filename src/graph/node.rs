@@ -6,7 +6,8 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::project::{ColumnProperties, ConfigMap};
-use crate::template::{RefCall, RelationName, SourceCall};
+use crate::relation::RelationName;
+use crate::template::{RefCall, SourceCall};
 
 /// What a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

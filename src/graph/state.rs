@@ -10,17 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 
 use super::{Graph, Materialization, Node, ResourceType};
 use crate::diagnostics::Diagnostic;
-use crate::project::Project;
+use crate::project::{sha256, Project};
 use crate::template::TemplateEngine;
-
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
-}
 
 /// Fills in each node's checksum and the macros it calls (directly or through other macros).
 pub fn fingerprint(nodes: &mut BTreeMap<String, Node>, project: &Project, engine: &TemplateEngine) {

@@ -54,13 +54,13 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::project::{StorageSettings, Target};
-use crate::template::RelationName;
+use crate::relation::RelationName;
 
 /// Errors while writing warehouse data.
 #[derive(Debug, thiserror::Error)]
 pub enum MaterializeError {
     #[error(
-        "table {table} is being written by another run ({holder}); if no tidemark run is active, delete {lock_path}"
+        "table {table} is being written by another run ({holder}); if no tidemark run is active, delete {lock_path} (a crashed run's lock also expires after its lease: lock_lease)"
     )]
     Locked {
         table: String,
@@ -124,6 +124,8 @@ pub struct Warehouse {
     registration: Option<(url::Url, Arc<dyn ObjectStore>)>,
     /// Settings for URL sources on the same kind of store.
     settings: StorageSettings,
+    /// How long this run's locks outlive its last heartbeat.
+    lease: std::time::Duration,
 }
 
 impl Warehouse {
@@ -135,9 +137,13 @@ impl Warehouse {
             Some(folder) => Warehouse::open_local(folder).map(|warehouse| Warehouse {
                 // URL sources are still opened with the target's storage settings.
                 settings: target.storage.clone(),
+                lease: target.lock_lease,
                 ..warehouse
             }),
-            None => Warehouse::open_url(&target.warehouse, &target.storage),
+            None => Warehouse::open_url(&target.warehouse, &target.storage).map(|warehouse| Warehouse {
+                lease: target.lock_lease,
+                ..warehouse
+            }),
         }
     }
 
@@ -155,6 +161,7 @@ impl Warehouse {
             url_root: format!("file://{}", root.display()).trim_end_matches('/').to_string(),
             registration: None,
             settings: StorageSettings::default(),
+            lease: lock::DEFAULT_LEASE,
         })
     }
 
@@ -177,6 +184,7 @@ impl Warehouse {
             url_root,
             registration: Some((opened.base, opened.store)),
             settings: settings.clone(),
+            lease: lock::DEFAULT_LEASE,
         })
     }
 
@@ -267,7 +275,7 @@ impl Warehouse {
         Fut: std::future::Future<Output = Result<u64, MaterializeError>>,
     {
         let table = format!("{}.{}", relation.schema, relation.identifier);
-        let lock = lock::Lock::table(self.store.clone(), relation, run_id).await?;
+        let lock = lock::Lock::table(self.store.clone(), relation, run_id, self.lease).await?;
         let result = async {
             let rows = write().await?;
             let bytes = self.store.head(&Self::data_path(relation)).await?.size;
@@ -300,7 +308,7 @@ impl Warehouse {
 
     /// Takes the warehouse's run lock for a whole `build`/`run`/`seed`/`test`, waiting up to
     /// `timeout` while another run holds it (`waiting` is told who, once). A lock left by a
-    /// crashed run on this host is replaced; [`lock::Lock::recovered`] says so.
+    /// crashed run is replaced (see [`lock`]); [`lock::Lock::recovered`] says so.
     pub async fn lock_run(
         &self,
         run_id: &str,
@@ -310,7 +318,12 @@ impl Warehouse {
     ) -> Result<lock::Lock, String> {
         let path = StorePath::from_iter(["_tidemark", "locks", "run.lock"]);
         let display = self.url_of(&path);
-        lock::Lock::wait_for(self.store.clone(), path, &display, run_id, command, timeout, waiting).await
+        let holder = lock::Holder {
+            run_id,
+            command,
+            lease: self.lease,
+        };
+        lock::Lock::wait_for(self.store.clone(), path, &display, holder, timeout, waiting).await
     }
 
     /// A run's scratch object for a table (the new rows of an incremental run on a cluster),

@@ -38,7 +38,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{lock, writer_properties, MaterializeError, Warehouse, WriteSummary};
-use crate::template::RelationName;
+use crate::relation::RelationName;
 
 /// Rows gathered per partition before they are handed to its Parquet writer.
 const PENDING_ROWS: usize = 16 * 1024;
@@ -464,7 +464,7 @@ impl Warehouse {
         F: FnOnce(StorePath) -> Fut,
         Fut: std::future::Future<Output = Result<Staged, MaterializeError>>,
     {
-        let lock = lock::Lock::table(self.store.clone(), relation, run_id).await?;
+        let lock = lock::Lock::table(self.store.clone(), relation, run_id, self.lease).await?;
         let result = async {
             if lock.recovered.is_some() {
                 self.roll_forward(relation).await?;
@@ -637,7 +637,7 @@ mod tests {
 
     use super::{Replace, Warehouse};
     use crate::project::StorageSettings;
-    use crate::template::RelationName;
+    use crate::relation::RelationName;
 
     fn rows(days: &[&str], values: &[i64]) -> (Arc<Schema>, datafusion::execution::SendableRecordBatchStream) {
         let schema = Arc::new(Schema::new(vec![

@@ -134,7 +134,7 @@ fn s3_options(settings: &StorageSettings) -> Vec<(String, String)> {
 
 fn retry_config(settings: &StorageSettings) -> Result<RetryConfig, MaterializeError> {
     let retry_timeout = match &settings.retry_timeout {
-        Some(text) => parse_duration(text)
+        Some(text) => crate::project::profiles::parse_duration(text)
             .map_err(|message| MaterializeError::Setup(format!("storage: retry_timeout: {message}")))?,
         None => Duration::from_secs(180),
     };
@@ -143,20 +143,6 @@ fn retry_config(settings: &StorageSettings) -> Result<RetryConfig, MaterializeEr
         max_retries: settings.max_retries.unwrap_or(10),
         retry_timeout,
     })
-}
-
-/// Parses `500ms`, `30s`, `3min`, `1h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = crate::project::profiles::number_and_unit(text)
-        .ok_or_else(|| format!("'{text}' is not a duration such as 30s or 3min"))?;
-    let seconds = match unit {
-        "ms" => number / 1000.0,
-        "" | "s" => number,
-        "m" | "min" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return Err(format!("unknown unit in '{text}' (use ms, s, min, h)")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Builder errors name the missing setting; they never contain a credential's value.

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use super::spec::{AlertSpec, MetricModelSpec};
 use super::validate::{placeholders, reason_sql, sql_string, ValidatedModel};
 
-pub fn name(spec: &MetricModelSpec) -> String {
+pub(super) fn name(spec: &MetricModelSpec) -> String {
     format!("{}_alerts", spec.name)
 }
 
@@ -34,7 +34,7 @@ struct Rule {
     reason: String,
 }
 
-pub fn sql(model: &ValidatedModel) -> String {
+pub(super) fn sql(model: &ValidatedModel) -> String {
     let spec = &model.spec;
     let entity = spec.events.entity.as_str();
     let cohort = spec

@@ -9,13 +9,13 @@
 use super::spec::{Aggregation, MeasureSpec, MetricModelSpec};
 use super::validate::ValidatedModel;
 
-pub fn name(spec: &MetricModelSpec) -> String {
+pub(super) fn name(spec: &MetricModelSpec) -> String {
     format!("{}__daily", spec.name)
 }
 
 /// How a component is combined within a day.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum DayAggregate {
+pub(super) enum DayAggregate {
     Sum,
     Min,
     Max,
@@ -55,7 +55,7 @@ fn filter_of(filter: &Option<String>) -> String {
 }
 
 /// Column of a measure's daily component.
-pub fn component(measure: &str, part: &str) -> String {
+pub(super) fn component(measure: &str, part: &str) -> String {
     format!("{measure}__{part}")
 }
 
@@ -198,7 +198,7 @@ fn components_of(measure: &MeasureSpec, origin_day: i64) -> Vec<Component> {
 
 /// Days before its range a time-range run of the roll-up reads the events from: the longest
 /// window when an event-level step (previous score, last N scores, due items) looks back, else 0.
-pub fn lookback_days(model: &ValidatedModel) -> i64 {
+pub(super) fn lookback_days(model: &ValidatedModel) -> i64 {
     let looks_back = components(model)
         .iter()
         .any(|c| !matches!(c.branch, Branch::Events | Branch::Distinct(_)));
@@ -296,7 +296,7 @@ fn branch_source(model: &ValidatedModel, branch: &Branch) -> String {
     }
 }
 
-pub fn sql(model: &ValidatedModel) -> String {
+pub(super) fn sql(model: &ValidatedModel) -> String {
     let spec = &model.spec;
     let components = components(model);
     let mut branches: Vec<Branch> = Vec::new();

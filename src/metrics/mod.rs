@@ -14,8 +14,8 @@
 //!   consecutive periods, with severity, owner, reason and status (`fired`, or `suppressed` when
 //!   the period's data gate failed).
 //!
-//! [`spec`] is the vocabulary, [`validate`] checks a spec against itself before any SQL is
-//! generated, and [`daily`], [`scorecard`] and [`alerts`] write the SQL. Nothing is computed
+//! [`spec`] is the vocabulary, `validate` checks a spec against itself before any SQL is
+//! generated, and `daily`, `scorecard` and `alerts` write the SQL. Nothing is computed
 //! outside SQL.
 
 mod alerts;
@@ -60,13 +60,14 @@ pub fn expand(project: &Project) -> Result<Vec<GeneratedModel>, Diagnostics> {
         let specs = match serde_yaml::from_str::<MetricModelsOnly>(&file.text) {
             Ok(only) => only.metric_models,
             Err(error) => {
-                problems.push(metric_yaml_error(&file.file, &file.text, &error));
+                problems.push(metric_yaml_error(&file.file, &file.positions, &error));
                 continue;
             }
         };
-        for spec in specs {
-            let line = crate::diagnostics::line_of(&file.text, &format!("name: {}", spec.name));
-            match validate::validate(&spec, &file.file, &file.text, line) {
+        for (index, spec) in specs.into_iter().enumerate() {
+            let path = format!("metric_models/{index}");
+            let line = file.positions.at(&path).map(|position| position.line);
+            match validate::validate(&spec, &file.file, &file.positions, &path) {
                 Ok(model) => generated.extend(generate(&model, &file.file, line)),
                 Err(diagnostics) => problems.extend(diagnostics),
             }
@@ -75,13 +76,13 @@ pub fn expand(project: &Project) -> Result<Vec<GeneratedModel>, Diagnostics> {
     problems.into_result(generated)
 }
 
-fn metric_yaml_error(file: &str, text: &str, error: &serde_yaml::Error) -> Diagnostic {
+fn metric_yaml_error(file: &str, positions: &crate::project::yaml::Positions, error: &serde_yaml::Error) -> Diagnostic {
     let mut diagnostic = crate::project::yaml::yaml_diagnostic(file, error);
     diagnostic.message = diagnostic
         .message
         .replacen("invalid YAML: ", "invalid metric model: ", 1);
     if diagnostic.line.is_none() {
-        diagnostic = diagnostic.at_line(crate::diagnostics::line_of(text, "metric_models:"));
+        diagnostic = diagnostic.at_position(positions.at("metric_models"));
     }
     diagnostic
 }

@@ -73,7 +73,7 @@ impl Query {
     }
 }
 
-pub fn sql(model: &ValidatedModel) -> String {
+pub(super) fn sql(model: &ValidatedModel) -> String {
     let spec = &model.spec;
     let entity = spec.events.entity.as_str();
     let attributes: Vec<&str> = spec

@@ -1,6 +1,6 @@
 //! The `metric_models:` YAML vocabulary, as read from property files.
 //!
-//! Everything here is data: the SQL it compiles to is built in [`super::sql`]. Field docs are
+//! Everything here is data: the SQL it compiles to is built in `daily`, `scorecard` and `alerts`. Field docs are
 //! the reference; the README shows a full example.
 
 use std::collections::BTreeMap;

@@ -9,7 +9,8 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::spec::*;
-use crate::diagnostics::{did_you_mean, line_of, Diagnostic, Diagnostics};
+use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
+use crate::project::yaml::Positions;
 
 /// A scorecard column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,58 +55,53 @@ impl ValidatedModel {
 }
 
 /// The date of a day number.
-pub fn date_of(day: i64) -> NaiveDate {
+pub(super) fn date_of(day: i64) -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Days::new(day.max(0) as u64)
 }
 
-pub fn day_number(date: NaiveDate) -> i64 {
+pub(super) fn day_number(date: NaiveDate) -> i64 {
     (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days()
 }
 
-/// Validates `spec` from `file` (whose text is `text`; the model starts at `line`).
-pub fn validate(
+/// Validates `spec` from `file`, whose nodes are at `positions`; the model is the node at `path`
+/// (`metric_models/<index>`).
+pub(super) fn validate(
     spec: &MetricModelSpec,
     file: &str,
-    text: &str,
-    line: Option<usize>,
+    positions: &Positions,
+    path: &str,
 ) -> Result<ValidatedModel, Diagnostics> {
     let mut problems = Diagnostics::default();
-    // Offending values are located within the model's own part of the file when possible.
-    let region_start = line
-        .map(|l| text.lines().take(l - 1).map(|l| l.len() + 1).sum::<usize>())
-        .unwrap_or(0);
-    let region = &text[region_start.min(text.len())..];
-    let located =
-        |needle: &str| -> Option<usize> { line_of(region, needle).map(|l| l + line.unwrap_or(1) - 1).or(line) };
-    let error = |message: String, needle: &str| {
+    // `at` is the offending node's path within the model, e.g. `measures/2/percentile`.
+    let error = |message: String, at: &str| {
         Diagnostic::new(format!("metric model '{}': {message}", spec.name))
             .in_file(file)
-            .at_line(located(needle))
+            .at_position(positions.at(&format!("{path}/{at}")))
     };
 
     if !is_identifier(&spec.name) {
         problems.push(error(
             format!("name '{}' must be a lowercase identifier", spec.name),
-            "name:",
+            "name",
         ));
     }
-    for window in &spec.windows {
+    for (index, window) in spec.windows.iter().enumerate() {
         if *window <= 0 {
             problems.push(error(
                 format!("window {window} must be a positive number of days"),
-                "windows:",
+                &format!("windows/{index}"),
             ));
         }
     }
     if spec.measures.is_empty() {
-        problems.push(error("needs at least one measure".into(), "measures:"));
+        problems.push(error("needs at least one measure".into(), "measures"));
     }
 
     // Periods.
     let periods = match period_ends(&spec.periods) {
         Ok(periods) => periods,
         Err(message) => {
-            problems.push(error(message, "periods:"));
+            problems.push(error(message, "periods"));
             Vec::new()
         }
     };
@@ -134,7 +130,7 @@ pub fn validate(
         if !known {
             problems.push(error(
                 format!("cohort '{cohort}' must be one of the dimension's attributes"),
-                &format!("cohort: {cohort}"),
+                "cohort",
             ));
         }
     }
@@ -142,8 +138,8 @@ pub fn validate(
     // Measures.
     let mut measure_names = BTreeSet::new();
     let mut max_window = 0;
-    for measure in &spec.measures {
-        let at = format!("name: {}", measure.name);
+    for (index, measure) in spec.measures.iter().enumerate() {
+        let at = format!("measures/{index}");
         if !is_identifier(&measure.name) {
             problems.push(error(
                 format!("measure name '{}' must be a lowercase identifier", measure.name),
@@ -159,7 +155,7 @@ pub fn validate(
             if *window <= 0 && measure.windows.is_some() {
                 problems.push(error(
                     format!("measure '{}': window {window} must be positive", measure.name),
-                    &at,
+                    &format!("{at}/windows"),
                 ));
             }
             max_window = max_window.max(*window);
@@ -183,7 +179,7 @@ pub fn validate(
                 if measure.percentile.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
                     problems.push(error(
                         format!("measure '{}': percentile must be between 0 and 1", measure.name),
-                        &at,
+                        &format!("{at}/percentile"),
                     ));
                 }
             }
@@ -216,15 +212,16 @@ pub fn validate(
 
     // Derived columns, in dependency order.
     let mut items: Vec<(String, Vec<String>, Derived, String)> = Vec::new();
-    for formula in &spec.formulas {
+    for (index, formula) in spec.formulas.iter().enumerate() {
         items.push((
             formula.name.clone(),
             identifiers(&formula.expr),
             Derived::Formula(formula.clone()),
-            format!("name: {}", formula.name),
+            format!("formulas/{index}"),
         ));
     }
-    for comparison in &spec.comparisons {
+    for (index, comparison) in spec.comparisons.iter().enumerate() {
+        let at = format!("comparisons/{index}");
         let mut inputs = vec![comparison.metric.clone()];
         if let Some(condition) = &comparison.exclude_when {
             inputs.extend(identifiers(condition));
@@ -236,7 +233,7 @@ pub fn validate(
                     "comparison '{}' compares with the cohort, but the model has no cohort",
                     comparison.name
                 ),
-                &format!("name: {}", comparison.name),
+                &format!("{at}/against"),
             ));
         }
         let allowed: &[CompareAs] = match comparison.against {
@@ -257,7 +254,7 @@ pub fn validate(
                         comparison.name, comparison.against
                     )
                     .to_lowercase(),
-                    &format!("name: {}", comparison.name),
+                    &format!("{at}/as"),
                 ));
             }
         }
@@ -265,10 +262,11 @@ pub fn validate(
             comparison.name.clone(),
             inputs,
             Derived::Comparison(comparison.clone()),
-            format!("name: {}", comparison.name),
+            at,
         ));
     }
-    for normalize in &spec.normalize {
+    for (index, normalize) in spec.normalize.iter().enumerate() {
+        let at = format!("normalize/{index}");
         let name = normalize
             .name
             .clone()
@@ -276,17 +274,18 @@ pub fn validate(
         if normalize.within == Scope::Cohort && spec.cohort.is_none() {
             problems.push(error(
                 format!("normalisation '{name}' is within the cohort, but the model has no cohort"),
-                &format!("metric: {}", normalize.metric),
+                &format!("{at}/within"),
             ));
         }
         items.push((
             name.clone(),
             vec![normalize.metric.clone()],
             Derived::Normalize(normalize.clone(), name),
-            format!("metric: {}", normalize.metric),
+            at,
         ));
     }
-    for shrink in &spec.shrink {
+    for (index, shrink) in spec.shrink.iter().enumerate() {
+        let at = format!("shrink/{index}");
         let name = shrink
             .name
             .clone()
@@ -305,33 +304,31 @@ pub fn validate(
                             "shrinkage of '{}': the measure has no {}-day window",
                             shrink.measure, shrink.window
                         ),
-                        &format!("measure: {}", shrink.measure),
+                        &format!("{at}/window"),
                     ));
                 }
             }
             _ => problems.push(error(
                 format!("shrinkage needs a ratio measure; '{}' is not one", shrink.measure),
-                &format!("measure: {}", shrink.measure),
+                &format!("{at}/measure"),
             )),
         }
         if shrink.strength < 0.0 {
-            problems.push(error("shrinkage strength must not be negative".into(), "strength:"));
+            problems.push(error(
+                "shrinkage strength must not be negative".into(),
+                &format!("{at}/strength"),
+            ));
         }
         if shrink.toward == Scope::Cohort && spec.cohort.is_none() {
             problems.push(error(
                 format!("shrinkage '{name}' is toward the cohort, but the model has no cohort"),
-                &format!("measure: {}", shrink.measure),
+                &format!("{at}/toward"),
             ));
         }
-        items.push((
-            name.clone(),
-            vec![],
-            Derived::Shrink(shrink.clone(), name),
-            format!("measure: {}", shrink.measure),
-        ));
+        items.push((name.clone(), vec![], Derived::Shrink(shrink.clone(), name), at));
     }
-    for score in &spec.scores {
-        let at = format!("name: {}", score.name);
+    for (index, score) in spec.scores.iter().enumerate() {
+        let at = format!("scores/{index}");
         if score.components.is_empty() {
             problems.push(error(format!("score '{}' has no components", score.name), &at));
         }
@@ -360,10 +357,11 @@ pub fn validate(
             if (total - 1.0).abs() > 1e-6 {
                 problems.push(error(
                     format!("score '{}': family weights sum to {total}, not 1", score.name),
-                    &at,
+                    &format!("{at}/families"),
                 ));
             }
-            for component in &score.components {
+            for (component_index, component) in score.components.iter().enumerate() {
+                let component_at = format!("{at}/components/{component_index}");
                 match &component.family {
                     Some(family) if score.families.contains_key(family) => {}
                     Some(family) => problems.push(error(
@@ -371,14 +369,14 @@ pub fn validate(
                             "score '{}': component '{}' is in family '{family}', which has no weight",
                             score.name, component.metric
                         ),
-                        &format!("family: {family}"),
+                        &format!("{component_at}/family"),
                     )),
                     None => problems.push(error(
                         format!(
                             "score '{}': component '{}' needs a family",
                             score.name, component.metric
                         ),
-                        &format!("metric: {}", component.metric),
+                        &component_at,
                     )),
                 }
             }
@@ -386,7 +384,7 @@ pub fn validate(
                 if !score.components.iter().any(|c| c.family.as_deref() == Some(family)) {
                     problems.push(error(
                         format!("score '{}': family '{family}' has no components", score.name),
-                        &format!("{family}:"),
+                        &format!("{at}/families/{family}"),
                     ));
                 }
             }
@@ -397,7 +395,7 @@ pub fn validate(
                     "score '{}' is normalised within the cohort, but the model has no cohort",
                     score.name
                 ),
-                &at,
+                &format!("{at}/within"),
             ));
         }
         let inputs = score.components.iter().map(|c| c.metric.clone()).collect();
@@ -415,17 +413,14 @@ pub fn validate(
     let base: BTreeSet<String> = columns.iter().map(|c| c.name.clone()).collect();
     let derived_names: Vec<String> = items.iter().map(|(name, ..)| name.clone()).collect();
     let mut seen_names = BTreeSet::new();
-    for name in &derived_names {
+    for (name, _, _, at) in &items {
         if base.contains(name) || !seen_names.insert(name.clone()) {
-            problems.push(error(
-                format!("column '{name}' is defined twice"),
-                &format!("name: {name}"),
-            ));
+            problems.push(error(format!("column '{name}' is defined twice"), at));
         }
         if !is_identifier(name) {
             problems.push(error(
                 format!("column name '{name}' must be a lowercase identifier"),
-                name,
+                at,
             ));
         }
     }
@@ -498,8 +493,8 @@ pub fn validate(
         "rule",
     ];
     let mut alert_names = BTreeSet::new();
-    for alert in &spec.alerts {
-        let at = format!("name: {}", alert.name);
+    for (index, alert) in spec.alerts.iter().enumerate() {
+        let at = format!("alerts/{index}");
         if !alert_names.insert(alert.name.clone()) {
             problems.push(error(format!("alert '{}' is defined twice", alert.name), &at));
         }
@@ -515,7 +510,10 @@ pub fn validate(
             _ => {}
         }
         if alert.consecutive == Some(0) {
-            problems.push(error(format!("alert '{}': for must be at least 1", alert.name), &at));
+            problems.push(error(
+                format!("alert '{}': for must be at least 1", alert.name),
+                &format!("{at}/for"),
+            ));
         }
         let mut referenced: Vec<String> = vec![alert.value.clone()];
         for expression in [&alert.when, &alert.min_sample, &alert.threshold].into_iter().flatten() {
@@ -579,7 +577,7 @@ fn unknown_column(
     diagnostic
 }
 
-pub fn method_name(method: NormalizeMethod) -> &'static str {
+pub(super) fn method_name(method: NormalizeMethod) -> &'static str {
     match method {
         NormalizeMethod::Zscore => "zscore",
         NormalizeMethod::PercentRank => "percent_rank",
@@ -594,7 +592,7 @@ fn is_identifier(name: &str) -> bool {
 }
 
 /// Column names an SQL expression refers to (words that are not keywords, functions or strings).
-pub fn identifiers(expression: &str) -> Vec<String> {
+pub(super) fn identifiers(expression: &str) -> Vec<String> {
     let dialect = GenericDialect {};
     let Ok(tokens) = Tokenizer::new(&dialect, expression).tokenize() else {
         return Vec::new();
@@ -615,7 +613,7 @@ pub fn identifiers(expression: &str) -> Vec<String> {
 }
 
 /// `{column}` placeholders of a reason template.
-pub fn placeholders(template: &str) -> Vec<String> {
+pub(super) fn placeholders(template: &str) -> Vec<String> {
     let mut found = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -651,7 +649,7 @@ fn period_ends(periods: &PeriodsSpec) -> Result<Vec<i64>, String> {
 }
 
 /// Placeholder map for `reason` templates: column → SQL text of its value.
-pub fn reason_sql(template: &str, value_of: &BTreeMap<String, String>) -> String {
+pub(super) fn reason_sql(template: &str, value_of: &BTreeMap<String, String>) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -672,7 +670,7 @@ pub fn reason_sql(template: &str, value_of: &BTreeMap<String, String>) -> String
     parts.join(" || ")
 }
 
-pub fn sql_string(text: &str) -> String {
+pub(super) fn sql_string(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 

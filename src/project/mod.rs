@@ -85,7 +85,7 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
         );
     };
     let text = read(&project_file_path, file_name)?;
-    let text = crate::template::render_config_text(file_name, &text)?;
+    let text = crate::jinja::render_config_text(file_name, &text)?;
     let file = project_file::parse(file_name, &text).map_err(Diagnostics)?;
 
     let mut problems = Diagnostics::default();
@@ -165,7 +165,7 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
         .into_iter()
         .map(|(path, parts, absolute_path)| SeedFile {
             checksum: std::fs::read(&absolute_path)
-                .map(|bytes| crate::graph::state::sha256(&bytes))
+                .map(|bytes| sha256(&bytes))
                 .unwrap_or_default(),
             path,
             parts,
@@ -288,7 +288,7 @@ pub fn load_target(
     };
     let text = read(&path, &display_name)?;
     let text =
-        crate::template::render_config_text(&display_name, &text).map_err(|mut diagnostics| diagnostics.0.remove(0))?;
+        crate::jinja::render_config_text(&display_name, &text).map_err(|mut diagnostics| diagnostics.0.remove(0))?;
     profiles::select_target(&path, &display_name, &text, &project.file.profile, requested_target)
 }
 
@@ -304,4 +304,14 @@ fn relative_path(root: &Path, path: &Path) -> String {
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// Lower-case hex SHA-256 of `bytes`: the checksums of models, seeds and macros in
+/// `manifest.json`, compared by `state:modified`.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::diagnostics::{did_you_mean, line_of, Diagnostic};
+use crate::diagnostics::{did_you_mean, Diagnostic};
 
 /// Where and how a project runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +49,9 @@ pub struct Target {
     /// executor was lost mid-query (`job_retries: 2`, the default on ballista targets; 0 on
     /// embedded ones).
     pub job_retries: usize,
+    /// How long a run's locks outlive its last heartbeat (`lock_lease: 2m`, the default): a lock
+    /// left by a run that crashed on another host is replaced after this long.
+    pub lock_lease: std::time::Duration,
 }
 
 /// A value that must never be printed: `Debug` shows `***`.
@@ -156,6 +159,7 @@ impl Target {
             url: None,
             query_timeout: None,
             job_retries: 0,
+            lock_lease: DEFAULT_LOCK_LEASE,
         }
     }
 
@@ -215,6 +219,8 @@ struct RawTarget {
     query_timeout: Option<String>,
     #[serde(default)]
     job_retries: Option<usize>,
+    #[serde(default)]
+    lock_lease: Option<String>,
 }
 
 /// How many times a ballista target runs a node's query again after losing an executor.
@@ -231,6 +237,7 @@ pub fn select_target(
     requested: Option<&str>,
 ) -> Result<Target, Diagnostic> {
     let profiles: BTreeMap<String, serde_yaml::Value> = super::yaml::parse(display_name, text)?;
+    let positions = super::yaml::Positions::of(text);
     let Some(raw_profile) = profiles.get(profile) else {
         let names: Vec<&str> = profiles
             .keys()
@@ -254,7 +261,7 @@ pub fn select_target(
     let raw_profile: RawProfile = serde_yaml::from_value(raw_profile.clone()).map_err(|error| {
         Diagnostic::new(format!("invalid profile '{profile}': {error}"))
             .in_file(display_name)
-            .at_line(line_of(text, &format!("{profile}:")))
+            .at_position(positions.at(profile))
     })?;
     let name = requested
         .map(str::to_string)
@@ -269,7 +276,7 @@ pub fn select_target(
                 "profile '{profile}' has no default 'target:' and no --target was given"
             ))
             .in_file(display_name)
-            .at_line(line_of(text, &format!("{profile}:")))
+            .at_position(positions.at(profile))
         })?;
     let Some(raw) = raw_profile.outputs.get(&name) else {
         let names: Vec<&str> = raw_profile.outputs.keys().map(String::as_str).collect();
@@ -278,7 +285,7 @@ pub fn select_target(
             names.join(", ")
         ))
         .in_file(display_name)
-        .at_line(line_of(text, "outputs:"));
+        .at_position(positions.at(&format!("{profile}/outputs")));
         if let Some(near) = did_you_mean(&name, names.iter().copied()) {
             diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
         }
@@ -287,7 +294,7 @@ pub fn select_target(
     let at_target = |message: String| {
         Diagnostic::new(message)
             .in_file(display_name)
-            .at_line(line_of(text, &format!("{name}:")))
+            .at_position(positions.at(&format!("{profile}/outputs/{name}")))
     };
     let engine = match raw.engine.as_str() {
         "datafusion" | "embedded" => Engine::Embedded,
@@ -317,10 +324,9 @@ pub fn select_target(
         (Engine::Embedded, None) => None,
     };
     let query_timeout = match (engine, &raw.query_timeout) {
-        (Engine::Ballista, Some(text)) => Some(
-            crate::materialize::store::parse_duration(text)
-                .map_err(|message| at_target(format!("query_timeout: {message}")))?,
-        ),
+        (Engine::Ballista, Some(text)) => {
+            Some(parse_duration(text).map_err(|message| at_target(format!("query_timeout: {message}")))?)
+        }
         (Engine::Embedded, Some(_)) => {
             return Err(at_target(format!(
                 "target '{name}' has a query_timeout, which applies to queries on a cluster (type: ballista)"
@@ -336,6 +342,16 @@ pub fn select_target(
             )))
         }
         (Engine::Embedded, None) => 0,
+    };
+    let lock_lease = match &raw.lock_lease {
+        Some(text) => {
+            let lease = parse_duration(text).map_err(|message| at_target(format!("lock_lease: {message}")))?;
+            if lease < std::time::Duration::from_secs(1) {
+                return Err(at_target(format!("lock_lease: '{text}' is shorter than 1 s")));
+            }
+            lease
+        }
+        None => DEFAULT_LOCK_LEASE,
     };
     let memory_limit = match &raw.memory_limit {
         Some(text) => Some(parse_bytes(text).map_err(|message| at_target(format!("memory_limit: {message}")))?),
@@ -380,36 +396,31 @@ pub fn select_target(
         url,
         query_timeout,
         job_retries,
+        lock_lease,
     })
 }
 
-/// Splits `4GiB`, `30 s` into the number and its unit; `None` when there is no leading number.
-pub fn number_and_unit(text: &str) -> Option<(f64, &str)> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    Some((number.parse().ok()?, unit.trim()))
+/// How long a run's locks outlive its last heartbeat, unless the target sets `lock_lease`.
+pub const DEFAULT_LOCK_LEASE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Parses a size such as `4GiB`, `512 MB` or `1024` (bytes).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|_| format!("'{text}' is not a size such as 4GiB or 512MB (units B, KB, MB, GB, KiB, MiB, GiB)"))
 }
 
-/// Parses sizes such as `4GiB`, `512MB`, `1073741824`.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let (number, unit) =
-        number_and_unit(text).ok_or_else(|| format!("'{text}' is not a size such as 4GiB or 512MB"))?;
-    let multiplier: f64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mib" => 1024.0 * 1024.0,
-        "g" | "gb" => 1e9,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tb" => 1e12,
-        "tib" => 1024f64.powi(4),
-        _ => return Err(format!("unknown unit in '{text}' (use B, KB, MB, GB, KiB, MiB, GiB)")),
-    };
-    Ok((number * multiplier) as u64)
+/// Parses a duration such as `500ms`, `30s`, `3min`, `2m`, `1h` or `1h 30m`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        if seconds.is_finite() && seconds >= 0.0 {
+            return Ok(std::time::Duration::from_secs_f64(seconds));
+        }
+    }
+    humantime::parse_duration(text)
+        .map_err(|error| format!("'{text}' is not a duration such as 30s, 3min or 1h ({error})"))
 }
 
 /// The gRPC address (`http://host:port`) of a Ballista scheduler given as `df://host[:port]`

@@ -95,6 +95,7 @@ const IGNORED_DBT_KEYS: &[&str] = &[
 /// Parses the project file text. `file_name` is used in diagnostics.
 pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>> {
     let raw: RawProjectFile = super::yaml::parse(file_name, text).map_err(|d| vec![d])?;
+    let positions = super::yaml::Positions::of(text);
     let mut problems = Vec::new();
     for key in raw.other.keys() {
         if !IGNORED_DBT_KEYS.contains(&key.as_str()) {
@@ -114,7 +115,7 @@ pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>
             ];
             let mut diagnostic = Diagnostic::new(format!("unknown key '{key}' in the project file"))
                 .in_file(file_name)
-                .at_line(crate::diagnostics::line_of(text, &format!("{key}:")));
+                .at_position(positions.at(key));
             if let Some(near) = crate::diagnostics::did_you_mean(key, known) {
                 diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
             }
@@ -130,7 +131,7 @@ pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>
             problems.push(
                 Diagnostic::new(format!("invalid '{key}:' configs: {message}"))
                     .in_file(file_name)
-                    .at_line(crate::diagnostics::line_of(text, &format!("{key}:"))),
+                    .at_position(positions.at(key)),
             );
             FolderConfigs::default()
         }

@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use super::project_file::ConfigMap;
-use crate::diagnostics::{line_of, Diagnostic};
+use super::yaml::Positions;
+use crate::diagnostics::Diagnostic;
 
 /// Everything declared in one property file.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +23,8 @@ pub struct PropertyFile {
     pub has_metric_models: bool,
     /// The file's text (the metrics stage re-reads its metric models for positioned errors).
     pub text: String,
+    /// Where each node of the file starts.
+    pub positions: Positions,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -469,34 +472,51 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
         });
     }
     let raw: RawPropertyFile = super::yaml::parse(file, text).map_err(|d| vec![d])?;
+    let positions = Positions::of(text);
     let mut problems = Vec::new();
-    let located = |needle: &str| line_of(text, needle);
+    let line_at = |path: &str| positions.at(path).map(|position| position.line);
 
-    let test_declarations = |entries: &[serde_yaml::Value], owner: &str, problems: &mut Vec<Diagnostic>| {
+    // `path` is the owner's node; its tests are under `tests:` or `data_tests:`.
+    let test_declarations = |entries: &[serde_yaml::Value], owner: &str, path: &str, problems: &mut Vec<Diagnostic>| {
+        let key = if positions.contains(&format!("{path}/data_tests")) {
+            "data_tests"
+        } else {
+            "tests"
+        };
         entries
             .iter()
-            .filter_map(|entry| match test_declaration(entry) {
-                Ok(mut declaration) => {
-                    declaration.line = located(&declaration.test_name);
-                    Some(declaration)
-                }
-                Err(message) => {
-                    problems.push(
-                        Diagnostic::new(format!("invalid test on {owner}: {message}"))
-                            .in_file(file)
-                            .at_line(located(owner)),
-                    );
-                    None
+            .enumerate()
+            .filter_map(|(index, entry)| {
+                let at = positions.at(&format!("{path}/{key}/{index}"));
+                match test_declaration(entry) {
+                    Ok(mut declaration) => {
+                        declaration.line = at.map(|position| position.line);
+                        Some(declaration)
+                    }
+                    Err(message) => {
+                        problems.push(
+                            Diagnostic::new(format!("invalid test on {owner}: {message}"))
+                                .in_file(file)
+                                .at_position(at),
+                        );
+                        None
+                    }
                 }
             })
             .collect::<Vec<_>>()
     };
 
-    let columns_of = |raw_columns: Vec<RawColumn>, owner: &str, problems: &mut Vec<Diagnostic>| {
+    let columns_of = |raw_columns: Vec<RawColumn>, owner: &str, path: &str, problems: &mut Vec<Diagnostic>| {
         raw_columns
             .into_iter()
-            .map(|column| ColumnProperties {
-                tests: test_declarations(&column.tests, &format!("{owner}.{}", column.name), problems),
+            .enumerate()
+            .map(|(index, column)| ColumnProperties {
+                tests: test_declarations(
+                    &column.tests,
+                    &format!("{owner}.{}", column.name),
+                    &format!("{path}/columns/{index}"),
+                    problems,
+                ),
                 name: column.name,
                 description: column.description,
                 data_type: column.data_type,
@@ -505,10 +525,12 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
     };
 
     let mut sources = Vec::new();
-    for source in raw.sources {
-        let line = located(&format!("name: {}", source.name));
+    for (source_index, source) in raw.sources.into_iter().enumerate() {
+        let source_path = format!("sources/{source_index}");
+        let line = line_at(&source_path);
         let mut tables = Vec::new();
-        for table in source.tables {
+        for (table_index, table) in source.tables.into_iter().enumerate() {
+            let table_path = format!("{source_path}/tables/{table_index}");
             let identifier = table.identifier.unwrap_or_else(|| table.name.clone());
             let location = table
                 .external_location
@@ -521,10 +543,9 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
                         .map(|pattern| pattern.replace("{name}", &identifier))
                 });
             let owner = format!("{}.{}", source.name, table.name);
-            let table_name = table.name.clone();
             tables.push(SourceTable {
-                line: located(&format!("name: {}", table.name)),
-                columns: columns_of(table.columns, &owner, &mut problems),
+                line: line_at(&table_path),
+                columns: columns_of(table.columns, &owner, &table_path, &mut problems),
                 name: table.name,
                 identifier,
                 description: table.description,
@@ -539,7 +560,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
                         problems.push(
                             Diagnostic::new(format!("source table {owner}: {message}"))
                                 .in_file(file)
-                                .at_line(located(&format!("name: {}", table_name))),
+                                .at_position(positions.at(&format!("{table_path}/freshness"))),
                         );
                         None
                     }
@@ -556,36 +577,38 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
         });
     }
 
-    let node_properties = |entries: Vec<RawNodeProperties>, problems: &mut Vec<Diagnostic>| {
+    let node_properties = |entries: Vec<RawNodeProperties>, kind: &str, problems: &mut Vec<Diagnostic>| {
         entries
             .into_iter()
-            .map(|entry| NodeProperties {
-                line: located(&format!("name: {}", entry.name)),
+            .enumerate()
+            .map(|(index, entry)| NodeProperties {
+                line: line_at(&format!("{kind}/{index}")),
                 config: entry.config.unwrap_or_default(),
-                tests: test_declarations(&entry.tests, &entry.name, problems),
-                columns: columns_of(entry.columns, &entry.name, problems),
+                tests: test_declarations(&entry.tests, &entry.name, &format!("{kind}/{index}"), problems),
+                columns: columns_of(entry.columns, &entry.name, &format!("{kind}/{index}"), problems),
                 name: entry.name,
                 description: entry.description,
                 file: file.to_string(),
             })
             .collect::<Vec<_>>()
     };
-    let models = node_properties(raw.models, &mut problems);
-    let seeds = node_properties(raw.seeds, &mut problems);
+    let models = node_properties(raw.models, "models", &mut problems);
+    let seeds = node_properties(raw.seeds, "seeds", &mut problems);
     let mut unit_tests = Vec::new();
-    for test in raw.unit_tests {
-        let line = located(&format!("name: {}", test.name));
+    for (test_index, test) in raw.unit_tests.into_iter().enumerate() {
+        let test_path = format!("unit_tests/{test_index}");
+        let line = line_at(&test_path);
         let owner = format!("unit test '{}'", test.name);
         let mut given = Vec::new();
         let mut failed = false;
-        for input in test.given {
+        for (input_index, input) in test.given.into_iter().enumerate() {
             match rows_of(input.rows, &format!("{owner}, given {}", input.input)) {
                 Ok(rows) => given.push((input.input, rows)),
                 Err(message) => {
                     problems.push(
                         Diagnostic::new(message)
                             .in_file(file)
-                            .at_line(located(&input.input).or(line)),
+                            .at_position(positions.at(&format!("{test_path}/given/{input_index}"))),
                     );
                     failed = true;
                 }
@@ -594,7 +617,11 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
         let expect = match rows_of(test.expect, &format!("{owner}, expect")) {
             Ok(rows) => rows,
             Err(message) => {
-                problems.push(Diagnostic::new(message).in_file(file).at_line(line));
+                problems.push(
+                    Diagnostic::new(message)
+                        .in_file(file)
+                        .at_position(positions.at(&format!("{test_path}/expect"))),
+                );
                 continue;
             }
         };
@@ -609,7 +636,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
                             "{owner}: overrides.macros supports is_incremental: true|false, not '{other}'"
                         ))
                         .in_file(file)
-                        .at_line(line),
+                        .at_position(positions.at(&format!("{test_path}/overrides/macros/{name}"))),
                     );
                     failed = true;
                 }
@@ -643,6 +670,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
         unit_tests,
         has_metric_models: !raw.metric_models.is_empty(),
         text: text.to_string(),
+        positions,
     })
 }
 

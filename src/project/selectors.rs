@@ -110,12 +110,12 @@ impl Method {
 pub fn parse(file: &str, text: &str) -> Result<Vec<Selector>, Diagnostic> {
     let parsed: SelectorsFile = super::yaml::parse(file, text)?;
     let mut seen = std::collections::BTreeSet::new();
-    for selector in &parsed.selectors {
+    for (index, selector) in parsed.selectors.iter().enumerate() {
         if !seen.insert(selector.name.as_str()) {
             return Err(
                 Diagnostic::new(format!("selector '{}' is defined twice", selector.name))
                     .in_file(file)
-                    .at_line(crate::diagnostics::line_of(text, &format!("name: {}", selector.name))),
+                    .at_position(super::yaml::Positions::of(text).at(&format!("selectors/{index}"))),
             );
         }
     }

@@ -106,7 +106,7 @@ pub(super) fn install_globals(
 ) {
     env.add_function("ref", ref_function);
     env.add_function("source", source_function);
-    env.add_function("env_var", env_var);
+    env.add_function("env_var", crate::jinja::env_var);
     env.add_function("is_incremental", || {
         with_state(|state| matches!(state, Some(RenderState::Compile(c)) if c.is_incremental))
     });
@@ -208,19 +208,6 @@ pub(super) fn install_macro(env: &mut Environment<'static>, name: String, path: 
             Ok(Value::from_safe_string(output))
         },
     );
-}
-
-/// `{{ env_var('NAME', 'default') }}`.
-pub(super) fn env_var(name: String, default: Option<Value>) -> Result<Value, Error> {
-    match std::env::var(&name) {
-        Ok(value) => Ok(Value::from(value)),
-        Err(_) => match default {
-            Some(default) => Ok(default),
-            None => Err(error(format!(
-                "environment variable '{name}' is required but not set, and no default was given"
-            ))),
-        },
-    }
 }
 
 fn ref_function(Rest(args): Rest<Value>) -> Result<Value, Error> {

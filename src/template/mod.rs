@@ -17,37 +17,14 @@ mod context;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use minijinja::Environment;
 use serde_json::Value as Json;
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::jinja::{base_environment, jinja_diagnostic};
 use crate::project::{ConfigMap, Project, Target};
+use crate::relation::{quote_identifier, RelationName, TimeFilter};
 pub use context::{Capture, RefCall, SourceCall};
-
-/// A relation as SQL sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelationName {
-    pub schema: String,
-    pub identifier: String,
-    /// What `{{ ref(...) }}` renders to: `"main"."stg_events"`, or a CTE name for ephemeral models.
-    pub rendered: String,
-}
-
-impl RelationName {
-    /// A relation in `schema` named `identifier`, rendered with quoted identifiers.
-    pub fn table(schema: &str, identifier: &str) -> RelationName {
-        RelationName {
-            schema: schema.to_string(),
-            identifier: identifier.to_string(),
-            rendered: format!("{}.{}", quote_identifier(schema), quote_identifier(identifier)),
-        }
-    }
-}
-
-/// Quotes an identifier for DataFusion SQL.
-pub fn quote_identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// Resolves `ref` and `source` calls during the compile phase.
 pub trait RelationResolver: Send + Sync {
@@ -60,50 +37,6 @@ pub trait RelationResolver: Send + Sync {
     /// The `event_time` column of a source table, if it declares one.
     fn source_event_time(&self, _source: &str, _table: &str) -> Option<String> {
         None
-    }
-}
-
-/// The time range a time-range incremental run reads: SQL date expressions (inclusive).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimeFilter {
-    pub lower: Option<String>,
-    pub upper: Option<String>,
-    /// The first date the run recomputes (`lower` is earlier by the model's `lookback_days`);
-    /// `None` when the filter is an output range itself.
-    pub start: Option<chrono::NaiveDate>,
-}
-
-impl TimeFilter {
-    /// The SQL condition that `column` (a date, timestamp or day number) is within the range.
-    pub fn condition(&self, column: &str) -> String {
-        let value = format!("cast({column} as date)");
-        let mut parts = Vec::new();
-        if let Some(lower) = &self.lower {
-            parts.push(format!("{value} >= {lower}"));
-        }
-        if let Some(upper) = &self.upper {
-            parts.push(format!("{value} <= {upper}"));
-        }
-        if parts.is_empty() {
-            "true".into()
-        } else {
-            format!("({})", parts.join(" and "))
-        }
-    }
-}
-
-impl TimeFilter {
-    /// The range the run recomputes (from `start`, without the lookback), widened by
-    /// `days_before` days before its start: `event_time_range`.
-    pub fn recomputed(&self, days_before: i64) -> TimeFilter {
-        TimeFilter {
-            lower: self
-                .start
-                .map(|date| format!("date '{}'", date - chrono::Duration::days(days_before)))
-                .or_else(|| self.lower.clone()),
-            upper: self.upper.clone(),
-            start: None,
-        }
     }
 }
 
@@ -232,54 +165,6 @@ impl TemplateEngine {
             .map_err(|error| jinja_diagnostic(&error, name))?;
         template.render(()).map_err(|error| jinja_diagnostic(&error, name))
     }
-}
-
-fn base_environment() -> Environment<'static> {
-    let mut env = Environment::new();
-    // SQL and YAML are rendered verbatim: no HTML or JSON escaping by file extension.
-    env.set_auto_escape_callback(|_| AutoEscape::None);
-    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
-    env.set_keep_trailing_newline(false);
-    env.set_trim_blocks(false);
-    env
-}
-
-/// Renders `env_var()` in a configuration file (project file, profiles) before it is parsed.
-pub fn render_config_text(file: &str, text: &str) -> Result<String, Diagnostics> {
-    if !text.contains("{{") && !text.contains("{%") {
-        return Ok(text.to_string());
-    }
-    let mut env = base_environment();
-    env.set_keep_trailing_newline(true);
-    env.add_function("env_var", context::env_var);
-    let template = env
-        .template_from_named_str(file, text)
-        .map_err(|error| jinja_diagnostic(&error, file))?;
-    template
-        .render(())
-        .map_err(|error| jinja_diagnostic(&error, file).into())
-}
-
-/// A diagnostic at the template's file and line, with minijinja's explanation.
-fn jinja_diagnostic(error: &minijinja::Error, fallback_name: &str) -> Diagnostic {
-    // The innermost error with a location is the one the user has to fix.
-    let mut located: &minijinja::Error = error;
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(inner) = current {
-        if let Some(jinja) = inner.downcast_ref::<minijinja::Error>() {
-            if jinja.line().is_some() {
-                located = jinja;
-            }
-        }
-        current = inner.source();
-    }
-    let message = match located.detail() {
-        Some(detail) => format!("{}: {detail}", located.kind()),
-        None => located.kind().to_string(),
-    };
-    Diagnostic::new(format!("Jinja error: {message}"))
-        .in_file(located.name().unwrap_or(fallback_name))
-        .at_line(located.line())
 }
 
 /// Line of `ref('name')`-style calls naming `name`, for diagnostics.

@@ -4,7 +4,7 @@ use crate::artifacts::Artifacts;
 use crate::cli::{ExitStatus, GlobalArgs, Printer};
 use crate::project;
 
-pub async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
+pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
     let project = match project::load(&global.project_dir) {
         Ok(project) => project,
         Err(diagnostics) => {
@@ -18,7 +18,13 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
         let waiting = |holder: &str| printer.info(&format!("Waiting for another run to finish ({holder})"));
         let id = uuid::Uuid::new_v4().to_string();
         match artifacts
-            .lock(&id, "tidemark clean", std::time::Duration::from_secs(600), waiting)
+            .lock(
+                &id,
+                "tidemark clean",
+                crate::materialize::lock::DEFAULT_LEASE,
+                std::time::Duration::from_secs(600),
+                waiting,
+            )
             .await
         {
             Ok(lock) => Some(lock),

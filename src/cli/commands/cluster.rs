@@ -25,7 +25,7 @@ impl From<PolicyArg> for Policy {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct SchedulerArgs {
+pub(crate) struct SchedulerArgs {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_host: String,
@@ -48,7 +48,7 @@ pub struct SchedulerArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ExecutorArgs {
+pub(crate) struct ExecutorArgs {
     /// Host of the scheduler.
     #[arg(long, default_value = "localhost")]
     pub scheduler_host: String,
@@ -84,7 +84,7 @@ pub struct ExecutorArgs {
     pub memory_pool_size: Option<String>,
 }
 
-pub async fn scheduler(printer: &Printer, args: SchedulerArgs) -> ExitStatus {
+pub(crate) async fn scheduler(printer: &Printer, args: SchedulerArgs) -> ExitStatus {
     let options = SchedulerOptions {
         bind_host: args.bind_host,
         bind_port: args.bind_port,
@@ -108,7 +108,7 @@ pub async fn scheduler(printer: &Printer, args: SchedulerArgs) -> ExitStatus {
     }
 }
 
-pub async fn executor(printer: &Printer, args: ExecutorArgs) -> ExitStatus {
+pub(crate) async fn executor(printer: &Printer, args: ExecutorArgs) -> ExitStatus {
     let memory_pool_size = match args
         .memory_pool_size
         .as_deref()

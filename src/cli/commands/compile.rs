@@ -9,12 +9,12 @@ use crate::graph::select::Scope;
 use crate::graph::ResourceType;
 
 #[derive(Debug, Args)]
-pub struct CompileArgs {
+pub(crate) struct CompileArgs {
     #[command(flatten)]
     pub selection: SelectArgs,
 }
 
-pub async fn execute(global: &GlobalArgs, printer: &Printer, args: CompileArgs) -> ExitStatus {
+pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: CompileArgs) -> ExitStatus {
     let Ok(loaded) = load(global, printer) else {
         return ExitStatus::Error;
     };
@@ -32,7 +32,13 @@ pub async fn execute(global: &GlobalArgs, printer: &Printer, args: CompileArgs) 
     let waiting = |holder: &str| printer.info(&format!("Waiting for another run to finish ({holder})"));
     let id = uuid::Uuid::new_v4().to_string();
     let lock = match artifacts
-        .lock(&id, "tidemark compile", std::time::Duration::from_secs(600), waiting)
+        .lock(
+            &id,
+            "tidemark compile",
+            loaded.target.lock_lease,
+            std::time::Duration::from_secs(600),
+            waiting,
+        )
         .await
     {
         Ok(lock) => lock,

@@ -9,7 +9,7 @@ use crate::execute::Session;
 use crate::graph::Graph;
 use crate::project;
 
-pub async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
+pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer) -> ExitStatus {
     let mut failed = false;
     let mut check = |name: &str, outcome: Result<String, String>| match outcome {
         Ok(detail) => printer.info(&format!("  {name:<10} OK    {detail}")),

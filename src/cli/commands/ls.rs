@@ -9,7 +9,7 @@ use crate::graph::select::Scope;
 use crate::graph::ResourceType;
 
 #[derive(Debug, Args)]
-pub struct LsArgs {
+pub(crate) struct LsArgs {
     #[command(flatten)]
     pub selection: SelectArgs,
     /// Only these kinds of nodes.
@@ -21,7 +21,7 @@ pub struct LsArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ResourceTypeArg {
+pub(crate) enum ResourceTypeArg {
     Model,
     Seed,
     /// Data tests (generic and singular).
@@ -33,7 +33,7 @@ pub enum ResourceTypeArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LsOutput {
+pub(crate) enum LsOutput {
     /// The fully qualified name (`project.folder.model`), usable in --select.
     Selector,
     /// The node name.
@@ -44,7 +44,7 @@ pub enum LsOutput {
     Json,
 }
 
-pub fn execute(global: &GlobalArgs, printer: &Printer, args: LsArgs) -> ExitStatus {
+pub(crate) fn execute(global: &GlobalArgs, printer: &Printer, args: LsArgs) -> ExitStatus {
     let Ok(loaded) = load(global, printer) else {
         return ExitStatus::Error;
     };

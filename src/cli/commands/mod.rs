@@ -1,15 +1,15 @@
 //! One file per command.
 
-pub mod clean;
+pub(super) mod clean;
 #[cfg(feature = "ballista")]
-pub mod cluster;
-pub mod compile;
-pub mod debug;
-pub mod ls;
-pub mod run;
-pub mod show;
-pub mod source;
-pub mod time_range;
+pub(super) mod cluster;
+pub(super) mod compile;
+pub(super) mod debug;
+pub(super) mod ls;
+pub(super) mod run;
+pub(super) mod show;
+pub(super) mod source;
+pub(super) mod time_range;
 
 use crate::cli::Printer;
 use crate::diagnostics::Diagnostic;

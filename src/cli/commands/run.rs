@@ -13,7 +13,7 @@ use crate::graph::select::Scope;
 
 /// Which of the executing commands this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Build,
     Run,
     Seed,
@@ -51,7 +51,7 @@ impl Kind {
     }
 }
 
-pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, args: RunArgs) -> ExitStatus {
+pub(crate) async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, args: RunArgs) -> ExitStatus {
     let clock = Instant::now();
     let Ok(loaded) = load(global, printer) else {
         return ExitStatus::Error;
@@ -92,7 +92,10 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, ar
         ))
     };
     let artifacts = Artifacts::new(&loaded.project);
-    let target_lock = match artifacts.lock(&run_id, &command, timeout, waiting).await {
+    let target_lock = match artifacts
+        .lock(&run_id, &command, loaded.target.lock_lease, timeout, waiting)
+        .await
+    {
         Ok(lock) => lock,
         Err(message) => {
             printer.fatal(&message);
@@ -329,7 +332,7 @@ async fn deferrals(
     selected: &std::collections::BTreeSet<String>,
     warehouse: &crate::materialize::Warehouse,
     printer: &Printer,
-) -> Result<Vec<(String, crate::materialize::Warehouse, crate::template::RelationName)>, ()> {
+) -> Result<Vec<(String, crate::materialize::Warehouse, crate::relation::RelationName)>, ()> {
     use crate::diagnostics::Diagnostic;
     let report = |diagnostic: Diagnostic| printer.diagnostics(&diagnostic.into());
     let Some(state) = loaded.state(&args.selection).map_err(report)? else {
@@ -389,7 +392,7 @@ async fn deferrals(
         deferred.push((
             id.clone(),
             base.clone(),
-            crate::template::RelationName::table(stored.0, stored.1),
+            crate::relation::RelationName::table(stored.0, stored.1),
         ));
     }
     printer.info(&format!(
@@ -404,7 +407,7 @@ async fn deferrals(
 /// `tidemark retry`: the nodes of the last `build`/`run`/`seed`/`test` that errored, failed or
 /// were skipped, run again by the same command with the same options. Its own
 /// `run_results.json` records the same command and options, so a retry can be retried.
-pub async fn retry(global: &GlobalArgs, printer: &Arc<Printer>) -> ExitStatus {
+pub(crate) async fn retry(global: &GlobalArgs, printer: &Arc<Printer>) -> ExitStatus {
     let Ok(project) = crate::project::load(&global.project_dir).map_err(|d| printer.diagnostics(&d)) else {
         return ExitStatus::Error;
     };

@@ -14,7 +14,7 @@ use crate::execute::{run_query_preview, Session};
 use crate::graph::ResourceType;
 
 #[derive(Debug, Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     /// The model or seed to preview.
     #[arg(long, short = 's', conflicts_with = "inline", required_unless_present = "inline")]
     pub select: Option<String>,
@@ -33,7 +33,7 @@ pub struct ShowArgs {
     pub analyze: bool,
 }
 
-pub async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowArgs) -> ExitStatus {
+pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowArgs) -> ExitStatus {
     let Ok(loaded) = load(global, printer) else {
         return ExitStatus::Error;
     };

@@ -17,14 +17,14 @@ use crate::graph::{Node, ResourceType};
 use crate::project::properties::{Freshness, FreshnessLimit};
 
 #[derive(Debug, Subcommand)]
-pub enum SourceCommand {
+pub(crate) enum SourceCommand {
     /// Check how fresh source tables are (their `freshness:` and `loaded_at_field`) and write
     /// target/sources.json.
     Freshness(FreshnessArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct FreshnessArgs {
+pub(crate) struct FreshnessArgs {
     #[command(flatten)]
     pub selection: SelectArgs,
     /// Write the results here instead of target/sources.json.
@@ -40,7 +40,7 @@ struct Checked {
     error: Option<String>,
 }
 
-pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, command: SourceCommand) -> ExitStatus {
+pub(crate) async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, command: SourceCommand) -> ExitStatus {
     let SourceCommand::Freshness(args) = command;
     let clock = Instant::now();
     let Ok(loaded) = load(global, printer) else {
@@ -74,6 +74,7 @@ pub async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, command: Sourc
         .lock(
             &invocation,
             "tidemark source freshness",
+            loaded.target.lock_lease,
             std::time::Duration::from_secs(600),
             waiting,
         )

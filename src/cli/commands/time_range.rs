@@ -18,11 +18,11 @@ use crate::compile::CompiledProject;
 use crate::execute::Session;
 use crate::graph::Graph;
 use crate::materialize::Warehouse;
-use crate::template::{quote_identifier, TimeFilter};
+use crate::relation::{quote_identifier, TimeFilter};
 
 /// Time filters of the inputs (for compiling) and the output range condition of each
 /// time-range model (for writing), by unique id.
-pub type Plan = (BTreeMap<String, TimeFilter>, BTreeMap<String, String>);
+pub(crate) type Plan = (BTreeMap<String, TimeFilter>, BTreeMap<String, String>);
 
 fn date_flag(flag: &str, value: &Option<String>, printer: &Printer) -> Result<Option<NaiveDate>, ()> {
     match value {
@@ -33,7 +33,7 @@ fn date_flag(flag: &str, value: &Option<String>, printer: &Printer) -> Result<Op
     }
 }
 
-pub async fn plan(
+pub(crate) async fn plan(
     loaded: &Loaded,
     warehouse: &Warehouse,
     incremental: &BTreeSet<String>,

@@ -1,0 +1,15 @@
+//! tidemark's integration tests, in one test binary so DataFusion and Ballista are linked once.
+//!
+//! Each module runs the `tidemark` binary (or the library) against real components: fixture
+//! projects in temporary folders, a SeaweedFS S3 server and a Ballista cluster started on
+//! 127.0.0.1 by the tests themselves (`common`).
+
+mod common;
+
+mod ballista;
+mod cli;
+mod commit;
+mod incremental;
+mod metrics;
+mod s3;
+mod state;
