@@ -32,6 +32,32 @@
 //! | [`cluster`] (feature `ballista`) | `tidemark scheduler` and `tidemark executor`: Ballista's processes with tidemark's SQL functions and object stores from the environment; the scheduler's executor count for `debug` |
 //! | [`cli`] | arguments, one file per command, the printer, exit codes |
 //! | [`diagnostics`] | user-facing errors with `file:line:col` and "did you mean" |
+//! | [`relation`] | plain data every stage shares: relation names (`"schema"."table"`) and a time-range run's filter |
+//! | [`jinja`] | the base Jinja environment, `env_var()`, and Jinja errors as diagnostics (used by [`project`] for `tidemark.yml`/`profiles.yml` and by [`template`]) |
+//!
+//! ## Module graph
+//!
+//! Imports go one way, with no cycle between modules or between files:
+//!
+//! ```text
+//!  cli         ─▶ artifacts, execute, compile, graph, template, materialize, cluster, project
+//!  artifacts   ─▶ execute, compile, graph, materialize, project
+//!  execute     ─▶ compile, graph, materialize, cluster, functions, project
+//!  cluster     ─▶ materialize, functions
+//!  compile     ─▶ graph, template
+//!  graph       ─▶ metrics, template, project
+//!  template    ─▶ project, jinja, functions
+//!  metrics     ─▶ project, functions
+//!  materialize ─▶ project
+//!  project     ─▶ jinja
+//!  (relation and diagnostics are leaves any module may use; functions uses only DataFusion)
+//! ```
+//!
+//! Inside [`execute`], `node` (what each kind of node does) and `incremental` (merges) both use
+//! `write` (planning a node's query and streaming it into [`materialize`]), never each other's
+//! way back. Lints keep the map true: `clippy::print_stdout`/`print_stderr` are denied outside
+//! [`cli`] (CI runs clippy with `-D warnings`), and `unreachable_pub` keeps `pub` for what other
+//! modules use.
 //!
 //! ## Invariants
 //!
@@ -45,8 +71,9 @@
 //!   serialised uses ordered maps.
 //! - A reader never sees a partial table, and a run killed mid-write leaves the previous
 //!   version readable (see [`materialize`] for the protocol).
-//! - User mistakes are [`diagnostics::Diagnostic`]s that point at the file and line; internal
-//!   errors say they are bugs. Loading collects every problem before stopping.
+//! - User mistakes are [`diagnostics::Diagnostic`]s that point at the file and line (and the
+//!   column: YAML positions come from the parser's own events, [`project::yaml::Positions`]);
+//!   internal errors say they are bugs. Loading collects every problem before stopping.
 //! - Exit codes: 0 all good, 1 ran but something failed, 2 could not run.
 //! - Profile secrets (`storage:` credentials) are registered with [`diagnostics::redact`] when
 //!   the warehouse opens; the printer and every artifact pass through it.
@@ -61,6 +88,8 @@
 //! - One `build`/`run`/`seed`/`test` at a time per `target/` and per warehouse: both run locks
 //!   are held for the whole command ([`artifacts::Artifacts::lock`],
 //!   [`materialize::Warehouse::lock_run`]); a second command waits, up to `--lock-timeout`.
+//!   Every lock carries a lease its holder renews ([`materialize::lock`]): a crashed run's lock is
+//!   replaced at once on its own host and after `lock_lease` on any other.
 //! - Unit tests never touch the warehouse: each runs its model's SQL in its own in-memory
 //!   `SessionContext` on the given rows; a command that runs only unit tests opens no warehouse.
 //! - `--defer` changes only where an unselected table is registered from (the `--state` run's

@@ -165,12 +165,12 @@ impl Session {
         // Greedy by default: a fair pool splits the limit evenly between every operator that can
         // spill, which starves the sorts of a deep window pipeline (metric scorecards) even when
         // only one of them is active at a time.
-        let pool: Arc<dyn MemoryPool> = match target.memory_pool.as_str() {
-            "fair" => Arc::new(FairSpillPool::new(memory_limit as usize)),
+        let pool: Arc<dyn MemoryPool> = match target.memory_pool {
+            crate::project::profiles::MemoryPool::Fair => Arc::new(FairSpillPool::new(memory_limit as usize)),
             // No accounting limit: for plans whose sliced batches DataFusion over-counts (deep
             // window pipelines); the process's real memory is what the LMS benchmark reports.
-            "unbounded" => Arc::new(UnboundedMemoryPool::default()),
-            _ => Arc::new(GreedyMemoryPool::new(memory_limit as usize)),
+            crate::project::profiles::MemoryPool::Unbounded => Arc::new(UnboundedMemoryPool::default()),
+            crate::project::profiles::MemoryPool::Greedy => Arc::new(GreedyMemoryPool::new(memory_limit as usize)),
         };
         // No cache of directory listings: a run rewrites the partitions of tables it reads
         // again later in the same session.

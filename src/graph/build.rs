@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 
 use super::node::{GenericTest, Materialization, Node, ResourceType, Severity};
 use super::Graph;
-use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
+use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics, Position};
 use crate::project::project_file::{merge_configs, tags_of};
 use crate::project::{ConfigMap, NodeProperties, Project, SqlFile, Target, TestDeclaration};
 use crate::relation::RelationName;
@@ -126,7 +126,15 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             // A rejected name is reported; the node stays in the DAG (under its own name, never
             // written: the run stops at the problems) so its children report nothing more.
             Some(relation_of(&config, &name, target).unwrap_or_else(|problem| {
-                problems.push(bad_relation("model", &name, &file.path, &file.text, problem));
+                // The SQL file's config() call wins over the YAML properties, which win over
+                // tidemark.yml: report the place the rejected value came from.
+                let in_yaml = properties
+                    .filter(|_| !capture.config.contains_key(problem.1))
+                    .and_then(|p| Some((p.file.as_str(), *p.config_positions.get(problem.1)?)));
+                problems.push(match in_yaml {
+                    Some((yaml, at)) => bad_relation_at("model", &name, yaml, at, problem.0),
+                    None => bad_relation("model", &name, &file.path, &file.text, problem),
+                });
                 RelationName::table(&target.schema, &name)
             }))
         };
@@ -221,7 +229,11 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
             continue;
         }
         let relation = relation_of(&config, &name, target).unwrap_or_else(|problem| {
-            problems.push(bad_relation("seed", &name, &seed.path, "", problem));
+            let in_yaml = properties.and_then(|p| Some((p.file.as_str(), *p.config_positions.get(problem.1)?)));
+            problems.push(match in_yaml {
+                Some((yaml, at)) => bad_relation_at("seed", &name, yaml, at, problem.0),
+                None => bad_relation("seed", &name, &seed.path, "", problem),
+            });
             RelationName::table(&target.schema, &name)
         });
         nodes.insert(
@@ -784,6 +796,13 @@ fn bad_relation(
     Diagnostic::new(format!("{kind} '{name}': {message}"))
         .in_file(path)
         .at_line(line)
+}
+
+/// A relation name [`relation_of`] rejected, at the YAML value that set it.
+fn bad_relation_at(kind: &str, name: &str, file: &str, at: Position, message: String) -> Diagnostic {
+    Diagnostic::new(format!("{kind} '{name}': {message}"))
+        .in_file(file)
+        .at_position(Some(at))
 }
 
 /// Source locations that are relative paths are relative to the project root.

@@ -414,3 +414,110 @@ fn fqn_matches(node: &Node, parts: &[GlobMatcher], matcher: &GlobMatcher) -> boo
                 .all(|(pattern, part)| pattern.is_match(part))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A project of four models, `a → b → c` and `a → d`, in two folders, with a test on `b`.
+    fn graph() -> (tempfile::TempDir, Graph) {
+        let folder = tempfile::tempdir().expect("temp");
+        let root = folder.path();
+        let write = |path: &str, text: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("folder");
+            std::fs::write(path, text).expect("write");
+        };
+        write("tidemark.yml", "name: sel\n");
+        write("models/staging/a.sql", "{{ config(tags=['raw']) }}\nselect 1 as id\n");
+        write("models/staging/b.sql", "select id from {{ ref('a') }}\n");
+        write(
+            "models/marts/c.sql",
+            "{{ config(tags=['mart'], materialized='table') }}\nselect id from {{ ref('b') }}\n",
+        );
+        write(
+            "models/marts/d.sql",
+            "{{ config(tags=['mart']) }}\nselect id from {{ ref('a') }}\n",
+        );
+        write(
+            "models/schema.yml",
+            "version: 2\nmodels:\n  - name: b\n    columns:\n      - name: id\n        tests: [not_null]\n",
+        );
+        let project = crate::project::load(root).expect("project loads");
+        let target = crate::project::load_target(&project, None, None).expect("target");
+        let engine =
+            crate::template::TemplateEngine::new(&project, &target, project.file.vars.clone()).expect("templates");
+        let graph = crate::graph::build(&project, &engine, &target).expect("graph");
+        (folder, graph)
+    }
+
+    /// Selected nodes by name (tests as `test:<name>`), sorted.
+    fn names(graph: &Graph, select_: &[&str], exclude: &[&str], scope: Scope) -> Vec<String> {
+        let owned = |values: &[&str]| values.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        let ids = select(graph, &owned(select_), &owned(exclude), scope, &Context::default()).expect("selects");
+        ids.iter()
+            .map(|id| {
+                let node = &graph.nodes[id];
+                match node.resource_type {
+                    ResourceType::Test => format!("test:{}", node.name),
+                    _ => node.name.clone(),
+                }
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    const MODELS: Scope = Scope {
+        models: true,
+        seeds: false,
+        tests: false,
+        sources: false,
+    };
+
+    #[test]
+    fn graph_operators_walk_ancestors_and_descendants_to_a_depth() {
+        let (_folder, graph) = graph();
+        assert_eq!(names(&graph, &["+c"], &[], MODELS), ["a", "b", "c"]);
+        assert_eq!(names(&graph, &["1+c"], &[], MODELS), ["b", "c"]);
+        assert_eq!(names(&graph, &["a+"], &[], MODELS), ["a", "b", "c", "d"]);
+        assert_eq!(names(&graph, &["a+1"], &[], MODELS), ["a", "b", "d"]);
+        // `@b`: b, its descendants, and every ancestor of those.
+        assert_eq!(names(&graph, &["@b"], &[], MODELS), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn spaces_union_commas_intersect_and_exclude_subtracts() {
+        let (_folder, graph) = graph();
+        assert_eq!(names(&graph, &["tag:raw tag:mart"], &[], MODELS), ["a", "c", "d"]);
+        assert_eq!(
+            names(&graph, &["tag:mart,config.materialized:table"], &[], MODELS),
+            ["c"]
+        );
+        assert_eq!(names(&graph, &["path:models/marts"], &["d"], MODELS), ["c"]);
+        assert_eq!(names(&graph, &["staging.*"], &[], MODELS), ["a", "b"]);
+    }
+
+    #[test]
+    fn tests_follow_the_nodes_they_test_in_and_out() {
+        let (_folder, graph) = graph();
+        let selected = names(&graph, &["b"], &[], Scope::ALL);
+        assert_eq!(selected.len(), 2, "{selected:?}");
+        assert!(selected[1].starts_with("test:not_null_b_id"), "{selected:?}");
+        let excluded = names(&graph, &[], &["b"], Scope::ALL);
+        assert!(!excluded.iter().any(|name| name.starts_with("test:")), "{excluded:?}");
+    }
+
+    #[test]
+    fn a_bad_selector_says_what_is_wrong() {
+        let (_folder, graph) = graph();
+        let error = |selector: &str| {
+            select(&graph, &[selector.to_string()], &[], Scope::ALL, &Context::default())
+                .expect_err("rejected")
+                .message
+        };
+        assert!(error("colour:red").contains("unknown selector method 'colour'"));
+        assert!(error("@+b").contains("'@' cannot be combined with '+'"));
+        assert!(error("state:modified").contains("--state"));
+    }
+}

@@ -31,9 +31,8 @@ pub struct Target {
     pub memory_limit: Option<u64>,
     /// Folder for spill files (defaults to the system temp folder).
     pub spill_dir: Option<PathBuf>,
-    /// `greedy` (default: operators take memory as they need it, up to the limit), `fair` (the
-    /// limit is split evenly between the operators that can spill) or `unbounded` (no limit).
-    pub memory_pool: String,
+    /// How operators share `memory_limit`.
+    pub memory_pool: MemoryPool,
     /// Extra DataFusion settings (`datafusion.execution.batch_size: 8192`, ...).
     pub options: BTreeMap<String, String>,
     /// How to reach an object-store warehouse and URL sources (`storage:`).
@@ -52,6 +51,18 @@ pub struct Target {
     /// How long a run's locks outlive its last heartbeat (`lock_lease: 2m`, the default): a lock
     /// left by a run that crashed on another host is replaced after this long.
     pub lock_lease: std::time::Duration,
+}
+
+/// How a target's operators share its `memory_limit` (`memory_pool:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryPool {
+    /// Operators take memory as they need it, up to the limit (the default).
+    #[default]
+    Greedy,
+    /// The limit is split evenly between the operators that can spill.
+    Fair,
+    /// No limit is enforced.
+    Unbounded,
 }
 
 /// A value that must never be printed: `Debug` shows `***`.
@@ -152,7 +163,7 @@ impl Target {
             threads: default_threads(),
             memory_limit: None,
             spill_dir: None,
-            memory_pool: "greedy".into(),
+            memory_pool: MemoryPool::Greedy,
             options: BTreeMap::new(),
             storage: StorageSettings::default(),
             defined_in: None,
@@ -381,9 +392,9 @@ pub fn select_target(
         memory_limit,
         spill_dir: raw.spill_dir.as_ref().map(PathBuf::from),
         memory_pool: match raw.memory_pool.as_deref() {
-            None | Some("greedy") => "greedy".into(),
-            Some("fair") => "fair".into(),
-            Some("unbounded") => "unbounded".into(),
+            None | Some("greedy") => MemoryPool::Greedy,
+            Some("fair") => MemoryPool::Fair,
+            Some("unbounded") => MemoryPool::Unbounded,
             Some(other) => {
                 return Err(at_target(format!(
                     "memory_pool '{other}' is not greedy, fair or unbounded"

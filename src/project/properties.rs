@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 
 use super::project_file::ConfigMap;
 use super::yaml::Positions;
-use crate::diagnostics::Diagnostic;
+use crate::diagnostics::{Diagnostic, Position};
 
 /// Everything declared in one property file.
 #[derive(Debug, Clone, Default)]
@@ -367,6 +367,8 @@ pub struct NodeProperties {
     pub tests: Vec<TestDeclaration>,
     pub file: String,
     pub line: Option<usize>,
+    /// Where the value of each `config:` key is in `file`, for diagnostics about it.
+    pub config_positions: BTreeMap<String, Position>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -583,6 +585,15 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
             .enumerate()
             .map(|(index, entry)| NodeProperties {
                 line: line_at(&format!("{kind}/{index}")),
+                config_positions: entry
+                    .config
+                    .iter()
+                    .flatten()
+                    .filter_map(|(key, _)| {
+                        let at = positions.value_at(&format!("{kind}/{index}/config/{key}"))?;
+                        Some((key.clone(), at))
+                    })
+                    .collect(),
                 config: entry.config.unwrap_or_default(),
                 tests: test_declarations(&entry.tests, &entry.name, &format!("{kind}/{index}"), problems),
                 columns: columns_of(entry.columns, &entry.name, &format!("{kind}/{index}"), problems),

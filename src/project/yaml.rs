@@ -166,7 +166,7 @@ mod tests {
         assert_eq!(at(&positions, "models"), (2, 1));
         assert_eq!(at(&positions, "models/0"), (3, 5));
         assert_eq!(at(&positions, "models/0/name"), (3, 5));
-        assert_eq!(at(&positions, "models/0/columns/0/tests/1"), (6, 26));
+        assert_eq!(at(&positions, "models/0/columns/0/tests/1"), (6, 25));
         assert_eq!(at(&positions, "models/1"), (7, 5));
         assert_eq!(at(&positions, "models/1/config/alias"), (8, 14));
         assert_eq!(at(&positions, "models/1/description"), (9, 5));
@@ -178,9 +178,9 @@ mod tests {
         let positions = Positions::of(TEXT);
         let value = positions.value_at("models/1/config/alias").expect("located");
         assert_eq!((value.line, value.column), (8, 21));
-        // A folded scalar starts at its indicator, on the key's line.
+        // A folded scalar's value starts at its first line of content; its entry at the key.
         let folded = positions.value_at("models/1/description").expect("located");
-        assert_eq!(folded.line, 9);
+        assert_eq!(folded.line, 10);
     }
 
     #[test]

@@ -233,3 +233,83 @@ pub fn test_blocks_as_macros(text: &str) -> String {
     out.push_str(rest);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An engine for a project with one macro and a var.
+    fn engine() -> (tempfile::TempDir, TemplateEngine) {
+        let folder = tempfile::tempdir().expect("temp");
+        let root = folder.path();
+        std::fs::write(root.join("tidemark.yml"), "name: t\nvars:\n  window: 7\n").expect("project file");
+        std::fs::create_dir_all(root.join("macros")).expect("macros");
+        std::fs::write(
+            root.join("macros/twice.sql"),
+            "{% macro twice(column) %}({{ column }} * 2){% endmacro %}\n",
+        )
+        .expect("macro");
+        let project = crate::project::load(root).expect("project loads");
+        let target = crate::project::load_target(&project, None, None).expect("target");
+        let engine = TemplateEngine::new(&project, &target, project.file.vars.clone()).expect("engine");
+        (folder, engine)
+    }
+
+    #[test]
+    fn the_parse_render_records_refs_sources_config_and_vars_with_their_lines() {
+        let (_folder, engine) = engine();
+        let sql = "{{ config(materialized='table', tags=['x']) }}\nselect {{ twice('a') }}\nfrom {{ ref('orders') }}\njoin {{ source('raw', 'events') }} using (id)\nwhere d > {{ var('window') }}\n";
+        let capture = engine.parse("models/m.sql", sql).expect("parses");
+        let refs: Vec<(&str, Option<usize>)> = capture.refs.iter().map(|r| (r.name.as_str(), r.line)).collect();
+        assert_eq!(refs, [("orders", Some(3))]);
+        let sources: Vec<(&str, &str, Option<usize>)> = capture
+            .sources
+            .iter()
+            .map(|s| (s.source.as_str(), s.table.as_str(), s.line))
+            .collect();
+        assert_eq!(sources, [("raw", "events", Some(4))]);
+        assert_eq!(capture.config.get("materialized"), Some(&Json::from("table")));
+        assert_eq!(capture.vars.get("window"), Some(&Json::from(7)));
+    }
+
+    #[test]
+    fn a_jinja_error_is_a_diagnostic_at_its_file_and_line() {
+        let (_folder, engine) = engine();
+        let error = engine
+            .parse("models/broken.sql", "select 1\nfrom {{ ref('a' }}\n")
+            .expect_err("a syntax error");
+        assert_eq!(error.file.as_deref(), Some("models/broken.sql"));
+        assert_eq!(error.line, Some(2));
+        assert!(
+            error.message.starts_with("Jinja error: syntax error"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn config_files_render_env_var_with_a_default_and_fail_without_one() {
+        let text = "warehouse: \"{{ env_var('TIDEMARK_TEST_UNSET_VARIABLE', 'warehouse') }}\"\n";
+        assert_eq!(
+            crate::jinja::render_config_text("profiles.yml", text).expect("renders"),
+            "warehouse: \"warehouse\"\n"
+        );
+        let missing = "a: 1\nb: \"{{ env_var('TIDEMARK_TEST_UNSET_VARIABLE') }}\"\n";
+        let error = crate::jinja::render_config_text("profiles.yml", missing).expect_err("unset");
+        let diagnostic = &error.0[0];
+        assert_eq!(
+            (diagnostic.file.as_deref(), diagnostic.line),
+            (Some("profiles.yml"), Some(2))
+        );
+        assert!(
+            diagnostic.message.contains("TIDEMARK_TEST_UNSET_VARIABLE"),
+            "{}",
+            diagnostic.message
+        );
+        // Text without Jinja is returned as it is.
+        assert_eq!(
+            crate::jinja::render_config_text("tidemark.yml", "name: x\n").expect("plain"),
+            "name: x\n"
+        );
+    }
+}

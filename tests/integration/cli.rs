@@ -239,6 +239,28 @@ fn an_alias_or_schema_that_is_not_one_folder_name_is_rejected_at_its_line() {
         );
         assert_nothing_written(project.path());
     }
+
+    // Set in the model's YAML properties: reported at the value in the property file.
+    let project = fixture("basic");
+    let properties = project.path().join("models/schema.yml");
+    let text = std::fs::read_to_string(&properties).expect("properties");
+    std::fs::write(
+        &properties,
+        text.replacen(
+            "  - name: stg_events\n",
+            "  - name: stg_events\n    config:\n      alias: \"../escaped\"\n",
+            1,
+        ),
+    )
+    .expect("write properties");
+    let output = tidemark(project.path(), &["build"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("models/schema.yml:5:14: model 'stg_events': alias '../escaped' is not a relation name"),
+        "{text}"
+    );
+    assert_nothing_written(project.path());
 }
 
 #[test]
@@ -843,7 +865,7 @@ fn unit_tests_show_differences_gate_their_model_and_explain_bad_specs() {
     let text = transcript(&output, &project);
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(
-        text.contains("models/unit.yml:2: unit test 'both', expect: give either rows: or fixture:, not both"),
+        text.contains("models/unit.yml:5:5: unit test 'both', expect: give either rows: or fixture:, not both"),
         "{text}"
     );
     std::fs::write(
@@ -1189,7 +1211,10 @@ sources:
     let output = tidemark(project, &["source", "freshness"]);
     let text = transcript(&output, project);
     assert_eq!(output.status.code(), Some(2), "{text}");
-    assert!(text.contains("models/sources.yml:5"), "{text}");
+    assert!(
+        text.contains("models/sources.yml:6:9: source table app.loads"),
+        "{text}"
+    );
     assert!(
         text.contains("freshness warn_after is {count: <whole number>, period: minute|hour|day}"),
         "{text}"
