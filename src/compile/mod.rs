@@ -417,29 +417,18 @@ pub fn inline_node(graph: &Graph, engine: &TemplateEngine, sql: &str) -> Result<
         }
     }
     problems.into_result(Node {
-        unique_id: format!("sql_operation.{}.inline", graph.project_name),
-        name: "inline".into(),
-        resource_type: ResourceType::Test,
-        path: NAME.into(),
-        line: None,
         fqn: vec![graph.project_name.clone(), "inline".into()],
-        materialized: Materialization::Test,
-        config: Default::default(),
-        tags: Vec::new(),
-        description: String::new(),
-        columns: Vec::new(),
-        relation: None,
         raw_code: sql.to_string(),
         refs: capture.refs,
         sources: capture.sources,
         depends_on: depends_on.into_iter().collect(),
-        severity: crate::graph::Severity::Error,
-        test: None,
-        location: None,
-        format: None,
-        checksum: String::new(),
-        macros: Vec::new(),
-        vars: Default::default(),
+        ..Node::new(
+            format!("sql_operation.{}.inline", graph.project_name),
+            "inline".into(),
+            ResourceType::Test,
+            NAME.into(),
+            Materialization::Test,
+        )
     })
 }
 

@@ -267,6 +267,42 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node with nothing resolved yet: no config, tags, columns, code, dependencies or
+    /// checksum; severity `error`. Callers fill in the rest with struct update syntax.
+    pub fn new(
+        unique_id: String,
+        name: String,
+        resource_type: ResourceType,
+        path: String,
+        materialized: Materialization,
+    ) -> Node {
+        Node {
+            unique_id,
+            name,
+            resource_type,
+            path,
+            line: None,
+            fqn: Vec::new(),
+            materialized,
+            config: ConfigMap::new(),
+            tags: Vec::new(),
+            description: String::new(),
+            columns: Vec::new(),
+            relation: None,
+            raw_code: String::new(),
+            refs: Vec::new(),
+            sources: Vec::new(),
+            depends_on: Vec::new(),
+            severity: Severity::Error,
+            test: None,
+            location: None,
+            format: None,
+            checksum: String::new(),
+            macros: Vec::new(),
+            vars: BTreeMap::new(),
+        }
+    }
+
     /// Whether the node produces data in the warehouse when it runs.
     pub fn writes_table(&self) -> bool {
         matches!(

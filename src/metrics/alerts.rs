@@ -17,7 +17,8 @@
 use std::collections::BTreeMap;
 
 use super::spec::{AlertSpec, MetricModelSpec};
-use super::validate::{placeholders, reason_sql, sql_string, ValidatedModel};
+use super::syntax::{placeholders, reason_sql, sql_string};
+use super::validate::ValidatedModel;
 
 pub(super) fn name(spec: &MetricModelSpec) -> String {
     format!("{}_alerts", spec.name)

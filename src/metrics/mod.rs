@@ -19,9 +19,11 @@
 //! outside SQL.
 
 mod alerts;
+mod calendar;
 mod daily;
 mod scorecard;
 pub mod spec;
+mod syntax;
 mod validate;
 
 use serde::Deserialize;

@@ -1,14 +1,11 @@
 //! Checks a metric model spec before any SQL is written, and works out what the SQL needs:
 //! the period ends, the scorecard's columns, and the order derived columns are computed in.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use chrono::NaiveDate;
-use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-
+use super::calendar::period_ends;
 use super::spec::*;
+use super::syntax::{identifiers, is_identifier, method_name, placeholders};
 use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
 use crate::project::yaml::Positions;
 
@@ -54,14 +51,11 @@ impl ValidatedModel {
     }
 }
 
-/// The date of a day number.
-pub(super) fn date_of(day: i64) -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Days::new(day.max(0) as u64)
-}
+/// Where an offending node is within the model (`measures/2/percentile`) → the diagnostic.
+type ErrorAt<'a> = dyn Fn(String, &str) -> Diagnostic + 'a;
 
-pub(super) fn day_number(date: NaiveDate) -> i64 {
-    (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days()
-}
+/// A derived column's name, its input columns, the definition, and its node's path.
+type Item = (String, Vec<String>, Derived, String);
 
 /// Validates `spec` from `file`, whose nodes are at `positions`; the model is the node at `path`
 /// (`metric_models/<index>`).
@@ -78,7 +72,32 @@ pub(super) fn validate(
             .in_file(file)
             .at_position(positions.at(&format!("{path}/{at}")))
     };
+    let periods = check_model(spec, &error, &mut problems);
+    let mut columns = grain_columns(spec, &error, &mut problems);
+    let max_window = measure_columns(spec, &mut columns, &error, &mut problems);
+    let origin_day = periods.first().copied().unwrap_or(0) - max_window;
+    let items = derived_items(spec, &error, &mut problems);
+    for (name, numeric) in [("cohort_size", true), ("gate_ok", false), ("gate_reason", false)] {
+        columns.push(Column {
+            name: name.into(),
+            numeric,
+        });
+    }
+    let ordered = order_derived(spec, &items, &mut columns, &error, &mut problems);
+    check_alerts(spec, &columns, &error, &mut problems);
 
+    problems.into_result(ValidatedModel {
+        spec: spec.clone(),
+        periods,
+        origin_day,
+        max_window: max_window.max(1),
+        columns,
+        derived: ordered,
+    })
+}
+
+/// The model's own fields: its name, windows, that it has measures, and its period ends.
+fn check_model(spec: &MetricModelSpec, error: &ErrorAt<'_>, problems: &mut Diagnostics) -> Vec<i64> {
     if !is_identifier(&spec.name) {
         problems.push(error(
             format!("name '{}' must be a lowercase identifier", spec.name),
@@ -98,14 +117,18 @@ pub(super) fn validate(
     }
 
     // Periods.
-    let periods = match period_ends(&spec.periods) {
+    match period_ends(&spec.periods) {
         Ok(periods) => periods,
         Err(message) => {
             problems.push(error(message, "periods"));
             Vec::new()
         }
-    };
+    }
+}
 
+/// The grain's columns: the entity, `period_end` and the dimension's attributes; the cohort
+/// must be one of them.
+fn grain_columns(spec: &MetricModelSpec, error: &ErrorAt<'_>, problems: &mut Diagnostics) -> Vec<Column> {
     // Grain.
     let mut columns: Vec<Column> = vec![
         Column {
@@ -135,6 +158,16 @@ pub(super) fn validate(
         }
     }
 
+    columns
+}
+
+/// One column per measure and window; returns the longest window.
+fn measure_columns(
+    spec: &MetricModelSpec,
+    columns: &mut Vec<Column>,
+    error: &ErrorAt<'_>,
+    problems: &mut Diagnostics,
+) -> i64 {
     // Measures.
     let mut measure_names = BTreeSet::new();
     let mut max_window = 0;
@@ -175,7 +208,7 @@ pub(super) fn validate(
         match measure.agg {
             Aggregation::Count | Aggregation::ActiveDays => {}
             Aggregation::Percentile => {
-                needs("expr", measure.expr.is_some(), &mut problems);
+                needs("expr", measure.expr.is_some(), problems);
                 if measure.percentile.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
                     problems.push(error(
                         format!("measure '{}': percentile must be between 0 and 1", measure.name),
@@ -188,28 +221,31 @@ pub(super) fn validate(
             | Aggregation::Avg
             | Aggregation::Min
             | Aggregation::Max
-            | Aggregation::Slope => needs("expr", measure.expr.is_some(), &mut problems),
+            | Aggregation::Slope => needs("expr", measure.expr.is_some(), problems),
             Aggregation::Ratio => {
-                needs("numerator", measure.numerator.is_some(), &mut problems);
-                needs("denominator", measure.denominator.is_some(), &mut problems);
+                needs("numerator", measure.numerator.is_some(), problems);
+                needs("denominator", measure.denominator.is_some(), problems);
             }
             Aggregation::RollingMean => {
-                needs("expr", measure.expr.is_some(), &mut problems);
-                needs("last", measure.last.is_some_and(|n| n > 0), &mut problems);
+                needs("expr", measure.expr.is_some(), problems);
+                needs("last", measure.last.is_some_and(|n| n > 0), problems);
             }
             Aggregation::Drops => {
-                needs("expr", measure.expr.is_some(), &mut problems);
-                needs("threshold", measure.threshold.is_some(), &mut problems);
+                needs("expr", measure.expr.is_some(), problems);
+                needs("threshold", measure.threshold.is_some(), problems);
             }
             Aggregation::OverdueShare => {
-                needs("item", measure.item.is_some(), &mut problems);
-                needs("due", measure.due.is_some(), &mut problems);
-                needs("completed", measure.completed.is_some(), &mut problems);
+                needs("item", measure.item.is_some(), problems);
+                needs("due", measure.due.is_some(), problems);
+                needs("completed", measure.completed.is_some(), problems);
             }
         }
     }
-    let origin_day = periods.first().copied().unwrap_or(0) - max_window;
+    max_window
+}
 
+/// Comparisons, formulas, normalisations, shrinkage and scores, with the columns each reads.
+fn derived_items(spec: &MetricModelSpec, error: &ErrorAt<'_>, problems: &mut Diagnostics) -> Vec<Item> {
     // Derived columns, in dependency order.
     let mut items: Vec<(String, Vec<String>, Derived, String)> = Vec::new();
     for (index, formula) in spec.formulas.iter().enumerate() {
@@ -402,18 +438,23 @@ pub(super) fn validate(
         items.push((score.name.clone(), inputs, Derived::Score(score.clone()), at));
     }
 
-    for (name, numeric) in [("cohort_size", true), ("gate_ok", false), ("gate_reason", false)] {
-        columns.push(Column {
-            name: name.into(),
-            numeric,
-        });
-    }
+    items
+}
 
+/// Derived columns in the order their inputs allow; unknown inputs and cycles are problems.
+/// Adds the derived columns (and each comparison's reference and sigma) to `columns`.
+fn order_derived(
+    spec: &MetricModelSpec,
+    items: &[Item],
+    columns: &mut Vec<Column>,
+    error: &ErrorAt<'_>,
+    problems: &mut Diagnostics,
+) -> Vec<Derived> {
     // Order derived columns by their inputs; report unknown inputs and cycles.
     let base: BTreeSet<String> = columns.iter().map(|c| c.name.clone()).collect();
     let derived_names: Vec<String> = items.iter().map(|(name, ..)| name.clone()).collect();
     let mut seen_names = BTreeSet::new();
-    for (name, _, _, at) in &items {
+    for (name, _, _, at) in items {
         if base.contains(name) || !seen_names.insert(name.clone()) {
             problems.push(error(format!("column '{name}' is defined twice"), at));
         }
@@ -428,7 +469,7 @@ pub(super) fn validate(
     for comparison in &spec.comparisons {
         all_names.push(format!("{}_reference", comparison.name));
     }
-    for (name, inputs, _, at) in &items {
+    for (name, inputs, _, at) in items {
         for input in inputs {
             if !all_names.contains(input) {
                 problems.push(unknown_column(&error, name, input, &all_names, at));
@@ -480,7 +521,11 @@ pub(super) fn validate(
             });
         }
     }
+    ordered
+}
 
+/// Alerts refer to scorecard columns (in their conditions, values and reason templates).
+fn check_alerts(spec: &MetricModelSpec, columns: &[Column], error: &ErrorAt<'_>, problems: &mut Diagnostics) {
     // Alerts refer to scorecard columns.
     let known: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
     let alert_outputs = [
@@ -550,15 +595,6 @@ pub(super) fn validate(
             }
         }
     }
-
-    problems.into_result(ValidatedModel {
-        spec: spec.clone(),
-        periods,
-        origin_day,
-        max_window: max_window.max(1),
-        columns,
-        derived: ordered,
-    })
 }
 
 fn unknown_column(
@@ -575,160 +611,4 @@ fn unknown_column(
         diagnostic = diagnostic.with_help(format!("scorecard columns are: {}", known.join(", ")));
     }
     diagnostic
-}
-
-pub(super) fn method_name(method: NormalizeMethod) -> &'static str {
-    match method {
-        NormalizeMethod::Zscore => "zscore",
-        NormalizeMethod::PercentRank => "percent_rank",
-        NormalizeMethod::MinMax => "min_max",
-    }
-}
-
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// Column names an SQL expression refers to (words that are not keywords, functions or strings).
-pub(super) fn identifiers(expression: &str) -> Vec<String> {
-    let dialect = GenericDialect {};
-    let Ok(tokens) = Tokenizer::new(&dialect, expression).tokenize() else {
-        return Vec::new();
-    };
-    let significant: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
-    let mut found = Vec::new();
-    for (index, token) in significant.iter().enumerate() {
-        if let Token::Word(word) = token {
-            let is_function = matches!(significant.get(index + 1), Some(Token::LParen));
-            let is_qualified = matches!(significant.get(index + 1), Some(Token::Period))
-                || (index > 0 && matches!(significant.get(index - 1), Some(Token::Period)));
-            if word.quote_style.is_none() && word.keyword == Keyword::NoKeyword && !is_function && !is_qualified {
-                found.push(word.value.to_lowercase());
-            }
-        }
-    }
-    found
-}
-
-/// `{column}` placeholders of a reason template.
-pub(super) fn placeholders(template: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        let Some(end) = rest[start..].find('}') else { break };
-        found.push(rest[start + 1..start + end].trim().to_string());
-        rest = &rest[start + end + 1..];
-    }
-    found
-}
-
-/// The period ends of a spec, as day numbers.
-fn period_ends(periods: &PeriodsSpec) -> Result<Vec<i64>, String> {
-    let parse = |text: &str, key: &str| {
-        NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .map_err(|_| format!("periods.{key}: '{text}' is not a date (YYYY-MM-DD)"))
-    };
-    if let Some(as_of) = &periods.as_of {
-        if periods.every.is_some() || periods.start.is_some() || periods.end.is_some() {
-            return Err("periods: give either as_of, or every with start and end".into());
-        }
-        return Ok(vec![day_number(parse(as_of, "as_of")?)]);
-    }
-    let (Some(every), Some(start), Some(end)) = (periods.every, &periods.start, &periods.end) else {
-        return Err("periods: give either as_of, or every (day, week, month) with start and end".into());
-    };
-    let (start, end) = (parse(start, "start")?, parse(end, "end")?);
-    let cadence = match every {
-        Cadence::Day => crate::functions::Cadence::Day,
-        Cadence::Week => crate::functions::Cadence::Week,
-        Cadence::Month => crate::functions::Cadence::Month,
-    };
-    crate::functions::period_ends(start, end, cadence)
-}
-
-/// Placeholder map for `reason` templates: column → SQL text of its value.
-pub(super) fn reason_sql(template: &str, value_of: &BTreeMap<String, String>) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        let Some(end) = rest[start..].find('}') else { break };
-        if start > 0 {
-            parts.push(sql_string(&rest[..start]));
-        }
-        let name = rest[start + 1..start + end].trim();
-        parts.push(value_of.get(name).cloned().unwrap_or_else(|| sql_string(name)));
-        rest = &rest[start + end + 1..];
-    }
-    if !rest.is_empty() {
-        parts.push(sql_string(rest));
-    }
-    if parts.is_empty() {
-        return "''".into();
-    }
-    parts.join(" || ")
-}
-
-pub(super) fn sql_string(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identifiers_skip_keywords_functions_strings_and_qualified_names() {
-        assert_eq!(
-            identifiers("coalesce(score_30d, 0) < 0.5 * team_median and verb = 'passed' and t.x > 1 and not gate_ok"),
-            ["score_30d", "team_median", "verb", "gate_ok"]
-        );
-    }
-
-    #[test]
-    fn reason_templates_become_sql_concatenations() {
-        let mut values = BTreeMap::new();
-        values.insert("value".to_string(), "cast(value as varchar)".to_string());
-        assert_eq!(placeholders("{value} below {threshold}"), ["value", "threshold"]);
-        assert_eq!(
-            reason_sql("it's {value}!", &values),
-            "'it''s ' || cast(value as varchar) || '!'"
-        );
-    }
-
-    #[test]
-    fn weekly_and_monthly_period_ends() {
-        let weekly = PeriodsSpec {
-            every: Some(Cadence::Week),
-            start: Some("2026-01-04".into()),
-            end: Some("2026-01-25".into()),
-            as_of: None,
-        };
-        let ends: Vec<String> = period_ends(&weekly)
-            .unwrap()
-            .into_iter()
-            .map(|d| date_of(d).to_string())
-            .collect();
-        assert_eq!(ends, ["2026-01-04", "2026-01-11", "2026-01-18", "2026-01-25"]);
-        let monthly = PeriodsSpec {
-            every: Some(Cadence::Month),
-            start: Some("2026-01-31".into()),
-            end: Some("2026-04-30".into()),
-            as_of: None,
-        };
-        let ends: Vec<String> = period_ends(&monthly)
-            .unwrap()
-            .into_iter()
-            .map(|d| date_of(d).to_string())
-            .collect();
-        assert_eq!(ends, ["2026-01-31", "2026-02-28", "2026-03-31", "2026-04-30"]);
-        let backwards = PeriodsSpec {
-            every: Some(Cadence::Day),
-            start: Some("2026-02-01".into()),
-            end: Some("2026-01-01".into()),
-            as_of: None,
-        };
-        assert!(period_ends(&backwards).unwrap_err().contains("before start"));
-    }
 }

@@ -1,0 +1,388 @@
+//! Data tests: generic tests declared in property files and singular tests in `tests/`.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use super::{fqn_of, is_enabled, severity_of, Parse, GENERIC_TESTS};
+use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
+use crate::graph::node::{GenericTest, Materialization, Node, ResourceType};
+use crate::project::project_file::{merge_configs, tags_of};
+use crate::project::{NodeProperties, Project, SqlFile, TestDeclaration};
+use crate::template::{Capture, TemplateEngine};
+
+impl Parse<'_> {
+    /// The test nodes of every generic test declared on a model, seed or source column; a
+    /// property entry for a node that does not exist is a warning.
+    pub(super) fn generic_tests(&mut self) -> Vec<Node> {
+        let project = self.project;
+        let Parse {
+            by_name,
+            disabled,
+            source_ids,
+            warnings,
+            ..
+        } = self;
+        let mut tests: Vec<Node> = Vec::new();
+        for file in &project.property_files {
+            let mut declare = |owner_kind: &str, owner: &NodeProperties| {
+                let owner_id = match owner_kind {
+                    "model" => by_name.get(&owner.name).filter(|id| id.starts_with("model.")),
+                    _ => by_name.get(&owner.name).filter(|id| id.starts_with("seed.")),
+                };
+                let Some(owner_id) = owner_id else {
+                    if !disabled.contains(&owner.name) {
+                        let candidates: Vec<&str> = by_name.keys().map(String::as_str).collect();
+                        let mut warning = Diagnostic::new(format!(
+                            "properties are declared for {owner_kind} '{}', which does not exist",
+                            owner.name
+                        ))
+                        .in_file(&file.file)
+                        .at_line(owner.line);
+                        if let Some(near) = did_you_mean(&owner.name, candidates) {
+                            warning = warning.with_help(format!("did you mean '{near}'?"));
+                        }
+                        warnings.push(warning);
+                    }
+                    return;
+                };
+                for declaration in &owner.tests {
+                    tests.push(generic_test(
+                        project,
+                        file.file.as_str(),
+                        owner_id,
+                        &owner.name,
+                        None,
+                        declaration,
+                    ));
+                }
+                for column in &owner.columns {
+                    for declaration in &column.tests {
+                        tests.push(generic_test(
+                            project,
+                            &file.file,
+                            owner_id,
+                            &owner.name,
+                            Some(&column.name),
+                            declaration,
+                        ));
+                    }
+                }
+            };
+            for owner in &file.models {
+                declare("model", owner);
+            }
+            for owner in &file.seeds {
+                declare("seed", owner);
+            }
+            for source in &file.sources {
+                for table in &source.tables {
+                    let owner_id = &source_ids[&(source.name.clone(), table.name.clone())];
+                    let owner_name = format!("{}_{}", source.name, table.name);
+                    for column in &table.columns {
+                        for declaration in &column.tests {
+                            tests.push(generic_test(
+                                project,
+                                &file.file,
+                                owner_id,
+                                &owner_name,
+                                Some(&column.name),
+                                declaration,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        tests
+    }
+
+    /// A node per enabled singular test (a SQL file under the test paths).
+    pub(super) fn singular_tests(&mut self, parsed_tests: Vec<(&SqlFile, Result<Capture, Diagnostic>)>) -> Vec<Node> {
+        let (project, project_name) = (self.project, self.project_name);
+        let Parse { problems, .. } = self;
+        let mut tests = Vec::new();
+        for (file, parsed) in parsed_tests {
+            let capture = match parsed {
+                Ok(capture) => capture,
+                Err(diagnostic) => {
+                    problems.push(diagnostic);
+                    continue;
+                }
+            };
+            let name = file.name().to_string();
+            let fqn = fqn_of(project_name, &file.parts);
+            let mut config = project.file.data_tests.resolve(&fqn);
+            merge_configs(&mut config, &capture.config);
+            if !is_enabled(&config) {
+                continue;
+            }
+            config.insert("materialized".into(), Json::from("test"));
+            tests.push(Node {
+                severity: severity_of(&config),
+                tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
+                fqn,
+                config,
+                raw_code: file.text.clone(),
+                refs: capture.refs,
+                sources: capture.sources,
+                vars: capture.vars,
+                ..Node::new(
+                    format!("test.{project_name}.{name}"),
+                    name,
+                    ResourceType::Test,
+                    file.path.clone(),
+                    Materialization::Test,
+                )
+            });
+        }
+        tests
+    }
+
+    /// Checks each test and adds the enabled ones; a test declared twice with other arguments
+    /// gets a numbered name of its own.
+    pub(super) fn add_tests(&mut self, tests: Vec<Node>) {
+        let engine = self.engine;
+        let Parse { nodes, problems, .. } = self;
+        let mut test_names: BTreeMap<String, usize> = BTreeMap::new();
+        for mut test in tests {
+            if test.test.is_some() {
+                validate_generic_test(&test, engine, problems);
+            }
+            check_thresholds(&test, problems);
+            if !is_enabled(&test.config) {
+                continue;
+            }
+            let count = test_names.entry(test.unique_id.clone()).or_default();
+            *count += 1;
+            if *count > 1 {
+                // The same test declared twice on one column (with other arguments or configs):
+                // a name of its own, so its compiled SQL and stored failures are its own too.
+                test.unique_id = format!("{}_{count}", test.unique_id);
+                test.name = format!("{}_{count}", test.name);
+            }
+            nodes.insert(test.unique_id.clone(), test);
+        }
+    }
+}
+
+/// Makes the test node for one declaration.
+fn generic_test(
+    project: &Project,
+    file: &str,
+    owner_id: &str,
+    owner_name: &str,
+    column: Option<&str>,
+    declaration: &TestDeclaration,
+) -> Node {
+    let project_name = project.file.name.as_str();
+    // dbt's naming: test_model_column, then the arguments that tell two tests apart.
+    let mut name_parts = vec![declaration.test_name.clone(), owner_name.to_string()];
+    if let Some(column) = column {
+        name_parts.push(column.to_string());
+    }
+    let mut suffix = Vec::new();
+    if let Some(Json::String(field)) = declaration.arguments.get("field") {
+        suffix.push(field.clone());
+    }
+    if let Some(Json::String(to)) = declaration.arguments.get("to") {
+        suffix.push(to.replace(['\'', '"'], ""));
+    }
+    if let Some(Json::Array(values)) = declaration.arguments.get("values") {
+        suffix.extend(
+            values
+                .iter()
+                .map(|value| value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string())),
+        );
+    }
+    if !suffix.is_empty() {
+        let joined: String = suffix
+            .join("__")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .collect();
+        name_parts.push(format!("_{joined}"));
+    }
+    let name = shorten_test_name(name_parts.join("_"));
+    let fqn = vec![project_name.to_string(), name.clone()];
+    let mut config = project.file.data_tests.resolve(&fqn);
+    merge_configs(&mut config, &declaration.config);
+    config.insert("materialized".into(), Json::from("test"));
+    let where_clause = config.get("where").and_then(Json::as_str).map(str::to_string);
+    let mut refs = Vec::new();
+    let mut sources = Vec::new();
+    if let Some(Json::String(to)) = declaration.arguments.get("to") {
+        match parse_relation_expression(to) {
+            Some(RelationExpression::Ref(name)) => refs.push(crate::template::RefCall {
+                package: None,
+                name,
+                line: declaration.line,
+            }),
+            Some(RelationExpression::Source(source, table)) => sources.push(crate::template::SourceCall {
+                source,
+                table,
+                line: declaration.line,
+            }),
+            None => {}
+        }
+    }
+    Node {
+        unique_id: format!("test.{project_name}.{name}"),
+        severity: severity_of(&config),
+        tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
+        name,
+        resource_type: ResourceType::Test,
+        path: file.to_string(),
+        line: declaration.line,
+        fqn,
+        materialized: Materialization::Test,
+        config,
+        description: String::new(),
+        columns: Vec::new(),
+        relation: None,
+        raw_code: String::new(),
+        refs,
+        sources,
+        depends_on: Vec::new(),
+        test: Some(GenericTest {
+            test_name: declaration.test_name.clone(),
+            column_name: column.map(str::to_string),
+            arguments: declaration.arguments.clone(),
+            attached_node: owner_id.to_string(),
+            tested_node: owner_id.to_string(),
+            where_clause,
+        }),
+        location: None,
+        format: None,
+        checksum: String::new(),
+        macros: Vec::new(),
+        vars: Default::default(),
+    }
+}
+
+/// `warn_if` / `error_if` must be conditions on the failing-row count.
+pub(super) fn check_thresholds(node: &Node, problems: &mut Diagnostics) {
+    for key in ["warn_if", "error_if"] {
+        if let Err(message) = node.threshold(key) {
+            problems.push(
+                Diagnostic::new(format!("test '{}': {message}", node.name))
+                    .in_file(&node.path)
+                    .at_line(node.line),
+            );
+        }
+    }
+}
+
+fn validate_generic_test(node: &Node, engine: &TemplateEngine, problems: &mut Diagnostics) {
+    let test = node.test.as_ref().expect("generic test");
+    if engine.custom_test(&test.test_name).is_some() {
+        // A `{% test %}` of the project: its macro's parameters are checked when it renders.
+        return;
+    }
+    let custom: Vec<String> = engine
+        .macros()
+        .keys()
+        .filter_map(|name| name.strip_prefix("test_"))
+        .map(str::to_string)
+        .collect();
+    let known: Vec<&str> = GENERIC_TESTS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(custom.iter().map(String::as_str))
+        .collect();
+    let Some((_, required)) = GENERIC_TESTS.iter().find(|(name, _)| *name == test.test_name) else {
+        let mut diagnostic = Diagnostic::new(format!(
+            "unknown test '{}'; the generic tests are {} (define others with {{% test name(model, column_name) %}} in macros/ or <test-path>/generic/)",
+            test.test_name,
+            known.join(", ")
+        ))
+        .in_file(&node.path)
+        .at_line(node.line);
+        if let Some(near) = did_you_mean(&test.test_name, known) {
+            diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
+        }
+        problems.push(diagnostic);
+        return;
+    };
+    let model_level = matches!(
+        test.test_name.as_str(),
+        "expression_is_true" | "not_empty" | "row_count"
+    );
+    if test.column_name.is_none() && !model_level {
+        problems.push(
+            Diagnostic::new(format!("test '{}' must be declared under a column", test.test_name))
+                .in_file(&node.path)
+                .at_line(node.line),
+        );
+    }
+    for argument in *required {
+        if !test.arguments.contains_key(*argument) {
+            problems.push(
+                Diagnostic::new(format!("test '{}' needs the argument '{argument}'", test.test_name))
+                    .in_file(&node.path)
+                    .at_line(node.line),
+            );
+        }
+    }
+    if test.test_name == "accepted_values" && !matches!(test.arguments.get("values"), Some(Json::Array(_)) | None) {
+        problems.push(
+            Diagnostic::new("accepted_values: 'values' must be a list")
+                .in_file(&node.path)
+                .at_line(node.line),
+        );
+    }
+    if test.test_name == "relationships" {
+        if let Some(Json::String(to)) = test.arguments.get("to") {
+            if parse_relation_expression(to).is_none() {
+                problems.push(
+                    Diagnostic::new(format!(
+                        "relationships: 'to' must be ref('model') or source('source', 'table'), not '{to}'"
+                    ))
+                    .in_file(&node.path)
+                    .at_line(node.line),
+                );
+            }
+        }
+    }
+}
+
+/// `ref('x')` or `source('a', 'b')` as written in a test argument.
+pub enum RelationExpression {
+    Ref(String),
+    Source(String, String),
+}
+
+pub fn parse_relation_expression(text: &str) -> Option<RelationExpression> {
+    let text = text.trim();
+    let text = text
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
+        .map(str::trim)
+        .unwrap_or(text);
+    let (function, rest) = text.split_once('(')?;
+    let arguments: Vec<String> = rest
+        .strip_suffix(')')?
+        .split(',')
+        .map(|argument| argument.trim().trim_matches(|c| c == '\'' || c == '"').to_string())
+        .collect();
+    match (function.trim(), arguments.as_slice()) {
+        ("ref", [name]) => Some(RelationExpression::Ref(name.clone())),
+        ("source", [source, table]) => Some(RelationExpression::Source(source.clone(), table.clone())),
+        _ => None,
+    }
+}
+
+/// Long test names are cut to 63 characters with a hash of the whole name, as dbt does.
+fn shorten_test_name(name: String) -> String {
+    if name.len() <= 63 {
+        return name;
+    }
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut cut = 50;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{:012x}", &name[..cut], hash & 0xffff_ffff_ffff)
+}

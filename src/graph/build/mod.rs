@@ -1,0 +1,204 @@
+//! Parse phase: project files → nodes with resolved configs and dependencies.
+//!
+//! Every model and singular test is rendered once by the template stage to learn its `ref`,
+//! `source` and `config` calls; property files add descriptions, columns, configs and generic
+//! tests. Unknown refs and sources are reported with their file and line and the nearest name.
+//!
+//! [`build()`] runs the steps in order, each in its own file: `models` (models, including those
+//! metric models generate, and seeds), `sources`, `data_tests` (generic and singular tests),
+//! `dependencies` (refs and sources resolved to unique ids) and `unit_tests`; they share the
+//! nodes built so far and the problems found in a [`Parse`].
+
+mod data_tests;
+mod dependencies;
+mod models;
+mod sources;
+mod unit_tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rayon::prelude::*;
+use serde_json::Value as Json;
+
+use super::node::{Node, Severity};
+use super::Graph;
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::project::{ConfigMap, NodeProperties, Project, SqlFile, Target};
+use crate::template::{Capture, TemplateEngine};
+pub use data_tests::{parse_relation_expression, RelationExpression};
+
+/// The generic tests tidemark knows, with their required arguments.
+pub const GENERIC_TESTS: &[(&str, &[&str])] = &[
+    ("unique", &[]),
+    ("not_null", &[]),
+    ("accepted_values", &["values"]),
+    ("relationships", &["to", "field"]),
+    ("expression_is_true", &["expression"]),
+    ("not_empty", &[]),
+    ("row_count", &[]),
+];
+
+/// What the parse phase has built so far, shared by its steps.
+struct Parse<'a> {
+    project: &'a Project,
+    engine: &'a TemplateEngine,
+    target: &'a Target,
+    project_name: &'a str,
+    nodes: BTreeMap<String, Node>,
+    /// Model and seed names → their unique ids.
+    by_name: BTreeMap<String, String>,
+    /// Names of disabled models and seeds (a ref to one gets its own message).
+    disabled: BTreeSet<String>,
+    /// `(source, table)` → the source table's unique id.
+    source_ids: BTreeMap<(String, String), String>,
+    problems: Diagnostics,
+    warnings: Vec<Diagnostic>,
+}
+
+/// Builds the graph of every enabled node in the project.
+pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Result<Graph, Diagnostics> {
+    let mut parse = Parse {
+        project,
+        engine,
+        target,
+        project_name: project.file.name.as_str(),
+        nodes: BTreeMap::new(),
+        by_name: BTreeMap::new(),
+        disabled: BTreeSet::new(),
+        source_ids: BTreeMap::new(),
+        problems: Diagnostics::default(),
+        warnings: Vec::new(),
+    };
+
+    // Metric models become generated SQL models, parsed like the others.
+    let generated = match crate::metrics::expand(project) {
+        Ok(generated) => generated,
+        Err(diagnostics) => {
+            parse.problems.extend(diagnostics);
+            Vec::new()
+        }
+    };
+    let generated_files: Vec<SqlFile> = generated
+        .iter()
+        .map(|model| SqlFile {
+            path: model.path.clone(),
+            parts: generated_parts(project, &model.path, &model.name),
+            text: model.sql.clone(),
+        })
+        .collect();
+    let all_models: Vec<&SqlFile> = project.models.iter().chain(generated_files.iter()).collect();
+
+    // Models and singular tests are rendered in parallel; the rest is cheap bookkeeping.
+    let parsed_models: Vec<(&SqlFile, Result<Capture, Diagnostic>)> = all_models
+        .into_par_iter()
+        .map(|file| (file, engine.parse(&file.path, &file.text)))
+        .collect();
+    let parsed_tests: Vec<(&SqlFile, Result<Capture, Diagnostic>)> = project
+        .singular_tests
+        .par_iter()
+        .map(|file| (file, engine.parse(&file.path, &file.text)))
+        .collect();
+
+    parse.models(parsed_models, &generated);
+    parse.seeds();
+    parse.sources();
+    let mut tests = parse.generic_tests();
+    tests.extend(parse.singular_tests(parsed_tests));
+    parse.add_tests(tests);
+    parse.dependencies();
+    let unit_tests = parse.unit_tests();
+    parse.finish(unit_tests)
+}
+
+impl Parse<'_> {
+    /// The graph, once every step found no problem: checksums, unit test specs and macros added.
+    fn finish(self, unit_tests: BTreeMap<String, super::UnitTest>) -> Result<Graph, Diagnostics> {
+        let (project, engine, project_name) = (self.project, self.engine, self.project_name);
+        let Parse {
+            mut nodes,
+            problems,
+            warnings,
+            ..
+        } = self;
+        // A test of a node that does not exist was reported above; drop dangling dependencies.
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        super::state::fingerprint(&mut nodes, project, engine);
+        for (id, test) in &unit_tests {
+            if let Some(node) = nodes.get_mut(id) {
+                node.checksum =
+                    crate::project::sha256(serde_json::to_string(test).expect("unit test serialises").as_bytes());
+            }
+        }
+        let mut graph = Graph::new(project_name.to_string(), nodes, warnings)?;
+        graph.unit_tests = unit_tests;
+        graph.macros = engine
+            .macros()
+            .iter()
+            .map(|(name, definition)| {
+                (
+                    name.clone(),
+                    (
+                        definition.path.clone(),
+                        crate::project::sha256(definition.text.as_bytes()),
+                    ),
+                )
+            })
+            .collect();
+        Ok(graph)
+    }
+}
+
+fn properties_by_name<'a>(
+    project: &'a Project,
+    pick: impl Fn(&'a crate::project::PropertyFile) -> &'a Vec<NodeProperties>,
+) -> BTreeMap<&'a str, &'a NodeProperties> {
+    project
+        .property_files
+        .iter()
+        .flat_map(|file| pick(file).iter().map(|p| (p.name.as_str(), p)))
+        .collect()
+}
+
+/// fqn parts of a model generated from a property file: the file's folders, then the name.
+fn generated_parts(project: &Project, path: &str, name: &str) -> Vec<String> {
+    let relative = project
+        .file
+        .model_paths
+        .iter()
+        .find_map(|folder| path.strip_prefix(&format!("{}/", folder.trim_end_matches('/'))))
+        .unwrap_or(path);
+    let mut parts: Vec<String> = relative.split('/').map(str::to_string).collect();
+    parts.pop();
+    parts.push(name.to_string());
+    parts
+}
+
+fn fqn_of(project_name: &str, parts: &[String]) -> Vec<String> {
+    std::iter::once(project_name.to_string())
+        .chain(parts.iter().cloned())
+        .collect()
+}
+
+fn is_enabled(config: &ConfigMap) -> bool {
+    config.get("enabled").and_then(Json::as_bool).unwrap_or(true)
+}
+
+fn severity_of(config: &ConfigMap) -> Severity {
+    match config
+        .get("severity")
+        .and_then(Json::as_str)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("warn") => Severity::Warn,
+        _ => Severity::Error,
+    }
+}
+
+fn duplicate_name(name: &str, path: &str, previous: &str) -> Diagnostic {
+    Diagnostic::new(format!("two nodes are named '{name}': {path} and {previous}"))
+        .in_file(path)
+        .with_help("rename one of them; model and seed names must be unique")
+}
