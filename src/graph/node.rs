@@ -163,44 +163,86 @@ pub struct GenericTest {
     pub where_clause: Option<String>,
 }
 
+/// How a [`Threshold`] compares the failing-row count with its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    /// `!=` (or `<>`)
+    NotEqual,
+    /// `=` (or `==`)
+    Equal,
+    Greater,
+    GreaterOrEqual,
+    Less,
+    LessOrEqual,
+}
+
+impl Comparison {
+    /// The operators as written, longest first so `>=` is not read as `>`.
+    const SPELLINGS: [(&'static str, Comparison); 8] = [
+        ("!=", Comparison::NotEqual),
+        ("<>", Comparison::NotEqual),
+        ("==", Comparison::Equal),
+        (">=", Comparison::GreaterOrEqual),
+        ("<=", Comparison::LessOrEqual),
+        ("=", Comparison::Equal),
+        (">", Comparison::Greater),
+        ("<", Comparison::Less),
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Comparison::NotEqual => "!=",
+            Comparison::Equal => "=",
+            Comparison::Greater => ">",
+            Comparison::GreaterOrEqual => ">=",
+            Comparison::Less => "<",
+            Comparison::LessOrEqual => "<=",
+        }
+    }
+}
+
 /// A condition on a test's failing-row count: `>10`, `!=0`, `>=5`, `=0`, `<3`, `<=3`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Threshold {
-    pub operator: String,
+    pub comparison: Comparison,
     pub value: u64,
 }
 
 impl Threshold {
     pub fn parse(text: &str) -> Result<Threshold, String> {
         let text = text.trim();
-        let operator: String = text.chars().take_while(|c| "<>=!".contains(*c)).collect();
-        if !["!=", "<>", "=", "==", ">", ">=", "<", "<="].contains(&operator.as_str()) {
+        let written: String = text.chars().take_while(|c| "<>=!".contains(*c)).collect();
+        let Some((spelling, comparison)) = Comparison::SPELLINGS.iter().find(|(spelling, _)| *spelling == written)
+        else {
             return Err(format!(
                 "'{text}' is not a condition on the failing-row count; write one of !=0, >10, >=5, =0, <3, <=3"
             ));
-        }
-        let value = text[operator.len()..]
+        };
+        let value = text[spelling.len()..]
             .trim()
             .parse::<u64>()
             .map_err(|_| format!("'{text}' must compare with a whole number of rows, e.g. >10"))?;
-        Ok(Threshold { operator, value })
+        Ok(Threshold {
+            comparison: *comparison,
+            value,
+        })
     }
 
     pub fn holds(&self, failures: u64) -> bool {
-        match self.operator.as_str() {
-            "!=" | "<>" => failures != self.value,
-            "=" | "==" => failures == self.value,
-            ">" => failures > self.value,
-            ">=" => failures >= self.value,
-            "<" => failures < self.value,
-            _ => failures <= self.value,
+        match self.comparison {
+            Comparison::NotEqual => failures != self.value,
+            Comparison::Equal => failures == self.value,
+            Comparison::Greater => failures > self.value,
+            Comparison::GreaterOrEqual => failures >= self.value,
+            Comparison::Less => failures < self.value,
+            Comparison::LessOrEqual => failures <= self.value,
         }
     }
 }
 
 impl std::fmt::Display for Threshold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}{}", self.operator, self.value)
+        write!(f, "{}{}", self.comparison.as_str(), self.value)
     }
 }
 
@@ -494,12 +536,12 @@ impl Node {
     pub fn threshold(&self, key: &str) -> Result<Threshold, String> {
         match self.config.get(key) {
             None => Ok(Threshold {
-                operator: "!=".into(),
+                comparison: Comparison::NotEqual,
                 value: 0,
             }),
             Some(Json::String(text)) => Threshold::parse(text).map_err(|message| format!("{key}: {message}")),
             Some(Json::Number(n)) if n.as_u64().is_some() => Ok(Threshold {
-                operator: "=".into(),
+                comparison: Comparison::Equal,
                 value: n.as_u64().unwrap_or_default(),
             }),
             Some(other) => Err(format!(

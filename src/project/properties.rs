@@ -10,6 +10,12 @@ use super::project_file::ConfigMap;
 use super::yaml::Positions;
 use crate::diagnostics::{Diagnostic, Position};
 
+mod freshness;
+pub use freshness::*;
+
+mod unit_tests;
+pub use unit_tests::*;
+
 /// Everything declared in one property file.
 #[derive(Debug, Clone, Default)]
 pub struct PropertyFile {
@@ -64,121 +70,6 @@ struct RawPropertyFile {
     _data_tests: serde_yaml::Value,
 }
 
-/// A `unit_tests:` entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUnitTest {
-    name: String,
-    model: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    given: Vec<RawGiven>,
-    expect: RawRows,
-    #[serde(default)]
-    config: Option<BTreeMap<String, Json>>,
-    #[serde(default)]
-    overrides: Option<RawOverrides>,
-}
-
-/// `overrides:` of a unit test: `vars`, and `macros: {is_incremental: true}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOverrides {
-    #[serde(default)]
-    macros: BTreeMap<String, Json>,
-    #[serde(default)]
-    vars: BTreeMap<String, Json>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGiven {
-    input: String,
-    #[serde(flatten)]
-    rows: RawRows,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRows {
-    /// `dict` (default: a list of mappings) or `csv` (a string with a header line).
-    #[serde(default)]
-    format: Option<String>,
-    #[serde(default)]
-    rows: Option<serde_yaml::Value>,
-    /// A CSV file: a path from the project root, or a name in `<test-path>/fixtures/`.
-    #[serde(default)]
-    fixture: Option<String>,
-}
-
-/// A unit test as declared.
-#[derive(Debug, Clone)]
-pub struct UnitTestProperties {
-    pub name: String,
-    /// Name of the model under test.
-    pub model: String,
-    pub description: String,
-    /// `input` (`ref('x')`, `source('s', 't')`) → its rows.
-    pub given: Vec<(String, Rows)>,
-    pub expect: Rows,
-    pub config: ConfigMap,
-    /// `overrides: {macros: {is_incremental: true}}`: the model runs as an incremental run
-    /// would, reading its own table from the rows given for `this`.
-    pub incremental: bool,
-    /// `overrides: {vars: {...}}`: vars the model is rendered with, over the project's and `--vars`.
-    pub vars: BTreeMap<String, Json>,
-    pub file: String,
-    pub line: Option<usize>,
-}
-
-/// Rows of a unit test's given input or expected output.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(tag = "format", content = "rows")]
-pub enum Rows {
-    /// One mapping per row (`format: dict`, the default); absent keys are NULL.
-    #[serde(rename = "dict")]
-    Dicts(Vec<serde_json::Map<String, Json>>),
-    /// CSV text with a header line (`format: csv`, or a fixture file once read).
-    #[serde(rename = "csv")]
-    Csv(String),
-    /// A CSV fixture file not read yet (the project loader reads it into [`Rows::Csv`]).
-    #[serde(rename = "fixture")]
-    Fixture(String),
-}
-
-fn rows_of(raw: RawRows, owner: &str) -> Result<Rows, String> {
-    let format = raw
-        .format
-        .as_deref()
-        .unwrap_or(if raw.fixture.is_some() { "csv" } else { "dict" });
-    match (format, raw.rows, raw.fixture) {
-        (_, Some(_), Some(_)) => Err(format!("{owner}: give either rows: or fixture:, not both")),
-        ("csv", None, Some(fixture)) => Ok(Rows::Fixture(fixture)),
-        (_, None, Some(_)) => Err(format!("{owner}: a fixture: file is CSV (format: csv)")),
-        (_, None, None) => Err(format!("{owner}: needs rows: (or a CSV fixture:)")),
-        ("dict", Some(rows), None) => {
-            let json = super::project_file::yaml_to_json(&rows)?;
-            match json {
-                Json::Array(items) => items
-                    .into_iter()
-                    .map(|item| match item {
-                        Json::Object(map) => Ok(map),
-                        other => Err(format!("{owner}: each row is a mapping of column: value, not {other}")),
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Rows::Dicts),
-                _ => Err(format!("{owner}: rows: is a list of mappings (format: dict)")),
-            }
-        }
-        ("csv", Some(serde_yaml::Value::String(text)), None) => Ok(Rows::Csv(text)),
-        ("csv", Some(_), None) => Err(format!(
-            "{owner}: with format: csv, rows: is a block of CSV text with a header line"
-        )),
-        (other, _, _) => Err(format!("{owner}: format '{other}' is not dict or csv")),
-    }
-}
-
 /// A `sources:` entry: a named group of tables that tidemark reads but does not build.
 #[derive(Debug, Clone)]
 pub struct SourceProperties {
@@ -208,81 +99,6 @@ pub struct SourceTable {
     pub loaded_at_field: Option<String>,
     pub columns: Vec<ColumnProperties>,
     pub line: Option<usize>,
-}
-
-/// `freshness: {warn_after: {count: 12, period: hour}, error_after: {...}, filter: "..."}`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Freshness {
-    pub warn_after: Option<FreshnessLimit>,
-    pub error_after: Option<FreshnessLimit>,
-    pub filter: Option<String>,
-}
-
-/// `{count: 12, period: hour}`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct FreshnessLimit {
-    pub count: u64,
-    pub period: String,
-}
-
-impl FreshnessLimit {
-    pub fn seconds(&self) -> u64 {
-        let unit = match self.period.as_str() {
-            "minute" => 60,
-            "hour" => 3600,
-            _ => 86_400,
-        };
-        self.count * unit
-    }
-}
-
-/// A field given explicitly, even as `null` (which `Option` alone would read as absent).
-fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<serde_yaml::Value>, D::Error> {
-    serde_yaml::Value::deserialize(deserializer).map(Some)
-}
-
-/// Reads a `freshness:` value (`null`: no freshness check).
-fn freshness_of(value: &serde_yaml::Value) -> Result<Option<Freshness>, String> {
-    let json = super::project_file::yaml_to_json(value)?;
-    let map = match json {
-        Json::Null => return Ok(None),
-        Json::Object(map) => map,
-        other => {
-            return Err(format!(
-                "freshness is a mapping with warn_after/error_after, not {other}"
-            ))
-        }
-    };
-    let limit = |key: &str| -> Result<Option<FreshnessLimit>, String> {
-        let Some(value) = map.get(key) else { return Ok(None) };
-        if value.is_null() {
-            return Ok(None);
-        }
-        let count = value.get("count").and_then(Json::as_u64);
-        let period = value.get("period").and_then(Json::as_str);
-        match (count, period) {
-            (Some(count), Some(period)) if ["minute", "hour", "day"].contains(&period) => Ok(Some(FreshnessLimit {
-                count,
-                period: period.to_string(),
-            })),
-            _ => Err(format!(
-                "freshness {key} is {{count: <whole number>, period: minute|hour|day}}, not {value}"
-            )),
-        }
-    };
-    for key in map.keys() {
-        if !["warn_after", "error_after", "filter"].contains(&key.as_str()) {
-            return Err(format!(
-                "unknown freshness key '{key}'; use warn_after, error_after and filter"
-            ));
-        }
-    }
-    let freshness = Freshness {
-        warn_after: limit("warn_after")?,
-        error_after: limit("error_after")?,
-        filter: map.get("filter").and_then(Json::as_str).map(str::to_string),
-    };
-    Ok((freshness.warn_after.is_some() || freshness.error_after.is_some()).then_some(freshness))
 }
 
 #[derive(Debug, Clone, Deserialize)]

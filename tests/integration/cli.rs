@@ -187,33 +187,6 @@ fn assert_nothing_written(project: &Path) {
 }
 
 #[test]
-fn a_cycle_is_reported_with_its_path() {
-    let project = fixture("cycle");
-    let output = tidemark(project.path(), &["build"]);
-    insta::assert_snapshot!("error_cycle", transcript(&output, project.path()));
-    assert_eq!(output.status.code(), Some(2));
-    assert_nothing_written(project.path());
-}
-
-#[test]
-fn an_unknown_ref_names_file_line_and_nearest_model() {
-    let project = fixture("unknown_ref");
-    let output = tidemark(project.path(), &["build"]);
-    insta::assert_snapshot!("error_unknown_ref", transcript(&output, project.path()));
-    assert_eq!(output.status.code(), Some(2));
-    assert_nothing_written(project.path());
-}
-
-#[test]
-fn malformed_yaml_names_file_line_and_column() {
-    let project = fixture("bad_yaml");
-    let output = tidemark(project.path(), &["build"]);
-    insta::assert_snapshot!("error_bad_yaml", transcript(&output, project.path()));
-    assert_eq!(output.status.code(), Some(2));
-    assert_nothing_written(project.path());
-}
-
-#[test]
 fn an_alias_or_schema_that_is_not_one_folder_name_is_rejected_at_its_line() {
     for (config, value) in [
         ("alias='../../../escaped'", "../../../escaped"),
@@ -260,15 +233,6 @@ fn an_alias_or_schema_that_is_not_one_folder_name_is_rejected_at_its_line() {
         text.contains("models/schema.yml:5:14: model 'stg_events': alias '../escaped' is not a relation name"),
         "{text}"
     );
-    assert_nothing_written(project.path());
-}
-
-#[test]
-fn a_jinja_error_names_file_and_line() {
-    let project = fixture("jinja_error");
-    let output = tidemark(project.path(), &["build"]);
-    insta::assert_snapshot!("error_jinja", transcript(&output, project.path()));
-    assert_eq!(output.status.code(), Some(2));
     assert_nothing_written(project.path());
 }
 
