@@ -80,9 +80,8 @@ pub fn expand(project: &Project) -> Result<Vec<GeneratedModel>, Diagnostics> {
 
 fn metric_yaml_error(file: &str, positions: &crate::project::yaml::Positions, error: &serde_yaml::Error) -> Diagnostic {
     let mut diagnostic = crate::project::yaml::yaml_diagnostic(file, error);
-    diagnostic.message = diagnostic
-        .message
-        .replacen("invalid YAML: ", "invalid metric model: ", 1);
+    let message = diagnostic.message.trim_start_matches("invalid YAML: ");
+    diagnostic.message = format!("invalid metric model: {message}");
     if diagnostic.line.is_none() {
         diagnostic = diagnostic.at_position(positions.at("metric_models"));
     }

@@ -366,26 +366,34 @@ fn check_alerts(spec: &MetricModelSpec, columns: &[Column], error: &ErrorAt<'_>,
                 &format!("{at}/for"),
             ));
         }
-        let mut referenced: Vec<String> = vec![alert.value.clone()];
-        for expression in [&alert.when, &alert.min_sample, &alert.threshold].into_iter().flatten() {
-            referenced.extend(identifiers(expression));
+        // Each column an alert reads, with the key it is read in.
+        let mut referenced: Vec<(String, String)> = vec![(alert.value.clone(), format!("{at}/value"))];
+        for (key, expression) in [
+            ("when", &alert.when),
+            ("min_sample", &alert.min_sample),
+            ("threshold", &alert.threshold),
+        ] {
+            if let Some(expression) = expression {
+                referenced.extend(identifiers(expression).into_iter().map(|c| (c, format!("{at}/{key}"))));
+            }
         }
-        for tier in &alert.severity {
+        for (index, tier) in alert.severity.iter().enumerate() {
             if let Some(condition) = &tier.when {
-                referenced.extend(identifiers(condition));
+                let key = format!("{at}/severity/{index}/when");
+                referenced.extend(identifiers(condition).into_iter().map(|c| (c, key.clone())));
             }
         }
         if let Some(chart) = &alert.control_chart {
-            referenced.push(chart.metric.clone());
+            referenced.push((chart.metric.clone(), format!("{at}/control_chart/metric")));
         }
-        for column in referenced {
+        for (column, key) in referenced {
             if !known.contains(&column) {
                 problems.push(unknown_column(
                     &error,
                     &format!("alert {}", alert.name),
                     &column,
                     &known,
-                    &at,
+                    &key,
                 ));
             }
         }
@@ -396,7 +404,7 @@ fn check_alerts(spec: &MetricModelSpec, columns: &[Column], error: &ErrorAt<'_>,
                     &format!("alert {} reason", alert.name),
                     &placeholder,
                     &known,
-                    &at,
+                    &format!("{at}/reason"),
                 ));
             }
         }

@@ -302,74 +302,90 @@ pub fn select_target(
         }
         return Err(diagnostic);
     };
-    let at_target = |message: String| {
+    // A problem with the target's `key`, at its value (else at the target).
+    let at_target = |key: &str, message: String| {
         Diagnostic::new(message)
             .in_file(display_name)
-            .at_position(positions.at(&format!("{profile}/outputs/{name}")))
+            .at_position(positions.value_at(&format!("{profile}/outputs/{name}/{key}")))
     };
     let engine = match raw.engine.as_str() {
         "datafusion" | "embedded" => Engine::Embedded,
         "ballista" => Engine::Ballista,
         other => {
-            return Err(at_target(format!(
+            return Err(at_target(
+                "type",
+                format!(
             "target '{name}' has type '{other}', which tidemark does not run; use type: datafusion or type: ballista"
-        )))
+        ),
+            ))
         }
     };
     let url = match (engine, &raw.url) {
         (Engine::Ballista, None) => {
-            return Err(at_target(format!(
-                "target '{name}' has type: ballista but no url: give the scheduler as url: df://host:50050"
-            )))
+            return Err(at_target(
+                "url",
+                format!("target '{name}' has type: ballista but no url: give the scheduler as url: df://host:50050"),
+            ))
         }
         (Engine::Ballista, Some(url)) => Some(
             scheduler_address(url)
                 .map(|_| url.clone())
-                .map_err(|message| at_target(format!("url: {message}")))?,
+                .map_err(|message| at_target("url", format!("url: {message}")))?,
         ),
         (Engine::Embedded, Some(_)) => {
-            return Err(at_target(format!(
+            return Err(at_target(
+                "url",
+                format!(
                 "target '{name}' has a url but type: datafusion runs embedded; use type: ballista to run on a cluster"
-            )))
+            ),
+            ))
         }
         (Engine::Embedded, None) => None,
     };
     let query_timeout = match (engine, &raw.query_timeout) {
-        (Engine::Ballista, Some(text)) => {
-            Some(parse_duration(text).map_err(|message| at_target(format!("query_timeout: {message}")))?)
-        }
+        (Engine::Ballista, Some(text)) => Some(
+            parse_duration(text).map_err(|message| at_target("query_timeout", format!("query_timeout: {message}")))?,
+        ),
         (Engine::Embedded, Some(_)) => {
-            return Err(at_target(format!(
-                "target '{name}' has a query_timeout, which applies to queries on a cluster (type: ballista)"
-            )))
+            return Err(at_target(
+                "query_timeout",
+                format!("target '{name}' has a query_timeout, which applies to queries on a cluster (type: ballista)"),
+            ))
         }
         (_, None) => None,
     };
     let job_retries = match (engine, raw.job_retries) {
         (Engine::Ballista, retries) => retries.unwrap_or(DEFAULT_JOB_RETRIES),
         (Engine::Embedded, Some(_)) => {
-            return Err(at_target(format!(
-                "target '{name}' has job_retries, which applies to queries on a cluster (type: ballista)"
-            )))
+            return Err(at_target(
+                "job_retries",
+                format!("target '{name}' has job_retries, which applies to queries on a cluster (type: ballista)"),
+            ))
         }
         (Engine::Embedded, None) => 0,
     };
     let lock_lease = match &raw.lock_lease {
         Some(text) => {
-            let lease = parse_duration(text).map_err(|message| at_target(format!("lock_lease: {message}")))?;
+            let lease =
+                parse_duration(text).map_err(|message| at_target("lock_lease", format!("lock_lease: {message}")))?;
             if lease < std::time::Duration::from_secs(1) {
-                return Err(at_target(format!("lock_lease: '{text}' is shorter than 1 s")));
+                return Err(at_target(
+                    "lock_lease",
+                    format!("lock_lease: '{text}' is shorter than 1 s"),
+                ));
             }
             lease
         }
         None => DEFAULT_LOCK_LEASE,
     };
     let memory_limit = match &raw.memory_limit {
-        Some(text) => Some(parse_bytes(text).map_err(|message| at_target(format!("memory_limit: {message}")))?),
+        Some(text) => {
+            Some(parse_bytes(text).map_err(|message| at_target("memory_limit", format!("memory_limit: {message}")))?)
+        }
         None => None,
     };
     if raw.threads == Some(0) {
-        return Err(at_target("threads must be at least 1".into()));
+        return Err(at_target("threads", "threads must be at least 1".into()));
     }
     let options = raw
         .options
@@ -396,9 +412,10 @@ pub fn select_target(
             Some("fair") => MemoryPool::Fair,
             Some("unbounded") => MemoryPool::Unbounded,
             Some(other) => {
-                return Err(at_target(format!(
-                    "memory_pool '{other}' is not greedy, fair or unbounded"
-                )))
+                return Err(at_target(
+                    "memory_pool",
+                    format!("memory_pool '{other}' is not greedy, fair or unbounded"),
+                ))
             }
         },
         options,
@@ -430,8 +447,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
             return Ok(std::time::Duration::from_secs_f64(seconds));
         }
     }
-    humantime::parse_duration(text)
-        .map_err(|error| format!("'{text}' is not a duration such as 30s, 3min or 1h ({error})"))
+    humantime::parse_duration(text).map_err(|_| format!("'{text}' is not a duration such as 30s, 3min, 2h or 1h 30m"))
 }
 
 /// The gRPC address (`http://host:port`) of a Ballista scheduler given as `df://host[:port]`

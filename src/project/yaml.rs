@@ -20,7 +20,22 @@ pub fn yaml_diagnostic(file: &str, error: &serde_yaml::Error) -> Diagnostic {
         Some(index) => message[..index].to_string(),
         None => message,
     };
-    let diagnostic = Diagnostic::new(format!("invalid YAML: {message}")).in_file(file);
+    // A document that parses but has the wrong shape (an unknown key, a missing one, a value of
+    // the wrong type) is not invalid YAML: serde's message says what is wrong on its own.
+    const SHAPE: [&str; 6] = [
+        "unknown field",
+        "missing field",
+        "unknown variant",
+        "invalid type",
+        "invalid value",
+        "duplicate field",
+    ];
+    let message = if SHAPE.iter().any(|shape| message.contains(shape)) {
+        message
+    } else {
+        format!("invalid YAML: {message}")
+    };
+    let diagnostic = Diagnostic::new(message).in_file(file);
     match error.location() {
         Some(location) => diagnostic.at(location.line(), Some(location.column())),
         None => diagnostic,
