@@ -29,6 +29,7 @@
 //! | [`execute`] | the DataFusion session, relation registration (tables, Hive-partitioned folders, file/glob/URL sources, `--defer`red tables of another run), scheduling with `--threads`, skip-on-failure, `--fail-fast`, incremental strategies, unit tests (in-memory tables of given rows, no warehouse) |
 //! | [`materialize`] | the warehouse on local disk or any `object_store` URL (S3, GCS, Azure, memory), the layout and the commit protocol (locks, atomic publish, partitioned commits rolled forward, commit log) |
 //! | [`artifacts`] | `target/`: compiled SQL, `manifest.json`, `run_results.json`, `sources.json`, JUnit reports, `target/run.lock` |
+//! | [`documents`] | the typed JSON documents of `target/` (`manifest.json`, `run_results.json`, `sources.json`): written by [`artifacts`], read back by the state comparison and `tidemark retry` |
 //! | [`cluster`] (feature `ballista`) | `tidemark scheduler` and `tidemark executor`: Ballista's processes with tidemark's SQL functions and object stores from the environment; the scheduler's executor count for `debug` |
 //! | [`cli`] | arguments, one file per command, the printer, exit codes |
 //! | [`diagnostics`] | user-facing errors with `file:line:col` and "did you mean" |
@@ -50,7 +51,7 @@
 //!  metrics     ─▶ project, functions
 //!  materialize ─▶ project
 //!  project     ─▶ jinja
-//!  (relation and diagnostics are leaves any module may use; functions uses only DataFusion)
+//!  (relation, diagnostics and documents are leaves any module may use; functions uses only DataFusion)
 //! ```
 //!
 //! Inside [`execute`], `node` (what each kind of node does) and `incremental` (merges) both use
@@ -103,6 +104,7 @@ pub mod cli;
 pub mod cluster;
 pub mod compile;
 pub mod diagnostics;
+pub mod documents;
 pub mod execute;
 pub mod functions;
 pub mod graph;

@@ -3,22 +3,31 @@
 //! - `target/compiled/<project>/<path>`: the SQL each node ran (or would run);
 //! - `target/manifest.json`: every node with its config, dependencies and compiled path —
 //!   byte-identical for the same project (no timestamps, ordered maps);
-//! - `target/run_results.json`: status, timing, rows written and error of every node of a run.
+//! - `target/run_results.json`: status, timing, rows written and error of every node of a run;
+//! - `target/sources.json`: how fresh each checked source table is (`source freshness`).
+//!
+//! The three JSON documents are the typed structs of [`crate::documents`], which their readers
+//! share.
 //!
 //! Commands that write `target/` hold `target/run.lock` while they do ([`Artifacts::lock`]).
 //!
-//! `manifest.json` and `run_results.json` are written to a temporary name and renamed, so
-//! readers never see half a file; compiled SQL files are plain copies for people to read.
+//! The JSON documents are written to a temporary name and renamed, so readers never see half a
+//! file; compiled SQL files are plain copies for people to read.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value as Json};
+use serde::Serialize;
 
 use crate::compile::{compiled_path, CompiledProject};
+use crate::documents::{
+    Checksum, ColumnEntry, DependsOn, GivenEntry, InvocationArgs, InvocationMetadata, MacroEntry, Manifest,
+    ManifestMetadata, ManifestNode, ManifestSource, NodeEntry, RunResult, RunResults, Sources, TestMetadata, TestRows,
+    UnitTestEntry,
+};
 use crate::execute::NodeResult;
-use crate::graph::{Graph, ResourceType};
-use crate::project::{Project, Target};
+use crate::graph::{GenericTest, Graph, Materialization, Node, ResourceType, Severity, UnitTest};
+use crate::project::{Project, Rows, Target};
 
 /// Version written into every artifact.
 pub const TIDEMARK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -104,39 +113,29 @@ impl Artifacts {
             Some(folder) => folder.display().to_string(),
             None => target.warehouse.clone(),
         };
-        let manifest = manifest(graph, target, &self.target_path, &warehouse);
-        let mut bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        bytes.push(b'\n');
-        write_atomically(&path, &bytes)?;
+        write_json(&path, &manifest(graph, target, &self.target_path, warehouse))?;
         Ok(path)
     }
 
     /// Writes `sources.json` (the results of `source freshness`).
-    pub fn write_sources(&self, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    pub fn write_sources(&self, sources: &Sources) -> std::io::Result<PathBuf> {
         let path = self.folder().join("sources.json");
-        write_atomically(&path, bytes)?;
+        write_json(&path, sources)?;
         Ok(path)
     }
 
     /// Writes `run_results.json`.
     pub fn write_run_results(&self, run: &RunSummary<'_>) -> std::io::Result<PathBuf> {
         let path = self.folder().join("run_results.json");
-        let document = json!({
-            "metadata": {
-                "tidemark_version": TIDEMARK_VERSION,
-                "artifact_version": ARTIFACT_VERSION,
-                "invocation_id": run.run_id,
-                "generated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            },
-            "command": run.command,
-            "target": run.target.name,
-            "args": run.args,
-            "elapsed_time": run.elapsed_seconds,
-            "results": run.results,
-        });
-        let mut bytes = serde_json::to_vec_pretty(&document).expect("run results serialise");
-        bytes.push(b'\n');
-        write_atomically(&path, &bytes)?;
+        let document = RunResults {
+            metadata: invocation_metadata(run.run_id),
+            command: run.command.to_string(),
+            target: run.target.name.clone(),
+            args: run.args.clone(),
+            elapsed_time: run.elapsed_seconds,
+            results: run.results.iter().map(run_result).collect(),
+        };
+        write_json(&path, &document)?;
         Ok(path)
     }
 
@@ -169,100 +168,193 @@ pub struct RunSummary<'a> {
     pub run_id: &'a str,
     pub command: &'a str,
     pub target: &'a Target,
-    pub args: Json,
+    /// The options it ran with, which `tidemark retry` reuses.
+    pub args: InvocationArgs,
     pub elapsed_seconds: f64,
     pub results: &'a [NodeResult],
 }
 
-fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: &str) -> Json {
-    let mut nodes = serde_json::Map::new();
-    let mut sources = serde_json::Map::new();
+/// `metadata` of a document written by invocation `invocation_id`, stamped now.
+pub fn invocation_metadata(invocation_id: &str) -> InvocationMetadata {
+    InvocationMetadata {
+        tidemark_version: TIDEMARK_VERSION.to_string(),
+        artifact_version: ARTIFACT_VERSION,
+        invocation_id: invocation_id.to_string(),
+        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    }
+}
+
+/// A node's result as `run_results.json` records it.
+fn run_result(result: &NodeResult) -> RunResult {
+    RunResult {
+        unique_id: result.unique_id.clone(),
+        status: result.status.as_str().to_string(),
+        execution_time: result.execution_time,
+        started_at: result.started_at.clone(),
+        completed_at: result.completed_at.clone(),
+        rows_affected: result.rows_affected,
+        failures: result.failures,
+        bytes_written: result.bytes_written,
+        rows_scanned: result.rows_scanned,
+        bytes_scanned: result.bytes_scanned,
+        version: result.version,
+        message: result.message.clone(),
+        error: result.error.clone(),
+        compiled_path: result.compiled_path.clone(),
+    }
+}
+
+/// The manifest of `graph` compiled for `target`.
+fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: String) -> Manifest {
+    let mut nodes = BTreeMap::new();
+    let mut sources = BTreeMap::new();
     for node in graph.nodes.values() {
-        let columns: BTreeMap<&str, Json> = node
-            .columns
-            .iter()
-            .map(|column| {
-                (
-                    column.name.as_str(),
-                    json!({"description": column.description, "data_type": column.data_type}),
-                )
-            })
-            .collect();
-        let mut entry = json!({
-            "unique_id": node.unique_id,
-            "name": node.name,
-            "resource_type": node.resource_type,
-            "original_file_path": node.path,
-            "fqn": node.fqn,
-            "materialized": node.materialized,
-            "config": node.config,
-            "tags": node.tags,
-            "description": node.description,
-            "columns": columns,
-            "depends_on": {"nodes": node.depends_on, "macros": crate::graph::state::macro_ids(graph, node)},
-            "relation": node.relation.as_ref().map(|relation| format!("{}.{}", relation.schema, relation.identifier)),
-            "checksum": {"name": "sha256", "checksum": node.checksum},
-            "vars": node.vars,
-            "contract": crate::graph::state::contract_of(node),
-        });
-        let object = entry.as_object_mut().expect("object");
+        let entry = node_entry(graph, node);
         match node.resource_type {
             ResourceType::Source => {
-                object.insert("location".into(), json!(node.location));
-                object.insert("format".into(), json!(node.format));
-                sources.insert(node.unique_id.clone(), entry);
+                let source = ManifestSource {
+                    entry,
+                    location: node.location.clone(),
+                    format: node.format.clone(),
+                };
+                sources.insert(node.unique_id.clone(), source);
             }
             _ => {
-                if node.is_executable() || node.materialized == crate::graph::Materialization::Ephemeral {
-                    object.insert(
-                        "compiled_path".into(),
-                        json!(compiled_path(target_path, &graph.project_name, node)),
-                    );
-                }
-                if let Some(unit) = graph.unit_tests.get(&node.unique_id) {
-                    let given: Vec<Json> = unit
-                        .given
-                        .iter()
-                        .map(|(id, input, rows)| json!({"input": input, "node": id, "rows": rows}))
-                        .collect();
-                    object.insert(
-                        "unit_test".into(),
-                        json!({"model": unit.model, "given": given, "expect": unit.expect}),
-                    );
-                }
-                if let Some(test) = &node.test {
-                    object.insert("test_metadata".into(), json!(test));
-                    object.insert("severity".into(), json!(node.severity));
-                }
-                nodes.insert(node.unique_id.clone(), entry);
+                let compiled = node.is_executable() || node.materialized == Materialization::Ephemeral;
+                let manifest_node = ManifestNode {
+                    entry,
+                    compiled_path: compiled.then(|| compiled_path(target_path, &graph.project_name, node)),
+                    unit_test: graph.unit_tests.get(&node.unique_id).map(unit_test_entry),
+                    test_metadata: node.test.as_ref().map(test_metadata),
+                    severity: node.test.as_ref().map(|_| severity(node.severity).to_string()),
+                };
+                nodes.insert(node.unique_id.clone(), manifest_node);
             }
         }
     }
-    let macros: serde_json::Map<String, Json> = graph
+    let macros = graph
         .macros
         .iter()
         .map(|(name, (path, checksum))| {
-            (
-                format!("macro.{}.{name}", graph.project_name),
-                json!({"name": name, "original_file_path": path, "checksum": {"name": "sha256", "checksum": checksum}}),
-            )
+            let entry = MacroEntry {
+                name: name.clone(),
+                original_file_path: path.clone(),
+                checksum: Checksum::sha256(checksum),
+            };
+            (format!("macro.{}.{name}", graph.project_name), entry)
         })
         .collect();
-    json!({
-        "metadata": {
-            "tidemark_version": TIDEMARK_VERSION,
-            "artifact_version": ARTIFACT_VERSION,
-            "project_name": graph.project_name,
-            "target": target.name,
-            "schema": target.schema,
-            "warehouse": warehouse,
+    Manifest {
+        metadata: ManifestMetadata {
+            tidemark_version: TIDEMARK_VERSION.to_string(),
+            artifact_version: ARTIFACT_VERSION,
+            project_name: graph.project_name.clone(),
+            target: Some(target.name.clone()),
+            schema: target.schema.clone(),
+            warehouse: Some(warehouse),
         },
-        "nodes": nodes,
-        "sources": sources,
-        "macros": macros,
-        "parent_map": graph.nodes.values().map(|n| (n.unique_id.clone(), json!(n.depends_on))).collect::<serde_json::Map<_, _>>(),
-        "child_map": graph.children.iter().map(|(id, children)| (id.clone(), json!(children))).collect::<serde_json::Map<_, _>>(),
-    })
+        nodes,
+        sources,
+        macros,
+        parent_map: graph
+            .nodes
+            .values()
+            .map(|node| (node.unique_id.clone(), node.depends_on.clone()))
+            .collect(),
+        child_map: graph.children.clone(),
+    }
+}
+
+/// What the manifest records of every node and source table.
+fn node_entry(graph: &Graph, node: &Node) -> NodeEntry {
+    let columns = node
+        .columns
+        .iter()
+        .map(|column| {
+            let entry = ColumnEntry {
+                description: column.description.clone(),
+                data_type: column.data_type.clone(),
+            };
+            (column.name.clone(), entry)
+        })
+        .collect();
+    NodeEntry {
+        unique_id: node.unique_id.clone(),
+        name: node.name.clone(),
+        resource_type: node.resource_type.as_str().to_string(),
+        original_file_path: node.path.clone(),
+        fqn: node.fqn.clone(),
+        materialized: node.materialized.as_str().to_string(),
+        config: node.config.clone(),
+        tags: node.tags.clone(),
+        description: node.description.clone(),
+        columns,
+        depends_on: DependsOn {
+            nodes: node.depends_on.clone(),
+            macros: crate::graph::state::macro_ids(graph, node),
+        },
+        relation: node
+            .relation
+            .as_ref()
+            .map(|relation| format!("{}.{}", relation.schema, relation.identifier)),
+        checksum: Checksum::sha256(&node.checksum),
+        vars: node.vars.clone(),
+        contract: crate::graph::state::contract_of(node),
+    }
+}
+
+/// A unit test's model, given inputs and expected rows.
+fn unit_test_entry(unit: &UnitTest) -> UnitTestEntry {
+    UnitTestEntry {
+        model: unit.model.clone(),
+        given: unit
+            .given
+            .iter()
+            .map(|(id, input, rows)| GivenEntry {
+                input: input.clone(),
+                node: id.clone(),
+                rows: test_rows(rows),
+            })
+            .collect(),
+        expect: test_rows(&unit.expect),
+    }
+}
+
+/// Unit test rows as the manifest records them.
+fn test_rows(rows: &Rows) -> TestRows {
+    match rows {
+        Rows::Dicts(rows) => TestRows::Dicts(rows.clone()),
+        Rows::Csv(text) => TestRows::Csv(text.clone()),
+        Rows::Fixture(name) => TestRows::Fixture(name.clone()),
+    }
+}
+
+/// A generic test's definition.
+fn test_metadata(test: &GenericTest) -> TestMetadata {
+    TestMetadata {
+        test_name: test.test_name.clone(),
+        column_name: test.column_name.clone(),
+        arguments: test.arguments.clone(),
+        attached_node: test.attached_node.clone(),
+        tested_node: test.tested_node.clone(),
+        where_clause: test.where_clause.clone(),
+    }
+}
+
+/// A test's severity as written in the manifest.
+fn severity(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "error",
+        Severity::Warn => "warn",
+    }
+}
+
+/// Writes `document` as pretty-printed JSON with a final newline, through
+/// [`write_atomically`].
+pub fn write_json(path: &Path, document: &impl Serialize) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(document).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    write_atomically(path, &bytes)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.

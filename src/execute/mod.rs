@@ -110,8 +110,8 @@ pub fn test_verdict(node: &Node, failures: u64) -> (NodeStatus, String) {
     }
 }
 
-/// The result of one node, as recorded in `run_results.json`.
-#[derive(Debug, Clone, Serialize)]
+/// The result of one node (`run_results.json` records it as a [`crate::documents::RunResult`]).
+#[derive(Debug, Clone)]
 pub struct NodeResult {
     pub unique_id: String,
     pub status: NodeStatus,

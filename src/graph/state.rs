@@ -9,10 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde_json::Value as Json;
-
 use super::{Graph, Materialization, Node, ResourceType};
 use crate::diagnostics::Diagnostic;
+use crate::documents::{Contract, Manifest, NodeEntry, RunResults};
 use crate::project::{sha256, Project};
 use crate::template::TemplateEngine;
 
@@ -91,8 +90,8 @@ fn called_names(text: &str) -> BTreeSet<&str> {
 #[derive(Debug)]
 pub struct State {
     pub folder: PathBuf,
-    manifest: Json,
-    run_results: Option<Json>,
+    manifest: Manifest,
+    run_results: Option<RunResults>,
 }
 
 /// Why a node counts as modified (`state:modified.<kind>`).
@@ -107,7 +106,8 @@ pub enum Change {
 }
 
 impl State {
-    /// Reads `manifest.json` (required) and `run_results.json` (optional) from `folder`.
+    /// Reads `manifest.json` (required) and `run_results.json` (optional: an unreadable one
+    /// counts as missing) from `folder`.
     pub fn load(folder: &Path) -> Result<State, Diagnostic> {
         let manifest_path = folder.join("manifest.json");
         let text = std::fs::read_to_string(&manifest_path).map_err(|error| {
@@ -117,14 +117,12 @@ impl State {
             ))
             .with_help("point --state at the target/ folder of the run to compare with (it holds manifest.json)")
         })?;
-        let manifest: Json = serde_json::from_str(&text)
-            .map_err(|error| Diagnostic::new(format!("{} is not a manifest: {error}", manifest_path.display())))?;
-        if !manifest.get("nodes").is_some_and(Json::is_object) {
-            return Err(Diagnostic::new(format!(
-                "{} has no \"nodes\": it is not a tidemark manifest",
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|error| {
+            Diagnostic::new(format!(
+                "{} is not a tidemark manifest: {error}",
                 manifest_path.display()
-            )));
-        }
+            ))
+        })?;
         let run_results = std::fs::read_to_string(folder.join("run_results.json"))
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok());
@@ -136,25 +134,23 @@ impl State {
     }
 
     /// The saved manifest's entry of a node or source.
-    pub fn node(&self, unique_id: &str) -> Option<&Json> {
-        self.manifest["nodes"]
-            .get(unique_id)
-            .or_else(|| self.manifest["sources"].get(unique_id))
+    pub fn node(&self, unique_id: &str) -> Option<&NodeEntry> {
+        self.manifest.entry(unique_id)
     }
 
     /// The saved run's warehouse (a URL), if the manifest records it.
     pub fn warehouse(&self) -> Option<&str> {
-        self.manifest["metadata"]["warehouse"].as_str()
+        self.manifest.metadata.warehouse.as_deref()
     }
 
     /// The name of the saved run's target.
     pub fn target_name(&self) -> Option<&str> {
-        self.manifest["metadata"]["target"].as_str()
+        self.manifest.metadata.target.as_deref()
     }
 
     /// The node's `schema.identifier` in the saved run.
     pub fn relation(&self, unique_id: &str) -> Option<&str> {
-        self.node(unique_id)?.get("relation")?.as_str()
+        self.node(unique_id)?.relation.as_deref()
     }
 
     /// Whether the saved manifest has the node.
@@ -168,27 +164,28 @@ impl State {
         let Some(saved) = self.node(&node.unique_id) else {
             return changes;
         };
-        if saved["checksum"]["checksum"].as_str() != Some(node.checksum.as_str())
-            || self.upstream_ephemeral_changed(graph, node)
-        {
+        if saved.checksum.checksum != node.checksum || self.upstream_ephemeral_changed(graph, node) {
             changes.insert(Change::Body);
         }
-        if saved.get("config") != Some(&serde_json::to_value(&node.config).expect("config serialises")) {
+        if saved.config != node.config {
             changes.insert(Change::Configs);
         }
-        let saved_macros = &self.manifest["macros"];
         let macro_changed = node.macros.iter().any(|name| {
             let id = format!("macro.{}.{name}", graph.project_name);
-            saved_macros[&id]["checksum"]["checksum"].as_str() != Some(self_macro_checksum(graph, name).as_str())
+            let saved_checksum = self
+                .manifest
+                .macros
+                .get(&id)
+                .map(|saved| saved.checksum.checksum.as_str());
+            saved_checksum != Some(self_macro_checksum(graph, name).as_str())
         });
-        if macro_changed || saved["depends_on"]["macros"] != serde_json::json!(macro_ids(graph, node)) {
+        if macro_changed || saved.depends_on.macros != macro_ids(graph, node) {
             changes.insert(Change::Macros);
         }
-        let empty = Json::Object(Default::default());
-        if saved.get("vars").unwrap_or(&empty) != &serde_json::to_value(&node.vars).expect("vars serialise") {
+        if saved.vars != node.vars {
             changes.insert(Change::Vars);
         }
-        if saved.get("contract").unwrap_or(&Json::Null) != &contract_of(node) {
+        if saved.contract != contract_of(node) {
             changes.insert(Change::Contract);
         }
         changes
@@ -201,7 +198,7 @@ impl State {
             parent.materialized == Materialization::Ephemeral
                 && (self
                     .node(&parent.unique_id)
-                    .and_then(|saved| saved["checksum"]["checksum"].as_str())
+                    .map(|saved| saved.checksum.checksum.as_str())
                     != Some(parent.checksum.as_str())
                     || self.upstream_ephemeral_changed(graph, parent))
         })
@@ -211,23 +208,22 @@ impl State {
     /// alias of `skipped`).
     pub fn with_result(&self, status: &str) -> Result<BTreeSet<String>, String> {
         let status = if status == "skip" { "skipped" } else { status };
-        let Some(results) = &self.run_results else {
+        let Some(run_results) = &self.run_results else {
             return Err(format!(
                 "'result:' needs {}/run_results.json, which is missing",
                 self.folder.display()
             ));
         };
-        Ok(results["results"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|result| result["status"].as_str() == Some(status))
-            .filter_map(|result| result["unique_id"].as_str().map(str::to_string))
+        Ok(run_results
+            .results
+            .iter()
+            .filter(|result| result.status == status)
+            .map(|result| result.unique_id.clone())
             .collect())
     }
 
     /// The saved run's `run_results.json`, if there is one.
-    pub fn run_results(&self) -> Option<&Json> {
+    pub fn run_results(&self) -> Option<&RunResults> {
         self.run_results.as_ref()
     }
 }
@@ -249,24 +245,20 @@ pub fn macro_ids(graph: &Graph, node: &Node) -> Vec<String> {
         .collect()
 }
 
-/// A model's enforced contract as the manifest records it: `{"enforced": true, "columns":
-/// [[name, type], ...]}`, or null.
-pub fn contract_of(node: &Node) -> Json {
-    let enforced = node
-        .config
-        .get("contract")
-        .and_then(|contract| contract.get("enforced"))
-        .and_then(Json::as_bool)
-        .unwrap_or(false);
-    if !enforced {
-        return Json::Null;
+/// A model's enforced contract as the manifest records it (none unless enforced).
+pub fn contract_of(node: &Node) -> Option<Contract> {
+    if !node.contract_enforced() {
+        return None;
     }
-    let columns: Vec<Json> = node
+    let columns = node
         .columns
         .iter()
-        .map(|column| serde_json::json!([column.name, column.data_type]))
+        .map(|column| (column.name.clone(), column.data_type.clone()))
         .collect();
-    serde_json::json!({"enforced": true, "columns": columns})
+    Some(Contract {
+        enforced: true,
+        columns,
+    })
 }
 
 #[cfg(test)]

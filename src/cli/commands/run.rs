@@ -3,11 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::json;
-
 use crate::artifacts::{Artifacts, RunSummary, TIDEMARK_VERSION};
 use crate::cli::load::{compile_or_report, load};
 use crate::cli::{ExitStatus, GlobalArgs, Printer, RunArgs};
+use crate::documents::{InvocationArgs, RunResults};
 use crate::execute::{self, ExecuteOptions, Reporter, Session};
 use crate::graph::select::Scope;
 
@@ -263,22 +262,22 @@ async fn run_locked(
         run_id: &run_id,
         command: kind.name(),
         target: &loaded.target,
-        args: json!({
-            "select": args.selection.select,
-            "exclude": args.selection.exclude,
-            "selector": args.selection.selector,
-            "state": args.selection.state,
-            "defer": args.defer,
-            "favor_state": args.favor_state,
-            "full_refresh": args.full_refresh,
-            "store_failures": args.store_failures,
-            "event_time_start": args.event_time_start,
-            "event_time_end": args.event_time_end,
-            "lock_timeout": args.lock_timeout,
-            "threads": threads,
-            "fail_fast": args.fail_fast,
-            "vars": global.vars,
-        }),
+        args: InvocationArgs {
+            select: args.selection.select,
+            exclude: args.selection.exclude,
+            selector: args.selection.selector,
+            state: args.selection.state,
+            defer: args.defer,
+            favor_state: args.favor_state,
+            full_refresh: args.full_refresh,
+            store_failures: args.store_failures,
+            event_time_start: args.event_time_start,
+            event_time_end: args.event_time_end,
+            lock_timeout: args.lock_timeout,
+            threads: Some(threads),
+            fail_fast: args.fail_fast,
+            vars: global.vars.clone(),
+        },
         elapsed_seconds: elapsed,
         results: &results,
     };
@@ -412,7 +411,7 @@ pub(crate) async fn retry(global: &GlobalArgs, printer: &Arc<Printer>) -> ExitSt
         return ExitStatus::Error;
     };
     let path = project.root.join(&project.file.target_path).join("run_results.json");
-    let previous: serde_json::Value = match std::fs::read_to_string(&path)
+    let previous: RunResults = match std::fs::read_to_string(&path)
         .map_err(|error| error.to_string())
         .and_then(|text| serde_json::from_str(&text).map_err(|error| error.to_string()))
     {
@@ -425,25 +424,24 @@ pub(crate) async fn retry(global: &GlobalArgs, printer: &Arc<Printer>) -> ExitSt
             return ExitStatus::Error;
         }
     };
-    let kind = match previous["command"].as_str() {
-        Some("build") => Kind::Build,
-        Some("run") => Kind::Run,
-        Some("seed") => Kind::Seed,
-        Some("test") => Kind::Test,
+    let kind = match previous.command.as_str() {
+        "build" => Kind::Build,
+        "run" => Kind::Run,
+        "seed" => Kind::Seed,
+        "test" => Kind::Test,
         other => {
             printer.fatal(&format!(
                 "the last invocation ({}) is not build, run, seed or test; nothing to retry",
-                other.unwrap_or("unknown")
+                if other.is_empty() { "unknown" } else { other }
             ));
             return ExitStatus::Error;
         }
     };
-    let retried: Vec<String> = previous["results"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|result| matches!(result["status"].as_str(), Some("error" | "fail" | "skipped")))
-        .filter_map(|result| result["unique_id"].as_str().map(|id| format!("unique_id:{id}")))
+    let retried: Vec<String> = previous
+        .results
+        .iter()
+        .filter(|result| matches!(result.status.as_str(), "error" | "fail" | "skipped"))
+        .map(|result| format!("unique_id:{}", result.unique_id))
         .collect();
     if retried.is_empty() {
         printer.info(&format!(
@@ -452,38 +450,29 @@ pub(crate) async fn retry(global: &GlobalArgs, printer: &Arc<Printer>) -> ExitSt
         ));
         return ExitStatus::Success;
     }
-    let args = &previous["args"];
-    let strings = |key: &str| -> Vec<String> {
-        args[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|value| value.as_str().map(str::to_string))
-            .collect()
-    };
-    let flag = |key: &str| args[key].as_bool().unwrap_or(false);
+    let args = previous.args;
     let run_args = RunArgs {
         selection: crate::cli::SelectArgs {
             select: retried,
-            exclude: strings("exclude"),
+            exclude: args.exclude,
             selector: None,
-            state: args["state"].as_str().map(Into::into),
+            state: args.state,
         },
-        threads: args["threads"].as_u64().map(|n| n as usize),
-        fail_fast: flag("fail_fast"),
+        threads: args.threads,
+        fail_fast: args.fail_fast,
         junit: None,
         show: None,
-        full_refresh: flag("full_refresh"),
-        event_time_start: args["event_time_start"].as_str().map(str::to_string),
-        event_time_end: args["event_time_end"].as_str().map(str::to_string),
-        store_failures: flag("store_failures"),
-        defer: flag("defer"),
-        favor_state: flag("favor_state"),
-        lock_timeout: args["lock_timeout"].as_u64().unwrap_or(600),
+        full_refresh: args.full_refresh,
+        event_time_start: args.event_time_start,
+        event_time_end: args.event_time_end,
+        store_failures: args.store_failures,
+        defer: args.defer,
+        favor_state: args.favor_state,
+        lock_timeout: args.lock_timeout,
     };
     let mut global = global.clone();
     if global.vars.is_none() {
-        global.vars = args["vars"].as_str().map(str::to_string);
+        global.vars = args.vars;
     }
     printer.info(&format!(
         "Retrying {} node{} of the last `tidemark {}`",

@@ -6,11 +6,12 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use datafusion::arrow::array::{Array, Int64Array, StringArray};
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use crate::artifacts::Artifacts;
 use crate::cli::load::load;
 use crate::cli::{ExitStatus, GlobalArgs, Printer, SelectArgs};
+use crate::documents::{self, FreshnessCriteria, SourceFreshness, Sources};
 use crate::execute::{run_query_preview, Session};
 use crate::graph::select::Scope;
 use crate::graph::{Node, ResourceType};
@@ -128,36 +129,29 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, command
         if matches!(checked.status, "error" | "runtime error") {
             worst = ExitStatus::Failure;
         }
-        let limit_json =
-            |limit: &Option<FreshnessLimit>| limit.as_ref().map(|l| json!({"count": l.count, "period": l.period}));
-        results.push(json!({
-            "unique_id": node.unique_id,
-            "status": checked.status,
-            "max_loaded_at": checked.max_loaded_at,
-            "snapshotted_at": snapshotted_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "max_loaded_at_time_ago_in_s": checked.age_seconds,
-            "criteria": {
-                "warn_after": limit_json(&freshness.warn_after),
-                "error_after": limit_json(&freshness.error_after),
-                "filter": freshness.filter,
+        results.push(SourceFreshness {
+            unique_id: node.unique_id.clone(),
+            status: checked.status.to_string(),
+            max_loaded_at: checked.max_loaded_at,
+            snapshotted_at: snapshotted_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            max_loaded_at_time_ago_in_s: checked.age_seconds,
+            criteria: FreshnessCriteria {
+                warn_after: freshness.warn_after.as_ref().map(limit),
+                error_after: freshness.error_after.as_ref().map(limit),
+                filter: freshness.filter,
             },
-            "loaded_at_field": node.config.get("loaded_at_field"),
-            "error": checked.error,
-        }));
+            loaded_at_field: node.config.get("loaded_at_field").cloned(),
+            error: checked.error,
+        });
     }
-    let document = json!({
-        "metadata": {
-            "tidemark_version": crate::artifacts::TIDEMARK_VERSION,
-            "artifact_version": crate::artifacts::ARTIFACT_VERSION,
-            "invocation_id": invocation,
-            "generated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        },
-        "elapsed_time": clock.elapsed().as_secs_f64(),
-        "results": results,
-    });
+    let document = Sources {
+        metadata: crate::artifacts::invocation_metadata(&invocation),
+        elapsed_time: clock.elapsed().as_secs_f64(),
+        results,
+    };
     let written = match &args.output {
-        Some(path) => crate::artifacts::write_atomically(path, &pretty(&document)).map(|()| path.clone()),
-        None => artifacts.write_sources(&pretty(&document)),
+        Some(path) => crate::artifacts::write_json(path, &document).map(|()| path.clone()),
+        None => artifacts.write_sources(&document),
     };
     lock.release().await;
     match written {
@@ -170,10 +164,12 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, command
     worst
 }
 
-fn pretty(document: &Json) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec_pretty(document).expect("json serialises");
-    bytes.push(b'\n');
-    bytes
+/// A `warn_after`/`error_after` as `sources.json` records it.
+fn limit(limit: &FreshnessLimit) -> documents::FreshnessLimit {
+    documents::FreshnessLimit {
+        count: limit.count,
+        period: limit.period.clone(),
+    }
 }
 
 /// `3.5 hours`, `2 days`, `40 minutes`.
