@@ -375,94 +375,65 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// message, skipped nodes `<skipped>`, and warnings pass with the warning in `<system-out>`.
 pub fn junit_xml(run: &RunSummary<'_>, graph: &Graph) -> String {
     use crate::execute::NodeStatus;
-    let count = |wanted: &[NodeStatus]| run.results.iter().filter(|r| wanted.contains(&r.status)).count();
-    let (failures, errors, skipped) = (
-        count(&[NodeStatus::Fail]),
-        count(&[NodeStatus::Error]),
-        count(&[NodeStatus::Skipped]),
-    );
-    let suite = format!("tidemark {} (target {})", run.command, run.target.name);
-    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    xml.push_str(&format!(
-        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.3}\">\n",
-        xml_escape(&suite),
-        run.results.len(),
-        run.elapsed_seconds
-    ));
-    xml.push_str(&format!(
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.3}\" timestamp=\"{}\">\n",
-        xml_escape(&suite),
-        run.results.len(),
-        run.elapsed_seconds,
-        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S")
-    ));
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let suite_name = format!("tidemark {} (target {})", run.command, run.target.name);
+    let elapsed = std::time::Duration::from_secs_f64(run.elapsed_seconds.max(0.0));
+    let mut suite = TestSuite::new(suite_name.as_str());
+    suite.set_timestamp(chrono::Utc::now().fixed_offset());
+    suite.set_time(elapsed);
     for result in run.results {
         let node = graph.nodes.get(&result.unique_id);
         let name = node.map(|n| n.name.as_str()).unwrap_or(result.unique_id.as_str());
-        let class = node
-            .map(|n| {
-                let folders = n.fqn.get(1..n.fqn.len().saturating_sub(1)).unwrap_or_default();
-                std::iter::once(n.resource_type.as_str().to_string())
-                    .chain(folders.iter().cloned())
-                    .collect::<Vec<_>>()
-                    .join(".")
-            })
-            .unwrap_or_default();
-        let file = node.map(|n| n.path.as_str()).unwrap_or_default();
-        xml.push_str(&format!(
-            "    <testcase name=\"{}\" classname=\"{}\" file=\"{}\" time=\"{:.3}\"",
-            xml_escape(name),
-            xml_escape(&class),
-            xml_escape(file),
-            result.execution_time
-        ));
         let detail = result.error.as_deref().unwrap_or(&result.message);
-        let body = match result.status {
+        let status = match result.status {
             NodeStatus::Fail => {
-                let rows = match result.failures {
-                    Some(rows) => format!("{rows} failing rows"),
-                    None => result.message.clone(),
-                };
-                format!(
-                    "<failure type=\"fail\" message=\"{}\">{}</failure>",
-                    xml_escape(&rows),
-                    xml_escape(detail)
-                )
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                status
+                    .set_type("fail")
+                    .set_message(match result.failures {
+                        Some(rows) => format!("{rows} failing rows"),
+                        None => result.message.clone(),
+                    })
+                    .set_description(detail);
+                status
             }
-            NodeStatus::Error => format!(
-                "<error type=\"error\" message=\"{}\">{}</error>",
-                xml_escape(detail.lines().next().unwrap_or_default()),
-                xml_escape(detail)
-            ),
-            NodeStatus::Skipped => format!("<skipped message=\"{}\"/>", xml_escape(detail)),
-            NodeStatus::Warn => format!("<system-out>{}</system-out>", xml_escape(detail)),
-            NodeStatus::Success | NodeStatus::Pass => String::new(),
+            NodeStatus::Error => {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+                status
+                    .set_type("error")
+                    .set_message(detail.lines().next().unwrap_or_default())
+                    .set_description(detail);
+                status
+            }
+            NodeStatus::Skipped => {
+                let mut status = TestCaseStatus::skipped();
+                status.set_message(detail);
+                status
+            }
+            NodeStatus::Warn | NodeStatus::Success | NodeStatus::Pass => TestCaseStatus::success(),
         };
-        if body.is_empty() {
-            xml.push_str("/>\n");
-        } else {
-            xml.push_str(&format!(">\n      {body}\n    </testcase>\n"));
+        let mut case = TestCase::new(name, status);
+        if let Some(node) = node {
+            // `model.staging` for models/staging/x.sql: the kind, then the folders.
+            let folders = node.fqn.get(1..node.fqn.len().saturating_sub(1)).unwrap_or_default();
+            let class: Vec<&str> = std::iter::once(node.resource_type.as_str())
+                .chain(folders.iter().map(String::as_str))
+                .collect();
+            case.set_classname(class.join("."));
+            case.extra.insert("file".into(), node.path.as_str().into());
         }
+        case.set_time(std::time::Duration::from_secs_f64(result.execution_time.max(0.0)));
+        if result.status == NodeStatus::Warn {
+            // A warning passes; what it warned about is its output.
+            case.set_system_out(detail);
+        }
+        suite.add_test_case(case);
     }
-    xml.push_str("  </testsuite>\n</testsuites>\n");
+    let mut report = Report::new(suite_name.as_str());
+    report.set_time(elapsed);
+    report.add_test_suite(suite);
+    let xml = report
+        .to_string()
+        .unwrap_or_else(|error| format!("<!-- the JUnit report could not be written: {error} -->\n"));
     crate::diagnostics::redact(&xml).into_owned()
-}
-
-/// Text as XML character data or attribute value: markup characters escaped, characters XML
-/// cannot carry (control characters other than tab and newlines) dropped.
-fn xml_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&apos;"),
-            '\t' | '\n' | '\r' => escaped.push(c),
-            c if (c as u32) < 0x20 => {}
-            c => escaped.push(c),
-        }
-    }
-    escaped
 }
