@@ -22,19 +22,8 @@ pub fn fingerprint(nodes: &mut BTreeMap<String, Node>, project: &Project, engine
         .iter()
         .map(|seed| (seed.path.as_str(), seed.checksum.as_str()))
         .collect();
-    let macros = engine.macros();
-    // Macros each macro calls, then their closure.
-    let calls = |text: &str| -> BTreeSet<String> {
-        called_names(text)
-            .into_iter()
-            .filter(|name| macros.contains_key(*name))
-            .map(str::to_string)
-            .collect()
-    };
-    let direct: BTreeMap<&str, BTreeSet<String>> = macros
-        .iter()
-        .map(|(name, definition)| (name.as_str(), calls(&definition.text)))
-        .collect();
+    // Macros each macro calls directly; a node's direct calls were recorded by its parse render.
+    let direct = engine.macro_calls();
     let closure = |start: BTreeSet<String>| -> Vec<String> {
         let mut seen = BTreeSet::new();
         let mut frontier: Vec<String> = start.into_iter().collect();
@@ -58,32 +47,8 @@ pub fn fingerprint(nodes: &mut BTreeMap<String, Node>, project: &Project, engine
                 None => sha256(node.raw_code.as_bytes()),
             },
         };
-        node.macros = closure(calls(&node.raw_code));
+        node.macros = closure(std::mem::take(&mut node.macros).into_iter().collect());
     }
-}
-
-/// Every name `text` calls as a function: a word followed by `(`, not an attribute (`x.name(`).
-/// One pass over the text, whatever the number of macros.
-fn called_names(text: &str) -> BTreeSet<&str> {
-    let bytes = text.as_bytes();
-    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    let mut names = BTreeSet::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        if !word(bytes[at]) {
-            at += 1;
-            continue;
-        }
-        let start = at;
-        while at < bytes.len() && word(bytes[at]) {
-            at += 1;
-        }
-        let after = text[at..].trim_start();
-        if after.starts_with('(') && (start == 0 || bytes[start - 1] != b'.') {
-            names.insert(&text[start..at]);
-        }
-    }
-    names
 }
 
 /// A saved invocation to compare with.
@@ -259,15 +224,4 @@ pub fn contract_of(node: &Node) -> Option<Contract> {
         enforced: true,
         columns,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::called_names;
-
-    #[test]
-    fn called_names_are_words_before_a_parenthesis() {
-        let names = called_names("select {{ to_hours('m') }}, x.not_me(1), sum (a), {{ ref('b') }} from t");
-        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["ref", "sum", "to_hours"]);
-    }
 }

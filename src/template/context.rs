@@ -37,6 +37,8 @@ pub struct Capture {
     pub config: ConfigMap,
     /// `var(...)` calls and the values they returned.
     pub vars: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Project macros the source calls directly (from minijinja's undeclared variables).
+    pub macros: std::collections::BTreeSet<String>,
 }
 
 pub(super) enum RenderState {

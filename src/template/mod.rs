@@ -137,6 +137,30 @@ impl TemplateEngine {
         &self.macros
     }
 
+    /// The project macros each project macro calls directly.
+    pub fn macro_calls(&self) -> BTreeMap<&str, std::collections::BTreeSet<String>> {
+        self.macros
+            .iter()
+            .map(|(name, definition)| {
+                let calls = match self.env.template_from_str(&definition.text) {
+                    Ok(template) => self.macros_in(&template),
+                    Err(_) => Default::default(),
+                };
+                (name.as_str(), calls)
+            })
+            .collect()
+    }
+
+    /// The project macros `template` refers to: the names it uses without declaring them
+    /// (minijinja's own analysis, so names in comments and strings do not count).
+    fn macros_in(&self, template: &minijinja::Template<'_, '_>) -> std::collections::BTreeSet<String> {
+        template
+            .undeclared_variables(false)
+            .into_iter()
+            .filter(|name| self.macros.contains_key(name))
+            .collect()
+    }
+
     /// Parse phase: renders `source` (named `name` for errors) and records its calls.
     pub fn parse(&self, name: &str, source: &str) -> Result<Capture, Diagnostic> {
         let _guard = context::enter(context::RenderState::parse());
@@ -146,6 +170,7 @@ impl TemplateEngine {
             .map_err(|error| jinja_diagnostic(&error, name))?;
         template.render(()).map_err(|error| jinja_diagnostic(&error, name))?;
         let mut capture = context::take_capture();
+        capture.macros = self.macros_in(&template);
         for call in &mut capture.refs {
             call.line = ref_line(source, &call.name);
         }
@@ -246,7 +271,7 @@ mod tests {
         std::fs::create_dir_all(root.join("macros")).expect("macros");
         std::fs::write(
             root.join("macros/twice.sql"),
-            "{% macro twice(column) %}({{ column }} * 2){% endmacro %}\n",
+            "{% macro twice(column) %}({{ column }} * 2){% endmacro %}\n{% macro quadruple(column) %}{{ twice(twice(column)) }}{% endmacro %}\n",
         )
         .expect("macro");
         let project = crate::project::load(root).expect("project loads");
@@ -270,6 +295,17 @@ mod tests {
         assert_eq!(sources, [("raw", "events", Some(4))]);
         assert_eq!(capture.config.get("materialized"), Some(&Json::from("table")));
         assert_eq!(capture.vars.get("window"), Some(&Json::from(7)));
+    }
+
+    #[test]
+    fn macro_calls_come_from_the_template_not_from_its_text() {
+        let (_folder, engine) = engine();
+        let sql = "-- twice(x) in a SQL comment is text\n{# quadruple(x) in a Jinja comment #}\nselect {{ quadruple('a') }}, 'twice(b)' as s, sum(c)\n";
+        let capture = engine.parse("models/m.sql", sql).expect("parses");
+        assert_eq!(capture.macros.into_iter().collect::<Vec<_>>(), ["quadruple"]);
+        let calls = engine.macro_calls();
+        assert_eq!(calls["quadruple"].iter().collect::<Vec<_>>(), ["twice"]);
+        assert!(calls["twice"].is_empty());
     }
 
     #[test]

@@ -127,6 +127,7 @@ impl Parse<'_> {
                 refs: capture.refs,
                 sources: capture.sources,
                 vars: capture.vars,
+                macros: capture.macros.into_iter().collect(),
                 ..Node::new(
                     format!("test.{project_name}.{name}"),
                     name,

@@ -119,6 +119,7 @@ impl Parse<'_> {
                 refs: capture.refs,
                 sources: capture.sources,
                 vars: capture.vars,
+                macros: capture.macros.into_iter().collect(),
                 ..Node::new(
                     unique_id.clone(),
                     name,
