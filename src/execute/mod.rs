@@ -9,9 +9,11 @@
 //! [`Reporter`]; this module never prints.
 
 mod contract;
+pub mod defer;
 mod incremental;
 mod node;
 pub mod session;
+pub mod time_range;
 mod unit;
 mod write;
 

@@ -15,8 +15,10 @@
 //!   the period's data gate failed).
 //!
 //! [`spec`] is the vocabulary, `validate` checks a spec against itself before any SQL is
-//! generated, and `daily`, `scorecard` and `alerts` write the SQL. Nothing is computed
-//! outside SQL.
+//! generated (its derived columns in `validate/derived.rs`), `calendar` turns `periods:` into
+//! period ends, `syntax` reads the identifiers and `{placeholders}` inside a spec, and `daily`,
+//! `scorecard` (with `scorecard/windows.rs` and `scorecard/derived.rs`) and `alerts` write the
+//! SQL. Nothing is computed outside SQL.
 
 mod alerts;
 mod calendar;

@@ -9,7 +9,6 @@ pub(super) mod ls;
 pub(super) mod run;
 pub(super) mod show;
 pub(super) mod source;
-pub(super) mod time_range;
 
 use crate::cli::Printer;
 use crate::diagnostics::Diagnostic;

@@ -142,34 +142,29 @@ async fn run_locked(
     run_id: String,
     clock: Instant,
 ) -> ExitStatus {
-    // Incremental models whose table exists run incrementally (`is_incremental()` is true),
-    // unless --full-refresh rebuilds them (and their config does not forbid it).
-    let mut incremental = std::collections::BTreeSet::new();
-    for id in &selected {
-        let node = &loaded.graph.nodes[id];
-        if node.materialized != crate::graph::Materialization::Incremental {
-            continue;
-        }
-        let protected = node.incremental().ok().and_then(|c| c.full_refresh) == Some(false);
-        if args.full_refresh && !protected {
-            continue;
-        }
-        let relation = node.relation.as_ref().expect("models have relations");
-        match warehouse.table_exists(relation).await {
-            Ok(true) => {
-                incremental.insert(id.clone());
-            }
-            Ok(false) => {}
-            Err(error) => {
-                printer.fatal(&format!("warehouse {}: {error}", warehouse.display()));
+    let incremental =
+        match crate::execute::time_range::incremental_models(&loaded.graph, &selected, &warehouse, args.full_refresh)
+            .await
+        {
+            Ok(incremental) => incremental,
+            Err(message) => {
+                printer.fatal(&message);
                 return ExitStatus::Error;
             }
-        }
-    }
+        };
     // Time-range incremental models: those with an `event_time` that run incrementally.
-    let Ok((time_filters, ranges)) = super::time_range::plan(&loaded, &warehouse, &incremental, &args, printer).await
-    else {
-        return ExitStatus::Error;
+    let planned = async {
+        use crate::execute::time_range::{date_flag, plan};
+        let start = date_flag("event-time-start", &args.event_time_start)?;
+        let end = date_flag("event-time-end", &args.event_time_end)?;
+        plan(&loaded.target, &loaded.graph, &warehouse, &incremental, start, end).await
+    };
+    let (time_filters, ranges) = match planned.await {
+        Ok(plan) => plan,
+        Err(message) => {
+            printer.fatal(&message);
+            return ExitStatus::Error;
+        }
     };
     let mut options = crate::compile::CompileOptions {
         time_filters,
@@ -322,8 +317,8 @@ fn tidemark_junit(
     crate::artifacts::write_atomically(path, crate::artifacts::junit_xml(summary, graph).as_bytes())
 }
 
-/// `--defer`: the unselected tables the selection reads that this target has not built (all
-/// of them with `--favor-state`), each read from the `--state` run's warehouse instead.
+/// `--defer`: the unselected tables the selection reads that this target has not built, read
+/// from the `--state` run's warehouse (see [`crate::execute::defer`]).
 async fn deferrals(
     loaded: &crate::cli::load::Loaded,
     profiles_dir: Option<&std::path::Path>,
@@ -331,69 +326,22 @@ async fn deferrals(
     selected: &std::collections::BTreeSet<String>,
     warehouse: &crate::materialize::Warehouse,
     printer: &Printer,
-) -> Result<Vec<(String, crate::materialize::Warehouse, crate::relation::RelationName)>, ()> {
-    use crate::diagnostics::Diagnostic;
-    let report = |diagnostic: Diagnostic| printer.diagnostics(&diagnostic.into());
+) -> Result<Vec<crate::execute::defer::Deferred>, ()> {
+    let report = |diagnostic: crate::diagnostics::Diagnostic| printer.diagnostics(&diagnostic.into());
     let Some(state) = loaded.state(&args.selection).map_err(report)? else {
         return Ok(Vec::new());
     };
-    let Some(location) = state.warehouse() else {
-        report(
-            Diagnostic::new(format!(
-                "--defer: {}/manifest.json does not record its warehouse",
-                state.folder.display()
-            ))
-            .with_help("write the state with this version of tidemark (any build, run or compile does)"),
-        );
-        return Err(());
+    let needs = crate::execute::defer::Needs {
+        project: &loaded.project,
+        target: &loaded.target,
+        profiles_dir,
+        graph: &loaded.graph,
+        selected,
+        favor_state: args.favor_state,
     };
-    let base = if location.contains("://") && !location.starts_with("file://") {
-        // The saved run's own target (by name, from this project's profiles) knows how to reach
-        // its store; else this target's settings are tried.
-        let settings = state
-            .target_name()
-            .and_then(|name| crate::project::load_target(&loaded.project, profiles_dir, Some(name)).ok())
-            .filter(|target| target.warehouse == location)
-            .map(|target| target.storage)
-            .unwrap_or_else(|| loaded.target.storage.clone());
-        crate::materialize::Warehouse::open_url(location, &settings)
-    } else {
-        crate::materialize::Warehouse::open_local(location.trim_start_matches("file://").into())
-    }
-    .map_err(|error| {
-        report(Diagnostic::new(format!(
-            "--defer: cannot open the --state run's warehouse {location}: {error}"
-        )))
-    })?;
-    // Tables the selected nodes read, directly or through views and ephemeral models.
-    let graph = &loaded.graph;
-    let mut needed = std::collections::BTreeSet::new();
-    for id in selected {
-        needed.extend(graph.ancestors(id, None));
-    }
-    let mut deferred = Vec::new();
-    for id in needed.difference(selected) {
-        let node = &graph.nodes[id];
-        if !node.writes_table() {
-            continue;
-        }
-        let Some(stored) = state.relation(id).and_then(|text| text.split_once('.')) else {
-            continue;
-        };
-        let relation = node.relation.as_ref().expect("tables have relations");
-        let built_here = warehouse
-            .table_exists(relation)
-            .await
-            .map_err(|error| printer.fatal(&format!("warehouse {}: {error}", warehouse.display())))?;
-        if built_here && !args.favor_state {
-            continue;
-        }
-        deferred.push((
-            id.clone(),
-            base.clone(),
-            crate::relation::RelationName::table(stored.0, stored.1),
-        ));
-    }
+    let (base, deferred) = crate::execute::defer::deferrals(&state, &needs, warehouse)
+        .await
+        .map_err(report)?;
     printer.info(&format!(
         "Deferring {} unselected table{} to the --state run's warehouse {}",
         deferred.len(),

@@ -1,4 +1,5 @@
-//! Time-range incremental runs: which dates each model recomputes and reads.
+//! Run planning for incremental models: which run incrementally, and for time-range runs which
+//! dates each model recomputes and reads.
 //!
 //! An incremental model with an `event_time` whose table exists recomputes the rows from a
 //! start date on (and replaces the table's rows from that date): `--event-time-start` when
@@ -12,37 +13,68 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use crate::cli::load::Loaded;
-use crate::cli::{Printer, RunArgs};
+use super::Session;
 use crate::compile::CompiledProject;
-use crate::execute::Session;
 use crate::graph::Graph;
 use crate::materialize::Warehouse;
+use crate::project::Target;
 use crate::relation::{quote_identifier, TimeFilter};
 
 /// Time filters of the inputs (for compiling) and the output range condition of each
 /// time-range model (for writing), by unique id.
-pub(crate) type Plan = (BTreeMap<String, TimeFilter>, BTreeMap<String, String>);
+pub type Plan = (BTreeMap<String, TimeFilter>, BTreeMap<String, String>);
 
-fn date_flag(flag: &str, value: &Option<String>, printer: &Printer) -> Result<Option<NaiveDate>, ()> {
+/// The selected incremental models that run incrementally (`is_incremental()` is true): those
+/// whose table exists, unless `full_refresh` rebuilds them (and their config does not forbid it).
+pub async fn incremental_models(
+    graph: &Graph,
+    selected: &BTreeSet<String>,
+    warehouse: &Warehouse,
+    full_refresh: bool,
+) -> Result<BTreeSet<String>, String> {
+    let mut incremental = BTreeSet::new();
+    for id in selected {
+        let node = &graph.nodes[id];
+        if node.materialized != crate::graph::Materialization::Incremental {
+            continue;
+        }
+        let protected = node.incremental().ok().and_then(|c| c.full_refresh) == Some(false);
+        if full_refresh && !protected {
+            continue;
+        }
+        let relation = node.relation.as_ref().expect("models have relations");
+        if warehouse
+            .table_exists(relation)
+            .await
+            .map_err(|error| format!("warehouse {}: {error}", warehouse.display()))?
+        {
+            incremental.insert(id.clone());
+        }
+    }
+    Ok(incremental)
+}
+
+/// `--event-time-start` / `--event-time-end` as a date (`flag` names it in the error).
+pub fn date_flag(flag: &str, value: &Option<String>) -> Result<Option<NaiveDate>, String> {
     match value {
         None => Ok(None),
-        Some(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d").map(Some).map_err(|_| {
-            printer.fatal(&format!("--{flag} '{text}' is not a date such as 2026-11-16"));
-        }),
+        Some(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| format!("--{flag} '{text}' is not a date such as 2026-11-16")),
     }
 }
 
-pub(crate) async fn plan(
-    loaded: &Loaded,
+/// The time range of each time-range model among `incremental` (the models that run
+/// incrementally): from `start_flag` when given, else from what its table holds (see the module
+/// notes), up to `end_flag`. The error says which model's table could not be read.
+pub async fn plan(
+    target: &Target,
+    graph: &Graph,
     warehouse: &Warehouse,
     incremental: &BTreeSet<String>,
-    args: &RunArgs,
-    printer: &Printer,
-) -> Result<Plan, ()> {
-    let start_flag = date_flag("event-time-start", &args.event_time_start, printer)?;
-    let end_flag = date_flag("event-time-end", &args.event_time_end, printer)?;
-    let graph = &loaded.graph;
+    start_flag: Option<NaiveDate>,
+    end_flag: Option<NaiveDate>,
+) -> Result<Plan, String> {
     let candidates: BTreeSet<&String> = incremental
         .iter()
         .filter(|id| graph.nodes[*id].event_time().is_some())
@@ -57,13 +89,8 @@ pub(crate) async fn plan(
     let mut latest: BTreeMap<String, Option<NaiveDate>> = BTreeMap::new();
     if start_flag.is_none() {
         let empty = Arc::new(Graph::empty(graph.project_name.clone()));
-        let probe = Session::new(
-            &loaded.target,
-            warehouse.clone(),
-            empty,
-            Arc::new(CompiledProject::default()),
-        )
-        .map_err(|error| printer.fatal(&error.to_string()))?;
+        let probe = Session::new(target, warehouse.clone(), empty, Arc::new(CompiledProject::default()))
+            .map_err(|error| error.to_string())?;
         for id in &candidates {
             let node = &graph.nodes[*id];
             let relation = node.relation.as_ref().expect("models have relations");
@@ -78,23 +105,20 @@ pub(crate) async fn plan(
                         relation.rendered
                     ))
                     .await
-                    .map_err(crate::execute::ExecuteError::from_datafusion)?;
-                let batches = frame
-                    .collect()
-                    .await
-                    .map_err(crate::execute::ExecuteError::from_datafusion)?;
+                    .map_err(super::ExecuteError::from_datafusion)?;
+                let batches = frame.collect().await.map_err(super::ExecuteError::from_datafusion)?;
                 let text = batches
                     .first()
                     .and_then(|batch| datafusion::arrow::util::display::array_value_to_string(batch.column(0), 0).ok());
-                Ok::<_, crate::execute::ExecuteError>(text.and_then(|t| NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok()))
+                Ok::<_, super::ExecuteError>(text.and_then(|t| NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok()))
             }
             .await
             .map_err(|error| {
-                printer.fatal(&format!(
+                format!(
                     "model '{}': cannot read the latest {column} of {}: {error}",
                     node.name,
                     node.display_relation()
-                ))
+                )
             })?;
             latest.insert((*id).clone(), date);
         }
@@ -123,7 +147,7 @@ pub(crate) async fn plan(
         let column = node.event_time().expect("candidate");
         let lookback = node
             .lookback_days()
-            .map_err(|message| printer.fatal(&format!("model '{}': {message}", node.name)))?;
+            .map_err(|message| format!("model '{}': {message}", node.name))?;
         let literal = |date: NaiveDate| format!("date '{date}'");
         // An empty table recomputes everything.
         let Some(start) = start else { continue };
