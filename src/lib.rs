@@ -56,9 +56,13 @@
 //!
 //! Inside [`execute`], `node` (what each kind of node does) and `incremental` (merges) both use
 //! `write` (planning a node's query and streaming it into [`materialize`]), never each other's
-//! way back. Lints keep the map true: `clippy::print_stdout`/`print_stderr` are denied outside
-//! [`cli`] (CI runs clippy with `-D warnings`), and `unreachable_pub` keeps `pub` for what other
-//! modules use.
+//! way back. Run planning is [`execute`]'s too: `execute::time_range` decides which models run
+//! incrementally and what dates a time-range run recomputes, `execute::defer` which tables
+//! `--defer` reads from the saved run's warehouse; the CLI parses flags, calls them and prints.
+//!
+//! Lints keep the map true: `clippy::print_stdout`/`print_stderr` are denied outside [`cli`]
+//! (CI runs clippy with `-D warnings`), and `unreachable_pub` keeps `pub` for what other modules
+//! use.
 //!
 //! ## Invariants
 //!

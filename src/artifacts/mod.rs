@@ -215,7 +215,7 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: String
                 let source = ManifestSource {
                     entry,
                     location: node.location.clone(),
-                    format: node.format.clone(),
+                    format: node.format.map(|format| format.as_str().to_string()),
                 };
                 sources.insert(node.unique_id.clone(), source);
             }

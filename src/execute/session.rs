@@ -28,6 +28,7 @@ use super::ExecuteError;
 use crate::compile::CompiledProject;
 use crate::graph::{Graph, Materialization, Node};
 use crate::materialize::Warehouse;
+use crate::project::SourceFormat;
 use crate::project::{Engine, Target};
 use crate::relation::RelationName;
 
@@ -382,7 +383,7 @@ impl Session {
                 .register_listing(
                     reference,
                     &warehouse.table_folder_url(stored),
-                    "parquet",
+                    SourceFormat::Parquet,
                     Some(crate::materialize::partitioned::reader_partition_columns(&commit)),
                 )
                 .await
@@ -401,7 +402,7 @@ impl Session {
         &self,
         reference: TableReference,
         location: &str,
-        format: &str,
+        format: SourceFormat,
         partitions: Option<Vec<(String, DataType)>>,
     ) -> datafusion::error::Result<()> {
         let table_path = ListingTableUrl::parse(location)?;
@@ -414,20 +415,20 @@ impl Session {
             .unwrap_or_else(|| match format {
                 // Folders of text files: every file (.json, .ndjson, .jsonl, .csv, .tsv ...);
                 // hidden files are never listed.
-                "csv" | "json" => String::new(),
-                _ => ".parquet".into(),
+                SourceFormat::Csv | SourceFormat::Json => String::new(),
+                SourceFormat::Parquet => ".parquet".into(),
             });
         let state = self.ctx.state();
         // The session's reading options (plain strings rather than views, ...).
         let options = state.table_options();
         let file_format: Arc<dyn FileFormat> = match format {
-            "csv" => Arc::new(
+            SourceFormat::Csv => Arc::new(
                 CsvFormat::default()
                     .with_options(options.csv.clone())
                     .with_has_header(true),
             ),
-            "json" => Arc::new(JsonFormat::default().with_options(options.json.clone())),
-            _ => Arc::new(ParquetFormat::default().with_options(options.parquet.clone())),
+            SourceFormat::Json => Arc::new(JsonFormat::default().with_options(options.json.clone())),
+            SourceFormat::Parquet => Arc::new(ParquetFormat::default().with_options(options.parquet.clone())),
         };
         let mut options = ListingOptions::new(file_format).with_file_extension(extension);
         let partitions = match partitions {
@@ -494,18 +495,7 @@ impl Session {
             location: location.clone(),
             message,
         })?;
-        let format = node.format.clone().unwrap_or_else(|| infer_format(location));
-        let format = match format.as_str() {
-            "parquet" => "parquet",
-            "csv" => "csv",
-            "json" | "ndjson" | "jsonl" => "json",
-            other => {
-                return Err(ExecuteError::Setup(format!(
-                    "source '{}.{}' ({}): unknown format '{other}'; use parquet, csv or json",
-                    node.fqn[1], node.name, node.path
-                )))
-            }
-        };
+        let format = node.format.unwrap_or_else(|| SourceFormat::of_location(location));
         let registered = self.register_listing(reference, location, format, None).await;
         registered.map_err(|error| ExecuteError::Source {
             source_name: format!("{}.{}", node.fqn[1], node.name),
@@ -531,17 +521,6 @@ impl Session {
         let opened = crate::materialize::store::open(location, self.warehouse.settings()).map_err(|e| e.to_string())?;
         self.ctx.register_object_store(&opened.base, opened.store);
         Ok(())
-    }
-}
-
-fn infer_format(location: &str) -> String {
-    let lower = location.to_ascii_lowercase();
-    if lower.ends_with(".csv") || lower.ends_with(".csv.gz") {
-        "csv".into()
-    } else if lower.ends_with(".json") || lower.ends_with(".ndjson") || lower.ends_with(".jsonl") {
-        "json".into()
-    } else {
-        "parquet".into()
     }
 }
 

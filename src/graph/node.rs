@@ -295,7 +295,7 @@ pub struct Node {
     pub test: Option<GenericTest>,
     /// Source tables: where the files are and their format.
     pub location: Option<String>,
-    pub format: Option<String>,
+    pub format: Option<crate::project::SourceFormat>,
     /// SHA-256 of what the node is made of (SQL as written, seed file, test definition, source
     /// declaration); `state:modified.body` compares it with a saved manifest.
     #[serde(skip)]

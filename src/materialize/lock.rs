@@ -4,11 +4,15 @@
 //! run, process and host holding it. A lock is *stale*, and is reported and replaced, when
 //! - it was taken on this host by a process that no longer exists (checked with `sysinfo`, so the
 //!   same on Linux, macOS and Windows), or
-//! - its lease ran out: the holder rewrites the record's `heartbeat` every quarter of the lease
-//!   ([`DEFAULT_LEASE`], a target's `lock_lease`), so a record whose heartbeat is older than its
-//!   lease belongs to a run that crashed or hung on some other host.
+//! - its lease ran out: the holder rewrites the record (with a `heartbeat` time) every quarter of
+//!   the lease ([`DEFAULT_LEASE`], a target's `lock_lease`), so a record the store has not seen
+//!   rewritten for a whole lease (its last-modified time, by the store's clock) belongs to a run
+//!   that crashed or hung on some other host.
 //!
-//! A live run is never taken over: its process exists, and its heartbeat is renewed in time.
+//! Of several runs that find the same stale record, only the one that creates its *claim* (an
+//! object named after the record's hash, `PutMode::Create`) deletes and replaces it. A live run is
+//! not taken over unless it stalls for a whole lease; a release deletes the lock only while the
+//! record is still its own.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,7 +73,11 @@ pub struct Lock {
     path: StorePath,
     /// Description of a stale lock that was replaced to take this one.
     pub recovered: Option<String>,
+    run_id: String,
     heartbeat: tokio::task::JoinHandle<()>,
+    /// Held by each renewal while it reads and rewrites the record, and set by [`Lock::release`]
+    /// so no renewal writes the record again after it is deleted.
+    released: Arc<tokio::sync::Mutex<bool>>,
 }
 
 impl Drop for Lock {
@@ -132,9 +140,8 @@ impl Lock {
                 Err(Busy::Held(holder)) => {
                     if started.elapsed() >= timeout {
                         return Err(format!(
-                            "another run holds the run lock {display_path} ({holder}) and did not finish within {} s (--lock-timeout); if no tidemark run is active, delete {display_path} (a crashed run's lock also expires {} s after its last heartbeat: lock_lease)",
-                            timeout.as_secs(),
-                            lease.as_secs()
+                            "another run holds the run lock {display_path} ({holder}) and did not finish within {} s (--lock-timeout); if no tidemark run is active, delete {display_path} (a crashed run's lock also expires once its lease runs out: lock_lease)",
+                            timeout.as_secs()
                         ));
                     }
                     if !told {
@@ -155,6 +162,7 @@ impl Lock {
         what: &str,
         lease: Duration,
     ) -> Result<Lock, Busy> {
+        use datafusion::object_store::Error as StoreError;
         let now = now();
         let record = LockRecord {
             run_id: run_id.to_string(),
@@ -165,50 +173,70 @@ impl Lock {
             heartbeat: Some(now),
             lease_seconds: Some(lease.as_secs().max(1)),
         };
-        let payload = serde_json::to_vec(&record).expect("lock record serialises");
+        let payload = PutPayload::from(serde_json::to_vec(&record).expect("lock record serialises"));
+        let failed = |error: StoreError| Busy::Failed(error.into());
         let mut recovered = None;
-        for _attempt in 0..2 {
-            match store
-                .put_opts(path, PutPayload::from(payload.clone()), PutMode::Create.into())
-                .await
-            {
-                Ok(_) => {
-                    let heartbeat = tokio::spawn(renew(store.clone(), path.clone(), record, lease));
-                    return Ok(Lock {
-                        store,
-                        path: path.clone(),
-                        recovered,
-                        heartbeat,
-                    });
+        for _attempt in 0..3 {
+            match store.put_opts(path, payload.clone(), PutMode::Create.into()).await {
+                Ok(_) => return Ok(Lock::held(store, path.clone(), record, lease, recovered)),
+                Err(StoreError::AlreadyExists { .. }) => {}
+                Err(error) => return Err(failed(error)),
+            }
+            let (bytes, modified) = match store.get(path).await {
+                Ok(existing) => {
+                    let modified = existing.meta.last_modified;
+                    (existing.bytes().await.map_err(failed)?, modified)
                 }
-                Err(datafusion::object_store::Error::AlreadyExists { .. }) => {
-                    let holder = match store.get(path).await {
-                        Ok(existing) => existing
-                            .bytes()
-                            .await
-                            .ok()
-                            .and_then(|bytes| serde_json::from_slice::<LockRecord>(&bytes).ok()),
-                        // Released between the put and the read: try again.
-                        Err(datafusion::object_store::Error::NotFound { .. }) => continue,
-                        Err(error) => return Err(Busy::Failed(error.into())),
-                    };
-                    match holder {
-                        Some(holder) if staleness(&holder).is_some() => {
-                            let why = staleness(&holder).unwrap_or_default();
-                            recovered = Some(format!(
-                                "removed a stale lock on {what} left by {}, {why}",
-                                holder.describe()
-                            ));
-                            store.delete(path).await.map_err(|e| Busy::Failed(e.into()))?;
-                        }
-                        holder => {
-                            return Err(Busy::Held(
-                                holder.map(|h| h.describe()).unwrap_or_else(|| "unreadable lock".into()),
-                            ))
-                        }
+                // Released between the put and the read: try again.
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(error) => return Err(failed(error)),
+            };
+            let Ok(holder) = serde_json::from_slice::<LockRecord>(&bytes) else {
+                return Err(Busy::Held("unreadable lock".into()));
+            };
+            let Some(why) = staleness(&holder, modified) else {
+                return Err(Busy::Held(holder.describe()));
+            };
+            // Only one run replaces a stale record: the one that creates its claim (an object
+            // named after the record, created only if absent). Without it, two runs that both
+            // saw the record expire could each delete the lock the other just took.
+            let claim = StorePath::from(format!("{path}.claim-{}", &crate::project::sha256(&bytes)[..16]));
+            match store.put_opts(&claim, PutPayload::new(), PutMode::Create.into()).await {
+                Ok(_) => {}
+                Err(StoreError::AlreadyExists { .. }) => {
+                    // A claim outlives its run only if that run crashed while replacing the lock.
+                    if claim_abandoned(&store, &claim, lease).await {
+                        let _ = store.delete(&claim).await;
+                        continue;
                     }
+                    return Err(Busy::Held(format!(
+                        "{} (another run is replacing this stale lock)",
+                        holder.describe()
+                    )));
                 }
-                Err(error) => return Err(Busy::Failed(error.into())),
+                Err(error) => return Err(failed(error)),
+            }
+            let unchanged = match store.get(path).await {
+                Ok(current) => current.bytes().await.is_ok_and(|current| current == bytes),
+                Err(_) => false,
+            };
+            if unchanged {
+                if let Err(error) = store.delete(path).await {
+                    let _ = store.delete(&claim).await;
+                    return Err(failed(error));
+                }
+                recovered = Some(format!(
+                    "removed a stale lock on {what} left by {}, {why}",
+                    holder.describe()
+                ));
+            }
+            let created = store.put_opts(path, payload.clone(), PutMode::Create.into()).await;
+            let _ = store.delete(&claim).await;
+            match created {
+                Ok(_) => return Ok(Lock::held(store, path.clone(), record, lease, recovered)),
+                // Another run took it in between: the next attempt names it.
+                Err(StoreError::AlreadyExists { .. }) => continue,
+                Err(error) => return Err(failed(error)),
             }
         }
         Err(Busy::Held(
@@ -216,37 +244,100 @@ impl Lock {
         ))
     }
 
+    /// A lock just created with `record`, renewed from now on.
+    fn held(
+        store: Arc<dyn ObjectStore>,
+        path: StorePath,
+        record: LockRecord,
+        lease: Duration,
+        recovered: Option<String>,
+    ) -> Lock {
+        let released = Arc::new(tokio::sync::Mutex::new(false));
+        let run_id = record.run_id.clone();
+        let heartbeat = tokio::spawn(renew(store.clone(), path.clone(), record, lease, released.clone()));
+        Lock {
+            store,
+            path,
+            recovered,
+            run_id,
+            heartbeat,
+            released,
+        }
+    }
+
+    /// Stops renewing and deletes the lock, if it is still this run's (a lock taken over after
+    /// this process stalled for a whole lease belongs to its new holder).
     pub async fn release(self) {
+        // Waits for a renewal in flight, so the record is not written again after the delete.
+        let mut released = self.released.lock().await;
+        *released = true;
         self.heartbeat.abort();
-        // A lock that cannot be deleted is replaced by the next run once its lease runs out.
-        let _ = self.store.delete(&self.path).await;
+        let ours = match self.store.get(&self.path).await {
+            Ok(existing) => existing
+                .bytes()
+                .await
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<LockRecord>(&bytes).ok())
+                .is_some_and(|record| record.run_id == self.run_id && record.pid == std::process::id()),
+            Err(_) => false,
+        };
+        if ours {
+            // A lock that cannot be deleted is replaced by the next run once its lease runs out.
+            let _ = self.store.delete(&self.path).await;
+        }
+    }
+}
+
+/// Whether a claim on a stale lock was left by a run that crashed while replacing it: it is
+/// older than a lease (by the store's clock).
+async fn claim_abandoned(store: &Arc<dyn ObjectStore>, claim: &StorePath, lease: Duration) -> bool {
+    match store.head(claim).await {
+        Ok(meta) => (chrono::Utc::now() - meta.last_modified)
+            .to_std()
+            .is_ok_and(|age| age > lease),
+        Err(_) => true,
     }
 }
 
 /// Rewrites the lock's heartbeat every quarter of its lease while the lock is held. The record is
 /// read first: a lock that is no longer this run's (taken over after this process stalled for a
-/// whole lease) is left to its new holder.
-async fn renew(store: Arc<dyn ObjectStore>, path: StorePath, mut record: LockRecord, lease: Duration) {
+/// whole lease) is left to its new holder. A failed read or write is retried at the next beat
+/// (the lease allows for three misses).
+async fn renew(
+    store: Arc<dyn ObjectStore>,
+    path: StorePath,
+    mut record: LockRecord,
+    lease: Duration,
+    released: Arc<tokio::sync::Mutex<bool>>,
+) {
+    use datafusion::object_store::Error as StoreError;
     let every = (lease / 4).max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(every).await;
-        let current = match store.get(&path).await {
-            Ok(existing) => existing
-                .bytes()
-                .await
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<LockRecord>(&bytes).ok()),
-            Err(_) => None,
-        };
-        if current.is_none_or(|current| current.run_id != record.run_id || current.pid != record.pid) {
+        let released = released.lock().await;
+        if *released {
             return;
+        }
+        let current = match store.get(&path).await {
+            Ok(existing) => match existing.bytes().await {
+                Ok(bytes) => serde_json::from_slice::<LockRecord>(&bytes).ok(),
+                Err(_) => continue,
+            },
+            // Deleted: whoever did so took the lock away; there is nothing left to renew.
+            Err(StoreError::NotFound { .. }) => return,
+            Err(_) => continue,
+        };
+        match current {
+            Some(current) if current.run_id == record.run_id && current.pid == record.pid => {}
+            Some(_) => return,
+            None => continue,
         }
         record.heartbeat = Some(now());
         let payload = serde_json::to_vec(&record).expect("lock record serialises");
-        // A failed renewal is retried at the next beat; the lease allows for three misses.
         let _ = store
             .put_opts(&path, PutPayload::from(payload), PutMode::Overwrite.into())
             .await;
+        drop(released);
     }
 }
 
@@ -255,15 +346,15 @@ fn now() -> String {
 }
 
 /// Why a lock is stale (see the module notes), or `None` while its holder may still be running.
-fn staleness(record: &LockRecord) -> Option<String> {
+/// `modified` is when the record was last written, by the store's clock (not the holder's, which
+/// may be off).
+fn staleness(record: &LockRecord, modified: chrono::DateTime<chrono::Utc>) -> Option<String> {
     if record.host == host_name() && record.pid != std::process::id() && !process_exists(record.pid) {
         return Some("which is no longer running".into());
     }
+    // Records written before leases existed carry no lease: only the process check applies.
     let lease = Duration::from_secs(record.lease_seconds?);
-    let heartbeat = chrono::DateTime::parse_from_rfc3339(record.heartbeat.as_deref()?).ok()?;
-    let silent = (chrono::Utc::now() - heartbeat.with_timezone(&chrono::Utc))
-        .to_std()
-        .ok()?;
+    let silent = (chrono::Utc::now() - modified).to_std().ok()?;
     (silent > lease).then(|| {
         format!(
             "whose lease of {} s ran out {} s after its last heartbeat",
@@ -307,6 +398,21 @@ mod tests {
         store.put(&path(), PutPayload::from(payload)).await.expect("planted");
     }
 
+    /// Makes the planted lock look last written `seconds` ago (by the store's clock: the file's
+    /// modification time).
+    fn age(folder: &tempfile::TempDir, seconds: u64) {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(folder.path().join("_tidemark/locks/main/scorecard.lock"))
+            .expect("lock file");
+        file.set_modified(std::time::SystemTime::now() - Duration::from_secs(seconds))
+            .expect("set mtime");
+    }
+
+    async fn modified(store: &Arc<dyn ObjectStore>) -> chrono::DateTime<chrono::Utc> {
+        store.head(&path()).await.expect("lock exists").last_modified
+    }
+
     async fn read(store: &Arc<dyn ObjectStore>) -> LockRecord {
         let bytes = store
             .get(&path())
@@ -337,6 +443,7 @@ mod tests {
         let store = store(&folder);
         // The pid is this process's own: only the lease can tell the lock is stale.
         plant(&store, &record("another-host", std::process::id(), 300, 60)).await;
+        age(&folder, 300);
         let lock = Lock::table(store.clone(), &relation(), "new-run", Duration::from_secs(60))
             .await
             .expect("the expired lock is replaced");
@@ -397,7 +504,7 @@ mod tests {
         // Seen from another host, the record must look alive.
         let mut seen_elsewhere = read(&store).await;
         seen_elsewhere.host = "another-host".into();
-        assert_eq!(staleness(&seen_elsewhere), None);
+        assert_eq!(staleness(&seen_elsewhere, modified(&store).await), None);
         let taken = Lock::table(store.clone(), &relation(), "second-run", lease).await;
         assert!(
             matches!(taken, Err(MaterializeError::Locked { .. })),
@@ -409,6 +516,47 @@ mod tests {
             .await
             .expect("free after release");
         after.release().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn of_runs_racing_to_replace_one_expired_lock_exactly_one_wins() {
+        for round in 0..5 {
+            let folder = tempfile::tempdir().expect("temp");
+            let store = store(&folder);
+            plant(&store, &record("another-host", std::process::id(), 300, 60)).await;
+            age(&folder, 300);
+            let contenders = (0..4).map(|index| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    Lock::table(store, &relation(), &format!("run-{index}"), Duration::from_secs(60)).await
+                })
+            });
+            let mut winners = Vec::new();
+            for contender in contenders.collect::<Vec<_>>() {
+                match contender.await.expect("joins") {
+                    Ok(lock) => winners.push(lock),
+                    Err(MaterializeError::Locked { .. }) => {}
+                    Err(other) => panic!("round {round}: {other}"),
+                }
+            }
+            assert_eq!(winners.len(), 1, "round {round}: {} runs hold the lock", winners.len());
+            let winner = winners.pop().expect("one");
+            assert_eq!(read(&store).await.run_id, winner.run_id, "round {round}");
+            winner.release().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn release_leaves_a_lock_that_another_run_took_over() {
+        let folder = tempfile::tempdir().expect("temp");
+        let store = store(&folder);
+        let held = Lock::table(store.clone(), &relation(), "stalled-run", Duration::from_secs(60))
+            .await
+            .expect("taken");
+        // Another run replaced it while this one stalled.
+        plant(&store, &record("another-host", 1, 0, 60)).await;
+        held.release().await;
+        assert_eq!(read(&store).await.run_id, "crashed-run", "the new holder's lock stays");
     }
 
     #[tokio::test]

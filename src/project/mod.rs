@@ -18,7 +18,7 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 pub use profiles::{Engine, Secret, StorageSettings, Target};
 pub use project_file::{ConfigMap, ProjectFile};
 pub use properties::{
-    ColumnProperties, NodeProperties, PropertyFile, Rows, SourceProperties, SourceTable, TestDeclaration,
+    ColumnProperties, NodeProperties, PropertyFile, Rows, SourceFormat, SourceProperties, SourceTable, TestDeclaration,
     UnitTestProperties,
 };
 

@@ -443,9 +443,8 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
     if let Ok(seconds) = text.parse::<f64>() {
-        if seconds.is_finite() && seconds >= 0.0 {
-            return Ok(std::time::Duration::from_secs_f64(seconds));
-        }
+        return std::time::Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("'{text}' is not a duration tidemark can wait (a positive number of seconds)"));
     }
     humantime::parse_duration(text).map_err(|_| format!("'{text}' is not a duration such as 30s, 3min, 2h or 1h 30m"))
 }

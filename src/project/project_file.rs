@@ -138,7 +138,13 @@ pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>
     };
     let models = folder(raw.models, "models", &mut problems);
     let seeds = folder(raw.seeds, "seeds", &mut problems);
-    let data_tests = folder(raw.data_tests, "data_tests", &mut problems);
+    // `data_tests:` is also accepted as `tests:`.
+    let tests_key = if positions.contains("data_tests") {
+        "data_tests"
+    } else {
+        "tests"
+    };
+    let data_tests = folder(raw.data_tests, tests_key, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::project_file::ConfigMap;
@@ -15,6 +15,51 @@ pub use freshness::*;
 
 mod unit_tests;
 pub use unit_tests::*;
+
+/// How a source's files are read (`format:`, else the location's extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Parquet,
+    Csv,
+    /// JSON lines (`json`, `ndjson` and `jsonl` are accepted).
+    Json,
+}
+
+impl SourceFormat {
+    /// The format a `format:` value names, if it names one.
+    pub fn parse(text: &str) -> Option<SourceFormat> {
+        match text.to_ascii_lowercase().as_str() {
+            "parquet" => Some(SourceFormat::Parquet),
+            "csv" => Some(SourceFormat::Csv),
+            "json" | "ndjson" | "jsonl" => Some(SourceFormat::Json),
+            _ => None,
+        }
+    }
+
+    /// The format of the files at `location`, by extension (Parquet when it has none).
+    pub fn of_location(location: &str) -> SourceFormat {
+        let lower = location.to_ascii_lowercase();
+        if lower.ends_with(".csv") || lower.ends_with(".csv.gz") {
+            SourceFormat::Csv
+        } else if [".json", ".ndjson", ".jsonl", ".json.gz"]
+            .iter()
+            .any(|e| lower.ends_with(e))
+        {
+            SourceFormat::Json
+        } else {
+            SourceFormat::Parquet
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceFormat::Parquet => "parquet",
+            SourceFormat::Csv => "csv",
+            SourceFormat::Json => "json",
+        }
+    }
+}
 
 /// Everything declared in one property file.
 #[derive(Debug, Clone, Default)]
@@ -89,7 +134,7 @@ pub struct SourceTable {
     /// Where the files are: a path (relative to the project root), glob or URL.
     pub location: Option<String>,
     /// `parquet`, `csv` or `json`; inferred from the location's extension when absent.
-    pub format: Option<String>,
+    pub format: Option<SourceFormat>,
     /// `config: {event_time: column}`: the column that places a row in time, so time-range
     /// incremental runs read only the range they need.
     pub event_time: Option<String>,
@@ -361,6 +406,27 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
                         .map(|pattern| pattern.replace("{name}", &identifier))
                 });
             let owner = format!("{}.{}", source.name, table.name);
+            let format = match table.format.as_deref().or(source.format.as_deref()) {
+                None => None,
+                Some(text) => match SourceFormat::parse(text) {
+                    Some(format) => Some(format),
+                    None => {
+                        // A source's own format is reported once, not once per table.
+                        let (at, what) = match table.format {
+                            Some(_) => (format!("{table_path}/format"), format!("source table {owner}")),
+                            None => (format!("{source_path}/format"), format!("source {}", source.name)),
+                        };
+                        let problem =
+                            Diagnostic::new(format!("{what}: unknown format '{text}'; use parquet, csv or json"))
+                                .in_file(file)
+                                .at_position(positions.value_at(&at));
+                        if !problems.contains(&problem) {
+                            problems.push(problem);
+                        }
+                        None
+                    }
+                },
+            };
             tables.push(SourceTable {
                 line: line_at(&table_path),
                 columns: columns_of(table.columns, &owner, &table_path, &mut problems),
@@ -368,7 +434,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
                 identifier,
                 description: table.description,
                 location,
-                format: table.format.or_else(|| source.format.clone()),
+                format,
                 event_time: meta_string(&table.config, "event_time")
                     .or_else(|| meta_string(&source.config, "event_time")),
                 freshness: match table.freshness.as_ref().or(source.freshness.as_ref()).map(freshness_of) {
@@ -378,7 +444,10 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
                         problems.push(
                             Diagnostic::new(format!("source table {owner}: {message}"))
                                 .in_file(file)
-                                .at_position(positions.at(&format!("{table_path}/freshness"))),
+                                .at_position(positions.at(&match table.freshness {
+                                    Some(_) => format!("{table_path}/freshness"),
+                                    None => format!("{source_path}/freshness"),
+                                })),
                         );
                         None
                     }

@@ -214,7 +214,7 @@ impl Parse<'_> {
                     fqn,
                     config,
                     location: Some(seed.absolute_path.to_string_lossy().into_owned()),
-                    format: Some("csv".into()),
+                    format: Some(crate::project::SourceFormat::Csv),
                     ..Node::new(
                         unique_id,
                         name,

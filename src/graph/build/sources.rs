@@ -60,7 +60,7 @@ impl Parse<'_> {
                                 .location
                                 .as_ref()
                                 .map(|location| resolve_location(project, location)),
-                            format: table.format.clone(),
+                            format: table.format,
                             ..Node::new(
                                 unique_id,
                                 table.name.clone(),
