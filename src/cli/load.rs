@@ -104,30 +104,14 @@ pub(super) fn compile_or_report(
     options: &crate::compile::CompileOptions,
     printer: &Printer,
 ) -> Result<crate::compile::CompiledProject, ()> {
-    let report = |diagnostics: Diagnostics| printer.diagnostics(&diagnostics);
-    let target_path = &loaded.project.file.target_path;
-    let mut compiled =
-        crate::compile::compile(graph, &loaded.engine, target_path, selected, options).map_err(report)?;
-    // Unit tests with `overrides: {vars: ...}`: their model rendered with those vars.
-    for id in selected {
-        let Some(unit) = graph.unit_tests.get(id).filter(|unit| !unit.vars.is_empty()) else {
-            continue;
-        };
-        let mut vars = loaded.vars.clone();
-        vars.extend(unit.vars.clone());
-        let engine = TemplateEngine::new(&loaded.project, &loaded.target, vars).map_err(report)?;
-        let single = [id.clone()].into();
-        let mut inner =
-            crate::compile::compile(graph, &engine, target_path, &single, &Default::default()).map_err(report)?;
-        let sql = inner
-            .unit_sql
-            .remove(id)
-            .or_else(|| inner.unit_sql.remove(&unit.model))
-            .unwrap_or_default();
-        compiled.unit_sql.insert(id.clone(), sql);
-        if let Some(node) = inner.nodes.remove(id) {
-            compiled.nodes.insert(id.clone(), node);
-        }
-    }
-    Ok(compiled)
+    crate::compile::compile_with_unit_test_vars(
+        &loaded.project,
+        &loaded.target,
+        &loaded.vars,
+        graph,
+        &loaded.engine,
+        selected,
+        options,
+    )
+    .map_err(|diagnostics| printer.diagnostics(&diagnostics))
 }

@@ -50,6 +50,42 @@ pub struct CompileOptions {
 /// Prefix of the CTE an ephemeral model is inlined as.
 pub const EPHEMERAL_PREFIX: &str = "__tidemark_cte__";
 
+/// Compiles like [`compile`], then renders each selected unit test with
+/// `overrides: {vars: ...}` again with those vars on top of `vars` (the project's, after
+/// `--vars`), each in an engine of its own.
+pub fn compile_with_unit_test_vars(
+    project: &crate::project::Project,
+    target: &crate::project::Target,
+    vars: &BTreeMap<String, serde_json::Value>,
+    graph: &Graph,
+    engine: &TemplateEngine,
+    selected: &BTreeSet<String>,
+    options: &CompileOptions,
+) -> Result<CompiledProject, Diagnostics> {
+    let target_path = &project.file.target_path;
+    let mut compiled = compile(graph, engine, target_path, selected, options)?;
+    for id in selected {
+        let Some(unit) = graph.unit_tests.get(id).filter(|unit| !unit.vars.is_empty()) else {
+            continue;
+        };
+        let mut unit_vars = vars.clone();
+        unit_vars.extend(unit.vars.clone());
+        let engine = TemplateEngine::new(project, target, unit_vars)?;
+        let single = [id.clone()].into();
+        let mut inner = compile(graph, &engine, target_path, &single, &CompileOptions::default())?;
+        let sql = inner
+            .unit_sql
+            .remove(id)
+            .or_else(|| inner.unit_sql.remove(&unit.model))
+            .unwrap_or_default();
+        compiled.unit_sql.insert(id.clone(), sql);
+        if let Some(node) = inner.nodes.remove(id) {
+            compiled.nodes.insert(id.clone(), node);
+        }
+    }
+    Ok(compiled)
+}
+
 /// Compiles `selected` and every view or ephemeral model they read through (their SQL is needed
 /// to resolve them at run time). See [`CompileOptions`] for what a run decides before compiling.
 pub fn compile(
