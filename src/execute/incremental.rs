@@ -198,10 +198,11 @@ pub(super) async fn write(
         .ctx
         .deregister_table(new_name.clone())
         .map_err(ExecuteError::from_datafusion)?;
-    let scratch = session.warehouse.scratch_path(run_id, relation);
+    let mut scratch = None;
     let (new_rows, scanned) = if session.distributed {
-        let url = session.warehouse.url_of(&scratch);
-        let (rows, _) = super::write::write_parquet_files(session, frame, &url, Vec::new())
+        let written = session
+            .warehouse
+            .write_scratch(run_id, relation, super::write::output(session, frame))
             .await
             .map_err(|error| match error {
                 crate::materialize::MaterializeError::Execution(error) => sql_error(error.strip_backtrace()),
@@ -209,9 +210,11 @@ pub(super) async fn write(
             })?;
         session
             .ctx
-            .register_parquet(new_name.clone(), &url, Default::default())
+            .register_parquet(new_name.clone(), &written.url, Default::default())
             .await
             .map_err(ExecuteError::from_datafusion)?;
+        let rows = written.rows;
+        scratch = Some(written.path);
         (rows, super::write::Scanned::default())
     } else {
         let (plan, stream) = super::write::start(session, node, frame).await?;
@@ -237,7 +240,7 @@ pub(super) async fn write(
         run_id,
     )
     .await;
-    if session.distributed {
+    if let Some(scratch) = scratch {
         // The scratch file is not part of any table; a run that dies leaves it in its own
         // staging folder, which no reader lists.
         session.warehouse.remove(&scratch).await;

@@ -10,6 +10,7 @@ use datafusion::prelude::DataFrame;
 
 use super::{ExecuteError, Session};
 use crate::graph::Node;
+use crate::materialize::sink::{QueryOutput, Written};
 use crate::materialize::{MaterializeError, Replace, WriteSummary};
 
 /// What the scans of a node's query read from storage: rows they produced (after pruning and
@@ -106,8 +107,9 @@ fn cluster_hint(message: &str) -> Option<&'static str> {
     }
 }
 
-/// Streams a DataFrame into the node's table and registers the new version; a table with
-/// `partition_by` is written as Hive-style partition folders, all of them replaced.
+/// Writes the node's query as its table's new version (through [`crate::materialize::sink`])
+/// and registers it; a table with `partition_by` is written as Hive-style partition folders,
+/// all of them replaced.
 pub(super) async fn write_frame(
     session: &Session,
     node: &Node,
@@ -118,57 +120,39 @@ pub(super) async fn write_frame(
         return write_partitioned(session, node, frame, Replace::All, run_id).await;
     }
     let relation = node.relation.as_ref().expect("tables have relations");
-    // DataFusion's Parquet writer (this process's, or a cluster's executors') writes a staged
-    // object, encoding row groups and columns in parallel; this process renames it into place
-    // under the table's lock before it records the commit.
-    let warehouse = &session.warehouse;
-    let staged = warehouse.staged_table_path(run_id, relation);
-    let url = warehouse.url_of(&staged);
-    let scanned = std::sync::Mutex::new(Scanned::default());
-    let summary = warehouse
-        .commit_table(relation, run_id, || async {
-            match write_parquet_files(session, frame, &url, Vec::new()).await {
-                Ok((rows, read)) => {
-                    *scanned.lock().expect("scanned") = read;
-                    warehouse.publish_staged_table(&staged, relation).await?;
-                    Ok(rows)
-                }
-                Err(error) => {
-                    warehouse.remove(&staged).await;
-                    Err(error)
-                }
-            }
-        })
+    let written = session
+        .warehouse
+        .replace_table(relation, run_id, output(session, frame))
         .await
         .map_err(|error| materialize_error(session, node, error))?;
     session.register_written_table(relation).await?;
-    let scanned = scanned.into_inner().expect("scanned");
-    Ok((summary, scanned))
+    let scanned = scanned(&written);
+    Ok((written.summary, scanned))
 }
 
-/// `frame` with its partition columns as the text of their folder names: the value as Arrow
-/// formats it, [`NULL_PARTITION`](crate::materialize::partitioned::NULL_PARTITION) for NULL.
-fn with_partition_folder_values(frame: DataFrame, partition_by: &[String]) -> Result<DataFrame, MaterializeError> {
-    use datafusion::common::Column;
-    use datafusion::logical_expr::{cast, lit, Expr};
-    let columns = frame
-        .schema()
-        .fields()
-        .iter()
-        .map(|field| {
-            let column = Expr::Column(Column::from_name(field.name()));
-            if partition_by.contains(field.name()) {
-                datafusion::functions::expr_fn::coalesce(vec![
-                    cast(column, datafusion::arrow::datatypes::DataType::Utf8),
-                    lit(crate::materialize::partitioned::NULL_PARTITION),
-                ])
-                .alias(field.name())
+/// The node's query as what the sink writes: run here, or on the cluster (watched, see
+/// [`watch_cluster`]).
+pub(super) fn output(
+    session: &Session,
+    frame: DataFrame,
+) -> QueryOutput<impl std::future::Future<Output = Option<String>> + '_> {
+    QueryOutput {
+        frame,
+        task: session.ctx.task_ctx(),
+        on_cluster: session.distributed,
+        stop: async move {
+            if session.distributed {
+                Some(watch_cluster(session).await)
             } else {
-                column
+                std::future::pending().await
             }
-        })
-        .collect::<Vec<_>>();
-    Ok(frame.select(columns)?)
+        },
+    }
+}
+
+/// What the scans of a write's query read (nothing is known of queries run on a cluster).
+fn scanned(written: &Written) -> Scanned {
+    written.plan.as_ref().map(Scanned::of).unwrap_or_default()
 }
 
 /// Resolves (with the reason) when a query on the cluster cannot be waited for any longer: the
@@ -225,29 +209,6 @@ async fn executors_gone(_session: &Session, _since: &mut Option<Instant>) -> Opt
     None
 }
 
-/// Runs `frame` with DataFusion's Parquet writer at the end of its plan, writing the result to
-/// `url` (one file; a folder of Hive partition folders, one file each, when `partition_by` is
-/// not empty): in this process, encoding row groups and columns in parallel, or on the
-/// Ballista cluster, where an executor writes it. Returns the rows written and what the plan's
-/// scans read (nothing is known of scans run on a cluster).
-pub(super) async fn write_parquet_files(
-    session: &Session,
-    frame: DataFrame,
-    url: &str,
-    partition_by: Vec<String>,
-) -> Result<(u64, Scanned), MaterializeError> {
-    let stop = async {
-        if session.distributed {
-            Some(watch_cluster(session).await)
-        } else {
-            std::future::pending().await
-        }
-    };
-    let written =
-        crate::materialize::staged::write_parquet(frame, session.ctx.task_ctx(), url, partition_by, stop).await?;
-    Ok((written.rows, Scanned::of(&written.plan)))
-}
-
 fn materialize_error(session: &Session, node: &Node, error: MaterializeError) -> ExecuteError {
     match error {
         // Errors raised while the query runs belong to the node's SQL.
@@ -265,43 +226,12 @@ pub(super) async fn write_partitioned(
     run_id: &str,
 ) -> Result<(WriteSummary, Scanned), ExecuteError> {
     let relation = node.relation.as_ref().expect("tables have relations");
-    let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let partition_by = node.partition_by();
-    if !session.distributed {
-        // tidemark's partition writer: it splits the rows by folder and encodes the partitions
-        // in parallel (DataFusion's writer splits row by row and hands each file tiny batches,
-        // which is slow for hundreds of partitions).
-        let plan = physical_plan(session, node, frame).await?;
-        // Each output partition of the plan is split by its own task.
-        let streams = datafusion::physical_plan::execute_stream_partitioned(plan.clone(), session.ctx.task_ctx())
-            .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
-        let summary = session
-            .warehouse
-            // The physical plan's schema: the batches are the plan's.
-            .write_partitioned(relation, plan.schema(), &partition_by, streams, replace, run_id)
-            .await
-            .map_err(|error| materialize_error(session, node, error))?;
-        session.register_written_table(relation).await?;
-        return Ok((summary, Scanned::of(&plan)));
-    }
-    let layout = crate::materialize::partitioned::PartitionLayout::of(&schema, &partition_by)
-        .map_err(|error| materialize_error(session, node, error))?;
-    let warehouse = &session.warehouse;
-    let summary = warehouse
-        .commit_partitions(relation, &schema, &layout.typed, replace, run_id, |staging| {
-            let partition_by = &partition_by;
-            async move {
-                // The executors' DataFusion writer writes Hive partition folders under the
-                // staging folder, one file per partition, named as tidemark names them
-                // (DataFusion would put NULL values in a folder of the type's default value).
-                let url = format!("{}/", warehouse.url_of(&staging));
-                let frame = with_partition_folder_values(frame, partition_by)?;
-                let (rows, _) = write_parquet_files(session, frame, &url, partition_by.clone()).await?;
-                warehouse.adopt_staged(&staging, rows).await
-            }
-        })
+    let written = session
+        .warehouse
+        .replace_partitions(relation, run_id, output(session, frame), &node.partition_by(), replace)
         .await
         .map_err(|error| materialize_error(session, node, error))?;
     session.register_written_table(relation).await?;
-    Ok((summary, Scanned::default()))
+    let scanned = scanned(&written);
+    Ok((written.summary, scanned))
 }

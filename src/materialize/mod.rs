@@ -31,6 +31,7 @@
 
 pub mod lock;
 pub mod partitioned;
+pub mod sink;
 pub mod staged;
 pub mod store;
 
@@ -55,6 +56,11 @@ use serde::Serialize;
 
 use crate::project::{StorageSettings, Target};
 use crate::relation::RelationName;
+
+/// A folder name of its own for one write inside a run's staging folder.
+pub(crate) fn write_id() -> String {
+    format!("write-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
 
 /// Errors while writing warehouse data.
 #[derive(Debug, thiserror::Error)]
@@ -326,13 +332,14 @@ impl Warehouse {
         lock::Lock::wait_for(self.store.clone(), path, &display, holder, timeout, waiting).await
     }
 
-    /// A run's scratch object for a table (the new rows of an incremental run on a cluster),
-    /// in the run's staging folder.
+    /// A new scratch object for a table (the new rows of an incremental run on a cluster), in
+    /// the run's staging folder; every write gets its own (see [`Warehouse::staged_table_path`]).
     pub fn scratch_path(&self, run_id: &str, relation: &RelationName) -> StorePath {
         StorePath::from_iter([
             "_tidemark",
             "staging",
             run_id,
+            &write_id(),
             "scratch",
             relation.schema.as_str(),
             relation.identifier.as_str(),
@@ -340,14 +347,17 @@ impl Warehouse {
         ])
     }
 
-    /// Where the executors of a cluster write a table's object before this run renames it into
-    /// place (DataFusion's Parquet writer completes its file even when the query fails, so it
-    /// never writes the table's own path).
+    /// A new object where a table's new version is written before this run renames it into
+    /// place. DataFusion's Parquet writer completes its file even when the query fails, so it
+    /// never writes the table's own path; and each write gets its own object, because the
+    /// writer of a failed attempt on a cluster may still finish after the attempt that runs
+    /// the query again (a shared path would then publish the failed attempt's partial rows).
     pub fn staged_table_path(&self, run_id: &str, relation: &RelationName) -> StorePath {
         StorePath::from_iter([
             "_tidemark",
             "staging",
             run_id,
+            &write_id(),
             relation.schema.as_str(),
             relation.identifier.as_str(),
             "data.parquet",

@@ -287,10 +287,12 @@ impl Warehouse {
             if lock.recovered.is_some() {
                 self.roll_forward(relation).await?;
             }
+            // A folder of its own for this write: see `Warehouse::staged_table_path`.
             let staging = StorePath::from_iter([
                 "_tidemark",
                 "staging",
                 run_id,
+                &super::write_id(),
                 relation.schema.as_str(),
                 relation.identifier.as_str(),
             ]);
