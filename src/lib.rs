@@ -55,7 +55,7 @@
 //! ```
 //!
 //! Inside [`execute`], `node` (what each kind of node does) and `incremental` (merges) both use
-//! `write` (planning a node's query and streaming it into [`materialize`]), never each other's
+//! `write` (planning a node's query and handing it to [`materialize`]'s sink), never each other's
 //! way back. Run planning is [`execute`]'s too: `execute::time_range` decides which models run
 //! incrementally and what dates a time-range run recomputes, `execute::defer` which tables
 //! `--defer` reads from the saved run's warehouse; the CLI parses flags, calls them and prints.
@@ -69,9 +69,10 @@
 //! - Metric models are only SQL generation: every number of a scorecard or alert is computed by
 //!   DataFusion from the generated SQL, which `tidemark compile` shows.
 //! - Only [`project`] reads project files; only [`materialize`] writes or publishes warehouse
-//!   data (the plans it ends in DataFusion's Parquet writer, run here or on a cluster's
-//!   executors, write the run's staging folder only); only [`artifacts`] writes `target/`; only
-//!   the CLI's printer writes to the terminal.
+//!   data: its sink ([`materialize::sink`]) turns a query into a table, its partitions or a
+//!   scratch object (the plans it ends in DataFusion's Parquet writer, run here or on a
+//!   cluster's executors, write a folder of the run's staging folder of their own); only
+//!   [`artifacts`] writes `target/`; only the CLI's printer writes to the terminal.
 //! - [`compile`] is pure: the same project gives byte-identical SQL and manifest. Everything
 //!   serialised uses ordered maps.
 //! - A reader never sees a partial table, and a run killed mid-write leaves the previous

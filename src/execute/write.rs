@@ -1,6 +1,7 @@
 //! Running a node's query into the warehouse: planning it (errors belong to the node's SQL),
-//! streaming it through DataFusion's Parquet writer here or on the cluster, and committing the
-//! result through [`crate::materialize`]; and what the query's scans read.
+//! handing it to [`crate::materialize::sink`] (which writes and commits it, here or on the
+//! cluster, while [`watch_cluster`] can stop a cluster query that cannot finish), registering
+//! the new version; and what the query's scans read.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -7,7 +7,7 @@
 //! <warehouse>/_tidemark/log/<schema>/<table>/<version>.json commit records, one per version
 //! <warehouse>/_tidemark/locks/<schema>/<table>.lock         held by the run writing the table
 //! <warehouse>/_tidemark/locks/run.lock                      held by the run (build/run/seed/test) using the warehouse
-//! <warehouse>/_tidemark/staging/<run>/...                    tables and partitions not yet published
+//! <warehouse>/_tidemark/staging/<run>/<write>/...            tables and partitions not yet published
 //!                                                            (DataFusion's writer, here or on a
 //!                                                            cluster's executors, writes them: [`staged`]); scratch
 //! ```
