@@ -65,6 +65,14 @@ impl Diagnostic {
         }
     }
 
+    /// At `line` and, when known, `column`.
+    pub fn at_place(self, line: Option<usize>, column: Option<usize>) -> Self {
+        match line {
+            Some(line) => self.at(line, column),
+            None => self,
+        }
+    }
+
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self

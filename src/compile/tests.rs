@@ -48,7 +48,11 @@ pub(super) fn generic_test_sql(
     resolver: &dyn RelationResolver,
 ) -> Result<String, Diagnostic> {
     let test = node.test.as_ref().expect("generic test node");
-    let at_declaration = |message: String| Diagnostic::new(message).in_file(&node.path).at_line(node.line);
+    let at_declaration = |message: String| {
+        Diagnostic::new(message)
+            .in_file(&node.path)
+            .at_place(node.line, node.column)
+    };
     let model = tested_relation(graph, node);
     let column = test.column_name.clone().unwrap_or_default();
     let sql = match test.test_name.as_str() {

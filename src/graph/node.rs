@@ -270,6 +270,8 @@ pub struct Node {
     /// File the node comes from (for generic tests: the property file declaring it).
     pub path: String,
     pub line: Option<usize>,
+    #[serde(skip)]
+    pub column: Option<usize>,
     /// `[project, folders..., name]`.
     pub fqn: Vec<String>,
     pub materialized: Materialization,
@@ -324,6 +326,7 @@ impl Node {
             resource_type,
             path,
             line: None,
+            column: None,
             fqn: Vec::new(),
             materialized,
             config: ConfigMap::new(),

@@ -228,6 +228,7 @@ pub struct NodeProperties {
     pub tests: Vec<TestDeclaration>,
     pub file: String,
     pub line: Option<usize>,
+    pub column: Option<usize>,
     /// Where the value of each `config:` key is in `file`, for diagnostics about it.
     pub config_positions: BTreeMap<String, Position>,
 }
@@ -311,6 +312,7 @@ pub struct TestDeclaration {
     /// `config:` of the test (`severity`, `where`, ...), with the shorthand keys folded in.
     pub config: ConfigMap,
     pub line: Option<usize>,
+    pub column: Option<usize>,
 }
 
 /// Keys of a test entry that dbt treats as configs even when written beside the arguments.
@@ -354,6 +356,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
                 match test_declaration(entry) {
                     Ok(mut declaration) => {
                         declaration.line = at.map(|position| position.line);
+                        declaration.column = at.map(|position| position.column);
                         Some(declaration)
                     }
                     Err(message) => {
@@ -470,6 +473,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
             .enumerate()
             .map(|(index, entry)| NodeProperties {
                 line: line_at(&format!("{kind}/{index}")),
+                column: positions.at(&format!("{kind}/{index}")).map(|position| position.column),
                 config_positions: entry
                     .config
                     .iter()
@@ -494,6 +498,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
     for (test_index, test) in raw.unit_tests.into_iter().enumerate() {
         let test_path = format!("unit_tests/{test_index}");
         let line = line_at(&test_path);
+        let column = positions.at(&test_path).map(|position| position.column);
         let owner = format!("unit test '{}'", test.name);
         let mut given = Vec::new();
         let mut failed = false;
@@ -552,6 +557,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
             config: test.config.unwrap_or_default().into_iter().collect(),
             file: file.to_string(),
             line,
+            column,
         });
     }
 
@@ -583,6 +589,7 @@ fn test_declaration(entry: &serde_yaml::Value) -> Result<TestDeclaration, String
             arguments: BTreeMap::new(),
             config: ConfigMap::new(),
             line: None,
+            column: None,
         }),
         Json::Object(map) if map.len() == 1 => {
             let (test_name, body) = map.into_iter().next().expect("map has one entry");
@@ -621,6 +628,7 @@ fn test_declaration(entry: &serde_yaml::Value) -> Result<TestDeclaration, String
                 arguments,
                 config,
                 line: None,
+                column: None,
             })
         }
         _ => Err("a test is a name or a mapping with a single test name as its key".into()),

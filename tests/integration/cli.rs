@@ -1053,7 +1053,7 @@ fn enforced_contracts_check_names_and_types_before_writing() {
     let text = transcript(&output, &project);
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(
-        text.contains("models/schema.yml:3: model 'learner_activity': an enforced contract needs a data_type for every column; missing for team_id"),
+        text.contains("models/schema.yml:3:5: model 'learner_activity': an enforced contract needs a data_type for every column; missing for team_id"),
         "{text}"
     );
 }

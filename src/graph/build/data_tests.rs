@@ -38,7 +38,7 @@ impl Parse<'_> {
                             owner.name
                         ))
                         .in_file(&file.file)
-                        .at_line(owner.line);
+                        .at_place(owner.line, owner.column);
                         if let Some(near) = did_you_mean(&owner.name, candidates) {
                             warning = warning.with_help(format!("did you mean '{near}'?"));
                         }
@@ -235,6 +235,7 @@ fn generic_test(
         resource_type: ResourceType::Test,
         path: file.to_string(),
         line: declaration.line,
+        column: declaration.column,
         fqn,
         materialized: Materialization::Test,
         config,
@@ -268,7 +269,7 @@ pub(super) fn check_thresholds(node: &Node, problems: &mut Diagnostics) {
             problems.push(
                 Diagnostic::new(format!("test '{}': {message}", node.name))
                     .in_file(&node.path)
-                    .at_line(node.line),
+                    .at_place(node.line, node.column),
             );
         }
     }
@@ -298,7 +299,7 @@ fn validate_generic_test(node: &Node, engine: &TemplateEngine, problems: &mut Di
             known.join(", ")
         ))
         .in_file(&node.path)
-        .at_line(node.line);
+        .at_place(node.line, node.column);
         if let Some(near) = did_you_mean(&test.test_name, known) {
             diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
         }
@@ -313,7 +314,7 @@ fn validate_generic_test(node: &Node, engine: &TemplateEngine, problems: &mut Di
         problems.push(
             Diagnostic::new(format!("test '{}' must be declared under a column", test.test_name))
                 .in_file(&node.path)
-                .at_line(node.line),
+                .at_place(node.line, node.column),
         );
     }
     for argument in *required {
@@ -321,7 +322,7 @@ fn validate_generic_test(node: &Node, engine: &TemplateEngine, problems: &mut Di
             problems.push(
                 Diagnostic::new(format!("test '{}' needs the argument '{argument}'", test.test_name))
                     .in_file(&node.path)
-                    .at_line(node.line),
+                    .at_place(node.line, node.column),
             );
         }
     }
@@ -329,7 +330,7 @@ fn validate_generic_test(node: &Node, engine: &TemplateEngine, problems: &mut Di
         problems.push(
             Diagnostic::new("accepted_values: 'values' must be a list")
                 .in_file(&node.path)
-                .at_line(node.line),
+                .at_place(node.line, node.column),
         );
     }
     if test.test_name == "relationships" {
@@ -340,7 +341,7 @@ fn validate_generic_test(node: &Node, engine: &TemplateEngine, problems: &mut Di
                         "relationships: 'to' must be ref('model') or source('source', 'table'), not '{to}'"
                     ))
                     .in_file(&node.path)
-                    .at_line(node.line),
+                    .at_place(node.line, node.column),
                 );
             }
         }

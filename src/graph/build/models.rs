@@ -152,14 +152,14 @@ impl Parse<'_> {
                 continue;
             }
             if let Err(message) = node.check_contract() {
-                let (file_name, line) = match properties {
-                    Some(p) => (p.file.clone(), p.line),
-                    None => (file.path.clone(), None),
+                let (file_name, line, column) = match properties {
+                    Some(p) => (p.file.clone(), p.line, p.column),
+                    None => (file.path.clone(), None, None),
                 };
                 problems.push(
                     Diagnostic::new(format!("model '{}': {message}", node.name))
                         .in_file(&file_name)
-                        .at_line(line),
+                        .at_place(line, column),
                 );
                 continue;
             }

@@ -27,7 +27,11 @@ impl Parse<'_> {
         let mut specs = BTreeMap::new();
         for file in &project.property_files {
             for test in &file.unit_tests {
-                let at = |message: String| Diagnostic::new(message).in_file(&file.file).at_line(test.line);
+                let at = |message: String| {
+                    Diagnostic::new(message)
+                        .in_file(&file.file)
+                        .at_place(test.line, test.column)
+                };
                 let Some(model_id) = by_name.get(&test.model).filter(|id| id.starts_with("model.")).cloned() else {
                     let mut diagnostic = at(format!(
                         "unit test '{}' tests model '{}', which does not exist",
@@ -110,6 +114,7 @@ impl Parse<'_> {
                 fqn.push(test.name.clone());
                 let node = Node {
                     line: test.line,
+                    column: test.column,
                     fqn,
                     tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
                     severity: severity_of(&config),

@@ -69,6 +69,7 @@ pub struct UnitTestProperties {
     pub vars: BTreeMap<String, Json>,
     pub file: String,
     pub line: Option<usize>,
+    pub column: Option<usize>,
 }
 
 /// Rows of a unit test's given input or expected output.
