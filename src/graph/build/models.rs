@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use super::{duplicate_name, fqn_of, is_enabled, properties_by_name, Parse};
-use crate::diagnostics::{Diagnostic, Position};
+use crate::diagnostics::Diagnostic;
 use crate::graph::node::{Materialization, Node, ResourceType};
 use crate::project::project_file::{merge_configs, tags_of};
-use crate::project::{ConfigMap, SqlFile, Target};
+use crate::project::{ConfigMap, NodeProperties, SqlFile, Target};
 use crate::relation::RelationName;
 use crate::template::Capture;
 
@@ -86,15 +86,15 @@ impl Parse<'_> {
                 // A rejected name is reported; the node stays in the DAG (under its own name, never
                 // written: the run stops at the problems) so its children report nothing more.
                 Some(relation_of(&config, &name, target).unwrap_or_else(|problem| {
-                    // The SQL file's config() call wins over the YAML properties, which win over
-                    // tidemark.yml: report the place the rejected value came from.
-                    let in_yaml = properties
-                        .filter(|_| !capture.config.contains_key(problem.1))
-                        .and_then(|p| Some((p.file.as_str(), *p.config_positions.get(problem.1)?)));
-                    problems.push(match in_yaml {
-                        Some((yaml, at)) => bad_relation_at("model", &name, yaml, at, problem.0),
-                        None => bad_relation("model", &name, &file.path, &file.text, problem),
-                    });
+                    // The SQL file's config() call wins over the YAML properties.
+                    let yaml = properties.filter(|_| !capture.config.contains_key(problem.1));
+                    problems.push(bad_relation(
+                        "model",
+                        &name,
+                        (&file.path, &file.text),
+                        yaml.copied(),
+                        problem,
+                    ));
                     RelationName::table(&target.schema, &name)
                 }))
             };
@@ -197,11 +197,13 @@ impl Parse<'_> {
                 continue;
             }
             let relation = relation_of(&config, &name, target).unwrap_or_else(|problem| {
-                let in_yaml = properties.and_then(|p| Some((p.file.as_str(), *p.config_positions.get(problem.1)?)));
-                problems.push(match in_yaml {
-                    Some((yaml, at)) => bad_relation_at("seed", &name, yaml, at, problem.0),
-                    None => bad_relation("seed", &name, &seed.path, "", problem),
-                });
+                problems.push(bad_relation(
+                    "seed",
+                    &name,
+                    (&seed.path, ""),
+                    properties.copied(),
+                    problem,
+                ));
                 RelationName::table(&target.schema, &name)
             });
             nodes.insert(
@@ -252,26 +254,23 @@ fn relation_of(
     Ok(RelationName::table(schema, alias))
 }
 
-/// A relation name [`relation_of`] rejected, at its line (of the value, else of its key).
+/// A relation name [`relation_of`] rejected, at the place the value came from: its value in the
+/// YAML properties (`yaml`, when they set the key), else its line in the node's own file
+/// (`file`: path and text; the line of the value, else of its key), else the file alone.
 fn bad_relation(
     kind: &str,
     name: &str,
-    path: &str,
-    text: &str,
+    (path, text): (&str, &str),
+    yaml: Option<&NodeProperties>,
     (message, key, value): (String, &str, String),
 ) -> Diagnostic {
+    let diagnostic = Diagnostic::new(format!("{kind} '{name}': {message}"));
+    if let Some((properties, at)) = yaml.and_then(|p| Some((p, *p.config_positions.get(key)?))) {
+        return diagnostic.in_file(&properties.file).at_position(Some(at));
+    }
     let line = Some(value.as_str())
         .filter(|v| !v.is_empty())
         .and_then(|v| crate::diagnostics::line_of(text, v))
         .or_else(|| crate::diagnostics::line_of(text, key));
-    Diagnostic::new(format!("{kind} '{name}': {message}"))
-        .in_file(path)
-        .at_line(line)
-}
-
-/// A relation name [`relation_of`] rejected, at the YAML value that set it.
-fn bad_relation_at(kind: &str, name: &str, file: &str, at: Position, message: String) -> Diagnostic {
-    Diagnostic::new(format!("{kind} '{name}': {message}"))
-        .in_file(file)
-        .at_position(Some(at))
+    diagnostic.in_file(path).at_line(line)
 }
