@@ -194,7 +194,7 @@ impl Cluster {
             .expect("runtime");
         let url = format!("http://127.0.0.1:{port}");
         for _ in 0..600 {
-            if matches!(runtime.block_on(tidemark::cluster::executor_count(&url)), Ok(n) if n >= 2) {
+            if matches!(runtime.block_on(tidemark::execute::cluster::executor_count(&url)), Ok(n) if n >= 2) {
                 return Cluster { port, children };
             }
             std::thread::sleep(Duration::from_millis(100));

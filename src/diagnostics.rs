@@ -2,8 +2,9 @@
 //!
 //! Every stage reports the user's mistakes as [`Diagnostic`]s (a file and line when one is known,
 //! a message, an optional hint such as "did you mean"). Loading collects all of them before
-//! stopping, so one run shows every problem. Bugs in tidemark itself are not diagnostics: they
-//! are reported as internal errors that say so.
+//! stopping, so one run shows every problem. A command that cannot do its work returns an
+//! [`Error`]: the user's input ([`Diagnostics`]), the environment (a store or lock), or a bug in
+//! tidemark itself ([`Error::Internal`], which says so). The CLI renders it once.
 
 use std::fmt;
 
@@ -37,6 +38,12 @@ impl Diagnostic {
             message: message.into(),
             help: None,
         }
+    }
+
+    /// The same problem with `context` before its message (`model 'x': …`), place and help kept.
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
     }
 
     pub fn in_file(mut self, file: impl Into<String>) -> Self {
@@ -86,6 +93,18 @@ impl Diagnostic {
             (Some(line), None) => format!("{file}:{line}"),
             _ => file.clone(),
         })
+    }
+}
+
+impl From<&str> for Diagnostic {
+    fn from(message: &str) -> Self {
+        Diagnostic::new(message)
+    }
+}
+
+impl From<String> for Diagnostic {
+    fn from(message: String) -> Self {
+        Diagnostic::new(message)
     }
 }
 
@@ -151,6 +170,34 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// Why a command could not do its work: returned by every stage, rendered once by the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// What the user wrote or set is wrong (project, profile, arguments, selection): every
+    /// problem found, each with its place.
+    #[error("{0}")]
+    Input(Diagnostics),
+    /// The environment stopped the command: a warehouse, store, cluster or folder that cannot be
+    /// reached or written, or a run lock held past `--lock-timeout`.
+    #[error("{0}")]
+    Environment(String),
+    /// A bug in tidemark itself.
+    #[error("internal error (a bug in tidemark; please report it): {0}")]
+    Internal(String),
+}
+
+impl From<Diagnostics> for Error {
+    fn from(diagnostics: Diagnostics) -> Self {
+        Error::Input(diagnostics)
+    }
+}
+
+impl From<Diagnostic> for Error {
+    fn from(diagnostic: Diagnostic) -> Self {
+        Error::Input(diagnostic.into())
+    }
+}
 
 /// The closest of `candidates` to `name`, if it is close enough to be a plausible typo.
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {

@@ -26,13 +26,12 @@
 //! | [`metrics`] | metric models (`metric_models:` YAML) expanded into generated SQL models: daily roll-up, scorecard, alerts |
 //! | [`compile`] | refs → relations, ephemeral models → CTEs, generic tests → SQL; pure and deterministic |
 //! | [`functions`] | SQL functions tidemark registers in every session: `tidemark_periods`, the `tidemark_window_*` aggregates (every trailing window of a group at a list of period ends, in one pass) and the window functions `tidemark_streak*`, `tidemark_trailing_*` (baselines), `tidemark_recent_mean` and `tidemark_change` (event sequences) that metric models compile to, each computing a whole ordering in one pass with the entity as its key |
-//! | [`execute`] | the DataFusion session, relation registration (tables, Hive-partitioned folders, file/glob/URL sources, `--defer`red tables of another run), scheduling with `--threads`, skip-on-failure, `--fail-fast`, incremental strategies, unit tests (in-memory tables of given rows, no warehouse) |
+//! | [`execute`] | a run's set-up ([`execute::run`]: the warehouse and its run lock, which models run incrementally and over which dates, `--defer`), the DataFusion session, relation registration (tables, Hive-partitioned folders, file/glob/URL sources, `--defer`red tables of another run), scheduling with `--threads`, skip-on-failure, `--fail-fast`, incremental strategies, unit tests (in-memory tables of given rows, no warehouse), source freshness, `debug`'s checks, and the cluster processes ([`execute::cluster`], feature `ballista`: `tidemark scheduler`/`executor` with tidemark's SQL functions and object stores from the environment) |
 //! | [`materialize`] | the warehouse on local disk or any `object_store` URL (S3, GCS, Azure, memory), the layout and the commit protocol (locks, atomic publish, partitioned commits rolled forward, commit log) |
 //! | [`artifacts`] | `target/`: compiled SQL, `manifest.json`, `run_results.json`, `sources.json`, JUnit reports, `target/run.lock` |
 //! | [`documents`] | the typed JSON documents of `target/` (`manifest.json`, `run_results.json`, `sources.json`): written by [`artifacts`], read back by the state comparison and `tidemark retry` |
-//! | [`cluster`] (feature `ballista`) | `tidemark scheduler` and `tidemark executor`: Ballista's processes with tidemark's SQL functions and object stores from the environment; the scheduler's executor count for `debug` |
-//! | [`cli`] | arguments, one file per command, the printer, exit codes |
-//! | [`diagnostics`] | user-facing errors with `file:line:col` and "did you mean" |
+//! | [`cli`] | arguments, one file per command, the printer, exit codes; the one place errors are rendered |
+//! | [`diagnostics`] | user-facing errors with `file:line:col` and "did you mean"; [`diagnostics::Error`], what every stage returns when a command cannot go on |
 //! | [`relation`] | plain data every stage shares: relation names (`"schema"."table"`) and a time-range run's filter |
 //! | [`jinja`] | the base Jinja environment, `env_var()`, and Jinja errors as diagnostics (used by [`project`] for `tidemark.yml`/`profiles.yml` and by [`template`]) |
 //!
@@ -41,11 +40,10 @@
 //! Imports go one way, with no cycle between modules or between files:
 //!
 //! ```text
-//!  cli         ─▶ artifacts, execute, compile, graph, template, materialize, cluster, project
+//!  cli         ─▶ artifacts, execute, compile, graph, project
 //!  artifacts   ─▶ execute, compile, graph, materialize, project
-//!  execute     ─▶ compile, graph, materialize, cluster, functions, project
-//!  cluster     ─▶ materialize, functions
-//!  compile     ─▶ graph, template
+//!  execute     ─▶ compile, graph, materialize, functions, project
+//!  compile     ─▶ graph, template (the engine type is re-exported as compile::TemplateEngine)
 //!  graph       ─▶ metrics, template, project
 //!  template    ─▶ project, jinja, functions
 //!  metrics     ─▶ project, functions
@@ -56,9 +54,20 @@
 //!
 //! Inside [`execute`], `node` (what each kind of node does) and `incremental` (merges) both use
 //! `write` (planning a node's query and handing it to [`materialize`]'s sink), never each other's
-//! way back. Run planning is [`execute`]'s too: `execute::time_range` decides which models run
-//! incrementally and what dates a time-range run recomputes, `execute::defer` which tables
-//! `--defer` reads from the saved run's warehouse; the CLI parses flags, calls them and prints.
+//! way back. Run planning is [`execute`]'s too: [`execute::run`] opens the warehouse and takes its
+//! run lock, then (through `execute::time_range`) decides which models run incrementally and what
+//! dates a time-range run recomputes, and (through `execute::defer`) which tables `--defer` reads
+//! from the saved run's warehouse; the CLI parses flags, calls these in order and prints.
+//!
+//! ## Errors
+//!
+//! A user's mistake is a [`diagnostics::Diagnostic`] (file, line, column, message, help); parse
+//! helpers return one without a place and their caller adds it. A stage that cannot go on
+//! returns a [`diagnostics::Error`]: `Input` (every diagnostic found), `Environment` (a store,
+//! cluster, folder or lock), or `Internal` (a bug, which says so). Commands return
+//! `Result<ExitStatus, Error>` and [`cli`] renders the error once. A node's failure is not an
+//! error of the command: it is an [`execute::ExecuteError`] recorded in its result (unit tests
+//! have their own reasons, with engine and Arrow errors kept typed).
 //!
 //! Lints keep the map true: `clippy::print_stdout`/`print_stderr` are denied outside [`cli`]
 //! (CI runs clippy with `-D warnings`), and `unreachable_pub` keeps `pub` for what other modules
@@ -80,7 +89,8 @@
 //! - User mistakes are [`diagnostics::Diagnostic`]s that point at the file and line (and the
 //!   column: YAML positions come from the parser's own events, [`project::yaml::Positions`]);
 //!   internal errors say they are bugs. Loading collects every problem before stopping.
-//! - Exit codes: 0 all good, 1 ran but something failed, 2 could not run.
+//! - Exit codes: 0 all good, 1 ran but something failed, 2 could not run (input, environment or
+//!   internal error).
 //! - Profile secrets (`storage:` credentials) are registered with [`diagnostics::redact`] when
 //!   the warehouse opens; the printer and every artifact pass through it.
 //! - Embedded and distributed runs differ only in how [`execute::Session::new`] builds the
@@ -89,7 +99,7 @@
 //!   the run's staging folder, in parallel here or on the executors of a cluster, never a
 //!   table's own path; [`materialize`] then renames the staged files into place and writes the
 //!   commit record under the table's lock. Compilation, registration and commits are the same
-//!   code. On a cluster, `tidemark scheduler` and `tidemark executor` ([`cluster`]) provide
+//!   code. On a cluster, `tidemark scheduler` and `tidemark executor` ([`execute::cluster`]) provide
 //!   tidemark's SQL functions ([`functions`]).
 //! - One `build`/`run`/`seed`/`test` at a time per `target/` and per warehouse: both run locks
 //!   are held for the whole command ([`artifacts::Artifacts::lock`],
@@ -100,13 +110,11 @@
 //!   `SessionContext` on the given rows; a command that runs only unit tests opens no warehouse.
 //! - `--defer` changes only where an unselected table is registered from (the `--state` run's
 //!   warehouse); compiled SQL and the manifest are the same as without it.
-//! - `is_incremental()` is decided before compiling (the CLI asks the warehouse which incremental
-//!   tables exist), so compile stays pure given that set.
+//! - `is_incremental()` is decided before compiling ([`execute::run`] asks the warehouse which
+//!   incremental tables exist), so compile stays pure given that set.
 
 pub mod artifacts;
 pub mod cli;
-#[cfg(feature = "ballista")]
-pub mod cluster;
 pub mod compile;
 pub mod diagnostics;
 pub mod documents;

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::compile::{compiled_path, CompiledProject};
+use crate::diagnostics::{Diagnostic, Error};
 use crate::documents::{
     Checksum, ColumnEntry, DependsOn, GivenEntry, InvocationArgs, InvocationMetadata, MacroEntry, Manifest,
     ManifestMetadata, ManifestNode, ManifestSource, NodeEntry, RunResult, RunResults, Sources, TestMetadata, TestRows,
@@ -64,12 +65,13 @@ impl Artifacts {
         lease: std::time::Duration,
         timeout: std::time::Duration,
         waiting: impl FnMut(&str),
-    ) -> Result<crate::materialize::lock::Lock, String> {
+    ) -> Result<crate::materialize::lock::Lock, Error> {
         let folder = self.folder();
-        std::fs::create_dir_all(&folder).map_err(|error| format!("cannot create {}/: {error}", self.target_path))?;
+        std::fs::create_dir_all(&folder)
+            .map_err(|error| Error::Environment(format!("cannot create {}/: {error}", self.target_path)))?;
         let store = datafusion::object_store::local::LocalFileSystem::new_with_prefix(&folder)
-            .map_err(|error| format!("cannot open {}/: {error}", self.target_path))?;
-        crate::materialize::lock::Lock::wait_for(
+            .map_err(|error| Error::Environment(format!("cannot open {}/: {error}", self.target_path)))?;
+        let lock = crate::materialize::lock::Lock::wait_for(
             std::sync::Arc::new(store),
             datafusion::object_store::path::Path::from("run.lock"),
             &format!("{}/run.lock", self.target_path),
@@ -77,7 +79,8 @@ impl Artifacts {
             timeout,
             waiting,
         )
-        .await
+        .await?;
+        Ok(lock)
     }
 
     /// Writes the compiled SQL of every compiled node (folders created once, files in parallel).
@@ -140,7 +143,7 @@ impl Artifacts {
     }
 
     /// Removes the project's `clean-targets` (only folders inside the project).
-    pub fn clean(project: &Project) -> Result<Vec<String>, String> {
+    pub fn clean(project: &Project) -> Result<Vec<String>, Error> {
         let mut removed = Vec::new();
         for folder in &project.file.clean_targets {
             let path = project.root.join(folder);
@@ -152,11 +155,12 @@ impl Artifacts {
                 continue;
             }
             if !inside {
-                return Err(format!(
-                    "clean-targets entry '{folder}' is not a folder inside the project; refusing to delete it"
-                ));
+                let problem =
+                    format!("clean-targets entry '{folder}' is not a folder inside the project; refusing to delete it");
+                return Err(Diagnostic::new(problem).in_file(project.file.file_name.clone()).into());
             }
-            std::fs::remove_dir_all(&path).map_err(|error| format!("cannot remove '{folder}': {error}"))?;
+            std::fs::remove_dir_all(&path)
+                .map_err(|error| Error::Environment(format!("cannot remove '{folder}': {error}")))?;
             removed.push(folder.clone());
         }
         Ok(removed)

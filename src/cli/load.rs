@@ -1,14 +1,15 @@
 //! Loading shared by the commands: project, target, vars, templates and graph.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value as Json;
 
 use super::{GlobalArgs, Printer};
-use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::compile::{CompileOptions, CompiledProject, TemplateEngine};
+use crate::diagnostics::{Diagnostic, Error};
+use crate::graph::select::Scope;
 use crate::graph::{self, Graph};
 use crate::project::{self, Project, Target};
-use crate::template::TemplateEngine;
 
 /// A loaded project, ready to select and compile.
 pub(super) struct Loaded {
@@ -20,15 +21,13 @@ pub(super) struct Loaded {
     pub vars: BTreeMap<String, Json>,
 }
 
-/// Loads everything up to the graph; problems are printed and returned as `Err`.
-pub(super) fn load(global: &GlobalArgs, printer: &Printer) -> Result<Loaded, ()> {
-    let report = |diagnostics: Diagnostics| printer.diagnostics(&diagnostics);
-    let project = project::load(&global.project_dir).map_err(report)?;
-    let target = project::load_target(&project, global.profiles_dir.as_deref(), global.target.as_deref())
-        .map_err(|diagnostic| report(diagnostic.into()))?;
-    let vars = merged_vars(&project, global.vars.as_deref()).map_err(|diagnostic| report(diagnostic.into()))?;
-    let engine = TemplateEngine::new(&project, &target, vars.clone()).map_err(report)?;
-    let graph = graph::build(&project, &engine, &target).map_err(report)?;
+/// Loads everything up to the graph; its warnings are printed.
+pub(super) fn load(global: &GlobalArgs, printer: &Printer) -> Result<Loaded, Error> {
+    let project = project::load(&global.project_dir)?;
+    let target = project::load_target(&project, global.profiles_dir.as_deref(), global.target.as_deref())?;
+    let vars = merged_vars(&project, global.vars.as_deref())?;
+    let engine = TemplateEngine::new(&project, &target, vars.clone())?;
+    let graph = graph::build(&project, &engine, &target)?;
     for warning in &graph.warnings {
         printer.warning(warning);
     }
@@ -55,15 +54,9 @@ fn merged_vars(project: &Project, overrides: Option<&str>) -> Result<BTreeMap<St
 }
 
 impl Loaded {
-    /// The nodes `selection` picks within `scope`; a bad selector is printed and returned as `Err`.
-    pub(super) fn select(
-        &self,
-        selection: &super::SelectArgs,
-        scope: crate::graph::select::Scope,
-        printer: &Printer,
-    ) -> Result<std::collections::BTreeSet<String>, ()> {
-        let report = |diagnostic: Diagnostic| printer.diagnostics(&diagnostic.into());
-        let state = self.state(selection).map_err(report)?;
+    /// The nodes `selection` picks within `scope`.
+    pub(super) fn select(&self, selection: &super::SelectArgs, scope: Scope) -> Result<BTreeSet<String>, Diagnostic> {
+        let state = self.state(selection)?;
         let context = crate::graph::select::Context {
             state: state.as_ref(),
             selectors: &self.project.selectors,
@@ -80,7 +73,7 @@ impl Loaded {
                 .map(|selector| vec![format!("selector:{}", selector.name)])
                 .unwrap_or_default(),
         };
-        crate::graph::select::select(&self.graph, &select, &selection.exclude, scope, &context).map_err(report)
+        crate::graph::select::select(&self.graph, &select, &selection.exclude, scope, &context)
     }
 
     /// The saved run of `--state`, if given.
@@ -94,24 +87,24 @@ impl Loaded {
             .map(|folder| crate::graph::state::State::load(folder))
             .transpose()
     }
-}
 
-/// Compiles `selected` nodes of `graph`; compile errors are printed and returned as `Err`.
-pub(super) fn compile_or_report(
-    loaded: &Loaded,
-    graph: &Graph,
-    selected: &std::collections::BTreeSet<String>,
-    options: &crate::compile::CompileOptions,
-    printer: &Printer,
-) -> Result<crate::compile::CompiledProject, ()> {
-    crate::compile::compile_with_unit_test_vars(
-        &loaded.project,
-        &loaded.target,
-        &loaded.vars,
-        graph,
-        &loaded.engine,
-        selected,
-        options,
-    )
-    .map_err(|diagnostics| printer.diagnostics(&diagnostics))
+    /// Compiles the `selected` nodes of `graph` (this project's, or a copy with more nodes),
+    /// unit tests with their own vars.
+    pub(super) fn compile(
+        &self,
+        graph: &Graph,
+        selected: &BTreeSet<String>,
+        options: &CompileOptions,
+    ) -> Result<CompiledProject, Error> {
+        let compiled = crate::compile::compile_with_unit_test_vars(
+            &self.project,
+            &self.target,
+            &self.vars,
+            graph,
+            &self.engine,
+            selected,
+            options,
+        )?;
+        Ok(compiled)
+    }
 }

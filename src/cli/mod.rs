@@ -1,8 +1,10 @@
 //! Stage 8 — cli: arguments, commands and the printer (the only code that writes to the terminal).
 //!
-//! One file per command under `commands/`. Exit codes ([`ExitStatus`]): 0 everything
-//! succeeded, 1 the command ran but something failed, 2 it could not run (usage, project or
-//! profile error).
+//! One file per command under `commands/`: each parses its arguments, calls the stages, prints
+//! what they report, and returns an [`ExitStatus`] or the [`crate::diagnostics::Error`] that
+//! stopped it, which [`main`] renders (the one place errors are printed). Exit codes: 0
+//! everything succeeded, 1 the command ran but something failed, 2 it could not run (usage,
+//! project, profile or environment error, or an internal error).
 
 mod commands;
 mod load;
@@ -206,7 +208,7 @@ pub fn main() -> ExitCode {
             return ExitStatus::Error.into();
         }
     };
-    let status = runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         match cli.command {
             Command::Build(args) => {
                 commands::run::execute(&cli.global, &printer, commands::run::Kind::Build, args).await
@@ -229,5 +231,11 @@ pub fn main() -> ExitCode {
     });
     // Node tasks may still hold the runtime; don't wait for background work on the way out.
     runtime.shutdown_background();
-    status.into()
+    match outcome {
+        Ok(status) => status.into(),
+        Err(error) => {
+            printer.error(&error);
+            ExitStatus::Error.into()
+        }
+    }
 }

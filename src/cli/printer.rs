@@ -132,6 +132,14 @@ impl Printer {
         self.diagnostics(&Diagnostic::new(message).into());
     }
 
+    /// Why a command could not do its work (the one place errors are rendered).
+    pub fn error(&self, error: &crate::diagnostics::Error) {
+        match error {
+            crate::diagnostics::Error::Input(diagnostics) => self.diagnostics(diagnostics),
+            other => self.fatal(&other.to_string()),
+        }
+    }
+
     /// Starts the progress bar for `total` nodes (only on a terminal, in text mode).
     pub fn start_progress(&self, total: usize) {
         if !self.progress_allowed || self.format != LogFormat::Text || !std::io::stderr().is_terminal() || total == 0 {

@@ -15,7 +15,9 @@ use rayon::prelude::*;
 use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
 use crate::graph::{Graph, Materialization, Node, ResourceType};
 use crate::relation::RelationName;
-use crate::template::{CompileContext, RelationResolver, TemplateEngine};
+/// The Jinja engine of a project: loading renders models with it, compiling renders them again.
+pub use crate::template::TemplateEngine;
+use crate::template::{CompileContext, RelationResolver};
 
 /// The SQL of one node, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,13 +385,13 @@ impl GraphResolver {
 }
 
 impl RelationResolver for GraphResolver {
-    fn resolve_ref(&self, _package: Option<&str>, name: &str) -> Result<RelationName, String> {
+    fn resolve_ref(&self, _package: Option<&str>, name: &str) -> Result<RelationName, Diagnostic> {
         self.by_name.get(name).cloned().ok_or_else(|| {
             let mut message = format!("ref('{name}'): no model or seed named '{name}'");
             if let Some(near) = did_you_mean(name, self.by_name.keys().map(String::as_str)) {
                 message.push_str(&format!(" (did you mean '{near}'?)"));
             }
-            message
+            Diagnostic::new(message)
         })
     }
 
@@ -401,11 +403,11 @@ impl RelationResolver for GraphResolver {
         self.event_times.get(&(source.to_string(), table.to_string())).cloned()
     }
 
-    fn resolve_source(&self, source: &str, table: &str) -> Result<RelationName, String> {
+    fn resolve_source(&self, source: &str, table: &str) -> Result<RelationName, Diagnostic> {
         self.sources
             .get(&(source.to_string(), table.to_string()))
             .cloned()
-            .ok_or_else(|| format!("source('{source}', '{table}') is not declared"))
+            .ok_or_else(|| Diagnostic::new(format!("source('{source}', '{table}') is not declared")))
     }
 }
 

@@ -48,11 +48,7 @@ pub(super) fn generic_test_sql(
     resolver: &dyn RelationResolver,
 ) -> Result<String, Diagnostic> {
     let test = node.test.as_ref().expect("generic test node");
-    let at_declaration = |message: String| {
-        Diagnostic::new(message)
-            .in_file(&node.path)
-            .at_place(node.line, node.column)
-    };
+    let at_declaration = |problem: Diagnostic| problem.in_file(&node.path).at_place(node.line, node.column);
     let model = tested_relation(graph, node);
     let column = test.column_name.clone().unwrap_or_default();
     let sql = match test.test_name.as_str() {
@@ -88,7 +84,7 @@ pub(super) fn generic_test_sql(
             let parent = match parse_relation_expression(to) {
                 Some(RelationExpression::Ref(name)) => resolver.resolve_ref(None, &name),
                 Some(RelationExpression::Source(source, table)) => resolver.resolve_source(&source, &table),
-                None => Err(format!("relationships: cannot read 'to: {to}'")),
+                None => Err(Diagnostic::new(format!("relationships: cannot read 'to: {to}'"))),
             }
             .map_err(at_declaration)?;
             format!(
@@ -117,7 +113,7 @@ pub(super) fn generic_test_sql(
                 match test.arguments.get(key) {
                     None | Some(Json::Null) => Ok(None),
                     Some(Json::Number(number)) => Ok(Some(number.to_string())),
-                    Some(other) => Err(at_declaration(format!("row_count: '{key}' must be a number, not {other}"))),
+                    Some(other) => Err(at_declaration(format!("row_count: '{key}' must be a number, not {other}").into())),
                 }
             };
             let (min, max) = (bound("min_value")?, bound("max_value")?);
@@ -133,7 +129,7 @@ pub(super) fn generic_test_sql(
                 conditions.join(" or ")
             )
         }
-        other => return Err(at_declaration(format!("unknown test '{other}'"))),
+        other => return Err(at_declaration(format!("unknown test '{other}'").into())),
     };
     Ok(sql)
 }

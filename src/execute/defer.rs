@@ -13,10 +13,10 @@ use crate::relation::RelationName;
 
 /// An unselected node read from another warehouse: its unique id, that warehouse, and the
 /// relation the `--state` run stored it as.
-pub type Deferred = (String, Warehouse, RelationName);
+pub(super) type Deferred = (String, Warehouse, RelationName);
 
 /// What deciding the deferrals reads besides the saved run.
-pub struct Needs<'a> {
+pub(super) struct Needs<'a> {
     pub project: &'a Project,
     /// This run's target (its storage settings reach the saved run's store when its own target
     /// is not in this project's profiles).
@@ -31,7 +31,7 @@ pub struct Needs<'a> {
 /// The `--state` run's warehouse and the tables to read from it: every table the selection
 /// reads (directly or through views and ephemeral models) that is not selected and that this
 /// target has not built (all of them with `--favor-state`).
-pub async fn deferrals(
+pub(super) async fn deferrals(
     state: &State,
     needs: &Needs<'_>,
     warehouse: &Warehouse,

@@ -181,7 +181,9 @@ pub(super) async fn write(
     frame: DataFrame,
     run_id: &str,
 ) -> Result<IncrementalWrite, ExecuteError> {
-    let config = node.incremental().map_err(ExecuteError::Setup)?;
+    let config = node
+        .incremental()
+        .map_err(|problem| ExecuteError::Setup(problem.to_string()))?;
     let relation = node.relation.as_ref().expect("models have relations");
     let sql_error = |message: String| super::write::sql_error(session, node, message);
 

@@ -8,12 +8,17 @@
 //! failure (nodes already running finish, so nothing is left half-written). Progress goes to a
 //! [`Reporter`]; this module never prints.
 
+pub mod checks;
+#[cfg(feature = "ballista")]
+pub mod cluster;
 mod contract;
-pub mod defer;
+mod defer;
+pub mod freshness;
 mod incremental;
 mod node;
+pub mod run;
 pub mod session;
-pub mod time_range;
+mod time_range;
 mod unit;
 mod write;
 

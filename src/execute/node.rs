@@ -222,7 +222,7 @@ async fn load_seed(session: &Session, node: &Node, run_id: &str) -> Result<Outco
         .read_csv(path, CsvReadOptions::new().has_header(true))
         .await
         .map_err(|error| seed_error(error.strip_backtrace()))?;
-    let declared = node.column_types().map_err(seed_error)?;
+    let declared = node.column_types().map_err(|problem| seed_error(problem.to_string()))?;
     let columns: Vec<String> = frame
         .schema()
         .fields()

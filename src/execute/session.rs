@@ -76,7 +76,7 @@ fn distributed_context(
 ) -> Result<SessionContext, ExecuteError> {
     use ballista_core::extension::SessionStateExt;
     let address = crate::project::profiles::scheduler_address(target.url.as_deref().unwrap_or_default())
-        .map_err(ExecuteError::Setup)?;
+        .map_err(|problem| ExecuteError::Setup(problem.to_string()))?;
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
@@ -490,10 +490,10 @@ impl Session {
             }
             return self.register_parquet_table(relation).await;
         };
-        self.ensure_store(location).map_err(|message| ExecuteError::Source {
+        self.ensure_store(location).map_err(|error| ExecuteError::Source {
             source_name: format!("{}.{}", node.fqn[1], node.name),
             location: location.clone(),
-            message,
+            message: error.to_string(),
         })?;
         let format = node.format.unwrap_or_else(|| SourceFormat::of_location(location));
         let registered = self.register_listing(reference, location, format, None).await;
@@ -508,17 +508,19 @@ impl Session {
 impl Session {
     /// Registers the object store of a URL source with DataFusion (once per bucket), opened
     /// with the target's storage settings.
-    fn ensure_store(&self, location: &str) -> Result<(), String> {
+    fn ensure_store(&self, location: &str) -> Result<(), ExecuteError> {
         if !crate::materialize::store::is_store_url(location) {
             return Ok(());
         }
-        let url = url::Url::parse(location).map_err(|error| format!("not a valid URL: {error}"))?;
+        let url =
+            url::Url::parse(location).map_err(|error| ExecuteError::Setup(format!("not a valid URL: {error}")))?;
         let base = datafusion::execution::object_store::ObjectStoreUrl::parse(&url[..url::Position::BeforePath])
-            .map_err(|error| error.strip_backtrace())?;
+            .map_err(|error| ExecuteError::Setup(error.strip_backtrace()))?;
         if self.ctx.runtime_env().object_store(&base).is_ok() {
             return Ok(());
         }
-        let opened = crate::materialize::store::open(location, self.warehouse.settings()).map_err(|e| e.to_string())?;
+        let opened = crate::materialize::store::open(location, self.warehouse.settings())
+            .map_err(|error| ExecuteError::Setup(error.to_string()))?;
         self.ctx.register_object_store(&opened.base, opened.store);
         Ok(())
     }

@@ -15,6 +15,7 @@ use chrono::NaiveDate;
 
 use super::Session;
 use crate::compile::CompiledProject;
+use crate::diagnostics::{Diagnostic, Error};
 use crate::graph::Graph;
 use crate::materialize::Warehouse;
 use crate::project::Target;
@@ -22,16 +23,16 @@ use crate::relation::{quote_identifier, TimeFilter};
 
 /// Time filters of the inputs (for compiling) and the output range condition of each
 /// time-range model (for writing), by unique id.
-pub type Plan = (BTreeMap<String, TimeFilter>, BTreeMap<String, String>);
+pub(super) type Plan = (BTreeMap<String, TimeFilter>, BTreeMap<String, String>);
 
 /// The selected incremental models that run incrementally (`is_incremental()` is true): those
 /// whose table exists, unless `full_refresh` rebuilds them (and their config does not forbid it).
-pub async fn incremental_models(
+pub(super) async fn incremental_models(
     graph: &Graph,
     selected: &BTreeSet<String>,
     warehouse: &Warehouse,
     full_refresh: bool,
-) -> Result<BTreeSet<String>, String> {
+) -> Result<BTreeSet<String>, Error> {
     let mut incremental = BTreeSet::new();
     for id in selected {
         let node = &graph.nodes[id];
@@ -46,7 +47,7 @@ pub async fn incremental_models(
         if warehouse
             .table_exists(relation)
             .await
-            .map_err(|error| format!("warehouse {}: {error}", warehouse.display()))?
+            .map_err(|error| Error::Environment(format!("warehouse {}: {error}", warehouse.display())))?
         {
             incremental.insert(id.clone());
         }
@@ -55,26 +56,26 @@ pub async fn incremental_models(
 }
 
 /// `--event-time-start` / `--event-time-end` as a date (`flag` names it in the error).
-pub fn date_flag(flag: &str, value: &Option<String>) -> Result<Option<NaiveDate>, String> {
+pub(super) fn date_flag(flag: &str, value: &Option<String>) -> Result<Option<NaiveDate>, Diagnostic> {
     match value {
         None => Ok(None),
         Some(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .map(Some)
-            .map_err(|_| format!("--{flag} '{text}' is not a date such as 2026-11-16")),
+            .map_err(|_| Diagnostic::new(format!("--{flag} '{text}' is not a date such as 2026-11-16"))),
     }
 }
 
 /// The time range of each time-range model among `incremental` (the models that run
 /// incrementally): from `start_flag` when given, else from what its table holds (see the module
 /// notes), up to `end_flag`. The error says which model's table could not be read.
-pub async fn plan(
+pub(super) async fn plan(
     target: &Target,
     graph: &Graph,
     warehouse: &Warehouse,
     incremental: &BTreeSet<String>,
     start_flag: Option<NaiveDate>,
     end_flag: Option<NaiveDate>,
-) -> Result<Plan, String> {
+) -> Result<Plan, Error> {
     let candidates: BTreeSet<&String> = incremental
         .iter()
         .filter(|id| graph.nodes[*id].event_time().is_some())
@@ -90,7 +91,7 @@ pub async fn plan(
     if start_flag.is_none() {
         let empty = Arc::new(Graph::empty(graph.project_name.clone()));
         let probe = Session::new(target, warehouse.clone(), empty, Arc::new(CompiledProject::default()))
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| Error::Environment(error.to_string()))?;
         for id in &candidates {
             let node = &graph.nodes[*id];
             let relation = node.relation.as_ref().expect("models have relations");
@@ -114,11 +115,11 @@ pub async fn plan(
             }
             .await
             .map_err(|error| {
-                format!(
+                Error::Environment(format!(
                     "model '{}': cannot read the latest {column} of {}: {error}",
                     node.name,
                     node.display_relation()
-                )
+                ))
             })?;
             latest.insert((*id).clone(), date);
         }
@@ -147,7 +148,7 @@ pub async fn plan(
         let column = node.event_time().expect("candidate");
         let lookback = node
             .lookback_days()
-            .map_err(|message| format!("model '{}': {message}", node.name))?;
+            .map_err(|diagnostic| diagnostic.in_file(node.path.clone()).at_place(node.line, node.column))?;
         let literal = |date: NaiveDate| format!("date '{date}'");
         // An empty table recomputes everything.
         let Some(start) = start else { continue };

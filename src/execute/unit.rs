@@ -20,6 +20,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use serde_json::Value as Json;
 
@@ -74,7 +75,10 @@ pub(super) async fn run(session: &Session, node: &Node) -> Result<UnitOutcome, E
             .await
             .map_err(|message| fail(format!("given {written}: {message}")))?;
     }
-    let actual = run.compute(&spec.model, &node.unique_id).await.map_err(fail)?;
+    let actual = run
+        .compute(&spec.model, &node.unique_id)
+        .await
+        .map_err(|error| fail(error.to_string()))?;
     let expected = rows_as_text(&spec.expect).map_err(|message| fail(format!("expect: {message}")))?;
     let (mismatches, detail) = compare(&expected, &actual).map_err(|message| fail(format!("expect: {message}")))?;
     let (status, message) = super::test_verdict(node, mismatches as u64);
@@ -84,6 +88,22 @@ pub(super) async fn run(session: &Session, node: &Node) -> Result<UnitOutcome, E
         failures: mismatches as u64,
         detail,
     })
+}
+
+/// Why a unit test could not be evaluated (the test then errors with this message).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum UnitError {
+    /// The engine failed a step outside the model's own SQL.
+    #[error("{}", .0.strip_backtrace())]
+    Engine(#[from] DataFusionError),
+    #[error("{0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    /// The test's rows, or the model's SQL over them, do not work (the message says how).
+    #[error("{0}")]
+    Rows(String),
+    /// A bug in tidemark.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 struct UnitRun<'a> {
@@ -103,7 +123,7 @@ struct UnitRun<'a> {
 
 impl UnitRun<'_> {
     /// Registers the rows of a given input as its relation, typed as described in the module docs.
-    async fn register_given(&mut self, id: &str, rows: &Rows) -> Result<(), String> {
+    async fn register_given(&mut self, id: &str, rows: &Rows) -> Result<(), UnitError> {
         let node = &self.graph.nodes[id];
         let batch = rows_as_batch(rows)?;
         let declared = node.declared_types();
@@ -122,7 +142,7 @@ impl UnitRun<'_> {
         &'s mut self,
         id: &'s str,
         test_id: &'s str,
-    ) -> futures::future::BoxFuture<'s, Result<Vec<RecordBatch>, String>> {
+    ) -> futures::future::BoxFuture<'s, Result<Vec<RecordBatch>, UnitError>> {
         Box::pin(async move {
             let graph = self.graph;
             let node = &graph.nodes[id];
@@ -136,11 +156,11 @@ impl UnitRun<'_> {
                     Materialization::Table | Materialization::Incremental | Materialization::View
                 ) && !inputs_of(graph, &input).is_empty();
                 if !computable {
-                    return Err(format!(
+                    return Err(UnitError::Rows(format!(
                         "give rows for {} ('{}' reads it, and a unit test never reads the warehouse)",
                         input_expression(parent),
                         node.name
-                    ));
+                    )));
                 }
                 let batches = self.compute(&input, test_id).await?;
                 let schema = match batches.first() {
@@ -158,16 +178,16 @@ impl UnitRun<'_> {
                 .then(|| self.sql.get(test_id))
                 .flatten()
                 .or_else(|| self.sql.get(id))
-                .ok_or_else(|| format!("internal error: model '{}' was not compiled for unit tests", node.name))?;
+                .ok_or_else(|| UnitError::Internal(format!("model '{}' was not compiled for unit tests", node.name)))?;
             let frame = self
                 .ctx
                 .sql(sql)
                 .await
-                .map_err(|error| explain(error.strip_backtrace(), node, self.spec))?;
+                .map_err(|error| UnitError::Rows(explain(error.strip_backtrace(), node, self.spec)))?;
             frame
                 .collect()
                 .await
-                .map_err(|error| explain(error.strip_backtrace(), node, self.spec))
+                .map_err(|error| UnitError::Rows(explain(error.strip_backtrace(), node, self.spec)))
         })
     }
 
@@ -291,9 +311,9 @@ async fn seed_schema(node: &Node, declared: &[(String, String)]) -> Option<Schem
 }
 
 /// Casts the declared columns of `batch` with SQL casts (`cast(x as timestamp)`).
-async fn cast_declared(batch: &RecordBatch, declared: &[(String, String)]) -> Result<RecordBatch, String> {
+async fn cast_declared(batch: &RecordBatch, declared: &[(String, String)]) -> Result<RecordBatch, UnitError> {
     let ctx = SessionContext::new();
-    let frame = ctx.read_batch(batch.clone()).map_err(|error| error.strip_backtrace())?;
+    let frame = ctx.read_batch(batch.clone())?;
     let expressions: Vec<String> = batch
         .schema()
         .fields()
@@ -307,27 +327,22 @@ async fn cast_declared(batch: &RecordBatch, declared: &[(String, String)]) -> Re
         })
         .collect();
     let expressions: Vec<&str> = expressions.iter().map(String::as_str).collect();
-    let batches = frame
-        .select_exprs(&expressions)
-        .map_err(|error| error.strip_backtrace())?
-        .collect()
-        .await
-        .map_err(|error| error.strip_backtrace())?;
+    let batches = frame.select_exprs(&expressions)?.collect().await?;
     let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| batch.schema());
-    datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|error| error.to_string())
+    datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(UnitError::from)
 }
 
 /// `batch` with exactly the columns of `schema`: given columns cast to their type, the others
 /// NULL. A given column the input does not have is an error naming the input's columns.
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, UnitError> {
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     for field in batch.schema().fields() {
         if !names.contains(&field.name().as_str()) {
-            return Err(format!(
+            return Err(UnitError::Rows(format!(
                 "column '{}' is not a column of this input; it has {}",
                 field.name(),
                 names.join(", ")
-            ));
+            )));
         }
     }
     let mut columns: Vec<ArrayRef> = Vec::new();
@@ -335,21 +350,21 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Strin
     for field in schema.fields() {
         let column = match batch.column_by_name(field.name()) {
             Some(given) => datafusion::arrow::compute::cast(given, field.data_type()).map_err(|error| {
-                format!(
+                UnitError::Rows(format!(
                     "column '{}' cannot be read as {}: {error}",
                     field.name(),
                     field.data_type()
-                )
+                ))
             })?,
             None => datafusion::arrow::array::new_null_array(field.data_type(), batch.num_rows()),
         };
         fields.push(Field::new(field.name(), field.data_type().clone(), true));
         columns.push(column);
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|error| error.to_string())
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(UnitError::from)
 }
 
-fn register(ctx: &SessionContext, node: &Node, batch: RecordBatch) -> Result<(), String> {
+fn register(ctx: &SessionContext, node: &Node, batch: RecordBatch) -> Result<(), UnitError> {
     register_batches(ctx, node, batch.schema(), vec![batch])
 }
 
@@ -359,23 +374,21 @@ fn register_batches(
     node: &Node,
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
-) -> Result<(), String> {
+) -> Result<(), UnitError> {
     let relation = node
         .relation
         .as_ref()
-        .ok_or_else(|| format!("internal error: '{}' has no relation", node.name))?;
-    let catalog = ctx.catalog(CATALOG).ok_or("internal error: no catalog")?;
+        .ok_or_else(|| UnitError::Internal(format!("'{}' has no relation", node.name)))?;
+    let catalog = ctx
+        .catalog(CATALOG)
+        .ok_or_else(|| UnitError::Internal("no catalog".into()))?;
     if catalog.schema(&relation.schema).is_none() {
-        catalog
-            .register_schema(&relation.schema, Arc::new(MemorySchemaProvider::new()))
-            .map_err(|error| error.strip_backtrace())?;
+        catalog.register_schema(&relation.schema, Arc::new(MemorySchemaProvider::new()))?;
     }
     let reference = TableReference::full(CATALOG, relation.schema.clone(), relation.identifier.clone());
-    let table = MemTable::try_new(schema, vec![batches]).map_err(|error| error.strip_backtrace())?;
-    ctx.deregister_table(reference.clone())
-        .map_err(|error| error.strip_backtrace())?;
-    ctx.register_table(reference, Arc::new(table))
-        .map_err(|error| error.strip_backtrace())?;
+    let table = MemTable::try_new(schema, vec![batches])?;
+    ctx.deregister_table(reference.clone())?;
+    ctx.register_table(reference, Arc::new(table))?;
     Ok(())
 }
 

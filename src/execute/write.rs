@@ -187,7 +187,7 @@ const CLUSTER_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 async fn executors_gone(session: &Session, since: &mut Option<Instant>) -> Option<String> {
     const GRACE: std::time::Duration = std::time::Duration::from_secs(6);
     let scheduler = session.scheduler.as_ref()?;
-    match crate::cluster::executor_count(scheduler).await {
+    match crate::execute::cluster::executor_count(scheduler).await {
         Ok(0) => {
             let since = *since.get_or_insert_with(Instant::now);
             (since.elapsed() >= GRACE).then(|| {

@@ -49,7 +49,7 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use datafusion::prelude::SessionContext;
 
-pub use periods::{first_period_from, period_ends, Cadence};
+pub use periods::{first_period_from, period_ends, Cadence, PeriodsError};
 
 /// For every row, the first row of its run of equal `key` values (0 for every row without a
 /// key): the window functions' optional `key` argument bounds their frames and sequences with it.

@@ -47,10 +47,21 @@ pub(super) fn day_number(date: NaiveDate) -> i64 {
     (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days()
 }
 
+/// Why a calendar cannot be laid out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeriodsError {
+    #[error("periods: end {end} is before start {start}")]
+    EndBeforeStart { start: NaiveDate, end: NaiveDate },
+    #[error("periods: date out of range")]
+    OutOfRange,
+    #[error("periods: more than 100,000 periods")]
+    TooMany,
+}
+
 /// The period ends from `start` to `end` (both included when on the cadence), as day numbers.
-pub fn period_ends(start: NaiveDate, end: NaiveDate, every: Cadence) -> Result<Vec<i64>, String> {
+pub fn period_ends(start: NaiveDate, end: NaiveDate, every: Cadence) -> Result<Vec<i64>, PeriodsError> {
     if end < start {
-        return Err(format!("periods: end {end} is before start {start}"));
+        return Err(PeriodsError::EndBeforeStart { start, end });
     }
     let mut ends = Vec::new();
     let mut current = start;
@@ -63,10 +74,10 @@ pub fn period_ends(start: NaiveDate, end: NaiveDate, every: Cadence) -> Result<V
             Cadence::Week => start + chrono::Days::new(7 * u64::from(step)),
             Cadence::Month => start
                 .checked_add_months(Months::new(step))
-                .ok_or("periods: date out of range")?,
+                .ok_or(PeriodsError::OutOfRange)?,
         };
         if ends.len() > MAX_PERIODS {
-            return Err("periods: more than 100,000 periods".into());
+            return Err(PeriodsError::TooMany);
         }
     }
     Ok(ends)

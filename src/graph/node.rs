@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use crate::diagnostics::Diagnostic;
 use crate::project::{ColumnProperties, ConfigMap};
 use crate::relation::RelationName;
 use crate::template::{RefCall, SourceCall};
@@ -64,15 +65,15 @@ impl Materialization {
     }
 
     /// Parses a model's `materialized` config.
-    pub fn for_model(name: &str) -> Result<Materialization, String> {
+    pub fn for_model(name: &str) -> Result<Materialization, Diagnostic> {
         match name {
             "table" => Ok(Materialization::Table),
             "incremental" => Ok(Materialization::Incremental),
             "view" => Ok(Materialization::View),
             "ephemeral" => Ok(Materialization::Ephemeral),
-            other => Err(format!(
+            other => Err(Diagnostic::new(format!(
                 "unknown materialization '{other}'; tidemark supports table, incremental, view and ephemeral"
-            )),
+            ))),
         }
     }
 }
@@ -209,19 +210,19 @@ pub struct Threshold {
 }
 
 impl Threshold {
-    pub fn parse(text: &str) -> Result<Threshold, String> {
+    pub fn parse(text: &str) -> Result<Threshold, Diagnostic> {
         let text = text.trim();
         let written: String = text.chars().take_while(|c| "<>=!".contains(*c)).collect();
         let Some((spelling, comparison)) = Comparison::SPELLINGS.iter().find(|(spelling, _)| *spelling == written)
         else {
-            return Err(format!(
+            return Err(Diagnostic::new(format!(
                 "'{text}' is not a condition on the failing-row count; write one of !=0, >10, >=5, =0, <3, <=3"
-            ));
+            )));
         };
         let value = text[spelling.len()..]
             .trim()
             .parse::<u64>()
-            .map_err(|_| format!("'{text}' must compare with a whole number of rows, e.g. >10"))?;
+            .map_err(|_| Diagnostic::new(format!("'{text}' must compare with a whole number of rows, e.g. >10")))?;
         Ok(Threshold {
             comparison: *comparison,
             value,
@@ -364,19 +365,19 @@ impl Node {
     /// Checks `partition_by`: its columns name folders, and Hive readers (Spark, pyarrow,
     /// DuckDB's `hive_partitioning` globs, Hive itself) skip folders whose names start with `_`
     /// or `.`, so such a column would make the table look empty to them.
-    pub fn check_partition_by(&self) -> Result<(), String> {
+    pub fn check_partition_by(&self) -> Result<(), Diagnostic> {
         for column in self.partition_by() {
             if column.is_empty() || column.starts_with('_') || column.starts_with('.') {
-                return Err(format!(
+                return Err(Diagnostic::new(format!(
                     "partition_by column '{column}' cannot be a folder name: readers such as Spark, pyarrow and Hive skip folders starting with '_' or '.' (rename the column)"
-                ));
+                )));
             }
         }
         Ok(())
     }
 
     /// A seed's `column_types` (column → SQL type), in their order.
-    pub fn column_types(&self) -> Result<Vec<(String, String)>, String> {
+    pub fn column_types(&self) -> Result<Vec<(String, String)>, Diagnostic> {
         match self.config.get("column_types") {
             None => Ok(Vec::new()),
             Some(Json::Object(types)) => Ok(types
@@ -389,7 +390,7 @@ impl Node {
                     (column.clone(), data_type)
                 })
                 .collect()),
-            Some(_) => Err("column_types must map column names to SQL types".into()),
+            Some(_) => Err(Diagnostic::new("column_types must map column names to SQL types")),
         }
     }
 
@@ -422,15 +423,15 @@ impl Node {
 
     /// An enforced contract declares every column with a `data_type`, on a table or
     /// incremental model.
-    pub fn check_contract(&self) -> Result<(), String> {
+    pub fn check_contract(&self) -> Result<(), Diagnostic> {
         if !self.contract_enforced() {
             return Ok(());
         }
         if !matches!(self.materialized, Materialization::Table | Materialization::Incremental) {
-            return Err(format!(
+            return Err(Diagnostic::new(format!(
                 "contract: {{enforced: true}} applies to table and incremental models, not {} models",
                 self.materialized.as_str()
-            ));
+            )));
         }
         if self.columns.is_empty() {
             return Err(
@@ -445,10 +446,10 @@ impl Node {
             .map(|column| column.name.as_str())
             .collect();
         if !untyped.is_empty() {
-            return Err(format!(
+            return Err(Diagnostic::new(format!(
                 "an enforced contract needs a data_type for every column; missing for {}",
                 untyped.join(", ")
-            ));
+            )));
         }
         Ok(())
     }
@@ -463,17 +464,19 @@ impl Node {
 
     /// `lookback_days`: how many days before its range a time-range run reads its inputs from
     /// (`Ok(None)`: `all`, the whole history; default 0).
-    pub fn lookback_days(&self) -> Result<Option<i64>, String> {
+    pub fn lookback_days(&self) -> Result<Option<i64>, Diagnostic> {
         match self.config.get("lookback_days") {
             None => Ok(Some(0)),
             Some(serde_json::Value::Number(n)) if n.as_i64().is_some_and(|n| n >= 0) => Ok(n.as_i64()),
             Some(serde_json::Value::String(text)) if text == "all" => Ok(None),
-            Some(other) => Err(format!("lookback_days must be a number of days or 'all', not {other}")),
+            Some(other) => Err(Diagnostic::new(format!(
+                "lookback_days must be a number of days or 'all', not {other}"
+            ))),
         }
     }
 
     /// How an incremental model adds its new rows (validated when the graph is built).
-    pub fn incremental(&self) -> Result<Incremental, String> {
+    pub fn incremental(&self) -> Result<Incremental, Diagnostic> {
         let unique_key = string_list(self.config.get("unique_key"));
         let partition_by = self.partition_by();
         let strategy = match self
@@ -488,19 +491,21 @@ impl Node {
             Some("delete+insert") => Strategy::DeleteInsert,
             Some("insert_overwrite") => Strategy::InsertOverwrite,
             Some(other) => {
-                return Err(format!(
+                return Err(Diagnostic::new(format!(
                     "incremental_strategy '{other}' is not append, merge, delete+insert or insert_overwrite"
-                ))
+                )))
             }
         };
         if matches!(strategy, Strategy::Merge | Strategy::DeleteInsert) && unique_key.is_empty() {
-            return Err(format!(
+            return Err(Diagnostic::new(format!(
                 "incremental_strategy '{}' needs a unique_key",
                 strategy.as_str()
-            ));
+            )));
         }
         if strategy == Strategy::InsertOverwrite && partition_by.is_empty() {
-            return Err("incremental_strategy 'insert_overwrite' needs partition_by".into());
+            return Err(Diagnostic::new(
+                "incremental_strategy 'insert_overwrite' needs partition_by",
+            ));
         }
         let on_schema_change = match self.config.get("on_schema_change").and_then(serde_json::Value::as_str) {
             None | Some("ignore") => SchemaChange::Ignore,
@@ -508,9 +513,9 @@ impl Node {
             Some("append_new_columns") => SchemaChange::AppendNewColumns,
             Some("sync_all_columns") => SchemaChange::SyncAllColumns,
             Some(other) => {
-                return Err(format!(
+                return Err(Diagnostic::new(format!(
                     "on_schema_change '{other}' is not ignore, fail, append_new_columns or sync_all_columns"
-                ))
+                )))
             }
         };
         self.lookback_days()?;
@@ -536,20 +541,22 @@ impl Node {
     }
 
     /// `warn_if` / `error_if` of a test (default `!=0`): the failing-row counts that warn or fail.
-    pub fn threshold(&self, key: &str) -> Result<Threshold, String> {
+    pub fn threshold(&self, key: &str) -> Result<Threshold, Diagnostic> {
         match self.config.get(key) {
             None => Ok(Threshold {
                 comparison: Comparison::NotEqual,
                 value: 0,
             }),
-            Some(Json::String(text)) => Threshold::parse(text).map_err(|message| format!("{key}: {message}")),
+            Some(Json::String(text)) => {
+                Threshold::parse(text).map_err(|problem| Diagnostic::new(format!("{key}: {}", problem.message)))
+            }
             Some(Json::Number(n)) if n.as_u64().is_some() => Ok(Threshold {
                 comparison: Comparison::Equal,
                 value: n.as_u64().unwrap_or_default(),
             }),
-            Some(other) => Err(format!(
+            Some(other) => Err(Diagnostic::new(format!(
                 "{key} is a condition on the failing-row count such as \">10\", not {other}"
-            )),
+            ))),
         }
     }
 

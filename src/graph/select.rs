@@ -115,7 +115,7 @@ fn evaluate(graph: &Graph, expressions: &[String], context: &Context<'_>) -> Res
 }
 
 fn evaluate_part(graph: &Graph, part: &str, context: &Context<'_>) -> Result<BTreeSet<String>, Diagnostic> {
-    let invalid = |message: String| Diagnostic::new(format!("invalid selector '{part}': {message}"));
+    let invalid = |problem: Diagnostic| problem.context(format_args!("invalid selector '{part}'"));
     let (at, rest) = match part.strip_prefix('@') {
         Some(rest) => (true, rest),
         None => (false, part),
@@ -123,7 +123,7 @@ fn evaluate_part(graph: &Graph, part: &str, context: &Context<'_>) -> Result<BTr
     let (ancestors, rest) = split_leading_plus(rest).map_err(invalid)?;
     let (rest, descendants) = split_trailing_plus(rest).map_err(invalid)?;
     if at && (ancestors.is_some() || descendants.is_some()) {
-        return Err(invalid("'@' cannot be combined with '+'".into()));
+        return Err(invalid(Diagnostic::new("'@' cannot be combined with '+'")));
     }
     let base = match rest.strip_prefix("selector:") {
         Some(name) => named_selector(graph, name, context)?,
@@ -152,7 +152,7 @@ fn evaluate_part(graph: &Graph, part: &str, context: &Context<'_>) -> Result<BTr
 /// `2+x` → (Some(Some(2)), "x"); `+x` → (Some(None), "x"); `x` → (None, "x").
 type Depth = Option<Option<usize>>;
 
-fn split_leading_plus(text: &str) -> Result<(Depth, &str), String> {
+fn split_leading_plus(text: &str) -> Result<(Depth, &str), Diagnostic> {
     let digits = text.chars().take_while(char::is_ascii_digit).count();
     if text[digits..].starts_with('+') {
         let depth = if digits == 0 {
@@ -166,7 +166,7 @@ fn split_leading_plus(text: &str) -> Result<(Depth, &str), String> {
     }
 }
 
-fn split_trailing_plus(text: &str) -> Result<(&str, Depth), String> {
+fn split_trailing_plus(text: &str) -> Result<(&str, Depth), Diagnostic> {
     let digits = text.chars().rev().take_while(char::is_ascii_digit).count();
     let head = &text[..text.len() - digits];
     if let Some(head) = head.strip_suffix('+') {
@@ -185,10 +185,10 @@ fn split_trailing_plus(text: &str) -> Result<(&str, Depth), String> {
     }
 }
 
-fn glob(pattern: &str) -> Result<GlobMatcher, String> {
+fn glob(pattern: &str) -> Result<GlobMatcher, Diagnostic> {
     Glob::new(pattern)
         .map(|g| g.compile_matcher())
-        .map_err(|e| e.to_string())
+        .map_err(|e| Diagnostic::new(e.to_string()))
 }
 
 /// The nodes a named selector of `selectors.yml` picks.
@@ -267,7 +267,7 @@ fn evaluate_expression(
     }
 }
 
-fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTreeSet<String>, String> {
+fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTreeSet<String>, Diagnostic> {
     let (method, value) = match text.split_once(':') {
         Some((method, value)) => (method, value),
         None if text.contains('/') || text.ends_with(".sql") || text.ends_with(".csv") || text.ends_with(".yml") => {
@@ -276,7 +276,7 @@ fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTre
         None => ("fqn", text),
     };
     if value.is_empty() {
-        return Err(format!("'{method}:' needs a value"));
+        return Err(Diagnostic::new(format!("'{method}:' needs a value")));
     }
     let matcher = glob(value)?;
     let nodes = graph.nodes.values();
@@ -356,9 +356,9 @@ fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTre
                 "modified.contract" => Some(Change::Contract),
                 "modified.vars" => Some(Change::Vars),
                 other => {
-                    return Err(format!(
+                    return Err(Diagnostic::new(format!(
                         "unknown state '{other}'; use new, old, modified, modified.body, modified.configs, modified.macros, modified.contract, modified.vars or unmodified"
-                    ))
+                    )))
                 }
             };
             nodes
@@ -381,15 +381,15 @@ fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTre
             })?;
             const STATUSES: &[&str] = &["success", "error", "skipped", "skip", "pass", "fail", "warn"];
             if !STATUSES.contains(&value) {
-                return Err(format!("unknown result '{value}'; use {}", STATUSES.join(", ")));
+                return Err(Diagnostic::new(format!("unknown result '{value}'; use {}", STATUSES.join(", "))));
             }
             let ids = state.with_result(value)?;
             nodes.filter(|node| ids.contains(&node.unique_id)).map(|n| n.unique_id.clone()).collect()
         }
         other => {
-            return Err(format!(
+            return Err(Diagnostic::new(format!(
                 "unknown selector method '{other}'; use tag:, path:, fqn:, unique_id:, resource_type:, source:, test_name:, test_type:, config.<key>:, state:, result: or selector:"
-            ))
+            )))
         }
     };
     Ok(matched)

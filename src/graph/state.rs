@@ -171,13 +171,13 @@ impl State {
 
     /// Ids of nodes whose status in the saved `run_results.json` is `status` (`skip` is an
     /// alias of `skipped`).
-    pub fn with_result(&self, status: &str) -> Result<BTreeSet<String>, String> {
+    pub fn with_result(&self, status: &str) -> Result<BTreeSet<String>, Diagnostic> {
         let status = if status == "skip" { "skipped" } else { status };
         let Some(run_results) = &self.run_results else {
-            return Err(format!(
+            return Err(Diagnostic::new(format!(
                 "'result:' needs {}/run_results.json, which is missing",
                 self.folder.display()
-            ));
+            )));
         };
         Ok(run_results
             .results

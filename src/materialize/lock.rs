@@ -87,6 +87,30 @@ impl Drop for Lock {
 }
 
 /// Why a lock could not be taken right now.
+/// Why a run lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// The store holding the lock failed.
+    #[error("cannot take the run lock {lock}: {source}")]
+    Store { lock: String, source: MaterializeError },
+    /// Another run held it for longer than the caller would wait.
+    #[error(
+        "another run holds the run lock {lock} ({holder}) and did not finish within {} s (--lock-timeout); if no tidemark run is active, delete {lock} (a crashed run's lock also expires once its lease runs out: lock_lease)",
+        waited.as_secs()
+    )]
+    Timeout {
+        lock: String,
+        holder: String,
+        waited: Duration,
+    },
+}
+
+impl From<LockError> for crate::diagnostics::Error {
+    fn from(error: LockError) -> Self {
+        crate::diagnostics::Error::Environment(error.to_string())
+    }
+}
+
 enum Busy {
     /// Another live run holds it (its description).
     Held(String),
@@ -129,20 +153,26 @@ impl Lock {
         holder: Holder<'_>,
         timeout: Duration,
         mut waiting: impl FnMut(&str),
-    ) -> Result<Lock, String> {
+    ) -> Result<Lock, LockError> {
         let Holder { run_id, command, lease } = holder;
         let started = Instant::now();
         let mut told = false;
         loop {
             match Lock::try_acquire(store.clone(), &path, run_id, command, display_path, lease).await {
                 Ok(lock) => return Ok(lock),
-                Err(Busy::Failed(error)) => return Err(format!("cannot take the run lock {display_path}: {error}")),
+                Err(Busy::Failed(source)) => {
+                    return Err(LockError::Store {
+                        lock: display_path.to_string(),
+                        source,
+                    })
+                }
                 Err(Busy::Held(holder)) => {
                     if started.elapsed() >= timeout {
-                        return Err(format!(
-                            "another run holds the run lock {display_path} ({holder}) and did not finish within {} s (--lock-timeout); if no tidemark run is active, delete {display_path} (a crashed run's lock also expires once its lease runs out: lock_lease)",
-                            timeout.as_secs()
-                        ));
+                        return Err(LockError::Timeout {
+                            lock: display_path.to_string(),
+                            holder,
+                            waited: timeout,
+                        });
                     }
                     if !told {
                         waiting(&holder);

@@ -321,7 +321,7 @@ impl Warehouse {
         command: &str,
         timeout: std::time::Duration,
         waiting: impl FnMut(&str),
-    ) -> Result<lock::Lock, String> {
+    ) -> Result<lock::Lock, lock::LockError> {
         let path = StorePath::from_iter(["_tidemark", "locks", "run.lock"]);
         let display = self.url_of(&path);
         let holder = lock::Holder {

@@ -3,6 +3,8 @@
 
 use chrono::NaiveDate;
 
+use crate::diagnostics::Diagnostic;
+
 use super::spec::*;
 
 /// The date of a day number.
@@ -15,19 +17,23 @@ pub(super) fn day_number(date: NaiveDate) -> i64 {
 }
 
 /// The period ends of a spec, as day numbers.
-pub(super) fn period_ends(periods: &PeriodsSpec) -> Result<Vec<i64>, String> {
+pub(super) fn period_ends(periods: &PeriodsSpec) -> Result<Vec<i64>, Diagnostic> {
     let parse = |text: &str, key: &str| {
         NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .map_err(|_| format!("periods.{key}: '{text}' is not a date (YYYY-MM-DD)"))
+            .map_err(|_| Diagnostic::new(format!("periods.{key}: '{text}' is not a date (YYYY-MM-DD)")))
     };
     if let Some(as_of) = &periods.as_of {
         if periods.every.is_some() || periods.start.is_some() || periods.end.is_some() {
-            return Err("periods: give either as_of, or every with start and end".into());
+            return Err(Diagnostic::new(
+                "periods: give either as_of, or every with start and end",
+            ));
         }
         return Ok(vec![day_number(parse(as_of, "as_of")?)]);
     }
     let (Some(every), Some(start), Some(end)) = (periods.every, &periods.start, &periods.end) else {
-        return Err("periods: give either as_of, or every (day, week, month) with start and end".into());
+        return Err(Diagnostic::new(
+            "periods: give either as_of, or every (day, week, month) with start and end",
+        ));
     };
     let (start, end) = (parse(start, "start")?, parse(end, "end")?);
     let cadence = match every {
@@ -35,5 +41,5 @@ pub(super) fn period_ends(periods: &PeriodsSpec) -> Result<Vec<i64>, String> {
         Cadence::Week => crate::functions::Cadence::Week,
         Cadence::Month => crate::functions::Cadence::Month,
     };
-    crate::functions::period_ends(start, end, cadence)
+    crate::functions::period_ends(start, end, cadence).map_err(|error| Diagnostic::new(error.to_string()))
 }

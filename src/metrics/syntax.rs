@@ -138,6 +138,6 @@ mod tests {
             end: Some("2026-01-01".into()),
             as_of: None,
         };
-        assert!(period_ends(&backwards).unwrap_err().contains("before start"));
+        assert!(period_ends(&backwards).unwrap_err().message.contains("before start"));
     }
 }

@@ -122,8 +122,8 @@ fn check_model(spec: &MetricModelSpec, error: &ErrorAt<'_>, problems: &mut Diagn
     // Periods.
     match period_ends(&spec.periods) {
         Ok(periods) => periods,
-        Err(message) => {
-            problems.push(error(message, "periods"));
+        Err(problem) => {
+            problems.push(error(problem.message, "periods"));
             Vec::new()
         }
     }

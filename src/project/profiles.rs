@@ -432,32 +432,40 @@ pub fn select_target(
 pub const DEFAULT_LOCK_LEASE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Parses a size such as `4GiB`, `512 MB` or `1024` (bytes).
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+pub fn parse_bytes(text: &str) -> Result<u64, Diagnostic> {
     text.trim()
         .parse::<bytesize::ByteSize>()
         .map(|size| size.as_u64())
-        .map_err(|_| format!("'{text}' is not a size such as 4GiB or 512MB (units B, KB, MB, GB, KiB, MiB, GiB)"))
+        .map_err(|_| {
+            Diagnostic::new(format!(
+                "'{text}' is not a size such as 4GiB or 512MB (units B, KB, MB, GB, KiB, MiB, GiB)"
+            ))
+        })
 }
 
 /// Parses a duration such as `500ms`, `30s`, `3min`, `2m`, `1h` or `1h 30m`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, Diagnostic> {
     let text = text.trim();
     if let Ok(seconds) = text.parse::<f64>() {
-        return std::time::Duration::try_from_secs_f64(seconds)
-            .map_err(|_| format!("'{text}' is not a duration tidemark can wait (a positive number of seconds)"));
+        return std::time::Duration::try_from_secs_f64(seconds).map_err(|_| {
+            Diagnostic::new(format!(
+                "'{text}' is not a duration tidemark can wait (a positive number of seconds)"
+            ))
+        });
     }
-    humantime::parse_duration(text).map_err(|_| format!("'{text}' is not a duration such as 30s, 3min, 2h or 1h 30m"))
+    humantime::parse_duration(text)
+        .map_err(|_| Diagnostic::new(format!("'{text}' is not a duration such as 30s, 3min, 2h or 1h 30m")))
 }
 
 /// The gRPC address (`http://host:port`) of a Ballista scheduler given as `df://host[:port]`
 /// (port 50050 by default).
-pub fn scheduler_address(url: &str) -> Result<String, String> {
-    let parsed =
-        url::Url::parse(url).map_err(|error| format!("'{url}' is not a URL ({error}); write df://host:50050"))?;
+pub fn scheduler_address(url: &str) -> Result<String, Diagnostic> {
+    let parsed = url::Url::parse(url)
+        .map_err(|error| Diagnostic::new(format!("'{url}' is not a URL ({error}); write df://host:50050")))?;
     if parsed.scheme() != "df" {
-        return Err(format!(
+        return Err(Diagnostic::new(format!(
             "'{url}' must start with df:// (for example df://127.0.0.1:50050)"
-        ));
+        )));
     }
     let host = parsed
         .host_str()

@@ -173,10 +173,10 @@ pub struct FolderConfigs {
 }
 
 impl FolderConfigs {
-    fn from_yaml(value: &serde_yaml::Value) -> Result<Self, String> {
+    fn from_yaml(value: &serde_yaml::Value) -> Result<Self, Diagnostic> {
         let mut tree = FolderConfigs::default();
         let serde_yaml::Value::Mapping(mapping) = value else {
-            return Err("expected a mapping of folders and +configs".into());
+            return Err(Diagnostic::new("expected a mapping of folders and +configs"));
         };
         for (key, value) in mapping {
             let key = key.as_str().ok_or("keys must be strings")?;
@@ -251,8 +251,8 @@ pub fn tags_of(value: &Json) -> Vec<String> {
 }
 
 /// Converts YAML to JSON (configs are stored as JSON so they serialise into the manifest as-is).
-pub fn yaml_to_json(value: &serde_yaml::Value) -> Result<Json, String> {
-    serde_json::to_value(value).map_err(|error| error.to_string())
+pub fn yaml_to_json(value: &serde_yaml::Value) -> Result<Json, Diagnostic> {
+    serde_json::to_value(value).map_err(|error| Diagnostic::new(error.to_string()))
 }
 
 #[cfg(test)]

@@ -505,9 +505,9 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
         for (input_index, input) in test.given.into_iter().enumerate() {
             match rows_of(input.rows, &format!("{owner}, given {}", input.input)) {
                 Ok(rows) => given.push((input.input, rows)),
-                Err(message) => {
+                Err(problem) => {
                     problems.push(
-                        Diagnostic::new(message)
+                        problem
                             .in_file(file)
                             .at_position(positions.at(&format!("{test_path}/given/{input_index}"))),
                     );
@@ -517,9 +517,9 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
         }
         let expect = match rows_of(test.expect, &format!("{owner}, expect")) {
             Ok(rows) => rows,
-            Err(message) => {
+            Err(problem) => {
                 problems.push(
-                    Diagnostic::new(message)
+                    problem
                         .in_file(file)
                         .at_position(positions.at(&format!("{test_path}/expect"))),
                 );
@@ -581,7 +581,7 @@ fn meta_string(meta: &Option<Json>, key: &str) -> Option<String> {
 }
 
 /// Reads `unique`, `{accepted_values: {values: [...]}}` or `{accepted_values: {arguments: {...}, config: {...}}}`.
-fn test_declaration(entry: &serde_yaml::Value) -> Result<TestDeclaration, String> {
+fn test_declaration(entry: &serde_yaml::Value) -> Result<TestDeclaration, Diagnostic> {
     let json = super::project_file::yaml_to_json(entry)?;
     match json {
         Json::String(test_name) => Ok(TestDeclaration {
@@ -601,13 +601,17 @@ fn test_declaration(entry: &serde_yaml::Value) -> Result<TestDeclaration, String
                         match key.as_str() {
                             "config" => {
                                 let Json::Object(entries) = value else {
-                                    return Err(format!("'config' of test '{test_name}' must be a mapping"));
+                                    return Err(Diagnostic::new(format!(
+                                        "'config' of test '{test_name}' must be a mapping"
+                                    )));
                                 };
                                 config.extend(entries);
                             }
                             "arguments" => {
                                 let Json::Object(entries) = value else {
-                                    return Err(format!("'arguments' of test '{test_name}' must be a mapping"));
+                                    return Err(Diagnostic::new(format!(
+                                        "'arguments' of test '{test_name}' must be a mapping"
+                                    )));
                                 };
                                 arguments.extend(entries);
                             }
@@ -621,7 +625,11 @@ fn test_declaration(entry: &serde_yaml::Value) -> Result<TestDeclaration, String
                     }
                 }
                 Json::Null => {}
-                _ => return Err(format!("the arguments of test '{test_name}' must be a mapping")),
+                _ => {
+                    return Err(Diagnostic::new(format!(
+                        "the arguments of test '{test_name}' must be a mapping"
+                    )))
+                }
             }
             Ok(TestDeclaration {
                 test_name,
@@ -631,6 +639,8 @@ fn test_declaration(entry: &serde_yaml::Value) -> Result<TestDeclaration, String
                 column: None,
             })
         }
-        _ => Err("a test is a name or a mapping with a single test name as its key".into()),
+        _ => Err(Diagnostic::new(
+            "a test is a name or a mapping with a single test name as its key",
+        )),
     }
 }

@@ -257,7 +257,7 @@ fn ref_function(Rest(args): Rest<Value>) -> Result<Value, Error> {
                 let event_time = context.resolver.ref_event_time(&name).filter(|_| !unfiltered);
                 Value::from_object(Relation(time_filtered(relation, event_time, context)))
             })
-            .map_err(error),
+            .map_err(|problem| error(problem.message)),
         None => Err(error("ref() is only available while rendering a model")),
     })
 }
@@ -282,7 +282,7 @@ fn source_function(source: String, table: String) -> Result<Value, Error> {
                 let event_time = context.resolver.source_event_time(&source, &table);
                 Value::from_object(Relation(time_filtered(relation, event_time, context)))
             })
-            .map_err(error),
+            .map_err(|problem| error(problem.message)),
         None => Err(error("source() is only available while rendering a model")),
     })
 }

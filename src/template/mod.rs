@@ -28,8 +28,8 @@ pub use context::{Capture, RefCall, SourceCall};
 
 /// Resolves `ref` and `source` calls during the compile phase.
 pub trait RelationResolver: Send + Sync {
-    fn resolve_ref(&self, package: Option<&str>, name: &str) -> Result<RelationName, String>;
-    fn resolve_source(&self, source: &str, table: &str) -> Result<RelationName, String>;
+    fn resolve_ref(&self, package: Option<&str>, name: &str) -> Result<RelationName, Diagnostic>;
+    fn resolve_source(&self, source: &str, table: &str) -> Result<RelationName, Diagnostic>;
     /// The `event_time` column of a model or seed, if it declares one.
     fn ref_event_time(&self, _name: &str) -> Option<String> {
         None

@@ -1,11 +1,12 @@
 //! `tidemark scheduler` and `tidemark executor`: the processes of a Ballista cluster that runs
-//! tidemark's plans (see [`crate::cluster`]). Flags mirror Ballista's own `ballista-scheduler`
+//! tidemark's plans (see [`crate::execute::cluster`]). Flags mirror Ballista's own `ballista-scheduler`
 //! and `ballista-executor`.
 
 use clap::{Args, ValueEnum};
 
 use crate::cli::{ExitStatus, Printer};
-use crate::cluster::{ExecutorOptions, Policy, SchedulerOptions};
+use crate::diagnostics::Error;
+use crate::execute::cluster::{ExecutorOptions, Policy, SchedulerOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PolicyArg {
@@ -84,7 +85,7 @@ pub(crate) struct ExecutorArgs {
     pub memory_pool_size: Option<String>,
 }
 
-pub(crate) async fn scheduler(printer: &Printer, args: SchedulerArgs) -> ExitStatus {
+pub(crate) async fn scheduler(printer: &Printer, args: SchedulerArgs) -> Result<ExitStatus, Error> {
     let options = SchedulerOptions {
         bind_host: args.bind_host,
         bind_port: args.bind_port,
@@ -99,28 +100,17 @@ pub(crate) async fn scheduler(printer: &Printer, args: SchedulerArgs) -> ExitSta
             "tidemark scheduler listening on {address} ({policy}), with tidemark's SQL functions"
         ));
     };
-    match crate::cluster::run_scheduler(options, ready).await {
-        Ok(()) => ExitStatus::Success,
-        Err(message) => {
-            printer.fatal(&message);
-            ExitStatus::Error
-        }
-    }
+    crate::execute::cluster::run_scheduler(options, ready).await?;
+    Ok(ExitStatus::Success)
 }
 
-pub(crate) async fn executor(printer: &Printer, args: ExecutorArgs) -> ExitStatus {
-    let memory_pool_size = match args
+pub(crate) async fn executor(printer: &Printer, args: ExecutorArgs) -> Result<ExitStatus, Error> {
+    let memory_pool_size = args
         .memory_pool_size
         .as_deref()
         .map(crate::project::profiles::parse_bytes)
-    {
-        None => None,
-        Some(Ok(bytes)) => Some(bytes),
-        Some(Err(message)) => {
-            printer.fatal(&format!("--memory-pool-size: {message}"));
-            return ExitStatus::Error;
-        }
-    };
+        .transpose()
+        .map_err(|problem| problem.context("--memory-pool-size"))?;
     let concurrent_tasks = args
         .concurrent_tasks
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -146,11 +136,6 @@ pub(crate) async fn executor(printer: &Printer, args: ExecutorArgs) -> ExitStatu
         policy: args.task_scheduling_policy.into(),
         memory_pool_size,
     };
-    match crate::cluster::run_executor(options).await {
-        Ok(()) => ExitStatus::Success,
-        Err(message) => {
-            printer.fatal(&message);
-            ExitStatus::Error
-        }
-    }
+    crate::execute::cluster::run_executor(options).await?;
+    Ok(ExitStatus::Success)
 }

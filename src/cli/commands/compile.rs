@@ -3,8 +3,9 @@
 use clap::Args;
 
 use crate::artifacts::Artifacts;
-use crate::cli::load::{compile_or_report, load};
+use crate::cli::load::load;
 use crate::cli::{ExitStatus, GlobalArgs, Printer, SelectArgs};
+use crate::diagnostics::Error;
 use crate::graph::select::Scope;
 use crate::graph::ResourceType;
 
@@ -14,24 +15,18 @@ pub(crate) struct CompileArgs {
     pub selection: SelectArgs,
 }
 
-pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: CompileArgs) -> ExitStatus {
-    let Ok(loaded) = load(global, printer) else {
-        return ExitStatus::Error;
-    };
+pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: CompileArgs) -> Result<ExitStatus, Error> {
+    let loaded = load(global, printer)?;
     let scope = Scope {
         sources: false,
         ..Scope::ALL
     };
-    let Ok(selected) = loaded.select(&args.selection, scope, printer) else {
-        return ExitStatus::Error;
-    };
-    let Ok(compiled) = compile_or_report(&loaded, &loaded.graph, &selected, &Default::default(), printer) else {
-        return ExitStatus::Error;
-    };
+    let selected = loaded.select(&args.selection, scope)?;
+    let compiled = loaded.compile(&loaded.graph, &selected, &Default::default())?;
     let artifacts = Artifacts::new(&loaded.project);
     let waiting = |holder: &str| printer.info(&format!("Waiting for another run to finish ({holder})"));
     let id = uuid::Uuid::new_v4().to_string();
-    let lock = match artifacts
+    let lock = artifacts
         .lock(
             &id,
             "tidemark compile",
@@ -39,25 +34,14 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: Compil
             std::time::Duration::from_secs(600),
             waiting,
         )
-        .await
-    {
-        Ok(lock) => lock,
-        Err(message) => {
-            printer.fatal(&message);
-            return ExitStatus::Error;
-        }
-    };
+        .await?;
     let written = artifacts
         .write_compiled(&compiled)
         .and_then(|()| artifacts.write_manifest(&loaded.graph, &loaded.target));
     lock.release().await;
-    if let Err(error) = written {
-        printer.fatal(&format!(
-            "cannot write to {}/: {error}",
-            loaded.project.file.target_path
-        ));
-        return ExitStatus::Error;
-    }
+    written.map_err(|error| {
+        Error::Environment(format!("cannot write to {}/: {error}", loaded.project.file.target_path))
+    })?;
     let models: Vec<&String> = selected
         .iter()
         .filter(|id| loaded.graph.nodes[*id].resource_type == ResourceType::Model)
@@ -78,5 +62,5 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: Compil
             loaded.graph.project_name
         ));
     }
-    ExitStatus::Success
+    Ok(ExitStatus::Success)
 }

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::cli::load::load;
 use crate::cli::{ExitStatus, GlobalArgs, Printer, SelectArgs};
+use crate::diagnostics::Error;
 use crate::graph::select::Scope;
 use crate::graph::ResourceType;
 
@@ -44,10 +45,8 @@ pub(crate) enum LsOutput {
     Json,
 }
 
-pub(crate) fn execute(global: &GlobalArgs, printer: &Printer, args: LsArgs) -> ExitStatus {
-    let Ok(loaded) = load(global, printer) else {
-        return ExitStatus::Error;
-    };
+pub(crate) fn execute(global: &GlobalArgs, printer: &Printer, args: LsArgs) -> Result<ExitStatus, Error> {
+    let loaded = load(global, printer)?;
     let scope = if args.resource_type.is_empty() {
         Scope::ALL
     } else {
@@ -59,9 +58,7 @@ pub(crate) fn execute(global: &GlobalArgs, printer: &Printer, args: LsArgs) -> E
             sources: has(ResourceTypeArg::Source),
         }
     };
-    let Ok(mut selected) = loaded.select(&args.selection, scope, printer) else {
-        return ExitStatus::Error;
-    };
+    let mut selected = loaded.select(&args.selection, scope)?;
     if !args.resource_type.is_empty() {
         let (data, unit) = (
             args.resource_type.contains(&ResourceTypeArg::Test),
@@ -101,5 +98,5 @@ pub(crate) fn execute(global: &GlobalArgs, printer: &Printer, args: LsArgs) -> E
     for line in lines {
         printer.result(&line);
     }
-    ExitStatus::Success
+    Ok(ExitStatus::Success)
 }

@@ -10,22 +10,7 @@ pub(super) mod run;
 pub(super) mod show;
 pub(super) mod source;
 
-use crate::cli::Printer;
-use crate::diagnostics::Diagnostic;
 use crate::graph::{Graph, ResourceType};
-use crate::materialize::Warehouse;
-use crate::project::{Project, Target};
-
-/// Opens the target's warehouse, or explains why it cannot.
-pub(crate) fn open_warehouse(project: &Project, target: &Target, printer: &Printer) -> Result<Warehouse, ()> {
-    Warehouse::open(target, &project.root).map_err(|error| {
-        printer.diagnostics(
-            &Diagnostic::new(format!("target '{}': {error}", target.name))
-                .with_help("check warehouse: and storage: of the target in profiles.yml (`tidemark debug` tests them)")
-                .into(),
-        )
-    })
-}
 
 /// `Found 5 models, 2 seeds, 9 data tests, 0 unit tests, 1 source`.
 pub(crate) fn project_counts(graph: &Graph) -> String {

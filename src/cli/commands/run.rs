@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::artifacts::{Artifacts, RunSummary, TIDEMARK_VERSION};
-use crate::cli::load::{compile_or_report, load};
+use crate::cli::load::{load, Loaded};
 use crate::cli::{ExitStatus, GlobalArgs, Printer, RunArgs};
+use crate::diagnostics::{Diagnostic, Error};
 use crate::documents::{InvocationArgs, RunResults};
-use crate::execute::{self, ExecuteOptions, Reporter, Session};
+use crate::execute::run::{self, RunFlags, RunRequest, StartedRun};
+use crate::execute::{self, ExecuteOptions, Reporter};
 use crate::graph::select::Scope;
 
 /// Which of the executing commands this is.
@@ -50,83 +52,75 @@ impl Kind {
     }
 }
 
-pub(crate) async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, kind: Kind, args: RunArgs) -> ExitStatus {
+pub(crate) async fn execute(
+    global: &GlobalArgs,
+    printer: &Arc<Printer>,
+    kind: Kind,
+    args: RunArgs,
+) -> Result<ExitStatus, Error> {
     let clock = Instant::now();
-    let Ok(loaded) = load(global, printer) else {
-        return ExitStatus::Error;
-    };
-    let Ok(selected) = loaded.select(&args.selection, kind.scope(), printer) else {
-        return ExitStatus::Error;
-    };
-    // Unit tests alone never touch the warehouse: they run on an in-memory store.
-    let offline = only_unit_tests(&loaded.graph, &selected);
-    let warehouse = if offline {
-        crate::materialize::Warehouse::open_url("memory://", &Default::default()).map_err(|error| {
-            printer.fatal(&format!("cannot open an in-memory store: {error}"));
-        })
-    } else {
-        super::open_warehouse(&loaded.project, &loaded.target, printer)
-    };
-    let Ok(warehouse) = warehouse else {
-        return ExitStatus::Error;
-    };
-    // Fail early, with the setting to fix, when the warehouse cannot be written.
-    if kind != Kind::Test {
-        if let Err(error) = warehouse.check_writable().await {
-            printer.fatal(&format!(
-                "warehouse {} is not reachable or not writable: {error}",
-                warehouse.display()
-            ));
-            return ExitStatus::Error;
-        }
-    }
-    // One run at a time per project (target/) and per warehouse: a second run waits.
+    let loaded = load(global, printer)?;
+    let selected = loaded.select(&args.selection, kind.scope())?;
     let run_id = uuid::Uuid::new_v4().to_string();
     let command = format!("tidemark {}", kind.name());
-    let timeout = std::time::Duration::from_secs(args.lock_timeout);
+    let request = RunRequest {
+        project: &loaded.project,
+        target: &loaded.target,
+        graph: &loaded.graph,
+        selected: &selected,
+        command: &command,
+        writes: kind != Kind::Test,
+        run_id: &run_id,
+        lock_timeout: std::time::Duration::from_secs(args.lock_timeout),
+    };
     let waiting = |holder: &str| {
         printer.info(&format!(
             "Waiting for another run to finish ({holder}); giving up after {} s (--lock-timeout)",
             args.lock_timeout
         ))
     };
+    // One run at a time per project (target/) and per warehouse: a second run waits.
     let artifacts = Artifacts::new(&loaded.project);
-    let target_lock = match artifacts
-        .lock(&run_id, &command, loaded.target.lock_lease, timeout, waiting)
-        .await
-    {
-        Ok(lock) => lock,
-        Err(message) => {
-            printer.fatal(&message);
-            return ExitStatus::Error;
+    let target_lock = artifacts
+        .lock(
+            &run_id,
+            &command,
+            loaded.target.lock_lease,
+            request.lock_timeout,
+            waiting,
+        )
+        .await?;
+    let started = match run::start(&request, waiting).await {
+        Ok(started) => started,
+        Err(error) => {
+            target_lock.release().await;
+            return Err(error);
         }
     };
-    let warehouse_lock = match offline {
-        true => None,
-        false => match warehouse.lock_run(&run_id, &command, timeout, waiting).await {
-            Ok(lock) => Some(lock),
-            Err(message) => {
-                target_lock.release().await;
-                printer.fatal(&message);
-                return ExitStatus::Error;
-            }
-        },
-    };
-    let held = [Some(&target_lock), warehouse_lock.as_ref()];
-    for message in held.into_iter().flatten().filter_map(|lock| lock.recovered.as_ref()) {
-        crate::execute::Reporter::notice(printer.as_ref(), message);
+    let recovered = [target_lock.recovered.as_ref(), started.recovered.as_ref()];
+    for message in recovered.into_iter().flatten() {
+        Reporter::notice(printer.as_ref(), message);
     }
-    let status = run_locked(global, printer, kind, args, loaded, selected, warehouse, run_id, clock).await;
-    if let Some(lock) = warehouse_lock {
-        lock.release().await;
-    }
+    let outcome = run_locked(global, printer, kind, &args, &loaded, &request, &started, clock).await;
+    started.release().await;
     target_lock.release().await;
-    status
-}
-
-/// Whether the selection is unit tests alone (which need no warehouse).
-fn only_unit_tests(graph: &crate::graph::Graph, selected: &std::collections::BTreeSet<String>) -> bool {
-    !selected.is_empty() && selected.iter().all(|id| graph.unit_tests.contains_key(id))
+    match outcome? {
+        ExitStatus::Success => match args.show {
+            Some(model) => {
+                printer.info("");
+                let show = super::show::ShowArgs {
+                    select: Some(model),
+                    inline: None,
+                    limit: 20,
+                    explain: false,
+                    analyze: false,
+                };
+                super::show::execute(global, printer, show).await
+            }
+            None => Ok(ExitStatus::Success),
+        },
+        other => Ok(other),
+    }
 }
 
 /// The rest of a run, with the run locks held.
@@ -135,67 +129,43 @@ async fn run_locked(
     global: &GlobalArgs,
     printer: &Arc<Printer>,
     kind: Kind,
-    args: RunArgs,
-    loaded: crate::cli::load::Loaded,
-    selected: std::collections::BTreeSet<String>,
-    warehouse: crate::materialize::Warehouse,
-    run_id: String,
+    args: &RunArgs,
+    loaded: &Loaded,
+    request: &RunRequest<'_>,
+    started: &StartedRun,
     clock: Instant,
-) -> ExitStatus {
-    let incremental =
-        match crate::execute::time_range::incremental_models(&loaded.graph, &selected, &warehouse, args.full_refresh)
-            .await
-        {
-            Ok(incremental) => incremental,
-            Err(message) => {
-                printer.fatal(&message);
-                return ExitStatus::Error;
-            }
-        };
-    // Time-range incremental models: those with an `event_time` that run incrementally.
-    let planned = async {
-        use crate::execute::time_range::{date_flag, plan};
-        let start = date_flag("event-time-start", &args.event_time_start)?;
-        let end = date_flag("event-time-end", &args.event_time_end)?;
-        plan(&loaded.target, &loaded.graph, &warehouse, &incremental, start, end).await
+) -> Result<ExitStatus, Error> {
+    let flags = RunFlags {
+        full_refresh: args.full_refresh,
+        event_time_start: args.event_time_start.clone(),
+        event_time_end: args.event_time_end.clone(),
+        defer: match args.defer {
+            true => loaded.state(&args.selection)?,
+            false => None,
+        },
+        favor_state: args.favor_state,
+        profiles_dir: global.profiles_dir.clone(),
+        store_failures: args.store_failures,
     };
-    let (time_filters, ranges) = match planned.await {
-        Ok(plan) => plan,
-        Err(message) => {
-            printer.fatal(&message);
-            return ExitStatus::Error;
-        }
-    };
-    let mut options = crate::compile::CompileOptions {
-        time_filters,
-        ..Default::default()
-    };
-    options.incremental = incremental;
-    let Ok(compiled) = compile_or_report(&loaded, &loaded.graph, &selected, &options, printer) else {
-        return ExitStatus::Error;
-    };
+    let planned = started.plan(request, &flags).await?;
+    let compiled = loaded.compile(&loaded.graph, request.selected, &planned.compile)?;
     let artifacts = Artifacts::new(&loaded.project);
-    if let Err(error) = artifacts
+    artifacts
         .write_compiled(&compiled)
         .and_then(|()| artifacts.write_manifest(&loaded.graph, &loaded.target).map(|_| ()))
-    {
-        printer.fatal(&format!(
-            "cannot write to {}/: {error}",
-            loaded.project.file.target_path
-        ));
-        return ExitStatus::Error;
-    }
+        .map_err(|error| {
+            Error::Environment(format!("cannot write to {}/: {error}", loaded.project.file.target_path))
+        })?;
 
-    let plan = execute::plan(&loaded.graph, &selected, kind == Kind::Build);
+    let plan = execute::plan(&loaded.graph, request.selected, kind == Kind::Build);
     let threads = args.threads.unwrap_or(loaded.target.threads).max(1);
     printer.info(&format!("Running with tidemark={TIDEMARK_VERSION}"));
     printer.info(&super::project_counts(&loaded.graph));
-    let offline = only_unit_tests(&loaded.graph, &selected);
     printer.info(&format!(
         "Target '{}' ({}), {}, {} thread{}",
         loaded.target.name,
         loaded.target.engine.as_str(),
-        if offline {
+        if started.offline {
             "unit tests only: no warehouse is read or written".to_string()
         } else {
             format!("warehouse {}", loaded.target.warehouse)
@@ -206,68 +176,46 @@ async fn run_locked(
     printer.info("");
     if plan.nodes.is_empty() {
         printer.info("Nothing to do: the selection matched no nodes this command runs.");
-        return ExitStatus::Success;
+        return Ok(ExitStatus::Success);
     }
 
-    let deferred = if args.defer {
-        let Ok(deferred) = deferrals(
-            &loaded,
-            global.profiles_dir.as_deref(),
-            &args,
-            &selected,
-            &warehouse,
-            printer,
-        )
-        .await
-        else {
-            return ExitStatus::Error;
-        };
-        deferred
-    } else {
-        Vec::new()
-    };
-    let graph = Arc::new(loaded.graph);
-    let session = match Session::new(&loaded.target, warehouse, graph.clone(), Arc::new(compiled)) {
-        Ok(mut session) => {
-            session.incremental = options.incremental;
-            session.time_ranges = ranges;
-            session.store_failures = args.store_failures;
-            for (id, warehouse, relation) in deferred {
-                session.defer(&id, warehouse, relation);
-            }
-            Arc::new(session)
-        }
-        Err(error) => {
-            printer.fatal(&error.to_string());
-            return ExitStatus::Error;
-        }
-    };
+    let graph = Arc::new(loaded.graph.clone());
+    let ready = started
+        .session(request, &flags, planned, graph.clone(), compiled)
+        .await?;
+    if let Some((base, count)) = &ready.deferred {
+        printer.info(&format!(
+            "Deferring {count} unselected table{} to the --state run's warehouse {base}",
+            if *count == 1 { "" } else { "s" },
+        ));
+    }
     let options = ExecuteOptions {
         threads,
         fail_fast: args.fail_fast,
-        run_id: run_id.clone(),
+        run_id: request.run_id.to_string(),
     };
     printer.start_progress(plan.nodes.len());
     let reporter: Arc<dyn Reporter> = printer.clone();
-    let results = execute::execute(session, &plan, &options, reporter).await;
+    let results = execute::execute(Arc::new(ready.session), &plan, &options, reporter).await;
     printer.finish_progress();
 
     let elapsed = clock.elapsed().as_secs_f64();
+    let selection = args.selection.clone();
     let summary = RunSummary {
-        run_id: &run_id,
+        run_id: request.run_id,
         command: kind.name(),
         target: &loaded.target,
         args: InvocationArgs {
-            select: args.selection.select,
-            exclude: args.selection.exclude,
-            selector: args.selection.selector,
-            state: args.selection.state,
+            select: selection.select,
+            exclude: selection.exclude,
+            selector: selection.selector,
+            state: selection.state,
             defer: args.defer,
             favor_state: args.favor_state,
             full_refresh: args.full_refresh,
             store_failures: args.store_failures,
-            event_time_start: args.event_time_start,
-            event_time_end: args.event_time_end,
+            event_time_start: args.event_time_start.clone(),
+            event_time_end: args.event_time_end.clone(),
             lock_timeout: args.lock_timeout,
             threads: Some(threads),
             fail_fast: args.fail_fast,
@@ -280,10 +228,9 @@ async fn run_locked(
         printer.fatal(&format!("cannot write run_results.json: {error}"));
     }
     if let Some(path) = &args.junit {
-        if let Err(error) = tidemark_junit(path, &summary, &graph) {
-            printer.fatal(&format!("cannot write the JUnit report {}: {error}", path.display()));
-            return ExitStatus::Error;
-        }
+        tidemark_junit(path, &summary, &graph).map_err(|error| {
+            Error::Environment(format!("cannot write the JUnit report {}: {error}", path.display()))
+        })?;
     }
     let pairs: Vec<_> = results
         .iter()
@@ -291,22 +238,9 @@ async fn run_locked(
         .collect();
     printer.run_summary(&pairs, elapsed);
     if results.iter().any(|result| result.status.is_failure()) {
-        return ExitStatus::Failure;
+        return Ok(ExitStatus::Failure);
     }
-    match args.show {
-        Some(model) => {
-            printer.info("");
-            let show = super::show::ShowArgs {
-                select: Some(model),
-                inline: None,
-                limit: 20,
-                explain: false,
-                analyze: false,
-            };
-            super::show::execute(global, printer, show).await
-        }
-        None => ExitStatus::Success,
-    }
+    Ok(ExitStatus::Success)
 }
 
 fn tidemark_junit(
@@ -317,72 +251,33 @@ fn tidemark_junit(
     crate::artifacts::write_atomically(path, crate::artifacts::junit_xml(summary, graph).as_bytes())
 }
 
-/// `--defer`: the unselected tables the selection reads that this target has not built, read
-/// from the `--state` run's warehouse (see [`crate::execute::defer`]).
-async fn deferrals(
-    loaded: &crate::cli::load::Loaded,
-    profiles_dir: Option<&std::path::Path>,
-    args: &RunArgs,
-    selected: &std::collections::BTreeSet<String>,
-    warehouse: &crate::materialize::Warehouse,
-    printer: &Printer,
-) -> Result<Vec<crate::execute::defer::Deferred>, ()> {
-    let report = |diagnostic: crate::diagnostics::Diagnostic| printer.diagnostics(&diagnostic.into());
-    let Some(state) = loaded.state(&args.selection).map_err(report)? else {
-        return Ok(Vec::new());
-    };
-    let needs = crate::execute::defer::Needs {
-        project: &loaded.project,
-        target: &loaded.target,
-        profiles_dir,
-        graph: &loaded.graph,
-        selected,
-        favor_state: args.favor_state,
-    };
-    let (base, deferred) = crate::execute::defer::deferrals(&state, &needs, warehouse)
-        .await
-        .map_err(report)?;
-    printer.info(&format!(
-        "Deferring {} unselected table{} to the --state run's warehouse {}",
-        deferred.len(),
-        if deferred.len() == 1 { "" } else { "s" },
-        base.display()
-    ));
-    Ok(deferred)
-}
-
 /// `tidemark retry`: the nodes of the last `build`/`run`/`seed`/`test` that errored, failed or
 /// were skipped, run again by the same command with the same options. Its own
 /// `run_results.json` records the same command and options, so a retry can be retried.
-pub(crate) async fn retry(global: &GlobalArgs, printer: &Arc<Printer>) -> ExitStatus {
-    let Ok(project) = crate::project::load(&global.project_dir).map_err(|d| printer.diagnostics(&d)) else {
-        return ExitStatus::Error;
-    };
+pub(crate) async fn retry(global: &GlobalArgs, printer: &Arc<Printer>) -> Result<ExitStatus, Error> {
+    let project = crate::project::load(&global.project_dir)?;
     let path = project.root.join(&project.file.target_path).join("run_results.json");
-    let previous: RunResults = match std::fs::read_to_string(&path)
+    let previous: RunResults = std::fs::read_to_string(&path)
         .map_err(|error| error.to_string())
         .and_then(|text| serde_json::from_str(&text).map_err(|error| error.to_string()))
-    {
-        Ok(previous) => previous,
-        Err(error) => {
-            printer.fatal(&format!(
-                "nothing to retry: cannot read {}/run_results.json ({error}); run build, run, seed or test first",
+        .map_err(|error| {
+            Diagnostic::new(format!(
+                "nothing to retry: cannot read {}/run_results.json ({error})",
                 project.file.target_path
-            ));
-            return ExitStatus::Error;
-        }
-    };
+            ))
+            .with_help("run build, run, seed or test first")
+        })?;
     let kind = match previous.command.as_str() {
         "build" => Kind::Build,
         "run" => Kind::Run,
         "seed" => Kind::Seed,
         "test" => Kind::Test,
         other => {
-            printer.fatal(&format!(
+            return Err(Diagnostic::new(format!(
                 "the last invocation ({}) is not build, run, seed or test; nothing to retry",
                 if other.is_empty() { "unknown" } else { other }
-            ));
-            return ExitStatus::Error;
+            ))
+            .into());
         }
     };
     let retried: Vec<String> = previous
@@ -396,7 +291,7 @@ pub(crate) async fn retry(global: &GlobalArgs, printer: &Arc<Printer>) -> ExitSt
             "Nothing to retry: every node of the last `tidemark {}` succeeded.",
             kind.name()
         ));
-        return ExitStatus::Success;
+        return Ok(ExitStatus::Success);
     }
     let args = previous.args;
     let run_args = RunArgs {

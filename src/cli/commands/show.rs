@@ -6,10 +6,11 @@ use std::sync::Arc;
 use clap::Args;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
-use crate::cli::load::{compile_or_report, load};
+use crate::cli::load::load;
 use crate::cli::{ExitStatus, GlobalArgs, Printer};
 use crate::compile;
-use crate::diagnostics::{did_you_mean, Diagnostic};
+use crate::diagnostics::{did_you_mean, Diagnostic, Error};
+use crate::execute::run::open_warehouse;
 use crate::execute::{run_query_preview, Session};
 use crate::graph::ResourceType;
 
@@ -33,10 +34,8 @@ pub(crate) struct ShowArgs {
     pub analyze: bool,
 }
 
-pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowArgs) -> ExitStatus {
-    let Ok(loaded) = load(global, printer) else {
-        return ExitStatus::Error;
-    };
+pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowArgs) -> Result<ExitStatus, Error> {
+    let loaded = load(global, printer)?;
     let mut graph = loaded.graph.clone();
     let inline_sql = match (&args.inline, &args.select) {
         (Some(sql), _) => sql.clone(),
@@ -46,15 +45,12 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowAr
                 format!("select * from {{{{ ref('{}') }}}}", node.name)
             }
             Some(node) => {
-                printer.diagnostics(
-                    &Diagnostic::new(format!(
-                        "'{}' is a {}; show previews models and seeds",
-                        node.name,
-                        node.resource_type.as_str()
-                    ))
-                    .into(),
-                );
-                return ExitStatus::Error;
+                return Err(Diagnostic::new(format!(
+                    "'{}' is a {}; show previews models and seeds",
+                    node.name,
+                    node.resource_type.as_str()
+                ))
+                .into());
             }
             None => {
                 let names = graph
@@ -66,8 +62,7 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowAr
                 if let Some(near) = did_you_mean(name, names) {
                     diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
                 }
-                printer.diagnostics(&diagnostic.into());
-                return ExitStatus::Error;
+                return Err(diagnostic.into());
             }
         },
         (None, None) => unreachable!("clap requires --select or --inline"),
@@ -78,22 +73,13 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowAr
             .map(|node| node.unique_id.clone())
             .unwrap_or_default()
     } else {
-        match compile::inline_node(&graph, &loaded.engine, &inline_sql) {
-            Ok(node) => {
-                let id = node.unique_id.clone();
-                graph.nodes.insert(id.clone(), node);
-                id
-            }
-            Err(diagnostics) => {
-                printer.diagnostics(&diagnostics);
-                return ExitStatus::Error;
-            }
-        }
+        let node = compile::inline_node(&graph, &loaded.engine, &inline_sql)?;
+        let id = node.unique_id.clone();
+        graph.nodes.insert(id.clone(), node);
+        id
     };
     let selected: BTreeSet<String> = [node_id.clone()].into();
-    let Ok(mut compiled) = compile_or_report(&loaded, &graph, &selected, &Default::default(), printer) else {
-        return ExitStatus::Error;
-    };
+    let mut compiled = loaded.compile(&graph, &selected, &Default::default())?;
     if args.inline.is_some() {
         if let Some(node) = compiled.nodes.get_mut(&node_id) {
             node.compiled_path = "(inline query, not written)".into();
@@ -104,17 +90,10 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowAr
         (true, false) => format!("explain {}", compiled.nodes[&node_id].sql),
         _ => compiled.nodes[&node_id].sql.clone(),
     };
-    let Ok(warehouse) = super::open_warehouse(&loaded.project, &loaded.target, printer) else {
-        return ExitStatus::Error;
-    };
+    let warehouse = open_warehouse(&loaded.project, &loaded.target)?;
     let graph = Arc::new(graph);
-    let session = match Session::new(&loaded.target, warehouse, graph.clone(), Arc::new(compiled)) {
-        Ok(session) => session,
-        Err(error) => {
-            printer.fatal(&error.to_string());
-            return ExitStatus::Error;
-        }
-    };
+    let session = Session::new(&loaded.target, warehouse, graph.clone(), Arc::new(compiled))
+        .map_err(|error| Error::Environment(error.to_string()))?;
     match run_query_preview(&session, &graph.nodes[&node_id], &sql, args.limit).await {
         Ok(batches) => match pretty_format_batches(&batches) {
             Ok(table) => {
@@ -125,16 +104,13 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowAr
                     printer.info(&format!("Previewing {label} (up to {} rows):", args.limit));
                 }
                 printer.result(&table.to_string());
-                ExitStatus::Success
+                Ok(ExitStatus::Success)
             }
-            Err(error) => {
-                printer.fatal(&format!("cannot format the preview: {error}"));
-                ExitStatus::Failure
-            }
+            Err(error) => Err(Error::Internal(format!("cannot format the preview: {error}"))),
         },
         Err(error) => {
             printer.fatal(&error.to_string());
-            ExitStatus::Failure
+            Ok(ExitStatus::Failure)
         }
     }
 }

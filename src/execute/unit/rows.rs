@@ -7,10 +7,10 @@ use super::*;
 pub(super) type TextRow = BTreeMap<String, Option<String>>;
 
 /// Rows as CSV text with a header (NULL = empty field).
-pub(super) fn rows_as_csv(rows: &Rows) -> Result<String, String> {
+pub(super) fn rows_as_csv(rows: &Rows) -> Result<String, UnitError> {
     match rows {
         Rows::Csv(text) => Ok(text.clone()),
-        Rows::Fixture(name) => Err(format!("internal error: fixture '{name}' was not read")),
+        Rows::Fixture(name) => Err(UnitError::Internal(format!("fixture '{name}' was not read"))),
         Rows::Dicts(items) => {
             let mut columns: Vec<&str> = Vec::new();
             for item in items {
@@ -45,27 +45,27 @@ pub(super) fn rows_as_csv(rows: &Rows) -> Result<String, String> {
 }
 
 /// Given rows as one record batch, types inferred as a CSV reader infers them.
-pub(super) fn rows_as_batch(rows: &Rows) -> Result<RecordBatch, String> {
+pub(super) fn rows_as_batch(rows: &Rows) -> Result<RecordBatch, UnitError> {
     use datafusion::arrow::csv::reader::Format;
     use datafusion::arrow::csv::ReaderBuilder;
     let csv = rows_as_csv(rows)?;
     let format = Format::default().with_header(true);
     let (schema, _) = format
         .infer_schema(std::io::Cursor::new(csv.as_bytes()), None)
-        .map_err(|error| format!("cannot read the rows: {error}"))?;
+        .map_err(|error| UnitError::Rows(format!("cannot read the rows: {error}")))?;
     let schema = Arc::new(schema);
     let reader = ReaderBuilder::new(schema.clone())
         .with_format(format)
         .build(std::io::Cursor::new(csv.into_bytes()))
-        .map_err(|error| format!("cannot read the rows: {error}"))?;
+        .map_err(|error| UnitError::Rows(format!("cannot read the rows: {error}")))?;
     let batches: Vec<RecordBatch> = reader
         .collect::<Result<_, _>>()
-        .map_err(|error| format!("cannot read the rows: {error}"))?;
-    datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|error| error.to_string())
+        .map_err(|error| UnitError::Rows(format!("cannot read the rows: {error}")))?;
+    datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(UnitError::from)
 }
 
 /// Expected rows as column → text (None for NULL), with the column order of their first mention.
-pub(super) fn rows_as_text(rows: &Rows) -> Result<(Vec<String>, Vec<TextRow>), String> {
+pub(super) fn rows_as_text(rows: &Rows) -> Result<(Vec<String>, Vec<TextRow>), UnitError> {
     let batch = rows_as_batch(&match rows {
         // Every expected value is compared as text: read the CSV without inferring types.
         Rows::Dicts(_) | Rows::Csv(_) => Rows::Csv(rows_as_csv(rows)?),
@@ -135,7 +135,7 @@ pub(super) fn same(expected: &Option<String>, actual: &Option<String>) -> bool {
 pub(super) fn compare(
     expected: &(Vec<String>, Vec<TextRow>),
     actual: &[RecordBatch],
-) -> Result<(usize, Option<String>), String> {
+) -> Result<(usize, Option<String>), UnitError> {
     let (expected_columns, expected_rows) = expected;
     let actual_rows = batch_as_text(actual);
     let actual_columns: Vec<String> = actual
@@ -145,10 +145,10 @@ pub(super) fn compare(
     if !actual.is_empty() {
         for column in expected_columns {
             if !actual_columns.contains(column) {
-                return Err(format!(
+                return Err(UnitError::Rows(format!(
                     "the model returns no column '{column}'; it returns {}",
                     actual_columns.join(", ")
-                ));
+                )));
             }
         }
     }

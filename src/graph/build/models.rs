@@ -142,7 +142,7 @@ impl Parse<'_> {
                     "lookback_days",
                 ]
                 .into_iter()
-                .find(|key| message.contains(key))
+                .find(|key| message.message.contains(key))
                 .unwrap_or("materialized");
                 problems.push(
                     Diagnostic::new(format!("model '{}': {message}", node.name))

@@ -1,6 +1,7 @@
 //! Source freshness (`freshness: {warn_after, error_after}`): limits as a count and a period.
 
 use super::*;
+use crate::diagnostics::Diagnostic;
 
 /// `freshness: {warn_after: {count: 12, period: hour}, error_after: {...}, filter: "..."}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -36,18 +37,18 @@ pub(super) fn present<'de, D: serde::Deserializer<'de>>(
 }
 
 /// Reads a `freshness:` value (`null`: no freshness check).
-pub(super) fn freshness_of(value: &serde_yaml::Value) -> Result<Option<Freshness>, String> {
+pub(super) fn freshness_of(value: &serde_yaml::Value) -> Result<Option<Freshness>, Diagnostic> {
     let json = super::super::project_file::yaml_to_json(value)?;
     let map = match json {
         Json::Null => return Ok(None),
         Json::Object(map) => map,
         other => {
-            return Err(format!(
+            return Err(Diagnostic::new(format!(
                 "freshness is a mapping with warn_after/error_after, not {other}"
-            ))
+            )))
         }
     };
-    let limit = |key: &str| -> Result<Option<FreshnessLimit>, String> {
+    let limit = |key: &str| -> Result<Option<FreshnessLimit>, Diagnostic> {
         let Some(value) = map.get(key) else { return Ok(None) };
         if value.is_null() {
             return Ok(None);
@@ -59,16 +60,16 @@ pub(super) fn freshness_of(value: &serde_yaml::Value) -> Result<Option<Freshness
                 count,
                 period: period.to_string(),
             })),
-            _ => Err(format!(
+            _ => Err(Diagnostic::new(format!(
                 "freshness {key} is {{count: <whole number>, period: minute|hour|day}}, not {value}"
-            )),
+            ))),
         }
     };
     for key in map.keys() {
         if !["warn_after", "error_after", "filter"].contains(&key.as_str()) {
-            return Err(format!(
+            return Err(Diagnostic::new(format!(
                 "unknown freshness key '{key}'; use warn_after, error_after and filter"
-            ));
+            )));
         }
     }
     let freshness = Freshness {

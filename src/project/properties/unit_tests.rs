@@ -2,6 +2,7 @@
 //! expected rows (inline dicts, inline CSV or a fixture file).
 
 use super::*;
+use crate::diagnostics::Diagnostic;
 
 /// A `unit_tests:` entry.
 #[derive(Debug, Clone, Deserialize)]
@@ -87,16 +88,20 @@ pub enum Rows {
     Fixture(String),
 }
 
-pub(super) fn rows_of(raw: RawRows, owner: &str) -> Result<Rows, String> {
+pub(super) fn rows_of(raw: RawRows, owner: &str) -> Result<Rows, Diagnostic> {
     let format = raw
         .format
         .as_deref()
         .unwrap_or(if raw.fixture.is_some() { "csv" } else { "dict" });
     match (format, raw.rows, raw.fixture) {
-        (_, Some(_), Some(_)) => Err(format!("{owner}: give either rows: or fixture:, not both")),
+        (_, Some(_), Some(_)) => Err(Diagnostic::new(format!(
+            "{owner}: give either rows: or fixture:, not both"
+        ))),
         ("csv", None, Some(fixture)) => Ok(Rows::Fixture(fixture)),
-        (_, None, Some(_)) => Err(format!("{owner}: a fixture: file is CSV (format: csv)")),
-        (_, None, None) => Err(format!("{owner}: needs rows: (or a CSV fixture:)")),
+        (_, None, Some(_)) => Err(Diagnostic::new(format!(
+            "{owner}: a fixture: file is CSV (format: csv)"
+        ))),
+        (_, None, None) => Err(Diagnostic::new(format!("{owner}: needs rows: (or a CSV fixture:)"))),
         ("dict", Some(rows), None) => {
             let json = super::super::project_file::yaml_to_json(&rows)?;
             match json {
@@ -104,17 +109,21 @@ pub(super) fn rows_of(raw: RawRows, owner: &str) -> Result<Rows, String> {
                     .into_iter()
                     .map(|item| match item {
                         Json::Object(map) => Ok(map),
-                        other => Err(format!("{owner}: each row is a mapping of column: value, not {other}")),
+                        other => Err(Diagnostic::new(format!(
+                            "{owner}: each row is a mapping of column: value, not {other}"
+                        ))),
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map(Rows::Dicts),
-                _ => Err(format!("{owner}: rows: is a list of mappings (format: dict)")),
+                _ => Err(Diagnostic::new(format!(
+                    "{owner}: rows: is a list of mappings (format: dict)"
+                ))),
             }
         }
         ("csv", Some(serde_yaml::Value::String(text)), None) => Ok(Rows::Csv(text)),
-        ("csv", Some(_), None) => Err(format!(
+        ("csv", Some(_), None) => Err(Diagnostic::new(format!(
             "{owner}: with format: csv, rows: is a block of CSV text with a header line"
-        )),
-        (other, _, _) => Err(format!("{owner}: format '{other}' is not dict or csv")),
+        ))),
+        (other, _, _) => Err(Diagnostic::new(format!("{owner}: format '{other}' is not dict or csv"))),
     }
 }

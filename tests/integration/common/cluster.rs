@@ -113,10 +113,10 @@ impl ProcessCluster {
             if let Ok(Some(status)) = self.scheduler.try_wait() {
                 panic!("tidemark scheduler exited with {status}");
             }
-            match runtime.block_on(tidemark::cluster::executor_count(&url)) {
+            match runtime.block_on(tidemark::execute::cluster::executor_count(&url)) {
                 Ok(count) if count >= expected => return,
                 Ok(count) => last = format!("{count} of {expected} executors registered"),
-                Err(error) => last = error,
+                Err(error) => last = error.to_string(),
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::diagnostics::Error;
 use ballista_core::config::TaskSchedulingPolicy;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::utils::{default_config_producer, default_session_builder};
@@ -132,7 +133,7 @@ fn session_state(config: SessionConfig, stores: &Arc<EnvironmentStores>) -> data
 
 /// Runs a scheduler until the process is stopped (Ctrl-C or SIGTERM end it at once: its state
 /// lives in memory).
-pub async fn run_scheduler(options: SchedulerOptions, ready: impl FnOnce(SocketAddr)) -> Result<(), String> {
+pub async fn run_scheduler(options: SchedulerOptions, ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
     let stores = Arc::new(EnvironmentStores::default());
     let session_builder: ballista_scheduler::scheduler_server::SessionBuilder =
         Arc::new(move |config: SessionConfig| session_state(config, &stores));
@@ -140,8 +141,10 @@ pub async fn run_scheduler(options: SchedulerOptions, ready: impl FnOnce(SocketA
     let address = format!("{}:{}", options.bind_host, options.bind_port);
     let listener = tokio::net::TcpListener::bind(&address)
         .await
-        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
-    let bound = listener.local_addr().map_err(|error| error.to_string())?;
+        .map_err(|error| Error::Environment(format!("cannot listen on {address}: {error}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|error| Error::Environment(error.to_string()))?;
     let cluster = BallistaCluster::new_memory(
         format!("{}:{}", options.external_host, bound.port()),
         session_builder,
@@ -159,11 +162,11 @@ pub async fn run_scheduler(options: SchedulerOptions, ready: impl FnOnce(SocketA
     };
     let scheduler = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::new(config))
         .await
-        .map_err(|error| format!("starting the scheduler: {error}"))?;
+        .map_err(|error| Error::Environment(format!("starting the scheduler: {error}")))?;
     ready(bound);
     tokio::select! {
         served = start_grpc_service_with_listener(listener, scheduler) => {
-            served.map_err(|error| format!("the scheduler stopped: {error}"))
+            served.map_err(|error| Error::Environment(format!("the scheduler stopped: {error}")))
         }
         _ = stop_signal() => Ok(()),
     }
@@ -193,11 +196,12 @@ async fn stop_signal() {
 
 /// Runs an executor until the process is stopped (Ctrl-C or SIGTERM: it tells the scheduler,
 /// lets its running tasks finish, then exits).
-pub async fn run_executor(options: ExecutorOptions) -> Result<(), String> {
+pub async fn run_executor(options: ExecutorOptions) -> Result<(), Error> {
     std::fs::create_dir_all(&options.work_dir)
-        .map_err(|error| format!("cannot create the work folder {}: {error}", options.work_dir))?;
+        .map_err(|error| Error::Environment(format!("cannot create the work folder {}: {error}", options.work_dir)))?;
     let stores = Arc::new(EnvironmentStores::default());
-    let state = session_state(default_config_producer(), &stores).map_err(|error| error.to_string())?;
+    let state =
+        session_state(default_config_producer(), &stores).map_err(|error| Error::Environment(error.to_string()))?;
     let functions = Arc::new(BallistaFunctionRegistry::from(&state));
     let work_dir = options.work_dir.clone();
     let runtime_producer: RuntimeProducer =
@@ -228,30 +232,33 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<(), String> {
     };
     start_executor_process(Arc::new(config))
         .await
-        .map_err(|error| format!("the executor stopped: {error}"))
+        .map_err(|error| Error::Environment(format!("the executor stopped: {error}")))
 }
 
 /// How many live executors the scheduler at `scheduler_url` (`http://host:port`) has, from its
 /// `/readyz` health route (served on the gRPC port by Ballista's schedulers).
-pub async fn executor_count(scheduler_url: &str) -> Result<usize, String> {
+pub async fn executor_count(scheduler_url: &str) -> Result<usize, Error> {
     let response = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
-        .map_err(|error| error.to_string())?
+        .map_err(|error| Error::Environment(error.to_string()))?
         .get(format!("{scheduler_url}/readyz"))
         .send()
         .await
-        .map_err(|error| format!("cannot reach the scheduler at {scheduler_url}: {error}"))?;
-    let text = response.text().await.map_err(|error| error.to_string())?;
+        .map_err(|error| Error::Environment(format!("cannot reach the scheduler at {scheduler_url}: {error}")))?;
+    let text = response
+        .text()
+        .await
+        .map_err(|error| Error::Environment(error.to_string()))?;
     // "ready: 2 executors registered" or "not ready: 0/1 executors registered".
     let count = text
         .split_whitespace()
         .find_map(|word| word.split('/').next().and_then(|n| n.parse::<usize>().ok()))
         .ok_or_else(|| {
-            format!(
+            Error::Environment(format!(
                 "the scheduler at {scheduler_url} answered /readyz with '{}'",
                 text.trim()
-            )
+            ))
         })?;
     Ok(count)
 }
