@@ -22,7 +22,7 @@
 //! |---|---|
 //! | [`project`] | reading project files: `tidemark.yml`/`dbt_project.yml`, `profiles.yml`, `selectors.yml`, models, macros, seeds, property YAML |
 //! | [`template`] | minijinja environment with the dbt context (`ref`, `source`, `config`, `var`, `env_var`, `this`, `is_incremental`, macros); parse and compile renders |
-//! | [`graph`] | nodes with resolved configs and checksums, the DAG (cycles rejected with their path), dbt selection syntax, comparison with a saved run (`state:`/`result:` selectors, what `--defer` reads) |
+//! | [`graph`] | nodes with resolved configs and checksums (what only one kind of node has, its relation, files or generic test, is its [`graph::Resource`]), the DAG (cycles rejected with their path), dbt selection syntax, comparison with a saved run (`state:`/`result:` selectors, what `--defer` reads) |
 //! | [`metrics`] | metric models (`metric_models:` YAML) expanded into generated SQL models: daily roll-up, scorecard, alerts |
 //! | [`compile`] | refs → relations, ephemeral models → CTEs, generic tests → SQL; pure and deterministic |
 //! | [`functions`] | SQL functions tidemark registers in every session: `tidemark_periods`, the `tidemark_window_*` aggregates (every trailing window of a group at a list of period ends, in one pass) and the window functions `tidemark_streak*`, `tidemark_trailing_*` (baselines), `tidemark_recent_mean` and `tidemark_change` (event sequences) that metric models compile to, each computing a whole ordering in one pass with the entity as its key |

@@ -218,8 +218,8 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: String
             ResourceType::Source => {
                 let source = ManifestSource {
                     entry,
-                    location: node.location.clone(),
-                    format: node.format.map(|format| format.as_str().to_string()),
+                    location: node.files().map(str::to_string),
+                    format: node.file_format().map(|format| format.as_str().to_string()),
                 };
                 sources.insert(node.unique_id.clone(), source);
             }
@@ -229,8 +229,8 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: String
                     entry,
                     compiled_path: compiled.then(|| compiled_path(target_path, &graph.project_name, node)),
                     unit_test: graph.unit_tests.get(&node.unique_id).map(unit_test_entry),
-                    test_metadata: node.test.as_ref().map(test_metadata),
-                    severity: node.test.as_ref().map(|_| severity(node.severity).to_string()),
+                    test_metadata: node.generic_test().map(test_metadata),
+                    severity: node.generic_test().map(|_| severity(node.severity()).to_string()),
                 };
                 nodes.insert(node.unique_id.clone(), manifest_node);
             }
@@ -298,8 +298,7 @@ fn node_entry(graph: &Graph, node: &Node) -> NodeEntry {
             macros: crate::graph::state::macro_ids(graph, node),
         },
         relation: node
-            .relation
-            .as_ref()
+            .relation()
             .map(|relation| format!("{}.{}", relation.schema, relation.identifier)),
         checksum: Checksum::sha256(&node.checksum),
         vars: node.vars.clone(),

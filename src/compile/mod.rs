@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
-use crate::graph::{Graph, Materialization, Node, ResourceType};
+use crate::graph::{Graph, Materialization, Node, Resource, ResourceType};
 use crate::relation::RelationName;
 /// The Jinja engine of a project: loading renders models with it, compiling renders them again.
 pub use crate::template::TemplateEngine;
@@ -144,10 +144,10 @@ pub fn compile(
 
     // Ephemeral bodies first (they are inlined into others), then everything else.
     let render = |node: &Node| -> Result<String, Diagnostic> {
-        match (&node.resource_type, &node.test) {
-            (ResourceType::Test, Some(test)) if engine.custom_test(&test.test_name).is_some() => engine.compile(
+        match node.generic_test() {
+            Some(test) if engine.custom_test(&test.test_name).is_some() => engine.compile(
                 &node.path,
-                &tests::custom_test_call(graph, node),
+                &tests::custom_test_call(graph, test),
                 CompileContext {
                     this: this_relation(node),
                     config: node.config.clone(),
@@ -156,7 +156,7 @@ pub fn compile(
                     time_filter: None,
                 },
             ),
-            (ResourceType::Test, Some(_)) => tests::generic_test_sql(graph, node, resolver.as_ref()),
+            Some(test) => tests::generic_test_sql(graph, node, test, resolver.as_ref()),
             _ => engine.compile(
                 &node.path,
                 &node.raw_code,
@@ -261,7 +261,7 @@ pub fn compiled_path(target_path: &str, project_name: &str, node: &Node) -> Stri
 }
 
 fn this_relation(node: &Node) -> RelationName {
-    node.relation.clone().unwrap_or_else(|| RelationName {
+    node.relation().cloned().unwrap_or_else(|| RelationName {
         schema: String::new(),
         identifier: node.name.clone(),
         rendered: format!("{EPHEMERAL_PREFIX}{}", node.name),
@@ -365,15 +365,14 @@ impl GraphResolver {
                 };
                 event_times.insert(key, column.to_string());
             }
-            match node.resource_type {
-                ResourceType::Model | ResourceType::Seed => {
+            match &node.resource {
+                Resource::Model { .. } | Resource::Ephemeral | Resource::Seed { .. } => {
                     by_name.insert(node.name.clone(), this_relation(node));
                 }
-                ResourceType::Source => {
-                    let relation = node.relation.clone().expect("sources have relations");
-                    sources.insert((node.fqn[1].clone(), node.name.clone()), relation);
+                Resource::Source { relation, .. } => {
+                    sources.insert((node.fqn[1].clone(), node.name.clone()), relation.clone());
                 }
-                ResourceType::Test => {}
+                Resource::Test { .. } => {}
             }
         }
         GraphResolver {
@@ -463,9 +462,12 @@ pub fn inline_node(graph: &Graph, engine: &TemplateEngine, sql: &str) -> Result<
         ..Node::new(
             format!("sql_operation.{}.inline", graph.project_name),
             "inline".into(),
-            ResourceType::Test,
             NAME.into(),
             Materialization::Test,
+            Resource::Test {
+                severity: crate::graph::Severity::Error,
+                generic: None,
+            },
         )
     })
 }

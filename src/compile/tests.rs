@@ -4,16 +4,14 @@
 use serde_json::Value as Json;
 
 use crate::diagnostics::Diagnostic;
-use crate::graph::{parse_relation_expression, Graph, Node, RelationExpression};
+use crate::graph::{parse_relation_expression, GenericTest, Graph, Node, RelationExpression};
 use crate::template::RelationResolver;
 
 /// The relation a generic test reads: the tested node, filtered by the test's `where:`.
-fn tested_relation(graph: &Graph, node: &Node) -> String {
-    let test = node.test.as_ref().expect("generic test node");
+fn tested_relation(graph: &Graph, test: &GenericTest) -> String {
     let tested = &graph.nodes[&test.tested_node];
     let relation = tested
-        .relation
-        .as_ref()
+        .relation()
         .map(|relation| relation.rendered.clone())
         .unwrap_or_else(|| format!("{}{}", super::EPHEMERAL_PREFIX, tested.name));
     match &test.where_clause {
@@ -25,13 +23,12 @@ fn tested_relation(graph: &Graph, node: &Node) -> String {
 /// The Jinja call of a custom generic test (`{% test name(model, column_name, ...) %}`):
 /// `model` is the tested relation (filtered by `where:`), `column_name` the column it is
 /// declared under, and every argument a keyword argument.
-pub(super) fn custom_test_call(graph: &Graph, node: &Node) -> String {
-    let test = node.test.as_ref().expect("generic test node");
+pub(super) fn custom_test_call(graph: &Graph, test: &GenericTest) -> String {
     let literal = |value: &Json| match value {
         Json::Null => "none".to_string(),
         other => other.to_string(),
     };
-    let mut arguments = vec![format!("model={}", literal(&Json::from(tested_relation(graph, node))))];
+    let mut arguments = vec![format!("model={}", literal(&Json::from(tested_relation(graph, test))))];
     if let Some(column) = &test.column_name {
         arguments.push(format!("column_name={}", literal(&Json::from(column.clone()))));
     }
@@ -45,11 +42,11 @@ pub(super) fn custom_test_call(graph: &Graph, node: &Node) -> String {
 pub(super) fn generic_test_sql(
     graph: &Graph,
     node: &Node,
+    test: &GenericTest,
     resolver: &dyn RelationResolver,
 ) -> Result<String, Diagnostic> {
-    let test = node.test.as_ref().expect("generic test node");
     let at_declaration = |problem: Diagnostic| problem.in_file(&node.path).at_place(node.line, node.column);
-    let model = tested_relation(graph, node);
+    let model = tested_relation(graph, test);
     let column = test.column_name.clone().unwrap_or_default();
     let sql = match test.test_name.as_str() {
         "not_null" => format!("select *\nfrom {model}\nwhere {column} is null\n"),

@@ -69,13 +69,12 @@ pub(super) async fn deferrals(
     let mut deferred = Vec::new();
     for id in needed.difference(needs.selected) {
         let node = &graph.nodes[id];
-        if !node.writes_table() {
+        let Some(relation) = node.relation().filter(|_| node.writes_table()) else {
             continue;
-        }
+        };
         let Some(stored) = state.relation(id).and_then(|text| text.split_once('.')) else {
             continue;
         };
-        let relation = node.relation.as_ref().expect("tables have relations");
         let built_here = warehouse
             .table_exists(relation)
             .await

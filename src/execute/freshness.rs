@@ -55,7 +55,9 @@ async fn check(session: &Session, node: &Node, freshness: &Freshness, now: chron
             node.fqn[1], node.name
         ));
     };
-    let relation = node.relation.as_ref().expect("sources have relations");
+    let Some(relation) = node.relation() else {
+        return runtime_error(format!("{} is not a source table", node.unique_id));
+    };
     let filter = freshness
         .filter
         .as_deref()

@@ -28,7 +28,7 @@ use super::session::CATALOG;
 use super::{ExecuteError, Session};
 use crate::graph::{Node, SchemaChange, Strategy};
 use crate::materialize::Replace;
-use crate::relation::quote_identifier;
+use crate::relation::{quote_identifier, RelationName};
 
 /// What an incremental run wrote.
 pub(super) struct IncrementalWrite {
@@ -178,13 +178,13 @@ fn key_match(columns: &[String], a: &str, b: &str) -> String {
 pub(super) async fn write(
     session: &Session,
     node: &Node,
+    relation: &RelationName,
     frame: DataFrame,
     run_id: &str,
 ) -> Result<IncrementalWrite, ExecuteError> {
     let config = node
         .incremental()
         .map_err(|problem| ExecuteError::Setup(problem.to_string()))?;
-    let relation = node.relation.as_ref().expect("models have relations");
     let sql_error = |message: String| super::write::sql_error(session, node, message);
 
     // The new rows, computed once: kept in memory, or on a cluster written by the executors to
@@ -234,6 +234,7 @@ pub(super) async fn write(
     let result = merge(
         session,
         node,
+        relation,
         &config,
         &new_name,
         &new_schema,
@@ -255,6 +256,7 @@ pub(super) async fn write(
 async fn merge(
     session: &Session,
     node: &Node,
+    relation: &RelationName,
     config: &crate::graph::Incremental,
     new_name: &TableReference,
     new_schema: &SchemaRef,
@@ -262,7 +264,6 @@ async fn merge(
     scanned: super::write::Scanned,
     run_id: &str,
 ) -> Result<IncrementalWrite, ExecuteError> {
-    let relation = node.relation.as_ref().expect("models have relations");
     let sql_error = |message: String| super::write::sql_error(session, node, message);
     let new_sql = format!(
         "{}.{}.{}",
@@ -351,7 +352,7 @@ async fn merge(
             .sql(&combined)
             .await
             .map_err(|e| sql_error(e.strip_backtrace()))?;
-        let (summary, _) = super::write::write_frame(session, node, frame, run_id).await?;
+        let (summary, _) = super::write::write_frame(session, node, relation, frame, run_id).await?;
         return Ok(IncrementalWrite {
             new_rows,
             scanned,
@@ -401,7 +402,8 @@ async fn merge(
         .sql(&restricted)
         .await
         .map_err(|e| sql_error(e.strip_backtrace()))?;
-    let (summary, _) = super::write::write_partitioned(session, node, frame, Replace::Only(folders), run_id).await?;
+    let (summary, _) =
+        super::write::write_partitioned(session, node, relation, frame, Replace::Only(folders), run_id).await?;
     Ok(IncrementalWrite {
         new_rows,
         scanned,

@@ -108,7 +108,7 @@ impl NodeStatus {
 /// default to `!=0` (checked when the graph is built).
 pub fn test_verdict(node: &Node, failures: u64) -> (NodeStatus, String) {
     let holds = |key: &str| node.threshold(key).map(|t| t.holds(failures)).unwrap_or(failures != 0);
-    if node.severity == crate::graph::Severity::Error && holds("error_if") {
+    if node.severity() == crate::graph::Severity::Error && holds("error_if") {
         (NodeStatus::Fail, format!("FAIL {failures}"))
     } else if holds("warn_if") {
         (NodeStatus::Warn, format!("WARN {failures}"))
@@ -231,7 +231,7 @@ pub fn plan(graph: &Graph, selected: &BTreeSet<String>, tests_gate_children: boo
             .filter(|node| node.resource_type == ResourceType::Test && !node.is_unit_test())
             .collect();
         for test in tests {
-            let attached: Vec<String> = match &test.test {
+            let attached: Vec<String> = match test.generic_test() {
                 Some(generic) => vec![generic.attached_node.clone()],
                 None => test.depends_on.clone(),
             };

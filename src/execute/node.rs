@@ -9,9 +9,9 @@ use serde_json::Value as Json;
 
 use super::write::{plan_sql, sql_error, write_frame, Scanned};
 use super::{ExecuteError, NodeResult, NodeStatus, Reporter, Session};
-use crate::graph::{Materialization, Node, Strategy};
+use crate::graph::{Materialization, Node, Resource, Strategy};
 use crate::materialize::WriteSummary;
-use crate::relation::quote_identifier;
+use crate::relation::{quote_identifier, RelationName};
 
 /// What a node did when it succeeded.
 struct Outcome {
@@ -94,8 +94,8 @@ async fn attempt_node(
     run_id: &str,
     detail: &mut Option<String>,
 ) -> Result<Outcome, ExecuteError> {
-    match node.materialized {
-        Materialization::Test if node.is_unit_test() => super::unit::run(session, node).await.map(|unit| {
+    match (&node.resource, node.materialized) {
+        (Resource::Test { .. }, _) if node.is_unit_test() => super::unit::run(session, node).await.map(|unit| {
             *detail = unit.detail;
             Outcome {
                 status: unit.status,
@@ -106,20 +106,22 @@ async fn attempt_node(
                 scanned: None,
             }
         }),
-        Materialization::Table | Materialization::Incremental => build_table(session, node, run_id).await,
-        Materialization::View => session.create_view(node).await.map(|()| Outcome {
-            status: NodeStatus::Success,
-            message: "CREATE VIEW".into(),
-            rows: None,
-            failures: None,
-            write: None,
-            scanned: None,
-        }),
-        Materialization::Seed => load_seed(session, node, run_id).await,
-        Materialization::Test => run_test(session, node, run_id).await,
-        Materialization::Ephemeral | Materialization::External => {
-            Err(ExecuteError::Internal(format!("{} is not executable", node.unique_id)))
+        (Resource::Model { relation }, Materialization::Table | Materialization::Incremental) => {
+            build_table(session, node, relation, run_id).await
         }
+        (Resource::Model { relation }, Materialization::View) => {
+            session.create_view(node, relation).await.map(|()| Outcome {
+                status: NodeStatus::Success,
+                message: "CREATE VIEW".into(),
+                rows: None,
+                failures: None,
+                write: None,
+                scanned: None,
+            })
+        }
+        (Resource::Seed { relation, file }, _) => load_seed(session, node, relation, file, run_id).await,
+        (Resource::Test { .. }, _) => run_test(session, node, run_id).await,
+        _ => Err(ExecuteError::Internal(format!("{} is not executable", node.unique_id))),
     }
 }
 
@@ -164,12 +166,16 @@ fn compiled_sql<'a>(session: &'a Session, node: &Node) -> Result<&'a str, Execut
         .ok_or_else(|| ExecuteError::Internal(format!("{} was not compiled", node.unique_id)))
 }
 
-async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Outcome, ExecuteError> {
+async fn build_table(
+    session: &Session,
+    node: &Node,
+    relation: &RelationName,
+    run_id: &str,
+) -> Result<Outcome, ExecuteError> {
     session.register_inputs(node).await?;
     let incremental = session.incremental.contains(&node.unique_id);
     if incremental {
         // `{{ this }}`: the table as it is before this run.
-        let relation = node.relation.as_ref().expect("tables have relations");
         session.register_written_table(relation).await?;
     }
     let sql = compiled_sql(session, node)?;
@@ -187,7 +193,7 @@ async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Out
     };
     let frame = super::contract::enforce(node, frame).await?;
     if incremental {
-        let write = super::incremental::write(session, node, frame, run_id).await?;
+        let write = super::incremental::write(session, node, relation, frame, run_id).await?;
         let verb = match write.strategy {
             Strategy::Append => "APPEND",
             Strategy::Merge => "MERGE",
@@ -203,7 +209,7 @@ async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Out
             scanned: Some(write.scanned),
         });
     }
-    let (summary, scanned) = write_frame(session, node, frame, run_id).await?;
+    let (summary, scanned) = write_frame(session, node, relation, frame, run_id).await?;
     Ok(Outcome {
         status: NodeStatus::Success,
         message: format!("OK {}", summary.rows),
@@ -214,8 +220,13 @@ async fn build_table(session: &Session, node: &Node, run_id: &str) -> Result<Out
     })
 }
 
-async fn load_seed(session: &Session, node: &Node, run_id: &str) -> Result<Outcome, ExecuteError> {
-    let path = node.location.as_deref().expect("seeds have a file");
+async fn load_seed(
+    session: &Session,
+    node: &Node,
+    relation: &RelationName,
+    path: &str,
+    run_id: &str,
+) -> Result<Outcome, ExecuteError> {
     let seed_error = |message: String| ExecuteError::Setup(format!("seed '{}' ({}): {message}", node.name, node.path));
     let frame = session
         .ctx
@@ -258,7 +269,7 @@ async fn load_seed(session: &Session, node: &Node, run_id: &str) -> Result<Outco
             .select_exprs(&expressions)
             .map_err(|error| seed_error(error.strip_backtrace()))?
     };
-    let (summary, scanned) = write_frame(session, node, frame, run_id).await?;
+    let (summary, scanned) = write_frame(session, node, relation, frame, run_id).await?;
     Ok(Outcome {
         status: NodeStatus::Success,
         message: format!("INSERT {}", summary.rows),

@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 
 use super::ExecuteError;
 use crate::compile::CompiledProject;
-use crate::graph::{Graph, Materialization, Node};
+use crate::graph::{Graph, Materialization, Node, Resource};
 use crate::materialize::Warehouse;
 use crate::project::SourceFormat;
 use crate::project::{Engine, Target};
@@ -248,13 +248,13 @@ impl Session {
     }
 
     /// Registers a view so later nodes can read it.
-    pub async fn create_view(&self, node: &Node) -> Result<(), ExecuteError> {
+    pub async fn create_view(&self, node: &Node, relation: &RelationName) -> Result<(), ExecuteError> {
         let mut guard = self.registered.lock().await;
         let mut visiting = BTreeSet::new();
         for parent in &node.depends_on {
             self.register(&mut guard, parent, &mut visiting).await?;
         }
-        self.register_view(node).await
+        self.register_view(node, relation).await
     }
 
     fn register<'a>(
@@ -265,24 +265,23 @@ impl Session {
     ) -> futures::future::BoxFuture<'a, Result<(), ExecuteError>> {
         Box::pin(async move {
             let node = &self.graph.nodes[id];
-            match node.materialized {
-                Materialization::Ephemeral => {
+            match (&node.resource, node.materialized) {
+                (Resource::Ephemeral, _) => {
                     // Inlined as a CTE; what it reads must be registered.
                     for parent in &node.depends_on {
                         self.register(registered, parent, visiting).await?;
                     }
                 }
-                Materialization::View => {
+                (Resource::Model { relation }, Materialization::View) => {
                     if !visiting.insert(id.to_string()) {
                         return Ok(());
                     }
                     for parent in &node.depends_on {
                         self.register(registered, parent, visiting).await?;
                     }
-                    self.register_view(node).await?;
+                    self.register_view(node, relation).await?;
                 }
-                Materialization::Table | Materialization::Incremental | Materialization::Seed => {
-                    let relation = node.relation.as_ref().expect("tables have relations");
+                (Resource::Model { relation } | Resource::Seed { relation, .. }, _) => {
                     let key = format!("{}.{}", relation.schema, relation.identifier);
                     if registered.contains(&key) {
                         return Ok(());
@@ -326,16 +325,22 @@ impl Session {
                     self.register_parquet_table(relation).await?;
                     registered.insert(key);
                 }
-                Materialization::External => {
-                    let relation = node.relation.as_ref().expect("sources have relations");
+                (
+                    Resource::Source {
+                        relation,
+                        location,
+                        format,
+                    },
+                    _,
+                ) => {
                     let key = format!("{}.{}", relation.schema, relation.identifier);
                     if registered.contains(&key) {
                         return Ok(());
                     }
-                    self.register_source(node, relation).await?;
+                    self.register_source(node, relation, location.as_ref(), *format).await?;
                     registered.insert(key);
                 }
-                Materialization::Test => {}
+                (Resource::Test { .. }, _) => {}
             }
             Ok(())
         })
@@ -450,8 +455,7 @@ impl Session {
         Ok(())
     }
 
-    async fn register_view(&self, node: &Node) -> Result<(), ExecuteError> {
-        let relation = node.relation.as_ref().expect("views have relations");
+    async fn register_view(&self, node: &Node, relation: &RelationName) -> Result<(), ExecuteError> {
         self.ensure_schema(&relation.schema)?;
         let compiled = self.compiled.nodes.get(&node.unique_id).ok_or_else(|| {
             ExecuteError::Internal(format!(
@@ -469,10 +473,18 @@ impl Session {
         Ok(())
     }
 
-    async fn register_source(&self, node: &Node, relation: &RelationName) -> Result<(), ExecuteError> {
+    /// Registers a source table: its files at `location` (read as `format`, else as their
+    /// extension says), or without a location the warehouse table of its name.
+    async fn register_source(
+        &self,
+        node: &Node,
+        relation: &RelationName,
+        location: Option<&String>,
+        format: Option<SourceFormat>,
+    ) -> Result<(), ExecuteError> {
         self.ensure_schema(&relation.schema)?;
         let reference = Self::reference(relation);
-        let Some(location) = &node.location else {
+        let Some(location) = location else {
             // A warehouse table produced elsewhere.
             if !self
                 .warehouse
@@ -495,7 +507,7 @@ impl Session {
             location: location.clone(),
             message: error.to_string(),
         })?;
-        let format = node.format.unwrap_or_else(|| SourceFormat::of_location(location));
+        let format = format.unwrap_or_else(|| SourceFormat::of_location(location));
         let registered = self.register_listing(reference, location, format, None).await;
         registered.map_err(|error| ExecuteError::Source {
             source_name: format!("{}.{}", node.fqn[1], node.name),

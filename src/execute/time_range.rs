@@ -36,14 +36,13 @@ pub(super) async fn incremental_models(
     let mut incremental = BTreeSet::new();
     for id in selected {
         let node = &graph.nodes[id];
-        if node.materialized != crate::graph::Materialization::Incremental {
+        let (crate::graph::Materialization::Incremental, Some(relation)) = (node.materialized, node.relation()) else {
             continue;
-        }
+        };
         let protected = node.incremental().ok().and_then(|c| c.full_refresh) == Some(false);
         if full_refresh && !protected {
             continue;
         }
-        let relation = node.relation.as_ref().expect("models have relations");
         if warehouse
             .table_exists(relation)
             .await
@@ -94,8 +93,9 @@ pub(super) async fn plan(
             .map_err(|error| Error::Environment(error.to_string()))?;
         for id in &candidates {
             let node = &graph.nodes[*id];
-            let relation = node.relation.as_ref().expect("models have relations");
-            let column = node.event_time().expect("candidate");
+            let (Some(relation), Some(column)) = (node.relation(), node.event_time()) else {
+                continue;
+            };
             let date = async {
                 probe.register_written_table(relation).await?;
                 let frame = probe
@@ -137,7 +137,7 @@ pub(super) async fn plan(
                 let upstream = upstream_candidates(graph, id, &candidates)
                     .into_iter()
                     .filter_map(|up| starts.get(&up).copied().flatten());
-                latest[id].into_iter().chain(upstream).min()
+                latest.get(id).copied().flatten().into_iter().chain(upstream).min()
             }
         };
         starts.insert(id.clone(), start);
@@ -145,7 +145,7 @@ pub(super) async fn plan(
 
     for (id, start) in starts {
         let node = &graph.nodes[&id];
-        let column = node.event_time().expect("candidate");
+        let Some(column) = node.event_time() else { continue };
         let lookback = node
             .lookback_days()
             .map_err(|diagnostic| diagnostic.in_file(node.path.clone()).at_place(node.line, node.column))?;

@@ -26,7 +26,7 @@ use serde_json::Value as Json;
 
 use super::session::CATALOG;
 use super::{ExecuteError, NodeStatus, Session};
-use crate::graph::{Graph, Materialization, Node, ResourceType, UnitTest};
+use crate::graph::{Graph, Materialization, Node, Resource, ResourceType, UnitTest};
 use crate::project::Rows;
 use crate::relation::quote_identifier;
 
@@ -291,7 +291,10 @@ async fn declared_schema(declared: &[(String, String)]) -> Option<SchemaRef> {
 /// `column_types` (the project's own file; no table is read).
 async fn seed_schema(node: &Node, declared: &[(String, String)]) -> Option<SchemaRef> {
     use datafusion::arrow::csv::reader::Format;
-    let file = std::fs::File::open(node.location.as_deref()?).ok()?;
+    let Resource::Seed { file, .. } = &node.resource else {
+        return None;
+    };
+    let file = std::fs::File::open(file).ok()?;
     let (inferred, _) = Format::default()
         .with_header(true)
         .infer_schema(file, Some(1000))
@@ -376,8 +379,7 @@ fn register_batches(
     batches: Vec<RecordBatch>,
 ) -> Result<(), UnitError> {
     let relation = node
-        .relation
-        .as_ref()
+        .relation()
         .ok_or_else(|| UnitError::Internal(format!("'{}' has no relation", node.name)))?;
     let catalog = ctx
         .catalog(CATALOG)

@@ -13,6 +13,7 @@ use super::{ExecuteError, Session};
 use crate::graph::Node;
 use crate::materialize::sink::{QueryOutput, Written};
 use crate::materialize::{MaterializeError, Replace, WriteSummary};
+use crate::relation::RelationName;
 
 /// What the scans of a node's query read from storage: rows they produced (after pruning and
 /// filter pushdown) and bytes fetched.
@@ -114,13 +115,13 @@ fn cluster_hint(message: &str) -> Option<&'static str> {
 pub(super) async fn write_frame(
     session: &Session,
     node: &Node,
+    relation: &RelationName,
     frame: DataFrame,
     run_id: &str,
 ) -> Result<(WriteSummary, Scanned), ExecuteError> {
     if !node.partition_by().is_empty() {
-        return write_partitioned(session, node, frame, Replace::All, run_id).await;
+        return write_partitioned(session, node, relation, frame, Replace::All, run_id).await;
     }
-    let relation = node.relation.as_ref().expect("tables have relations");
     let written = session
         .warehouse
         .replace_table(relation, run_id, output(session, frame))
@@ -222,11 +223,11 @@ fn materialize_error(session: &Session, node: &Node, error: MaterializeError) ->
 pub(super) async fn write_partitioned(
     session: &Session,
     node: &Node,
+    relation: &RelationName,
     frame: DataFrame,
     replace: Replace,
     run_id: &str,
 ) -> Result<(WriteSummary, Scanned), ExecuteError> {
-    let relation = node.relation.as_ref().expect("tables have relations");
     let written = session
         .warehouse
         .replace_partitions(relation, run_id, output(session, frame), &node.partition_by(), replace)

@@ -261,8 +261,43 @@ pub struct UnitTest {
     pub vars: BTreeMap<String, Json>,
 }
 
+/// What only one kind of node has.
+#[derive(Debug, Clone)]
+pub enum Resource {
+    /// A view, table or incremental model: the relation it is read as.
+    Model { relation: RelationName },
+    /// An ephemeral model: inlined into the models that use it, so it has no relation.
+    Ephemeral,
+    /// A seed: its CSV file and the table it is loaded into.
+    Seed { relation: RelationName, file: String },
+    /// A source table: the relation models read, and its files and their format when declared
+    /// (without a location it is a table of the warehouse).
+    Source {
+        relation: RelationName,
+        location: Option<String>,
+        format: Option<crate::project::SourceFormat>,
+    },
+    /// A data or unit test: its severity and, for a generic test, what it tests.
+    Test {
+        severity: Severity,
+        generic: Option<GenericTest>,
+    },
+}
+
+impl Resource {
+    /// The resource type this data belongs to.
+    pub fn resource_type(&self) -> ResourceType {
+        match self {
+            Resource::Model { .. } | Resource::Ephemeral => ResourceType::Model,
+            Resource::Seed { .. } => ResourceType::Seed,
+            Resource::Source { .. } => ResourceType::Source,
+            Resource::Test { .. } => ResourceType::Test,
+        }
+    }
+}
+
 /// A node of the project.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Node {
     /// `model.<project>.<name>`, `seed.…`, `test.…`, `source.<project>.<source>.<table>`.
     pub unique_id: String,
@@ -271,7 +306,6 @@ pub struct Node {
     /// File the node comes from (for generic tests: the property file declaring it).
     pub path: String,
     pub line: Option<usize>,
-    #[serde(skip)]
     pub column: Option<usize>,
     /// `[project, folders..., name]`.
     pub fqn: Vec<String>,
@@ -280,51 +314,39 @@ pub struct Node {
     pub config: ConfigMap,
     pub tags: Vec<String>,
     pub description: String,
-    #[serde(skip)]
     pub columns: Vec<ColumnProperties>,
-    /// The relation the node is read as (`None` for tests and ephemeral models).
-    #[serde(skip)]
-    pub relation: Option<RelationName>,
+    /// What only this kind of node has: relation, files, test.
+    pub resource: Resource,
     /// Model / singular test SQL as written.
-    #[serde(skip)]
     pub raw_code: String,
-    #[serde(skip)]
     pub refs: Vec<RefCall>,
-    #[serde(skip)]
     pub sources: Vec<SourceCall>,
     /// Unique ids of the nodes this one reads, sorted.
     pub depends_on: Vec<String>,
-    pub severity: Severity,
-    pub test: Option<GenericTest>,
-    /// Source tables: where the files are and their format.
-    pub location: Option<String>,
-    pub format: Option<crate::project::SourceFormat>,
     /// SHA-256 of what the node is made of (SQL as written, seed file, test definition, source
     /// declaration); `state:modified.body` compares it with a saved manifest.
-    #[serde(skip)]
     pub checksum: String,
     /// Project macros the node calls, directly or through other macros, sorted.
-    #[serde(skip)]
     pub macros: Vec<String>,
     /// The vars its SQL read while parsing (`var('name')`, also inside macros) and their values.
-    #[serde(skip)]
     pub vars: std::collections::BTreeMap<String, Json>,
 }
 
 impl Node {
     /// A node with nothing resolved yet: no config, tags, columns, code, dependencies or
-    /// checksum; severity `error`. Callers fill in the rest with struct update syntax.
+    /// checksum. Its resource type is `resource`'s. Callers fill in the rest with struct update
+    /// syntax.
     pub fn new(
         unique_id: String,
         name: String,
-        resource_type: ResourceType,
         path: String,
         materialized: Materialization,
+        resource: Resource,
     ) -> Node {
         Node {
             unique_id,
             name,
-            resource_type,
+            resource_type: resource.resource_type(),
             path,
             line: None,
             column: None,
@@ -334,18 +356,58 @@ impl Node {
             tags: Vec::new(),
             description: String::new(),
             columns: Vec::new(),
-            relation: None,
+            resource,
             raw_code: String::new(),
             refs: Vec::new(),
             sources: Vec::new(),
             depends_on: Vec::new(),
-            severity: Severity::Error,
-            test: None,
-            location: None,
-            format: None,
             checksum: String::new(),
             macros: Vec::new(),
             vars: BTreeMap::new(),
+        }
+    }
+
+    /// The relation a model (not ephemeral), seed or source is read as.
+    pub fn relation(&self) -> Option<&RelationName> {
+        match &self.resource {
+            Resource::Model { relation } | Resource::Seed { relation, .. } | Resource::Source { relation, .. } => {
+                Some(relation)
+            }
+            Resource::Ephemeral | Resource::Test { .. } => None,
+        }
+    }
+
+    /// Where a seed's CSV file or a source's files are.
+    pub fn files(&self) -> Option<&str> {
+        match &self.resource {
+            Resource::Seed { file, .. } => Some(file),
+            Resource::Source { location, .. } => location.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The format of a seed's or source's files (seeds are CSV).
+    pub fn file_format(&self) -> Option<crate::project::SourceFormat> {
+        match &self.resource {
+            Resource::Seed { .. } => Some(crate::project::SourceFormat::Csv),
+            Resource::Source { format, .. } => *format,
+            _ => None,
+        }
+    }
+
+    /// A test's severity (`error` for every other node).
+    pub fn severity(&self) -> Severity {
+        match &self.resource {
+            Resource::Test { severity, .. } => *severity,
+            _ => Severity::Error,
+        }
+    }
+
+    /// What a generic data test tests.
+    pub fn generic_test(&self) -> Option<&GenericTest> {
+        match &self.resource {
+            Resource::Test { generic, .. } => generic.as_ref(),
+            _ => None,
         }
     }
 
@@ -562,7 +624,7 @@ impl Node {
 
     /// `schema.identifier` for display.
     pub fn display_relation(&self) -> String {
-        match &self.relation {
+        match self.relation() {
             Some(relation) => format!("{}.{}", relation.schema, relation.identifier),
             None => self.name.clone(),
         }

@@ -290,7 +290,7 @@ fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTre
             let prefix = value.trim_end_matches('/');
             nodes
                 .filter(|node| {
-                    node.resource_type != ResourceType::Test || node.test.is_none()
+                    node.resource_type != ResourceType::Test || node.generic_test().is_none()
                 })
                 .filter(|node| {
                     node.path == prefix
@@ -318,7 +318,7 @@ fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTre
             .map(|n| n.unique_id.clone())
             .collect(),
         "test_name" => nodes
-            .filter(|node| node.test.as_ref().is_some_and(|test| matcher.is_match(&test.test_name)))
+            .filter(|node| node.generic_test().is_some_and(|test| matcher.is_match(&test.test_name)))
             .map(|n| n.unique_id.clone())
             .collect(),
         method if method.starts_with("config.") => {
@@ -338,8 +338,8 @@ fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTre
             .filter(|node| match value {
                 "data" => !node.is_unit_test(),
                 "unit" => node.is_unit_test(),
-                "generic" => node.test.is_some(),
-                "singular" => node.test.is_none() && !node.is_unit_test(),
+                "generic" => node.generic_test().is_some(),
+                "singular" => node.generic_test().is_none() && !node.is_unit_test(),
                 _ => false,
             })
             .map(|n| n.unique_id.clone())

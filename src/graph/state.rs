@@ -38,11 +38,11 @@ pub fn fingerprint(nodes: &mut BTreeMap<String, Node>, project: &Project, engine
         node.checksum = match node.resource_type {
             ResourceType::Seed => seeds.get(node.path.as_str()).copied().unwrap_or_default().to_string(),
             ResourceType::Source => sha256(
-                serde_json::json!({"location": node.location, "format": node.format, "relation": node.relation.as_ref().map(|r| &r.identifier)})
+                serde_json::json!({"location": node.files(), "format": node.file_format(), "relation": node.relation().map(|r| &r.identifier)})
                     .to_string()
                     .as_bytes(),
             ),
-            _ => match &node.test {
+            _ => match node.generic_test() {
                 Some(test) => sha256(serde_json::to_string(test).expect("test serialises").as_bytes()),
                 None => sha256(node.raw_code.as_bytes()),
             },

@@ -85,7 +85,7 @@ pub(crate) fn execute(global: &GlobalArgs, printer: &Printer, args: LsArgs) -> R
                 "resource_type": node.resource_type,
                 "materialized": node.materialized,
                 "path": node.path,
-                "relation": node.relation.as_ref().map(|r| format!("{}.{}", r.schema, r.identifier)),
+                "relation": node.relation().map(|r| format!("{}.{}", r.schema, r.identifier)),
                 "tags": node.tags,
                 "depends_on": node.depends_on,
             })

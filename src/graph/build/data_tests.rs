@@ -6,7 +6,7 @@ use serde_json::Value as Json;
 
 use super::{fqn_of, is_enabled, severity_of, Parse, GENERIC_TESTS};
 use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
-use crate::graph::node::{GenericTest, Materialization, Node, ResourceType};
+use crate::graph::node::{GenericTest, Materialization, Node, Resource};
 use crate::project::project_file::{merge_configs, tags_of};
 use crate::project::{NodeProperties, Project, SqlFile, TestDeclaration};
 use crate::template::{Capture, TemplateEngine};
@@ -118,8 +118,8 @@ impl Parse<'_> {
                 continue;
             }
             config.insert("materialized".into(), Json::from("test"));
+            let severity = severity_of(&config);
             tests.push(Node {
-                severity: severity_of(&config),
                 tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
                 fqn,
                 config,
@@ -131,9 +131,12 @@ impl Parse<'_> {
                 ..Node::new(
                     format!("test.{project_name}.{name}"),
                     name,
-                    ResourceType::Test,
                     file.path.clone(),
                     Materialization::Test,
+                    Resource::Test {
+                        severity,
+                        generic: None,
+                    },
                 )
             });
         }
@@ -147,8 +150,8 @@ impl Parse<'_> {
         let Parse { nodes, problems, .. } = self;
         let mut test_names: BTreeMap<String, usize> = BTreeMap::new();
         for mut test in tests {
-            if test.test.is_some() {
-                validate_generic_test(&test, engine, problems);
+            if let Some(generic) = test.generic_test() {
+                validate_generic_test(&test, generic, engine, problems);
             }
             check_thresholds(&test, problems);
             if !is_enabled(&test.config) {
@@ -227,38 +230,33 @@ fn generic_test(
             None => {}
         }
     }
+    let generic = GenericTest {
+        test_name: declaration.test_name.clone(),
+        column_name: column.map(str::to_string),
+        arguments: declaration.arguments.clone(),
+        attached_node: owner_id.to_string(),
+        tested_node: owner_id.to_string(),
+        where_clause,
+    };
+    let severity = severity_of(&config);
     Node {
-        unique_id: format!("test.{project_name}.{name}"),
-        severity: severity_of(&config),
         tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
-        name,
-        resource_type: ResourceType::Test,
-        path: file.to_string(),
         line: declaration.line,
         column: declaration.column,
         fqn,
-        materialized: Materialization::Test,
         config,
-        description: String::new(),
-        columns: Vec::new(),
-        relation: None,
-        raw_code: String::new(),
         refs,
         sources,
-        depends_on: Vec::new(),
-        test: Some(GenericTest {
-            test_name: declaration.test_name.clone(),
-            column_name: column.map(str::to_string),
-            arguments: declaration.arguments.clone(),
-            attached_node: owner_id.to_string(),
-            tested_node: owner_id.to_string(),
-            where_clause,
-        }),
-        location: None,
-        format: None,
-        checksum: String::new(),
-        macros: Vec::new(),
-        vars: Default::default(),
+        ..Node::new(
+            format!("test.{project_name}.{name}"),
+            name,
+            file.to_string(),
+            Materialization::Test,
+            Resource::Test {
+                severity,
+                generic: Some(generic),
+            },
+        )
     }
 }
 
@@ -275,8 +273,7 @@ pub(super) fn check_thresholds(node: &Node, problems: &mut Diagnostics) {
     }
 }
 
-fn validate_generic_test(node: &Node, engine: &TemplateEngine, problems: &mut Diagnostics) {
-    let test = node.test.as_ref().expect("generic test");
+fn validate_generic_test(node: &Node, test: &GenericTest, engine: &TemplateEngine, problems: &mut Diagnostics) {
     if engine.custom_test(&test.test_name).is_some() {
         // A `{% test %}` of the project: its macro's parameters are checked when it renders.
         return;

@@ -67,7 +67,7 @@ impl Parse<'_> {
                     }
                 }
             }
-            if let Some(test) = &node.test {
+            if let Some(test) = node.generic_test() {
                 depends_on.insert(test.tested_node.clone());
             }
             node.depends_on = depends_on.into_iter().collect();

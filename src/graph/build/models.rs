@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 
 use super::{duplicate_name, fqn_of, is_enabled, properties_by_name, Parse};
 use crate::diagnostics::Diagnostic;
-use crate::graph::node::{Materialization, Node, ResourceType};
+use crate::graph::node::{Materialization, Node, Resource};
 use crate::project::project_file::{merge_configs, tags_of};
 use crate::project::{ConfigMap, NodeProperties, SqlFile, Target};
 use crate::relation::RelationName;
@@ -80,12 +80,12 @@ impl Parse<'_> {
                 }
             };
             config.insert("materialized".into(), Json::from(materialized.as_str()));
-            let relation = if materialized == Materialization::Ephemeral {
-                None
+            let resource = if materialized == Materialization::Ephemeral {
+                Resource::Ephemeral
             } else {
                 // A rejected name is reported; the node stays in the DAG (under its own name, never
                 // written: the run stops at the problems) so its children report nothing more.
-                Some(relation_of(&config, &name, target).unwrap_or_else(|problem| {
+                let relation = relation_of(&config, &name, target).unwrap_or_else(|problem| {
                     // The SQL file's config() call wins over the YAML properties.
                     let yaml = properties.filter(|_| !capture.config.contains_key(problem.1));
                     problems.push(bad_relation(
@@ -96,7 +96,8 @@ impl Parse<'_> {
                         problem,
                     ));
                     RelationName::table(&target.schema, &name)
-                }))
+                });
+                Resource::Model { relation }
             };
             let unique_id = format!("model.{project_name}.{name}");
             if let Some(previous) = by_name.insert(name.clone(), unique_id.clone()) {
@@ -114,19 +115,12 @@ impl Parse<'_> {
                 line: generated_model.and_then(|m| m.line),
                 fqn,
                 config,
-                relation,
                 raw_code: file.text.clone(),
                 refs: capture.refs,
                 sources: capture.sources,
                 vars: capture.vars,
                 macros: capture.macros.into_iter().collect(),
-                ..Node::new(
-                    unique_id.clone(),
-                    name,
-                    ResourceType::Model,
-                    file.path.clone(),
-                    materialized,
-                )
+                ..Node::new(unique_id.clone(), name, file.path.clone(), materialized, resource)
             };
             let checked = if node.materialized == Materialization::Incremental {
                 node.incremental().map(|_| ())
@@ -209,20 +203,20 @@ impl Parse<'_> {
             nodes.insert(
                 unique_id.clone(),
                 Node {
-                    relation: Some(relation),
                     tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
                     description: properties.map(|p| p.description.clone()).unwrap_or_default(),
                     columns: properties.map(|p| p.columns.clone()).unwrap_or_default(),
                     fqn,
                     config,
-                    location: Some(seed.absolute_path.to_string_lossy().into_owned()),
-                    format: Some(crate::project::SourceFormat::Csv),
                     ..Node::new(
                         unique_id,
                         name,
-                        ResourceType::Seed,
                         seed.path.clone(),
                         Materialization::Seed,
+                        Resource::Seed {
+                            relation,
+                            file: seed.absolute_path.to_string_lossy().into_owned(),
+                        },
                     )
                 },
             );

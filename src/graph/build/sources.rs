@@ -4,7 +4,7 @@ use serde_json::Value as Json;
 
 use super::Parse;
 use crate::diagnostics::Diagnostic;
-use crate::graph::node::{Materialization, Node, ResourceType};
+use crate::graph::node::{Materialization, Node, Resource};
 use crate::project::{ConfigMap, Project};
 use crate::relation::RelationName;
 
@@ -55,18 +55,19 @@ impl Parse<'_> {
                             config,
                             description: table.description.clone(),
                             columns: table.columns.clone(),
-                            relation: Some(RelationName::table(&source.schema, &table.identifier)),
-                            location: table
-                                .location
-                                .as_ref()
-                                .map(|location| resolve_location(project, location)),
-                            format: table.format,
                             ..Node::new(
                                 unique_id,
                                 table.name.clone(),
-                                ResourceType::Source,
                                 file.file.clone(),
                                 Materialization::External,
+                                Resource::Source {
+                                    relation: RelationName::table(&source.schema, &table.identifier),
+                                    location: table
+                                        .location
+                                        .as_ref()
+                                        .map(|location| resolve_location(project, location)),
+                                    format: table.format,
+                                },
                             )
                         },
                     );

@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use super::data_tests::{check_thresholds, parse_relation_expression, RelationExpression};
 use super::{is_enabled, severity_of, Parse};
 use crate::diagnostics::{did_you_mean, Diagnostic};
-use crate::graph::node::{Materialization, Node, ResourceType};
+use crate::graph::node::{Materialization, Node, Resource};
 use crate::project::project_file::tags_of;
 
 impl Parse<'_> {
@@ -112,21 +112,24 @@ impl Parse<'_> {
                 }
                 let mut fqn = model.fqn.clone();
                 fqn.push(test.name.clone());
+                let severity = severity_of(&config);
                 let node = Node {
                     line: test.line,
                     column: test.column,
                     fqn,
                     tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
-                    severity: severity_of(&config),
                     config,
                     description: test.description.clone(),
                     depends_on: vec![model_id.clone()],
                     ..Node::new(
                         unique_id.clone(),
                         test.name.clone(),
-                        ResourceType::Test,
                         file.file.clone(),
                         Materialization::Test,
+                        Resource::Test {
+                            severity,
+                            generic: None,
+                        },
                     )
                 };
                 check_thresholds(&node, problems);
