@@ -106,7 +106,7 @@ pub struct ManifestNode {
     pub unit_test: Option<UnitTestEntry>,
     /// A generic data test's definition.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub test_metadata: Option<TestMetadata>,
+    pub test_metadata: Option<GenericTest>,
     /// A generic data test's severity: `error` or `warn`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
@@ -170,10 +170,12 @@ pub struct Contract {
     pub columns: Vec<(String, Option<String>)>,
 }
 
-/// A generic data test (`unique`, `not_null`, `accepted_values`, `relationships`).
+/// A generic data test (`unique`, `not_null`, `accepted_values`, `relationships`, or a
+/// project's `{% test %}`): the graph's test nodes carry it, the manifest records it as
+/// `test_metadata`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct TestMetadata {
+pub struct GenericTest {
     pub test_name: String,
     pub column_name: Option<String>,
     pub arguments: BTreeMap<String, Json>,
@@ -313,13 +315,49 @@ impl Default for InvocationArgs {
     }
 }
 
+/// How a node ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// A model or seed was built.
+    Success,
+    /// A model or seed could not be built.
+    Error,
+    /// Not run because something it depends on failed (or `--fail-fast` stopped the run); also
+    /// what a saved result without a status reads as.
+    #[default]
+    Skipped,
+    /// A test found no failing rows.
+    Pass,
+    /// A test (severity error) found failing rows.
+    Fail,
+    /// A test (severity warn) found failing rows.
+    Warn,
+}
+
+impl NodeStatus {
+    pub fn is_failure(self) -> bool {
+        matches!(self, NodeStatus::Error | NodeStatus::Fail)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Success => "success",
+            NodeStatus::Error => "error",
+            NodeStatus::Skipped => "skipped",
+            NodeStatus::Pass => "pass",
+            NodeStatus::Fail => "fail",
+            NodeStatus::Warn => "warn",
+        }
+    }
+}
+
 /// The result of one node in `run_results.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunResult {
     pub unique_id: String,
-    /// `success`, `error`, `skipped`, `pass`, `fail` or `warn`.
-    pub status: String,
+    pub status: NodeStatus,
     /// Seconds the node took.
     pub execution_time: f64,
     pub started_at: Option<String>,
@@ -340,6 +378,19 @@ pub struct RunResult {
     /// What went wrong, for errors and skips.
     pub error: Option<String>,
     pub compiled_path: Option<String>,
+}
+
+impl RunResult {
+    /// A node that did not run, and why.
+    pub fn skipped(unique_id: &str, reason: String) -> RunResult {
+        RunResult {
+            unique_id: unique_id.to_string(),
+            status: NodeStatus::Skipped,
+            message: "SKIP".into(),
+            error: Some(reason),
+            ..Default::default()
+        }
+    }
 }
 
 /// `sources.json`: the results of `tidemark source freshness`.
@@ -449,7 +500,7 @@ mod tests {
                 .unwrap();
         assert_eq!(results.args.lock_timeout, 600);
         assert_eq!(results.args.threads, None);
-        assert_eq!(results.results[0].status, "");
+        assert_eq!(results.results[0].status, NodeStatus::Skipped);
         assert_eq!(RunResults::default().args.lock_timeout, 600);
     }
 

@@ -23,11 +23,10 @@ use crate::compile::{compiled_path, CompiledProject};
 use crate::diagnostics::{Diagnostic, Error};
 use crate::documents::{
     Checksum, ColumnEntry, DependsOn, GivenEntry, InvocationArgs, InvocationMetadata, MacroEntry, Manifest,
-    ManifestMetadata, ManifestNode, ManifestSource, NodeEntry, RunResult, RunResults, Sources, TestMetadata, TestRows,
-    UnitTestEntry,
+    ManifestMetadata, ManifestNode, ManifestSource, NodeEntry, RunResults, Sources, TestRows, UnitTestEntry,
 };
 use crate::execute::NodeResult;
-use crate::graph::{GenericTest, Graph, Materialization, Node, ResourceType, Severity, UnitTest};
+use crate::graph::{Graph, Materialization, Node, ResourceType, Severity, UnitTest};
 use crate::project::{Project, Rows, Target};
 
 /// Version written into every artifact.
@@ -136,7 +135,7 @@ impl Artifacts {
             target: run.target.name.clone(),
             args: run.args.clone(),
             elapsed_time: run.elapsed_seconds,
-            results: run.results.iter().map(run_result).collect(),
+            results: run.results.to_vec(),
         };
         write_json(&path, &document)?;
         Ok(path)
@@ -188,26 +187,6 @@ pub fn invocation_metadata(invocation_id: &str) -> InvocationMetadata {
     }
 }
 
-/// A node's result as `run_results.json` records it.
-fn run_result(result: &NodeResult) -> RunResult {
-    RunResult {
-        unique_id: result.unique_id.clone(),
-        status: result.status.as_str().to_string(),
-        execution_time: result.execution_time,
-        started_at: result.started_at.clone(),
-        completed_at: result.completed_at.clone(),
-        rows_affected: result.rows_affected,
-        failures: result.failures,
-        bytes_written: result.bytes_written,
-        rows_scanned: result.rows_scanned,
-        bytes_scanned: result.bytes_scanned,
-        version: result.version,
-        message: result.message.clone(),
-        error: result.error.clone(),
-        compiled_path: result.compiled_path.clone(),
-    }
-}
-
 /// The manifest of `graph` compiled for `target`.
 fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: String) -> Manifest {
     let mut nodes = BTreeMap::new();
@@ -229,7 +208,7 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: String
                     entry,
                     compiled_path: compiled.then(|| compiled_path(target_path, &graph.project_name, node)),
                     unit_test: graph.unit_tests.get(&node.unique_id).map(unit_test_entry),
-                    test_metadata: node.generic_test().map(test_metadata),
+                    test_metadata: node.generic_test().cloned(),
                     severity: node.generic_test().map(|_| severity(node.severity()).to_string()),
                 };
                 nodes.insert(node.unique_id.clone(), manifest_node);
@@ -333,17 +312,6 @@ fn test_rows(rows: &Rows) -> TestRows {
 }
 
 /// A generic test's definition.
-fn test_metadata(test: &GenericTest) -> TestMetadata {
-    TestMetadata {
-        test_name: test.test_name.clone(),
-        column_name: test.column_name.clone(),
-        arguments: test.arguments.clone(),
-        attached_node: test.attached_node.clone(),
-        tested_node: test.tested_node.clone(),
-        where_clause: test.where_clause.clone(),
-    }
-}
-
 /// A test's severity as written in the manifest.
 fn severity(severity: Severity) -> &'static str {
     match severity {

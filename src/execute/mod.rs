@@ -26,9 +26,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use datafusion::error::DataFusionError;
-use serde::Serialize;
 use tokio::task::JoinSet;
 
+pub use crate::documents::NodeStatus;
 pub use node::run_query_preview;
 pub use session::Session;
 
@@ -68,41 +68,6 @@ impl ExecuteError {
     }
 }
 
-/// How a node ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeStatus {
-    /// A model or seed was built.
-    Success,
-    /// A model or seed could not be built.
-    Error,
-    /// Not run because something it depends on failed (or `--fail-fast` stopped the run).
-    Skipped,
-    /// A test found no failing rows.
-    Pass,
-    /// A test (severity error) found failing rows.
-    Fail,
-    /// A test (severity warn) found failing rows.
-    Warn,
-}
-
-impl NodeStatus {
-    pub fn is_failure(self) -> bool {
-        matches!(self, NodeStatus::Error | NodeStatus::Fail)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeStatus::Success => "success",
-            NodeStatus::Error => "error",
-            NodeStatus::Skipped => "skipped",
-            NodeStatus::Pass => "pass",
-            NodeStatus::Fail => "fail",
-            NodeStatus::Warn => "warn",
-        }
-    }
-}
-
 /// A test's status from its failing-row count: with severity `error`, `fail` when `error_if`
 /// holds, else `warn` when `warn_if` holds; with severity `warn`, only `warn_if` counts. Both
 /// default to `!=0` (checked when the graph is built).
@@ -117,53 +82,8 @@ pub fn test_verdict(node: &Node, failures: u64) -> (NodeStatus, String) {
     }
 }
 
-/// The result of one node (`run_results.json` records it as a [`crate::documents::RunResult`]).
-#[derive(Debug, Clone)]
-pub struct NodeResult {
-    pub unique_id: String,
-    pub status: NodeStatus,
-    /// Seconds the node took.
-    pub execution_time: f64,
-    pub started_at: Option<String>,
-    pub completed_at: Option<String>,
-    /// Rows written (models, seeds).
-    pub rows_affected: Option<u64>,
-    /// Failing rows (tests).
-    pub failures: Option<u64>,
-    pub bytes_written: Option<u64>,
-    /// Rows the node's scans read from storage, after partition pruning and filter pushdown.
-    pub rows_scanned: Option<u64>,
-    /// Bytes the node's scans fetched from storage (Parquet inputs).
-    pub bytes_scanned: Option<u64>,
-    /// Table version committed.
-    pub version: Option<u64>,
-    /// Short outcome, e.g. `OK 1204`, `CREATE VIEW`, `PASS`, `FAIL 3`.
-    pub message: String,
-    /// What went wrong, for errors and skips.
-    pub error: Option<String>,
-    pub compiled_path: Option<String>,
-}
-
-impl NodeResult {
-    fn skipped(unique_id: &str, reason: String) -> NodeResult {
-        NodeResult {
-            unique_id: unique_id.to_string(),
-            status: NodeStatus::Skipped,
-            execution_time: 0.0,
-            started_at: None,
-            completed_at: None,
-            rows_affected: None,
-            failures: None,
-            bytes_written: None,
-            rows_scanned: None,
-            bytes_scanned: None,
-            version: None,
-            message: "SKIP".into(),
-            error: Some(reason),
-            compiled_path: None,
-        }
-    }
-}
+/// The result of one node, as `run_results.json` records it.
+pub type NodeResult = crate::documents::RunResult;
 
 /// Receives progress while nodes run. The CLI's printer implements it.
 pub trait Reporter: Send + Sync {

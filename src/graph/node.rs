@@ -150,19 +150,7 @@ pub enum Severity {
     Warn,
 }
 
-/// A generic data test (`unique`, `not_null`, `accepted_values`, `relationships`).
-#[derive(Debug, Clone, Serialize)]
-pub struct GenericTest {
-    pub test_name: String,
-    pub column_name: Option<String>,
-    pub arguments: BTreeMap<String, Json>,
-    /// The node the test was declared on.
-    pub attached_node: String,
-    /// Unique id of the model, seed or source under test.
-    pub tested_node: String,
-    /// `where:` filter applied to the tested relation.
-    pub where_clause: Option<String>,
-}
+pub use crate::documents::GenericTest;
 
 /// How a [`Threshold`] compares the failing-row count with its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -182,7 +182,7 @@ impl State {
         Ok(run_results
             .results
             .iter()
-            .filter(|result| result.status == status)
+            .filter(|result| result.status.as_str() == status)
             .map(|result| result.unique_id.clone())
             .collect())
     }

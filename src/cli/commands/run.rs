@@ -7,7 +7,7 @@ use crate::artifacts::{Artifacts, RunSummary, TIDEMARK_VERSION};
 use crate::cli::load::{load, Loaded};
 use crate::cli::{ExitStatus, GlobalArgs, Printer, RunArgs};
 use crate::diagnostics::{Diagnostic, Error};
-use crate::documents::{InvocationArgs, RunResults};
+use crate::documents::{InvocationArgs, NodeStatus, RunResults};
 use crate::execute::run::{self, RunFlags, RunRequest, StartedRun};
 use crate::execute::{self, ExecuteOptions, Reporter};
 use crate::graph::select::Scope;
@@ -283,7 +283,7 @@ pub(crate) async fn retry(global: &GlobalArgs, printer: &Arc<Printer>) -> Result
     let retried: Vec<String> = previous
         .results
         .iter()
-        .filter(|result| matches!(result.status.as_str(), "error" | "fail" | "skipped"))
+        .filter(|result| result.status.is_failure() || result.status == NodeStatus::Skipped)
         .map(|result| format!("unique_id:{}", result.unique_id))
         .collect();
     if retried.is_empty() {
