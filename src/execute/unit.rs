@@ -2,7 +2,9 @@
 //! expected rows. Nothing is read from or written to the warehouse.
 //!
 //! - Each given input becomes an in-memory table under the input's relation name. Its columns
-//!   and types come from the given rows (CSV type inference), cast to the input's own schema
+//!   and types come from the given rows (dict rows through arrow-json, keeping their YAML types,
+//!   ISO dates and timestamps typed; CSV rows as a CSV reader infers them), cast to the input's
+//!   own schema
 //!   when that is known: its declared column types (`data_type`, a seed's `column_types`), or
 //!   the schema DataFusion plans for the input's SQL over empty tables of its own inputs (no
 //!   query runs). Columns the rows leave out are NULL of the right type.

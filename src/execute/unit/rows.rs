@@ -6,49 +6,16 @@ use super::*;
 /// Rows as text: column → displayed value (None for NULL).
 pub(super) type TextRow = BTreeMap<String, Option<String>>;
 
-/// Rows as CSV text with a header (NULL = empty field).
-pub(super) fn rows_as_csv(rows: &Rows) -> Result<String, UnitError> {
-    match rows {
-        Rows::Csv(text) => Ok(text.clone()),
-        Rows::Fixture(name) => Err(UnitError::Internal(format!("fixture '{name}' was not read"))),
-        Rows::Dicts(items) => {
-            let mut columns: Vec<&str> = Vec::new();
-            for item in items {
-                for key in item.keys() {
-                    if !columns.contains(&key.as_str()) {
-                        columns.push(key);
-                    }
-                }
-            }
-            let field = |value: Option<&Json>| -> String {
-                let text = match value {
-                    None | Some(Json::Null) => return String::new(),
-                    Some(Json::String(text)) => text.clone(),
-                    Some(other) => other.to_string(),
-                };
-                if text.contains([',', '"', '\n', '\r']) || text.is_empty() {
-                    format!("\"{}\"", text.replace('"', "\"\""))
-                } else {
-                    text
-                }
-            };
-            let mut csv = columns.join(",");
-            csv.push('\n');
-            for item in items {
-                let line: Vec<String> = columns.iter().map(|column| field(item.get(*column))).collect();
-                csv.push_str(&line.join(","));
-                csv.push('\n');
-            }
-            Ok(csv)
-        }
-    }
-}
-
-/// Given rows as one record batch, types inferred as a CSV reader infers them.
+/// Given rows as one record batch: dict rows through arrow-json (see [`dicts_as_batch`]), CSV
+/// rows (`format: csv`, fixtures) with types inferred as a CSV reader infers them.
 pub(super) fn rows_as_batch(rows: &Rows) -> Result<RecordBatch, UnitError> {
     use datafusion::arrow::csv::reader::Format;
     use datafusion::arrow::csv::ReaderBuilder;
-    let csv = rows_as_csv(rows)?;
+    let csv = match rows {
+        Rows::Dicts(items) => return dicts_as_batch(items),
+        Rows::Csv(text) => text.clone(),
+        Rows::Fixture(name) => return Err(UnitError::Internal(format!("fixture '{name}' was not read"))),
+    };
     let format = Format::default().with_header(true);
     let (schema, _) = format
         .infer_schema(std::io::Cursor::new(csv.as_bytes()), None)
@@ -64,13 +31,91 @@ pub(super) fn rows_as_batch(rows: &Rows) -> Result<RecordBatch, UnitError> {
     datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(UnitError::from)
 }
 
+/// Dict rows as one record batch, columns in the order of their first mention. Values keep
+/// their JSON types (arrow-json: whole numbers Int64, numbers Float64 once any has a fraction,
+/// booleans, strings stay strings, so `'007'` keeps its zeros); a column of nothing but NULLs
+/// is text. A text column whose every value is an ISO date becomes a date, and one whose every
+/// value is an ISO timestamp a timestamp, as a CSV reader would type them; the input's own
+/// column types, when known, are applied afterwards.
+pub(super) fn dicts_as_batch(items: &[serde_json::Map<String, Json>]) -> Result<RecordBatch, UnitError> {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::arrow::json::reader::{infer_json_schema_from_iterator, ReaderBuilder};
+    let unreadable =
+        |error: datafusion::arrow::error::ArrowError| UnitError::Rows(format!("cannot read the rows: {error}"));
+    let mut order: Vec<&str> = Vec::new();
+    for item in items {
+        for key in item.keys() {
+            if !order.contains(&key.as_str()) {
+                order.push(key);
+            }
+        }
+    }
+    let values: Vec<Json> = items.iter().cloned().map(Json::Object).collect();
+    let inferred = infer_json_schema_from_iterator(values.iter().map(Ok)).map_err(unreadable)?;
+    let fields: Vec<Field> = order
+        .iter()
+        .filter_map(|name| inferred.field_with_name(name).ok())
+        .map(|field| match field.data_type() {
+            DataType::Null => Field::new(field.name(), DataType::Utf8, true),
+            other => Field::new(field.name(), other.clone(), true),
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let mut decoder = ReaderBuilder::new(schema.clone())
+        .with_batch_size(items.len().max(1))
+        .build_decoder()
+        .map_err(unreadable)?;
+    decoder.serialize(&values).map_err(unreadable)?;
+    let batch = decoder
+        .flush()
+        .map_err(unreadable)?
+        .unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
+    // Dates and timestamps written as text.
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    let mut fields: Vec<Field> = Vec::new();
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        let temporal = match column.as_any().downcast_ref::<datafusion::arrow::array::StringArray>() {
+            Some(text) if text.null_count() < text.len() => {
+                let every = |test: fn(&str) -> bool| text.iter().flatten().all(test);
+                if every(is_iso_date) {
+                    Some(DataType::Date32)
+                } else if every(is_iso_timestamp) {
+                    Some(DataType::Timestamp(TimeUnit::Nanosecond, None))
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        match temporal {
+            Some(data_type) => {
+                columns.push(datafusion::arrow::compute::cast(column, &data_type)?);
+                fields.push(Field::new(field.name(), data_type, true));
+            }
+            None => {
+                columns.push(column.clone());
+                fields.push(field.as_ref().clone());
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
+/// `2026-01-31`.
+fn is_iso_date(text: &str) -> bool {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok() && text.len() == 10
+}
+
+/// `2026-01-31 08:30:00`, `2026-01-31T08:30:00.250` (no time zone).
+fn is_iso_timestamp(text: &str) -> bool {
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+        .iter()
+        .any(|format| chrono::NaiveDateTime::parse_from_str(text, format).is_ok())
+}
+
 /// Expected rows as column → text (None for NULL), with the column order of their first mention.
 pub(super) fn rows_as_text(rows: &Rows) -> Result<(Vec<String>, Vec<TextRow>), UnitError> {
-    let batch = rows_as_batch(&match rows {
-        // Every expected value is compared as text: read the CSV without inferring types.
-        Rows::Dicts(_) | Rows::Csv(_) => Rows::Csv(rows_as_csv(rows)?),
-        Rows::Fixture(_) => rows.clone(),
-    })?;
+    let batch = rows_as_batch(rows)?;
     let columns: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
     Ok((columns, batch_as_text(&[batch])))
 }
@@ -199,4 +244,56 @@ pub(super) fn compare(
         text.push_str(&format!("\n  + returned, not expected: {}", show(row)));
     }
     Ok((mismatches, Some(text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+
+    use super::*;
+
+    fn rows(json: &str) -> Vec<serde_json::Map<String, Json>> {
+        serde_json::from_str(json).expect("rows")
+    }
+
+    #[test]
+    fn dict_rows_keep_json_types_and_type_iso_dates() {
+        let batch = dicts_as_batch(&rows(
+            r#"[{"id": "007", "n": 1, "x": 1, "day": "2026-01-31", "at": "2026-01-31 08:30:00"},
+                {"id": "010", "x": 2.5, "day": null, "at": "2026-02-01T09:00:00.250", "flag": true}]"#,
+        ))
+        .expect("batch");
+        let schema = batch.schema();
+        let types: Vec<(&str, &DataType)> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type()))
+            .collect();
+        assert_eq!(
+            types,
+            vec![
+                ("id", &DataType::Utf8),
+                ("n", &DataType::Int64),
+                ("x", &DataType::Float64),
+                ("day", &DataType::Date32),
+                ("at", &DataType::Timestamp(TimeUnit::Nanosecond, None)),
+                ("flag", &DataType::Boolean),
+            ]
+        );
+        let text = batch_as_text(&[batch]);
+        assert_eq!(text[0]["id"].as_deref(), Some("007"));
+        assert_eq!(text[1]["n"], None);
+        assert_eq!(text[0]["day"].as_deref(), Some("2026-01-31"));
+        assert_eq!(text[1]["day"], None);
+        assert_eq!(text[0]["flag"], None);
+    }
+
+    #[test]
+    fn text_that_is_not_all_dates_stays_text_and_null_columns_are_text() {
+        let batch =
+            dicts_as_batch(&rows(r#"[{"d": "2026-01-31", "e": null}, {"d": "soon", "e": null}]"#)).expect("batch");
+        assert_eq!(batch.schema().field(0).data_type(), &DataType::Utf8);
+        assert_eq!(batch.schema().field(1).data_type(), &DataType::Utf8);
+        assert_eq!(batch.num_rows(), 2);
+    }
 }
