@@ -540,15 +540,12 @@ impl Session {
 
 /// Without a configured limit, the engine may use 60% of the machine's memory before spilling.
 fn default_memory_limit() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|line| line.starts_with("MemTotal:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse::<u64>().ok())
-        })
-        .map(|kib| kib * 1024)
-        .unwrap_or(8 << 30);
+    use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+    let system =
+        System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()));
+    let total = match system.total_memory() {
+        0 => 8 << 30,
+        bytes => bytes,
+    };
     total / 10 * 6
 }
