@@ -28,6 +28,10 @@ pub(super) fn load(global: &GlobalArgs, printer: &Printer) -> Result<Loaded, Err
     let vars = merged_vars(&project, global.vars.as_deref())?;
     let engine = TemplateEngine::new(&project, &target, vars.clone())?;
     let graph = graph::build(&project, &engine, &target)?;
+    // --warn-error: every warning is an error (listed by file and line).
+    if global.warn_error {
+        crate::diagnostics::Diagnostics(graph.warnings.clone()).into_result(())?;
+    }
     for warning in &graph.warnings {
         printer.warning(warning);
     }

@@ -59,6 +59,11 @@ pub struct GlobalArgs {
     /// Target of the profile to use (default: the profile's `target:`).
     #[arg(long, short = 't', global = true, env = "TIDEMARK_TARGET")]
     pub target: Option<String>,
+    /// Treat warnings as errors: what loading the project warns about stops the command (exit
+    /// 2), a test that would warn fails, a freshness warning is an error, and a selection that
+    /// matches nothing is an error.
+    #[arg(long, global = true, env = "TIDEMARK_WARN_ERROR")]
+    pub warn_error: bool,
     /// Variables overriding the project's `vars:`, as YAML or JSON: --vars '{start: 2026-01-01}'.
     #[arg(long, global = true)]
     pub vars: Option<String>,

@@ -228,20 +228,23 @@ impl Printer {
                         match &result.error {
                             Some(difference) => self.info(&indent(difference, "  ")),
                             None => {
-                                let key = if result.status == NodeStatus::Fail {
-                                    "error_if"
+                                // A warning that --warn-error made a failure says so.
+                                let warned =
+                                    result.status == NodeStatus::Warn || result.message.contains("--warn-error");
+                                let (key, verb) = if warned {
+                                    ("warn_if", "warn")
                                 } else {
-                                    "warn_if"
+                                    ("error_if", "fail")
                                 };
                                 let condition = node.threshold(key).map(|t| t.to_string()).unwrap_or_default();
+                                let promoted = if result.status == NodeStatus::Fail && warned {
+                                    "; --warn-error makes it a failure"
+                                } else {
+                                    ""
+                                };
                                 self.info(&format!(
-                                    "  Got {}, configured to {} if {condition}",
+                                    "  Got {}, configured to {verb} if {condition}{promoted}",
                                     plural(result.failures.unwrap_or(0) as usize, "failing row"),
-                                    if result.status == NodeStatus::Fail {
-                                        "fail"
-                                    } else {
-                                        "warn"
-                                    }
                                 ))
                             }
                         }

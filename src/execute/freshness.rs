@@ -25,20 +25,31 @@ pub struct Checked {
 /// Measures source tables in the target's warehouse.
 pub struct FreshnessCheck {
     session: Session,
+    /// `--warn-error`: a table past its `warn_after` is an error.
+    warn_error: bool,
 }
 
 impl FreshnessCheck {
     /// A session reading the target's warehouse, for the sources of `graph`.
-    pub fn open(project: &Project, target: &Target, graph: Arc<Graph>) -> Result<FreshnessCheck, Error> {
+    pub fn open(
+        project: &Project,
+        target: &Target,
+        graph: Arc<Graph>,
+        warn_error: bool,
+    ) -> Result<FreshnessCheck, Error> {
         let warehouse = super::run::open_warehouse(project, target)?;
         let session = Session::new(target, warehouse, graph, Arc::new(Default::default()))
             .map_err(|error| Error::Environment(error.to_string()))?;
-        Ok(FreshnessCheck { session })
+        Ok(FreshnessCheck { session, warn_error })
     }
 
     /// How fresh the source table `node` is against `freshness`, at `now`.
     pub async fn check(&self, node: &Node, freshness: &Freshness, now: chrono::DateTime<chrono::Utc>) -> Checked {
-        check(&self.session, node, freshness, now).await
+        let mut checked = check(&self.session, node, freshness, now).await;
+        if self.warn_error && checked.status == "warn" {
+            checked.status = "error";
+        }
+        checked
     }
 }
 

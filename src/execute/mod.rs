@@ -70,11 +70,14 @@ impl ExecuteError {
 
 /// A test's status from its failing-row count: with severity `error`, `fail` when `error_if`
 /// holds, else `warn` when `warn_if` holds; with severity `warn`, only `warn_if` counts. Both
-/// default to `!=0` (checked when the graph is built).
-pub fn test_verdict(node: &Node, failures: u64) -> (NodeStatus, String) {
+/// default to `!=0` (checked when the graph is built). With `warn_error` (`--warn-error`) a
+/// warning is a failure.
+pub fn test_verdict(node: &Node, failures: u64, warn_error: bool) -> (NodeStatus, String) {
     let holds = |key: &str| node.threshold(key).map(|t| t.holds(failures)).unwrap_or(failures != 0);
     if node.severity() == crate::graph::Severity::Error && holds("error_if") {
         (NodeStatus::Fail, format!("FAIL {failures}"))
+    } else if holds("warn_if") && warn_error {
+        (NodeStatus::Fail, format!("FAIL {failures} (a warning; --warn-error)"))
     } else if holds("warn_if") {
         (NodeStatus::Warn, format!("WARN {failures}"))
     } else {

@@ -299,7 +299,7 @@ async fn run_test(session: &Session, node: &Node, run_id: &str) -> Result<Outcom
             .await
             .map_err(|error| sql_error(session, node, error.strip_backtrace()))?;
         let summary = session.warehouse.write_table(&relation, schema, stream, run_id).await?;
-        let (status, message) = super::test_verdict(node, summary.rows);
+        let (status, message) = super::test_verdict(node, summary.rows, session.warn_error);
         return Ok(Outcome {
             status,
             message,
@@ -329,7 +329,7 @@ async fn run_test(session: &Session, node: &Node, run_id: &str) -> Result<Outcom
                 .map(|a| a.value(0))
         })
         .unwrap_or(0) as u64;
-    let (status, message) = super::test_verdict(node, failures as u64);
+    let (status, message) = super::test_verdict(node, failures as u64, session.warn_error);
     Ok(Outcome {
         status,
         message,

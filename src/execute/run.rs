@@ -47,6 +47,8 @@ pub struct RunFlags {
     pub profiles_dir: Option<PathBuf>,
     /// `--store-failures`.
     pub store_failures: bool,
+    /// `--warn-error`: tests that would warn fail.
+    pub warn_error: bool,
 }
 
 /// A run with its warehouse open and its lock held. [`StartedRun::release`] ends it.
@@ -165,6 +167,7 @@ impl StartedRun {
         session.incremental = planned.compile.incremental;
         session.time_ranges = planned.ranges;
         session.store_failures = flags.store_failures;
+        session.warn_error = flags.warn_error;
         let mut deferred = None;
         if let Some((base, tables)) = deferrals {
             deferred = Some((base.display(), tables.len()));

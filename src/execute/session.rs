@@ -61,6 +61,8 @@ pub struct Session {
     deferred: std::collections::BTreeMap<String, (Warehouse, RelationName)>,
     /// `--store-failures`: every test writes its failing rows to a table.
     pub store_failures: bool,
+    /// `--warn-error`: a test that would warn fails.
+    pub warn_error: bool,
     /// The target's schema.
     pub schema: String,
 }
@@ -208,6 +210,7 @@ impl Session {
             job_retries: target.job_retries,
             deferred: std::collections::BTreeMap::new(),
             store_failures: false,
+            warn_error: false,
             schema: target.schema.clone(),
         })
     }

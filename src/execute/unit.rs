@@ -83,7 +83,7 @@ pub(super) async fn run(session: &Session, node: &Node) -> Result<UnitOutcome, E
         .map_err(|error| fail(error.to_string()))?;
     let expected = rows_as_text(&spec.expect).map_err(|message| fail(format!("expect: {message}")))?;
     let (mismatches, detail) = compare(&expected, &actual).map_err(|message| fail(format!("expect: {message}")))?;
-    let (status, message) = super::test_verdict(node, mismatches as u64);
+    let (status, message) = super::test_verdict(node, mismatches as u64, session.warn_error);
     Ok(UnitOutcome {
         status,
         message,

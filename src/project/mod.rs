@@ -4,6 +4,7 @@
 //! model, macro, singular test, seed path and property file under the configured folders, in a
 //! stable order. It collects every problem before failing. [`load_target`] reads `profiles.yml`.
 
+pub mod keys;
 pub mod profiles;
 pub mod project_file;
 pub mod properties;
@@ -160,6 +161,25 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
     problems.extend(model_problems);
     problems.extend(macro_problems);
     problems.extend(test_problems);
+
+    // dbt resources tidemark does not build yet: said, not skipped in silence.
+    let mut file = file;
+    let mut ignored = Vec::new();
+    for (folders, what) in [
+        (
+            &file.snapshot_paths,
+            "a snapshot: tidemark does not build snapshots, so it is ignored",
+        ),
+        (
+            &file.analysis_paths,
+            "an analysis: tidemark does not compile analyses, so it is ignored",
+        ),
+    ] {
+        for (path, _, _) in collect(folders, "sql", &mut problems) {
+            ignored.push(Diagnostic::new(format!("this file is {what}")).in_file(path));
+        }
+    }
+    file.warnings.extend(ignored);
 
     let seeds = collect(&file.seed_paths, "csv", &mut problems)
         .into_iter()

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::diagnostics::Diagnostic;
+use super::keys::ConfigKind;
+use super::yaml::Positions;
+use crate::diagnostics::{Diagnostic, Position};
 
 /// Configs as written by the user: key → JSON value. Ordered, so anything serialised is stable.
 pub type ConfigMap = BTreeMap<String, Json>;
@@ -25,12 +27,17 @@ pub struct ProjectFile {
     pub macro_paths: Vec<String>,
     pub seed_paths: Vec<String>,
     pub test_paths: Vec<String>,
+    /// dbt's snapshot and analysis folders: tidemark builds neither, and warns about files there.
+    pub snapshot_paths: Vec<String>,
+    pub analysis_paths: Vec<String>,
     pub target_path: String,
     pub clean_targets: Vec<String>,
     pub vars: BTreeMap<String, Json>,
     pub models: FolderConfigs,
     pub seeds: FolderConfigs,
     pub data_tests: FolderConfigs,
+    /// What the file sets that tidemark ignores: dbt features it does not implement, custom keys.
+    pub warnings: Vec<Diagnostic>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +55,10 @@ struct RawProjectFile {
     #[serde(default)]
     test_paths: Option<Vec<String>>,
     #[serde(default)]
+    snapshot_paths: Option<Vec<String>>,
+    #[serde(default)]
+    analysis_paths: Option<Vec<String>>,
+    #[serde(default)]
     target_path: Option<String>,
     #[serde(default)]
     clean_targets: Option<Vec<String>>,
@@ -63,88 +74,52 @@ struct RawProjectFile {
     other: BTreeMap<String, serde_yaml::Value>,
 }
 
-/// Keys of `dbt_project.yml` that tidemark reads without using, so dbt projects load unchanged.
-const IGNORED_DBT_KEYS: &[&str] = &[
-    "version",
-    "config-version",
-    "require-dbt-version",
-    "analysis-paths",
-    "snapshot-paths",
-    "docs-paths",
-    "asset-paths",
-    "packages-install-path",
-    "log-path",
-    "snapshots",
-    "sources",
-    "metrics",
-    "exposures",
-    "semantic-models",
-    "saved-queries",
-    "analyses",
-    "on-run-start",
-    "on-run-end",
-    "dispatch",
-    "quoting",
-    "query-comment",
-    "restrict-access",
-    "flags",
-    "unit_tests",
-    "dbt-cloud",
-];
-
 /// Parses the project file text. `file_name` is used in diagnostics.
 pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>> {
     let raw: RawProjectFile = super::yaml::parse(file_name, text).map_err(|d| vec![d])?;
     let positions = super::yaml::Positions::of(text);
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     for key in raw.other.keys() {
-        if !IGNORED_DBT_KEYS.contains(&key.as_str()) {
-            let known = [
-                "name",
-                "profile",
-                "model-paths",
-                "macro-paths",
-                "seed-paths",
-                "test-paths",
-                "target-path",
-                "clean-targets",
-                "vars",
-                "models",
-                "seeds",
-                "data_tests",
-            ];
-            let mut diagnostic = Diagnostic::new(format!("unknown key '{key}' in the project file"))
-                .in_file(file_name)
-                .at_position(positions.at(key));
-            if let Some(near) = crate::diagnostics::did_you_mean(key, known) {
-                diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
+        if let Some((diagnostic, error)) = super::keys::project_key_problem(key) {
+            let diagnostic = diagnostic.in_file(file_name).at_position(positions.at(key));
+            if error {
+                problems.push(diagnostic);
+            } else {
+                warnings.push(diagnostic);
             }
-            problems.push(diagnostic);
         }
     }
-    let folder = |value: Option<serde_yaml::Value>, key: &str, problems: &mut Vec<Diagnostic>| match value
-        .map(|value| FolderConfigs::from_yaml(&value))
-    {
-        None => FolderConfigs::default(),
-        Some(Ok(tree)) => tree,
-        Some(Err(message)) => {
-            problems.push(
-                Diagnostic::new(format!("invalid '{key}:' configs: {message}"))
+    let mut folder = |value: Option<serde_yaml::Value>, key: &str, kind: ConfigKind| {
+        let Some(value) = value else {
+            return FolderConfigs::default();
+        };
+        let mut reader = FolderReader {
+            file_name,
+            positions: &positions,
+            kind,
+            problems: &mut problems,
+            warnings: &mut warnings,
+        };
+        reader.read(&value, key).unwrap_or_else(|diagnostic| {
+            reader.problems.push(
+                diagnostic
+                    .context(format_args!("invalid '{key}:' configs"))
                     .in_file(file_name)
                     .at_position(positions.at(key)),
             );
             FolderConfigs::default()
-        }
+        })
     };
-    let models = folder(raw.models, "models", &mut problems);
-    let seeds = folder(raw.seeds, "seeds", &mut problems);
+    let models = folder(raw.models, "models", ConfigKind::Model);
+    let seeds = folder(raw.seeds, "seeds", ConfigKind::Seed);
     // `data_tests:` is also accepted as `tests:`.
     let tests_key = if positions.contains("data_tests") {
         "data_tests"
     } else {
         "tests"
     };
-    let data_tests = folder(raw.data_tests, tests_key, &mut problems);
+    let data_tests = folder(raw.data_tests, tests_key, ConfigKind::Test);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -156,12 +131,15 @@ pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>
         macro_paths: raw.macro_paths.unwrap_or_else(|| vec!["macros".into()]),
         seed_paths: raw.seed_paths.unwrap_or_else(|| vec!["seeds".into()]),
         test_paths: raw.test_paths.unwrap_or_else(|| vec!["tests".into()]),
+        snapshot_paths: raw.snapshot_paths.unwrap_or_else(|| vec!["snapshots".into()]),
+        analysis_paths: raw.analysis_paths.unwrap_or_else(|| vec!["analyses".into()]),
         target_path: raw.target_path.unwrap_or_else(|| "target".into()),
         clean_targets: raw.clean_targets.unwrap_or_else(|| vec!["target".into()]),
         vars: raw.vars.unwrap_or_default(),
         models,
         seeds,
         data_tests,
+        warnings,
     })
 }
 
@@ -170,26 +148,69 @@ pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>
 pub struct FolderConfigs {
     pub configs: ConfigMap,
     pub children: BTreeMap<String, FolderConfigs>,
+    /// Where this folder's key is in the project file (for "applies to nothing" warnings).
+    pub position: Option<Position>,
 }
 
-impl FolderConfigs {
-    fn from_yaml(value: &serde_yaml::Value) -> Result<Self, Diagnostic> {
-        let mut tree = FolderConfigs::default();
+/// Reads a `models:` / `seeds:` / `data_tests:` tree, checking each config key it sets.
+struct FolderReader<'a> {
+    file_name: &'a str,
+    positions: &'a Positions,
+    kind: ConfigKind,
+    problems: &'a mut Vec<Diagnostic>,
+    warnings: &'a mut Vec<Diagnostic>,
+}
+
+impl FolderReader<'_> {
+    fn read(&mut self, value: &serde_yaml::Value, path: &str) -> Result<FolderConfigs, Diagnostic> {
+        let mut tree = FolderConfigs {
+            position: self.positions.at(path),
+            ..FolderConfigs::default()
+        };
         let serde_yaml::Value::Mapping(mapping) = value else {
             return Err(Diagnostic::new("expected a mapping of folders and +configs"));
         };
         for (key, value) in mapping {
             let key = key.as_str().ok_or("keys must be strings")?;
-            if let Some(config) = key.strip_prefix('+') {
-                tree.configs.insert(config.to_string(), yaml_to_json(value)?);
-            } else if value.is_mapping() {
-                tree.children.insert(key.to_string(), FolderConfigs::from_yaml(value)?);
-            } else {
-                // dbt also accepts configs without the '+' when the value is not a mapping.
-                tree.configs.insert(key.to_string(), yaml_to_json(value)?);
+            let key_path = format!("{path}/{key}");
+            // dbt also accepts configs without the '+' when the value is not a mapping.
+            let config = match key.strip_prefix('+') {
+                Some(config) => config,
+                None if value.is_mapping() => {
+                    tree.children.insert(key.to_string(), self.read(value, &key_path)?);
+                    continue;
+                }
+                None => key,
+            };
+            if let Some((diagnostic, error)) = super::keys::config_problem(self.kind, config) {
+                let diagnostic = diagnostic
+                    .in_file(self.file_name)
+                    .at_position(self.positions.at(&key_path));
+                if error {
+                    self.problems.push(diagnostic);
+                } else {
+                    self.warnings.push(diagnostic);
+                }
             }
+            tree.configs.insert(config.to_string(), yaml_to_json(value)?);
         }
         Ok(tree)
+    }
+}
+
+impl FolderConfigs {
+    /// Folder paths below this level (`[project, folder, ...]`) that set configs or have
+    /// children, each with where it is written.
+    pub fn paths(&self) -> Vec<(Vec<String>, Option<Position>)> {
+        let mut found = Vec::new();
+        for (name, child) in &self.children {
+            found.push((vec![name.clone()], child.position));
+            for (mut below, position) in child.paths() {
+                below.insert(0, name.clone());
+                found.push((below, position));
+            }
+        }
+        found
     }
 
     /// The configs that apply to a node with this fully qualified name

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::keys::ConfigKind;
 use super::project_file::ConfigMap;
 use super::yaml::Positions;
 use crate::diagnostics::{Diagnostic, Position};
@@ -76,6 +77,8 @@ pub struct PropertyFile {
     pub text: String,
     /// Where each node of the file starts.
     pub positions: Positions,
+    /// What the file sets that tidemark ignores: dbt features it does not implement, custom keys.
+    pub warnings: Vec<Diagnostic>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -339,10 +342,65 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
     let raw: RawPropertyFile = super::yaml::parse(file, text).map_err(|d| vec![d])?;
     let positions = Positions::of(text);
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let ignored = |path: &str, features: &[(&str, &str)], warnings: &mut Vec<Diagnostic>| {
+        for (key, lost) in features {
+            let at = if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}/{key}")
+            };
+            if positions.contains(&at) {
+                warnings.push(
+                    Diagnostic::new(format!(
+                        "'{key}:' is a dbt feature tidemark does not implement; it is ignored ({lost})"
+                    ))
+                    .in_file(file)
+                    .at_position(positions.at(&at)),
+                );
+            }
+        }
+    };
+    ignored(
+        "",
+        &[
+            ("snapshots", "snapshots are not built"),
+            ("exposures", "exposures are not read"),
+            ("metrics", "dbt metrics are not read; tidemark's own are metric_models:"),
+            ("semantic_models", "semantic models are not read"),
+            ("saved_queries", "saved queries are not read"),
+            ("analyses", "analyses are not compiled"),
+            ("groups", "groups are not checked"),
+        ],
+        &mut warnings,
+    );
+    // A config key of `kind` set at `path`: a typo is an error, anything else ignored a warning.
+    let check_config = |kind: ConfigKind,
+                        config: &mut dyn Iterator<Item = &String>,
+                        path: &str,
+                        problems: &mut Vec<Diagnostic>,
+                        warnings: &mut Vec<Diagnostic>| {
+        for key in config {
+            if let Some((diagnostic, error)) = super::keys::config_problem(kind, key) {
+                let diagnostic = diagnostic
+                    .in_file(file)
+                    .at_position(positions.at(&format!("{path}/{key}")));
+                if error {
+                    problems.push(diagnostic);
+                } else {
+                    warnings.push(diagnostic);
+                }
+            }
+        }
+    };
     let line_at = |path: &str| positions.at(path).map(|position| position.line);
 
     // `path` is the owner's node; its tests are under `tests:` or `data_tests:`.
-    let test_declarations = |entries: &[serde_yaml::Value], owner: &str, path: &str, problems: &mut Vec<Diagnostic>| {
+    let test_declarations = |entries: &[serde_yaml::Value],
+                             owner: &str,
+                             path: &str,
+                             problems: &mut Vec<Diagnostic>,
+                             warnings: &mut Vec<Diagnostic>| {
         let key = if positions.contains(&format!("{path}/data_tests")) {
             "data_tests"
         } else {
@@ -355,6 +413,16 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
                 let at = positions.at(&format!("{path}/{key}/{index}"));
                 match test_declaration(entry) {
                     Ok(mut declaration) => {
+                        for key in declaration.config.keys() {
+                            if let Some((diagnostic, error)) = super::keys::config_problem(ConfigKind::Test, key) {
+                                let diagnostic = diagnostic.in_file(file).at_position(at);
+                                if error {
+                                    problems.push(diagnostic);
+                                } else {
+                                    warnings.push(diagnostic);
+                                }
+                            }
+                        }
                         declaration.line = at.map(|position| position.line);
                         declaration.column = at.map(|position| position.column);
                         Some(declaration)
@@ -372,17 +440,33 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
             .collect::<Vec<_>>()
     };
 
-    let columns_of = |raw_columns: Vec<RawColumn>, owner: &str, path: &str, problems: &mut Vec<Diagnostic>| {
+    let columns_of = |raw_columns: Vec<RawColumn>,
+                      owner: &str,
+                      path: &str,
+                      problems: &mut Vec<Diagnostic>,
+                      warnings: &mut Vec<Diagnostic>| {
         raw_columns
             .into_iter()
             .enumerate()
             .map(|(index, column)| ColumnProperties {
-                tests: test_declarations(
-                    &column.tests,
-                    &format!("{owner}.{}", column.name),
-                    &format!("{path}/columns/{index}"),
-                    problems,
-                ),
+                tests: {
+                    let column_path = format!("{path}/columns/{index}");
+                    ignored(
+                        &column_path,
+                        &[(
+                            "constraints",
+                            "constraints are not checked; contract: {enforced: true} checks names and data_types",
+                        )],
+                        warnings,
+                    );
+                    test_declarations(
+                        &column.tests,
+                        &format!("{owner}.{}", column.name),
+                        &column_path,
+                        problems,
+                        warnings,
+                    )
+                },
                 name: column.name,
                 description: column.description,
                 data_type: column.data_type,
@@ -409,6 +493,31 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
                         .map(|pattern| pattern.replace("{name}", &identifier))
                 });
             let owner = format!("{}.{}", source.name, table.name);
+            let source_features = [
+                (
+                    "database",
+                    "a target reads one warehouse; sources are found by schema, external_location or files",
+                ),
+                ("quoting", "identifiers are always quoted"),
+            ];
+            if table_index == 0 {
+                ignored(&source_path, &source_features, &mut warnings);
+                check_config(
+                    ConfigKind::Source,
+                    &mut config_keys(&source.config),
+                    &format!("{source_path}/config"),
+                    &mut problems,
+                    &mut warnings,
+                );
+            }
+            ignored(&table_path, &source_features, &mut warnings);
+            check_config(
+                ConfigKind::Source,
+                &mut config_keys(&table.config),
+                &format!("{table_path}/config"),
+                &mut problems,
+                &mut warnings,
+            );
             let format = match table.format.as_deref().or(source.format.as_deref()) {
                 None => None,
                 Some(text) => match SourceFormat::parse(text) {
@@ -432,7 +541,7 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
             };
             tables.push(SourceTable {
                 line: line_at(&table_path),
-                columns: columns_of(table.columns, &owner, &table_path, &mut problems),
+                columns: columns_of(table.columns, &owner, &table_path, &mut problems, &mut warnings),
                 name: table.name,
                 identifier,
                 description: table.description,
@@ -467,33 +576,81 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
         });
     }
 
-    let node_properties = |entries: Vec<RawNodeProperties>, kind: &str, problems: &mut Vec<Diagnostic>| {
+    let node_properties = |entries: Vec<RawNodeProperties>,
+                           kind: &str,
+                           problems: &mut Vec<Diagnostic>,
+                           warnings: &mut Vec<Diagnostic>| {
+        let config_kind = if kind == "models" {
+            ConfigKind::Model
+        } else {
+            ConfigKind::Seed
+        };
         entries
             .into_iter()
             .enumerate()
-            .map(|(index, entry)| NodeProperties {
-                line: line_at(&format!("{kind}/{index}")),
-                column: positions.at(&format!("{kind}/{index}")).map(|position| position.column),
-                config_positions: entry
-                    .config
-                    .iter()
-                    .flatten()
-                    .filter_map(|(key, _)| {
-                        let at = positions.value_at(&format!("{kind}/{index}/config/{key}"))?;
-                        Some((key.clone(), at))
-                    })
-                    .collect(),
-                config: entry.config.unwrap_or_default(),
-                tests: test_declarations(&entry.tests, &entry.name, &format!("{kind}/{index}"), problems),
-                columns: columns_of(entry.columns, &entry.name, &format!("{kind}/{index}"), problems),
-                name: entry.name,
-                description: entry.description,
-                file: file.to_string(),
+            .map(|(index, entry)| {
+                let path = format!("{kind}/{index}");
+                ignored(
+                    &path,
+                    &[
+                        ("access", "access is not checked"),
+                        ("group", "groups are not checked"),
+                        (
+                            "constraints",
+                            "constraints are not checked; contract: {enforced: true} checks names and data_types",
+                        ),
+                        (
+                            "versions",
+                            "model versions are not built; ref() reads the model's own file",
+                        ),
+                        ("latest_version", "model versions are not built"),
+                        ("deprecation_date", "deprecations are not reported"),
+                    ],
+                    warnings,
+                );
+                check_config(
+                    config_kind,
+                    &mut entry.config.iter().flat_map(|config| config.keys()),
+                    &format!("{path}/config"),
+                    problems,
+                    warnings,
+                );
+                NodeProperties {
+                    line: line_at(&format!("{kind}/{index}")),
+                    column: positions.at(&format!("{kind}/{index}")).map(|position| position.column),
+                    config_positions: entry
+                        .config
+                        .iter()
+                        .flatten()
+                        .filter_map(|(key, _)| {
+                            let at = positions.value_at(&format!("{kind}/{index}/config/{key}"))?;
+                            Some((key.clone(), at))
+                        })
+                        .collect(),
+                    config: entry.config.unwrap_or_default(),
+                    tests: test_declarations(
+                        &entry.tests,
+                        &entry.name,
+                        &format!("{kind}/{index}"),
+                        problems,
+                        warnings,
+                    ),
+                    columns: columns_of(
+                        entry.columns,
+                        &entry.name,
+                        &format!("{kind}/{index}"),
+                        problems,
+                        warnings,
+                    ),
+                    name: entry.name,
+                    description: entry.description,
+                    file: file.to_string(),
+                }
             })
             .collect::<Vec<_>>()
     };
-    let models = node_properties(raw.models, "models", &mut problems);
-    let seeds = node_properties(raw.seeds, "seeds", &mut problems);
+    let models = node_properties(raw.models, "models", &mut problems, &mut warnings);
+    let seeds = node_properties(raw.seeds, "seeds", &mut problems, &mut warnings);
     let mut unit_tests = Vec::new();
     for (test_index, test) in raw.unit_tests.into_iter().enumerate() {
         let test_path = format!("unit_tests/{test_index}");
@@ -573,7 +730,13 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
         has_metric_models: !raw.metric_models.is_empty(),
         text: text.to_string(),
         positions,
+        warnings,
     })
+}
+
+/// The keys of a `config:` mapping.
+fn config_keys(config: &Option<Json>) -> impl Iterator<Item = &String> {
+    config.iter().filter_map(Json::as_object).flat_map(|map| map.keys())
 }
 
 fn meta_string(meta: &Option<Json>, key: &str) -> Option<String> {

@@ -1261,3 +1261,66 @@ models:
     assert!(text.contains("unknown test 'at_mots'"), "{text}");
     assert!(text.contains("did you mean 'at_most'?"), "{text}");
 }
+
+#[test]
+fn what_tidemark_ignores_is_a_warning_and_warn_error_makes_it_fail() {
+    // Every kind of ignored setting, each a warning at its place; the build goes on.
+    let project = fixture("errors/warn_error");
+    let output = tidemark(project.path(), &["build"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    for expected in [
+        "warning: tidemark.yml:2:1: 'on-run-start:' is a dbt feature tidemark does not implement",
+        "warning: tidemark.yml:3:1: unknown key 'company-settings' in the project file; tidemark ignores it",
+        "warning: tidemark.yml:6:5: model config 'grants' is a dbt feature tidemark does not implement",
+        "warning: tidemark.yml:7:5: unknown model config 'owner_team'; tidemark ignores it",
+        "warning: tidemark.yml:8:5: models: configuration path 'warn_error.stagng' applies to no model",
+        "warning: snapshots/orders_snapshot.sql: this file is a snapshot: tidemark does not build snapshots",
+        "warning: models/schema.yml:4:5: 'access:' is a dbt feature",
+        "warning: models/schema.yml:7:9: 'constraints:' is a dbt feature",
+        "warning: models/schema.yml:9:1: 'exposures:' is a dbt feature",
+        "warning: models/marts/orders.sql:1: model config 'post_hook' is a dbt feature",
+        "OK created sql table model main.orders",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    // The errors fixture runs the same project with --warn-error: exit 2, nothing written.
+
+    // --warn-error: a test that would warn fails, and what reads its model is skipped.
+    let project = fixture("failing_test");
+    std::fs::write(
+        project.path().join("models/schema.yml"),
+        "version: 2\nmodels:\n  - name: scores\n    columns:\n      - name: score\n        tests:\n          - not_null:\n              config: {severity: warn}\n",
+    )
+    .unwrap();
+    let output = tidemark(project.path(), &["build"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("WARN 2 not_null_scores_score"), "{text}");
+    let output = tidemark(project.path(), &["build", "--warn-error"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("Got 2 failing rows, configured to warn if !=0; --warn-error makes it a failure"),
+        "{text}"
+    );
+    let results = run_results(project.path());
+    assert_eq!(
+        result_of(&results, "test.failing_test.not_null_scores_score")["status"],
+        "fail"
+    );
+    assert_eq!(
+        result_of(&results, "model.failing_test.score_report")["status"],
+        "skipped"
+    );
+    // A selection of nothing is a warning, and an error with --warn-error.
+    let output = tidemark(project.path(), &["run", "--select", "tag:nothing_has_this"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("warning: nothing to do"), "{text}");
+    let output = tidemark(
+        project.path(),
+        &["run", "--select", "tag:nothing_has_this", "--warn-error"],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", transcript(&output, project.path()));
+}

@@ -146,6 +146,7 @@ async fn run_locked(
         favor_state: args.favor_state,
         profiles_dir: global.profiles_dir.clone(),
         store_failures: args.store_failures,
+        warn_error: global.warn_error,
     };
     let planned = started.plan(request, &flags).await?;
     let compiled = loaded.compile(&loaded.graph, request.selected, &planned.compile)?;
@@ -175,7 +176,13 @@ async fn run_locked(
     ));
     printer.info("");
     if plan.nodes.is_empty() {
-        printer.info("Nothing to do: the selection matched no nodes this command runs.");
+        let nothing = Diagnostic::new("nothing to do: the selection matched no nodes this command runs").with_help(
+            "check --select/--exclude and the nodes' enabled: configs (`tidemark ls` lists what a selection matches)",
+        );
+        if global.warn_error {
+            return Err(nothing.into());
+        }
+        printer.warning(&nothing);
         return Ok(ExitStatus::Success);
     }
 

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
-use super::{fqn_of, is_enabled, severity_of, Parse, GENERIC_TESTS};
+use super::{check_config_call, fqn_of, is_enabled, severity_of, Parse, GENERIC_TESTS};
 use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
 use crate::graph::node::{GenericTest, Materialization, Node, Resource};
+use crate::project::keys::ConfigKind;
 use crate::project::project_file::{merge_configs, tags_of};
 use crate::project::{NodeProperties, Project, SqlFile, TestDeclaration};
 use crate::template::{Capture, TemplateEngine};
@@ -100,7 +101,7 @@ impl Parse<'_> {
     /// A node per enabled singular test (a SQL file under the test paths).
     pub(super) fn singular_tests(&mut self, parsed_tests: Vec<(&SqlFile, Result<Capture, Diagnostic>)>) -> Vec<Node> {
         let (project, project_name) = (self.project, self.project_name);
-        let Parse { problems, .. } = self;
+        let Parse { problems, warnings, .. } = self;
         let mut tests = Vec::new();
         for (file, parsed) in parsed_tests {
             let capture = match parsed {
@@ -113,6 +114,7 @@ impl Parse<'_> {
             let name = file.name().to_string();
             let fqn = fqn_of(project_name, &file.parts);
             let mut config = project.file.data_tests.resolve(&fqn);
+            check_config_call(ConfigKind::Test, file, &capture.config, problems, warnings);
             merge_configs(&mut config, &capture.config);
             if !is_enabled(&config) {
                 continue;

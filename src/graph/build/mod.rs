@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rayon::prelude::*;
 use serde_json::Value as Json;
 
-use super::node::{Node, Severity};
+use super::node::{Node, ResourceType, Severity};
 use super::Graph;
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::project::{ConfigMap, NodeProperties, Project, SqlFile, Target};
@@ -67,7 +67,14 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
         disabled: BTreeSet::new(),
         source_ids: BTreeMap::new(),
         problems: Diagnostics::default(),
-        warnings: Vec::new(),
+        // What loading the project found it ignores comes first, in file order.
+        warnings: project
+            .file
+            .warnings
+            .iter()
+            .chain(project.property_files.iter().flat_map(|file| &file.warnings))
+            .cloned()
+            .collect(),
     };
 
     // Metric models become generated SQL models, parsed like the others.
@@ -106,11 +113,62 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
     tests.extend(parse.singular_tests(parsed_tests));
     parse.add_tests(tests);
     parse.dependencies();
+    parse.unused_config_paths();
     let unit_tests = parse.unit_tests();
     parse.finish(unit_tests)
 }
 
 impl Parse<'_> {
+    /// Folder paths of the project file's `models:` and `seeds:` that apply to no node (a
+    /// renamed folder, a typo): warned about, as dbt does, since their configs do nothing.
+    fn unused_config_paths(&mut self) {
+        let project = self.project;
+        for (key, tree, kind) in [
+            ("models", &project.file.models, ResourceType::Model),
+            ("seeds", &project.file.seeds, ResourceType::Seed),
+        ] {
+            // Disabled nodes use their paths too (the config may be what disables them).
+            let files: Vec<Vec<String>> = match kind {
+                ResourceType::Model => project
+                    .models
+                    .iter()
+                    .map(|file| fqn_of(self.project_name, &file.parts))
+                    .collect(),
+                _ => project
+                    .seeds
+                    .iter()
+                    .map(|seed| fqn_of(self.project_name, &seed.parts))
+                    .collect(),
+            };
+            let fqns: Vec<&[String]> = self
+                .nodes
+                .values()
+                .filter(|node| node.resource_type == kind)
+                .map(|node| node.fqn.as_slice())
+                .chain(files.iter().map(Vec::as_slice))
+                .collect();
+            for (path, position) in tree.paths() {
+                let used = fqns.iter().any(|fqn| fqn.starts_with(&path));
+                if !used {
+                    self.warnings.push(
+                        Diagnostic::new(format!(
+                            "{key}: configuration path '{}' applies to no {}; its configs do nothing",
+                            path.join("."),
+                            kind.as_str()
+                        ))
+                        .with_help(format!(
+                            "the first key under {key}: is the project name ('{}'), then folders under {}, then file names",
+                            project.file.name,
+                            if kind == ResourceType::Model { "model-paths" } else { "seed-paths" }
+                        ))
+                        .in_file(project.file.file_name.clone())
+                        .at_position(position),
+                    );
+                }
+            }
+        }
+    }
+
     /// The graph, once every step found no problem: checksums, unit test specs and macros added.
     fn finish(self, unit_tests: BTreeMap<String, super::UnitTest>) -> Result<Graph, Diagnostics> {
         let (project, engine, project_name) = (self.project, self.engine, self.project_name);
@@ -173,6 +231,29 @@ fn generated_parts(project: &Project, path: &str, name: &str) -> Vec<String> {
     parts.pop();
     parts.push(name.to_string());
     parts
+}
+
+/// Reports the keys a SQL file's `config()` sets that tidemark does not know (a typo is a
+/// problem) or does not implement (a warning).
+fn check_config_call(
+    kind: crate::project::keys::ConfigKind,
+    file: &SqlFile,
+    config: &ConfigMap,
+    problems: &mut Diagnostics,
+    warnings: &mut Vec<Diagnostic>,
+) {
+    for key in config.keys() {
+        if let Some((diagnostic, error)) = crate::project::keys::config_problem(kind, key) {
+            let diagnostic = diagnostic
+                .in_file(&file.path)
+                .at_line(crate::diagnostics::line_of(&file.text, key));
+            if error {
+                problems.push(diagnostic);
+            } else {
+                warnings.push(diagnostic);
+            }
+        }
+    }
 }
 
 fn fqn_of(project_name: &str, parts: &[String]) -> Vec<String> {

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
-use super::{duplicate_name, fqn_of, is_enabled, properties_by_name, Parse};
+use super::{check_config_call, duplicate_name, fqn_of, is_enabled, properties_by_name, Parse};
 use crate::diagnostics::Diagnostic;
 use crate::graph::node::{Materialization, Node, Resource};
+use crate::project::keys::ConfigKind;
 use crate::project::project_file::{merge_configs, tags_of};
 use crate::project::{ConfigMap, NodeProperties, SqlFile, Target};
 use crate::relation::RelationName;
@@ -27,6 +28,7 @@ impl Parse<'_> {
             by_name,
             disabled,
             problems,
+            warnings,
             ..
         } = self;
         let model_properties = properties_by_name(project, |file| &file.models);
@@ -47,6 +49,7 @@ impl Parse<'_> {
             if let Some(properties) = properties {
                 merge_configs(&mut config, &properties.config);
             }
+            check_config_call(ConfigKind::Model, file, &capture.config, problems, warnings);
             merge_configs(&mut config, &capture.config);
             let generated_model = generated_by_name
                 .get(name.as_str())

@@ -20,7 +20,7 @@ pub(crate) fn repository_root() -> PathBuf {
 pub(crate) fn fixture(name: &str) -> tempfile::TempDir {
     let source = repository_root().join("tests/fixtures").join(name);
     let folder = tempfile::Builder::new()
-        .prefix(&format!("tidemark-{name}-"))
+        .prefix(&format!("tidemark-{}-", name.replace('/', "-")))
         .tempdir()
         .expect("temp dir");
     copy_tree(&source, folder.path());
