@@ -63,6 +63,8 @@ pub struct Session {
     pub store_failures: bool,
     /// `--warn-error`: a test that would warn fails.
     pub warn_error: bool,
+    /// The target's `sql_dialect` (unit tests' own sessions follow it too).
+    pub(crate) sql_dialect: crate::project::SqlDialect,
     /// The target's schema.
     pub schema: String,
 }
@@ -118,6 +120,13 @@ fn distributed_context(
     _runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 ) -> Result<SessionContext, ExecuteError> {
     Err(ExecuteError::Setup(crate::project::profiles::without_ballista(target)))
+}
+
+/// Applies a target's `sql_dialect` to a session: DuckDB's integer division.
+pub(crate) fn apply_dialect(ctx: &SessionContext, dialect: crate::project::SqlDialect) {
+    if dialect == crate::project::SqlDialect::DuckDb {
+        ctx.add_analyzer_rule(Arc::new(crate::functions::duckdb::IntegerDivision));
+    }
 }
 
 impl Session {
@@ -190,6 +199,7 @@ impl Session {
             Engine::Ballista => distributed_context(target, config, runtime)?,
         };
         crate::functions::register(&ctx);
+        apply_dialect(&ctx, target.sql_dialect);
         if let Some((url, store)) = warehouse.registration() {
             ctx.register_object_store(url, store);
         }
@@ -211,6 +221,7 @@ impl Session {
             deferred: std::collections::BTreeMap::new(),
             store_failures: false,
             warn_error: false,
+            sql_dialect: target.sql_dialect,
             schema: target.schema.clone(),
         })
     }

@@ -61,8 +61,10 @@ pub(super) async fn run(session: &Session, node: &Node) -> Result<UnitOutcome, E
         SessionContext::new_with_config(session.ctx.copied_config()),
         SessionContext::new_with_config(session.ctx.copied_config()),
     );
-    crate::functions::register(&ctx);
-    crate::functions::register(&scratch);
+    for context in [&ctx, &scratch] {
+        crate::functions::register(context);
+        super::session::apply_dialect(context, session.sql_dialect);
+    }
     let mut run = UnitRun {
         graph,
         sql: &session.compiled().unit_sql,

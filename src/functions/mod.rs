@@ -36,6 +36,7 @@
 //! days to periods, no sort. Each value is the number `sum(value) over (partition by entity
 //! order by day range between days − 1 preceding and current row)` gives at that period end.
 
+pub mod duckdb;
 mod periods;
 mod sequence;
 mod streak;
@@ -66,14 +67,18 @@ pub(crate) fn run_starts(
     Ok(starts)
 }
 
-/// The scalar functions (`tidemark_periods`).
+/// The scalar functions (`tidemark_periods`, and DuckDB's names: [`duckdb`]).
 pub fn scalar_functions() -> Vec<ScalarUDF> {
-    vec![periods::periods_udf()]
+    let mut functions = vec![periods::periods_udf()];
+    functions.extend(duckdb::scalar_functions());
+    functions
 }
 
-/// The window aggregates (`tidemark_window_*`).
+/// The window aggregates (`tidemark_window_*`), and DuckDB's `arg_max` / `arg_min`.
 pub fn aggregate_functions() -> Vec<AggregateUDF> {
-    window_aggregates::all()
+    let mut functions = window_aggregates::all();
+    functions.extend(duckdb::aggregate_functions());
+    functions
 }
 
 /// The window functions (`tidemark_streak`, `tidemark_streak_start`, `tidemark_trailing_*`,
@@ -85,8 +90,14 @@ pub fn window_functions() -> Vec<WindowUDF> {
     functions
 }
 
-/// Registers every tidemark function with a session.
+/// Registers every tidemark function with a session, and DuckDB's `//` operator.
 pub fn register(context: &SessionContext) {
+    use datafusion::execution::FunctionRegistry as _;
+    // Only fails when the registry refuses planners, which a session state never does.
+    let _ = context
+        .state_ref()
+        .write()
+        .register_expr_planner(std::sync::Arc::new(duckdb::DuckOperators));
     for function in scalar_functions() {
         context.register_udf(function);
     }

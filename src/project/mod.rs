@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
-pub use profiles::{Engine, Secret, StorageSettings, Target};
+pub use profiles::{Engine, Secret, SqlDialect, StorageSettings, Target};
 pub use project_file::{ConfigMap, ProjectFile};
 pub use properties::{
     ColumnProperties, NodeProperties, PropertyFile, Rows, SourceFormat, SourceProperties, SourceTable, TestDeclaration,
@@ -285,7 +285,18 @@ pub fn load_target(
     let folder = profiles_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| project.root.clone());
-    let path = folder.join("profiles.yml");
+    let mut path = folder.join("profiles.yml");
+    let mut display_name = match profiles_dir {
+        Some(_) => path.display().to_string(),
+        None => "profiles.yml".to_string(),
+    };
+    // As dbt: without one in the project, `~/.dbt/profiles.yml` when it defines this profile.
+    if profiles_dir.is_none() && !path.is_file() {
+        if let Some(home) = dbt_profiles_defining(&project.file.profile) {
+            path = home;
+            display_name = "~/.dbt/profiles.yml".to_string();
+        }
+    }
     if !path.is_file() {
         if profiles_dir.is_some() {
             return Err(Diagnostic::new(format!("no profiles.yml in '{}'", folder.display())));
@@ -301,15 +312,19 @@ pub fn load_target(
         }
         return Ok(target);
     }
-    let display_name = if profiles_dir.is_some() {
-        path.display().to_string()
-    } else {
-        "profiles.yml".to_string()
-    };
     let text = read(&path, &display_name)?;
     let text =
         crate::jinja::render_config_text(&display_name, &text).map_err(|mut diagnostics| diagnostics.0.remove(0))?;
     profiles::select_target(&path, &display_name, &text, &project.file.profile, requested_target)
+}
+
+/// `~/.dbt/profiles.yml` (dbt's default place) if it exists and defines `profile`.
+fn dbt_profiles_defining(profile: &str) -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"))?;
+    let path = PathBuf::from(home).join(".dbt").join("profiles.yml");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let profiles: serde_yaml::Mapping = serde_yaml::from_str(&text).ok()?;
+    profiles.contains_key(profile).then_some(path)
 }
 
 fn read(path: &Path, display: &str) -> Result<String, Diagnostic> {

@@ -33,6 +33,8 @@ pub struct Target {
     pub spill_dir: Option<PathBuf>,
     /// How operators share `memory_limit`.
     pub memory_pool: MemoryPool,
+    /// Which SQL dialect's semantics the target's SQL has where dialects differ (`sql_dialect:`).
+    pub sql_dialect: SqlDialect,
     /// Extra DataFusion settings (`datafusion.execution.batch_size: 8192`, ...).
     pub options: BTreeMap<String, String>,
     /// How to reach an object-store warehouse and URL sources (`storage:`).
@@ -63,6 +65,17 @@ pub enum MemoryPool {
     Fair,
     /// No limit is enforced.
     Unbounded,
+}
+
+/// Which SQL dialect a target's SQL follows where DataFusion and the dialect differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqlDialect {
+    /// DataFusion's own semantics (the default): `/` between integers truncates.
+    #[default]
+    DataFusion,
+    /// DuckDB's, for projects coming from dbt-duckdb: `/` between integers divides as floats
+    /// (`7 / 2` is 3.5), as DuckDB does.
+    DuckDb,
 }
 
 /// A value that must never be printed: `Debug` shows `***`.
@@ -164,6 +177,7 @@ impl Target {
             memory_limit: None,
             spill_dir: None,
             memory_pool: MemoryPool::Greedy,
+            sql_dialect: SqlDialect::DataFusion,
             options: BTreeMap::new(),
             storage: StorageSettings::default(),
             defined_in: None,
@@ -200,7 +214,8 @@ fn default_threads() -> usize {
 struct RawProfile {
     #[serde(default)]
     target: Option<String>,
-    outputs: BTreeMap<String, RawTarget>,
+    /// Targets, each read once chosen (another target's settings may be for another tool).
+    outputs: BTreeMap<String, serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,6 +236,8 @@ struct RawTarget {
     #[serde(default)]
     memory_pool: Option<String>,
     #[serde(default)]
+    sql_dialect: Option<String>,
+    #[serde(default)]
     options: BTreeMap<String, Json>,
     #[serde(default)]
     storage: Option<StorageSettings>,
@@ -232,6 +249,27 @@ struct RawTarget {
     job_retries: Option<usize>,
     #[serde(default)]
     lock_lease: Option<String>,
+}
+
+/// The error of a target whose `type:` is a dbt adapter (`duckdb`, `postgres`, ...), placed
+/// where `at` is: which setting to change, and what the adapter's other settings become.
+fn foreign_adapter(name: &str, adapter: &str, at: Diagnostic) -> Diagnostic {
+    let (message, help) = match adapter {
+        "duckdb" => (
+            format!("target '{name}' is a dbt-duckdb target (type: duckdb); tidemark runs models on DataFusion"),
+            "change `type: duckdb` to `type: datafusion`. Its `path:` database file is not used: tables are \
+             Parquet folders under `warehouse:` (default `warehouse/`); add `sql_dialect: duckdb` for DuckDB's \
+             division and functions"
+                .to_string(),
+        ),
+        other => (
+            format!("target '{name}' has type '{other}', a dbt adapter tidemark does not run"),
+            "change `type:` to `datafusion` (embedded, the default) or `ballista` (a cluster, with `url:`); \
+             tables are Parquet folders under `warehouse:`"
+                .to_string(),
+        ),
+    };
+    Diagnostic { message, ..at }.with_help(help)
 }
 
 /// How many times a ballista target runs a node's query again after losing an executor.
@@ -289,7 +327,7 @@ pub fn select_target(
             .in_file(display_name)
             .at_position(positions.at(profile))
         })?;
-    let Some(raw) = raw_profile.outputs.get(&name) else {
+    let Some(raw_value) = raw_profile.outputs.get(&name) else {
         let names: Vec<&str> = raw_profile.outputs.keys().map(String::as_str).collect();
         let mut diagnostic = Diagnostic::new(format!(
             "target '{name}' is not defined in profile '{profile}'; its targets are: {}",
@@ -308,6 +346,18 @@ pub fn select_target(
             .in_file(display_name)
             .at_position(positions.value_at(&format!("{profile}/outputs/{name}/{key}")))
     };
+    // A dbt adapter's target (a profile brought from dbt): say the one setting to change before
+    // its other settings (`path:`, `account:`, ...) are reported as unknown.
+    match raw_value.get("type").and_then(serde_yaml::Value::as_str) {
+        Some("datafusion" | "embedded" | "ballista") | None => {}
+        Some(adapter) => return Err(foreign_adapter(&name, adapter, at_target("type", String::new()))),
+    }
+    let raw: RawTarget = serde_yaml::from_value(raw_value.clone()).map_err(|error| {
+        Diagnostic::new(format!("invalid target '{name}' of profile '{profile}': {error}"))
+            .in_file(display_name)
+            .at_position(positions.at(&format!("{profile}/outputs/{name}")))
+    })?;
+    let raw = &raw;
     let engine = match raw.engine.as_str() {
         "datafusion" | "embedded" => Engine::Embedded,
         "ballista" => Engine::Ballista,
@@ -415,6 +465,16 @@ pub fn select_target(
                 return Err(at_target(
                     "memory_pool",
                     format!("memory_pool '{other}' is not greedy, fair or unbounded"),
+                ))
+            }
+        },
+        sql_dialect: match raw.sql_dialect.as_deref() {
+            None | Some("datafusion") => SqlDialect::DataFusion,
+            Some("duckdb") => SqlDialect::DuckDb,
+            Some(other) => {
+                return Err(at_target(
+                    "sql_dialect",
+                    format!("sql_dialect '{other}' is not datafusion or duckdb"),
                 ))
             }
         },

@@ -40,7 +40,8 @@ pub(crate) fn copy_tree(source: &Path, destination: &Path) {
     }
 }
 
-/// A `tidemark` command in `project`, with no inherited tidemark settings.
+/// A `tidemark` command in `project`, with no inherited tidemark settings and the project as
+/// its home folder (so no `~/.dbt/profiles.yml` of the machine is read).
 pub(crate) fn command(project: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tidemark"));
     command
@@ -49,8 +50,26 @@ pub(crate) fn command(project: &Path) -> Command {
         .env_remove("TIDEMARK_PROFILES_DIR")
         .env_remove("TIDEMARK_PROJECT_DIR")
         .env_remove("TIDEMARK_WAREHOUSE")
+        .env_remove("TIDEMARK_WARN_ERROR")
+        .env("HOME", project)
         .env("NO_COLOR", "1");
     command
+}
+
+/// Makes sure python3 can import `module`, installing `package` from PyPI when it cannot.
+pub(crate) fn python_module(module: &str, package: &str) {
+    let present = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false);
+    if !present {
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", package])
+            .status()
+            .expect("python3 is needed for the reference implementations");
+        assert!(status.success(), "pip install {package} failed");
+    }
 }
 
 /// Runs `tidemark <args>` in `project`.

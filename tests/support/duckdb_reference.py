@@ -1,0 +1,71 @@
+"""Runs a project's models in DuckDB and compares them with the tables tidemark wrote.
+
+Usage: duckdb_reference.py PROJECT_DIR WAREHOUSE_DIR MODEL...
+
+Each model's SQL (its `{{ ref('x') }}` calls replaced by the table x) runs in DuckDB over the
+project's seeds (read with the column types of tidemark.yml's `column_types`); the result is
+compared, row by row in key order, with the Parquet table tidemark wrote, floats within 1e-9.
+Prints what differs and exits 1, or prints "same" and exits 0.
+"""
+import datetime
+import glob
+import math
+import os
+import re
+import sys
+
+import duckdb
+import yaml
+
+project, warehouse, models = sys.argv[1], sys.argv[2], sys.argv[3:]
+con = duckdb.connect()
+config = yaml.safe_load(open(os.path.join(project, "tidemark.yml")))
+seed_configs = (config.get("seeds") or {}).get(config["name"]) or {}
+for path in sorted(glob.glob(os.path.join(project, "seeds", "*.csv"))):
+    name = os.path.splitext(os.path.basename(path))[0]
+    types = (seed_configs.get(name) or {}).get("+column_types") or {}
+    con.execute(
+        f"create table {name} as select * from read_csv(?, header=true, types=?)",
+        [path, {column: kind.upper() for column, kind in types.items()}],
+    )
+
+
+def normal(value):
+    if isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=None).isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [normal(item) for item in value]
+    return value
+
+
+def same(left, right):
+    if isinstance(left, float) or isinstance(right, float):
+        if left is None or right is None:
+            return left is right
+        return math.isclose(float(left), float(right), rel_tol=1e-9, abs_tol=1e-12)
+    return left == right
+
+
+problems = []
+for model in models:
+    sql = open(os.path.join(project, "models", model + ".sql")).read()
+    sql = re.sub(r"\{\{\s*ref\('([a-z_]+)'\)\s*\}\}", r"\1", sql)
+    expected = con.execute(f"select * from ({sql}) order by 1")
+    columns = [column[0] for column in expected.description]
+    expected = [[normal(value) for value in row] for row in expected.fetchall()]
+    files = os.path.join(warehouse, "main", model, "**", "*.parquet")
+    ours = con.execute(f"select {', '.join(columns)} from read_parquet(?) order by 1", [files]).fetchall()
+    ours = [[normal(value) for value in row] for row in ours]
+    if len(ours) != len(expected):
+        problems.append(f"{model}: {len(ours)} rows, DuckDB gives {len(expected)}")
+        continue
+    for ours_row, expected_row in zip(ours, expected):
+        for column, mine, theirs in zip(columns, ours_row, expected_row):
+            if not same(mine, theirs):
+                problems.append(f"{model}.{column} (key {expected_row[0]}): tidemark {mine!r}, DuckDB {theirs!r}")
+if problems:
+    print("\n".join(problems))
+    sys.exit(1)
+print("same")
