@@ -71,3 +71,29 @@ pub(crate) fn env_var(name: String, default: Option<Value>) -> Result<Value, Err
         },
     }
 }
+
+/// `var('name', default)`: the project's var (with `--vars` applied), else the default, else an
+/// error that says where to set it.
+pub(crate) fn var_value(
+    vars: &std::collections::BTreeMap<String, serde_json::Value>,
+    name: &str,
+    default: Option<Value>,
+) -> Result<Value, Error> {
+    match (vars.get(name), default) {
+        (Some(value), _) => Ok(Value::from_serialize(value)),
+        (None, Some(default)) => Ok(default),
+        (None, None) => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "required var '{name}' is not set: define it under vars: in the project file or pass --vars '{{{name}: ...}}'"
+            ),
+        )),
+    }
+}
+
+/// The `var` function over `vars`.
+pub(crate) fn var_function(
+    vars: std::sync::Arc<std::collections::BTreeMap<String, serde_json::Value>>,
+) -> impl Fn(String, Option<Value>) -> Result<Value, Error> + Send + Sync + 'static {
+    move |name, default| var_value(&vars, &name, default)
+}

@@ -23,9 +23,12 @@ pub(super) struct Loaded {
 
 /// Loads everything up to the graph; its warnings are printed.
 pub(super) fn load(global: &GlobalArgs, printer: &Printer) -> Result<Loaded, Error> {
-    let project = project::load(&global.project_dir)?;
-    let target = project::load_target(&project, global.profiles_dir.as_deref(), global.target.as_deref())?;
-    let vars = merged_vars(&project, global.vars.as_deref())?;
+    let project::Loaded { project, target, vars } = project::load_for_target(
+        &global.project_dir,
+        global.profiles_dir.as_deref(),
+        global.target.as_deref(),
+        global.vars.as_deref(),
+    )?;
     let engine = TemplateEngine::new(&project, &target, vars.clone())?;
     let graph = graph::build(&project, &engine, &target)?;
     // --warn-error: every warning is an error (listed by file and line).
@@ -42,19 +45,6 @@ pub(super) fn load(global: &GlobalArgs, printer: &Printer) -> Result<Loaded, Err
         graph,
         vars,
     })
-}
-
-/// Project vars overridden by `--vars`.
-fn merged_vars(project: &Project, overrides: Option<&str>) -> Result<BTreeMap<String, Json>, Diagnostic> {
-    let mut vars = project.file.vars.clone();
-    if let Some(text) = overrides {
-        let parsed: BTreeMap<String, Json> = serde_yaml::from_str(text).map_err(|error| {
-            Diagnostic::new(format!("--vars is not a YAML/JSON mapping: {error}"))
-                .with_help("write it as --vars '{name: value, other: 2}'")
-        })?;
-        vars.extend(parsed);
-    }
-    Ok(vars)
 }
 
 impl Loaded {

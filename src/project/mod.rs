@@ -8,6 +8,7 @@ pub mod keys;
 pub mod profiles;
 pub mod project_file;
 pub mod properties;
+pub mod render;
 pub mod selectors;
 pub mod yaml;
 
@@ -67,10 +68,73 @@ pub struct Project {
     pub property_files: Vec<PropertyFile>,
     /// Named selectors of `selectors.yml` (empty without one).
     pub selectors: Vec<selectors::Selector>,
+    /// Docs blocks (`{% docs name %}` in `.md` files), by name: what `doc('name')` returns.
+    pub docs: std::sync::Arc<std::collections::BTreeMap<String, render::DocsBlock>>,
 }
 
-/// Reads the project at `root`.
+/// A project loaded for a target: its property files rendered with the target and the vars.
+pub struct Loaded {
+    pub project: Project,
+    pub target: Target,
+    /// The project's vars with `--vars` applied.
+    pub vars: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// Reads the project at `root` as it is written: Jinja in property-file values is not rendered
+/// (see [`load_for_target`]).
 pub fn load(root: &Path) -> Result<Project, Diagnostics> {
+    load_project(root, |_, _, _| Ok(None))
+}
+
+/// Reads the project at `root` and picks its target (see [`load_target`]); property-file values
+/// are rendered with `var` (the project's vars, overridden by `vars`: `--vars` as YAML or
+/// JSON), `env_var`, `target` and `doc`.
+pub fn load_for_target(
+    root: &Path,
+    profiles_dir: Option<&Path>,
+    requested_target: Option<&str>,
+    vars: Option<&str>,
+) -> Result<Loaded, Diagnostics> {
+    let mut chosen = None;
+    let project = load_project(root, |root, file, docs| {
+        let target = load_target_of(root, &file.profile, profiles_dir, requested_target)?;
+        let vars = merged_vars(&file.vars, vars)?;
+        let context = render::PropertyContext::new(&file.name, &target, vars.clone(), docs);
+        chosen = Some((target, vars));
+        Ok(Some(context))
+    })?;
+    let (target, vars) = chosen.ok_or_else(|| Diagnostic::new("internal error: the target was not loaded"))?;
+    Ok(Loaded { project, target, vars })
+}
+
+/// The project's vars overridden by `--vars` (YAML or JSON).
+fn merged_vars(
+    project_vars: &std::collections::BTreeMap<String, serde_json::Value>,
+    overrides: Option<&str>,
+) -> Result<std::collections::BTreeMap<String, serde_json::Value>, Diagnostic> {
+    let mut vars = project_vars.clone();
+    if let Some(text) = overrides {
+        let parsed: std::collections::BTreeMap<String, serde_json::Value> =
+            serde_yaml::from_str(text).map_err(|error| {
+                Diagnostic::new(format!("--vars is not a YAML/JSON mapping: {error}"))
+                    .with_help("write it as --vars '{name: value, other: 2}'")
+            })?;
+        vars.extend(parsed);
+    }
+    Ok(vars)
+}
+
+/// Reads the project; `context_for` makes the context its property files are rendered in
+/// (none: as written) once the project file and docs blocks are read.
+fn load_project<'a>(
+    root: &Path,
+    context_for: impl FnOnce(
+            &Path,
+            &ProjectFile,
+            std::sync::Arc<std::collections::BTreeMap<String, render::DocsBlock>>,
+        ) -> Result<Option<render::PropertyContext>, Diagnostic>
+        + 'a,
+) -> Result<Project, Diagnostics> {
     let root = root
         .canonicalize()
         .map_err(|error| Diagnostic::new(format!("cannot open project folder '{}': {error}", root.display())))?;
@@ -193,6 +257,45 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
         })
         .collect();
 
+    // Docs blocks, then the context property files are rendered in.
+    let mut docs = std::collections::BTreeMap::new();
+    let doc_folders: Vec<String> = [&file.model_paths, &file.seed_paths, &file.macro_paths, &file.test_paths]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    for (path, _, absolute) in collect(&doc_folders, "md", &mut problems) {
+        let blocks = read(&absolute, &path).and_then(|text| render::docs_blocks(&path, &text));
+        match blocks {
+            Ok(blocks) => {
+                for (name, block) in blocks {
+                    if let Some(previous) = docs.get(&name) {
+                        let previous: &render::DocsBlock = previous;
+                        problems.push(
+                            Diagnostic::new(format!(
+                                "docs block '{name}' is defined twice (also in {}:{})",
+                                previous.file, previous.line
+                            ))
+                            .in_file(&block.file)
+                            .at_line(Some(block.line)),
+                        );
+                        continue;
+                    }
+                    docs.insert(name, block);
+                }
+            }
+            Err(diagnostic) => problems.push(diagnostic),
+        }
+    }
+    let docs = std::sync::Arc::new(docs);
+    let context = match context_for(&root, &file, docs.clone()) {
+        Ok(context) => context,
+        Err(diagnostic) => {
+            problems.push(diagnostic);
+            return Err(problems);
+        }
+    };
+
     let mut yaml_entries = collect(&file.model_paths, "yml", &mut problems);
     yaml_entries.extend(collect(&file.model_paths, "yaml", &mut problems));
     yaml_entries.extend(collect(&file.seed_paths, "yml", &mut problems));
@@ -202,7 +305,7 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
         .into_par_iter()
         .map(|(path, _, absolute)| {
             let text = read(&absolute, &path).map_err(|d| vec![d])?;
-            properties::parse(&path, &text)
+            properties::parse(&path, &text, context.as_ref())
         })
         .collect();
     let mut property_files: Vec<PropertyFile> = Vec::new();
@@ -272,6 +375,7 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
         seeds,
         property_files,
         selectors,
+        docs,
     })
 }
 
@@ -282,9 +386,19 @@ pub fn load_target(
     profiles_dir: Option<&Path>,
     requested_target: Option<&str>,
 ) -> Result<Target, Diagnostic> {
+    load_target_of(&project.root, &project.file.profile, profiles_dir, requested_target)
+}
+
+/// [`load_target`] for the project at `root` whose profile is `profile`.
+fn load_target_of(
+    root: &Path,
+    profile: &str,
+    profiles_dir: Option<&Path>,
+    requested_target: Option<&str>,
+) -> Result<Target, Diagnostic> {
     let folder = profiles_dir
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| project.root.clone());
+        .unwrap_or_else(|| root.to_path_buf());
     let mut path = folder.join("profiles.yml");
     let mut display_name = match profiles_dir {
         Some(_) => path.display().to_string(),
@@ -292,7 +406,7 @@ pub fn load_target(
     };
     // As dbt: without one in the project, `~/.dbt/profiles.yml` when it defines this profile.
     if profiles_dir.is_none() && !path.is_file() {
-        if let Some(home) = dbt_profiles_defining(&project.file.profile) {
+        if let Some(home) = dbt_profiles_defining(profile) {
             path = home;
             display_name = "~/.dbt/profiles.yml".to_string();
         }
@@ -301,7 +415,7 @@ pub fn load_target(
         if profiles_dir.is_some() {
             return Err(Diagnostic::new(format!("no profiles.yml in '{}'", folder.display())));
         }
-        let mut target = Target::embedded_default(&project.file.profile);
+        let mut target = Target::embedded_default(profile);
         if let Some(name) = requested_target {
             if name != target.name {
                 return Err(Diagnostic::new(format!(
@@ -315,7 +429,7 @@ pub fn load_target(
     let text = read(&path, &display_name)?;
     let text =
         crate::jinja::render_config_text(&display_name, &text).map_err(|mut diagnostics| diagnostics.0.remove(0))?;
-    profiles::select_target(&path, &display_name, &text, &project.file.profile, requested_target)
+    profiles::select_target(&path, &display_name, &text, profile, requested_target)
 }
 
 /// `~/.dbt/profiles.yml` (dbt's default place) if it exists and defines `profile`.

@@ -165,6 +165,18 @@ impl Engine {
 }
 
 impl Target {
+    /// `target` as Jinja sees it (models, macros, property files): name, profile_name, schema,
+    /// type, threads.
+    pub fn jinja_context(&self) -> Json {
+        serde_json::json!({
+            "name": self.name,
+            "profile_name": self.profile,
+            "schema": self.schema,
+            "type": self.engine.as_str(),
+            "threads": self.threads,
+        })
+    }
+
     /// The target used when there is no `profiles.yml`: embedded DataFusion, `warehouse/` folder.
     pub fn embedded_default(profile: &str) -> Target {
         Target {

@@ -331,8 +331,12 @@ const TEST_CONFIG_KEYS: &[&str] = &[
     "meta",
 ];
 
-/// Parses one property file.
-pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
+/// Parses one property file, its Jinja values rendered in `context` (see [`super::render`]).
+pub fn parse(
+    file: &str,
+    text: &str,
+    context: Option<&super::render::PropertyContext>,
+) -> Result<PropertyFile, Vec<Diagnostic>> {
     if text.trim().is_empty() {
         return Ok(PropertyFile {
             file: file.to_string(),
@@ -341,6 +345,19 @@ pub fn parse(file: &str, text: &str) -> Result<PropertyFile, Vec<Diagnostic>> {
     }
     let raw: RawPropertyFile = super::yaml::parse(file, text).map_err(|d| vec![d])?;
     let positions = Positions::of(text);
+    let raw = match context {
+        Some(context) if text.contains("{{") || text.contains("{%") => {
+            // The shape was checked as written; only string values change.
+            let mut value: serde_yaml::Value = super::yaml::parse(file, text).map_err(|d| vec![d])?;
+            let problems = super::render::render_values(&mut value, context, file, &positions);
+            if !problems.is_empty() {
+                return Err(problems);
+            }
+            serde_yaml::from_value(value)
+                .map_err(|error| vec![Diagnostic::new(format!("after rendering its Jinja: {error}")).in_file(file)])?
+        }
+        _ => raw,
+    };
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let ignored = |path: &str, features: &[(&str, &str)], warnings: &mut Vec<Diagnostic>| {

@@ -142,44 +142,27 @@ pub(super) fn install_globals(
         },
     );
     let vars = Arc::new(vars);
-    env.add_function("var", move |name: String, default: Option<Value>| -> Result<Value, Error> {
-        let record = |value: &Value| {
-            with_state(|state| {
-                if let Some(RenderState::Parse(capture)) = state {
-                    let json = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
-                    capture.vars.insert(name.clone(), json);
-                }
-            })
-        };
-        match (vars.get(&name), default) {
-            (Some(value), _) => {
-                let value = Value::from_serialize(value);
-                record(&value);
-                Ok(value)
-            }
-            (None, Some(default)) => {
-                record(&default);
-                Ok(default)
-            }
-            (None, None) => Err(error(format!(
-                "required var '{name}' is not set: define it under vars: in the project file or pass --vars '{{{name}: ...}}'"
-            ))),
-        }
-    });
+    env.add_function(
+        "var",
+        move |name: String, default: Option<Value>| -> Result<Value, Error> {
+            let record = |value: &Value| {
+                with_state(|state| {
+                    if let Some(RenderState::Parse(capture)) = state {
+                        let json = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+                        capture.vars.insert(name.clone(), json);
+                    }
+                })
+            };
+            let value = crate::jinja::var_value(&vars, &name, default)?;
+            record(&value);
+            Ok(value)
+        },
+    );
     env.add_global("config", Value::from_object(ConfigObject));
     env.add_global("this", Value::from_object(ThisObject));
     env.add_global("exceptions", Value::from_object(Exceptions));
     env.add_global("project_name", project_name.to_string());
-    env.add_global(
-        "target",
-        Value::from_serialize(serde_json::json!({
-            "name": target.name,
-            "profile_name": target.profile,
-            "schema": target.schema,
-            "type": target.engine.as_str(),
-            "threads": target.threads,
-        })),
-    );
+    env.add_global("target", Value::from_serialize(target.jinja_context()));
 }
 
 /// In a time-range run, an input with an `event_time` is read through a subquery that keeps only

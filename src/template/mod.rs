@@ -132,6 +132,25 @@ impl TemplateEngine {
         self.macros.get(&format!("test_{name}"))
     }
 
+    /// Calls the project macro `name` with `args` and returns what it renders, trimmed (as dbt
+    /// does with `generate_schema_name` and `generate_alias_name`); `None` when the project does
+    /// not define it.
+    pub fn call_macro(&self, name: &str, args: &[Json]) -> Option<Result<String, Diagnostic>> {
+        let definition = self.macros.get(name)?;
+        let names: Vec<String> = (0..args.len()).map(|index| format!("__argument_{index}")).collect();
+        let call = format!("{{{{ {name}({}) }}}}", names.join(", "));
+        let values: BTreeMap<&str, minijinja::Value> = names
+            .iter()
+            .map(String::as_str)
+            .zip(args.iter().map(minijinja::Value::from_serialize))
+            .collect();
+        let rendered = self
+            .env
+            .render_str(&call, values)
+            .map_err(|error| jinja_diagnostic(&error, &definition.path));
+        Some(rendered.map(|text| text.trim().to_string()))
+    }
+
     /// The project's macros by name.
     pub fn macros(&self) -> &BTreeMap<String, MacroDefinition> {
         &self.macros

@@ -9,6 +9,7 @@ mod common;
 mod ballista;
 mod cli;
 mod commit;
+mod dbt;
 mod dialect;
 mod errors;
 mod incremental;

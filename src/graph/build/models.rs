@@ -23,6 +23,7 @@ impl Parse<'_> {
         generated: &[crate::metrics::GeneratedModel],
     ) {
         let (project, target, project_name) = (self.project, self.target, self.project_name);
+        let engine = self.engine;
         let Parse {
             nodes,
             by_name,
@@ -83,6 +84,18 @@ impl Parse<'_> {
                 }
             };
             config.insert("materialized".into(), Json::from(materialized.as_str()));
+            let unique_id = format!("model.{project_name}.{name}");
+            let node = NamedNode {
+                kind: "model",
+                name: &name,
+                unique_id: &unique_id,
+                fqn: &fqn,
+                path: &file.path,
+                package: project_name,
+            };
+            if let Err(problem) = custom_names(engine, &mut config, &node) {
+                problems.push(problem);
+            }
             let resource = if materialized == Materialization::Ephemeral {
                 Resource::Ephemeral
             } else {
@@ -102,7 +115,6 @@ impl Parse<'_> {
                 });
                 Resource::Model { relation }
             };
-            let unique_id = format!("model.{project_name}.{name}");
             if let Some(previous) = by_name.insert(name.clone(), unique_id.clone()) {
                 problems.push(duplicate_name(&name, &file.path, &nodes[&previous].path));
                 continue;
@@ -167,6 +179,7 @@ impl Parse<'_> {
     /// A node per enabled seed.
     pub(super) fn seeds(&mut self) {
         let (project, target, project_name) = (self.project, self.target, self.project_name);
+        let engine = self.engine;
         let Parse {
             nodes,
             by_name,
@@ -189,6 +202,17 @@ impl Parse<'_> {
             }
             config.insert("materialized".into(), Json::from("seed"));
             let unique_id = format!("seed.{project_name}.{name}");
+            let node = NamedNode {
+                kind: "seed",
+                name: &name,
+                unique_id: &unique_id,
+                fqn: &fqn,
+                path: &seed.path,
+                package: project_name,
+            };
+            if let Err(problem) = custom_names(engine, &mut config, &node) {
+                problems.push(problem);
+            }
             if let Some(previous) = by_name.insert(name.clone(), unique_id.clone()) {
                 problems.push(duplicate_name(&name, &seed.path, &nodes[&previous].path));
                 continue;
@@ -225,6 +249,45 @@ impl Parse<'_> {
             );
         }
     }
+}
+
+/// What `generate_schema_name` / `generate_alias_name` see of a model or seed as `node`.
+struct NamedNode<'a> {
+    kind: &'a str,
+    name: &'a str,
+    unique_id: &'a str,
+    fqn: &'a [String],
+    path: &'a str,
+    package: &'a str,
+}
+
+/// The project's `generate_schema_name(custom_schema_name, node)` and
+/// `generate_alias_name(custom_alias_name, node)` macros, when it defines them, decide the
+/// node's `schema` and `alias` (as in dbt; without them the configs are used as written).
+fn custom_names(
+    engine: &crate::template::TemplateEngine,
+    config: &mut ConfigMap,
+    node: &NamedNode<'_>,
+) -> Result<(), Diagnostic> {
+    let described = serde_json::json!({
+        "name": node.name,
+        "resource_type": node.kind,
+        "unique_id": node.unique_id,
+        "fqn": node.fqn,
+        "path": node.path,
+        "original_file_path": node.path,
+        "package_name": node.package,
+        "config": config,
+    });
+    for (macro_name, key) in [("generate_schema_name", "schema"), ("generate_alias_name", "alias")] {
+        let custom = config.get(key).cloned().unwrap_or(Json::Null);
+        if let Some(named) = engine.call_macro(macro_name, &[custom, described.clone()]) {
+            let named = named
+                .map_err(|problem| problem.context(format_args!("{} '{}': {macro_name}", node.kind, node.name)))?;
+            config.insert(key.to_string(), Json::from(named));
+        }
+    }
+    Ok(())
 }
 
 /// Where a model or seed lives: `config.schema` (else the target's schema), `config.alias` (else its name).

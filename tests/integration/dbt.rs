@@ -1,0 +1,55 @@
+//! dbt project features: Jinja in property files, docs blocks, naming macros.
+
+use std::path::Path;
+
+use crate::common::*;
+
+fn table(project: &Path, schema: &str, name: &str) -> String {
+    table_csv(&project.join("warehouse").join(schema).join(name).join("data.parquet"))
+}
+
+#[test]
+fn property_files_render_jinja_docs_blocks_and_naming_macros() {
+    let project = fixture("dbt_features");
+    let output = tidemark(project.path(), &["build"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    // generate_schema_name appends the custom schema to the target's, as dbt's default does.
+    assert!(text.contains("OK created sql table model main_marts.orders"), "{text}");
+    assert_eq!(
+        table(project.path(), "main_marts", "orders"),
+        "id,status\n1,placed\n2,shipped\n"
+    );
+    // doc() in descriptions, of the model, its columns and the source.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.path().join("target/manifest.json")).unwrap()).unwrap();
+    let model = &manifest["nodes"]["model.dbt_features.orders"];
+    assert_eq!(model["description"], "One row per order placed in the shop.");
+    assert_eq!(
+        model["columns"]["status"]["description"],
+        "The order's state: placed, shipped or returned."
+    );
+    assert_eq!(
+        manifest["sources"]["source.dbt_features.raw.orders"]["description"],
+        "One row per order placed in the shop."
+    );
+    // var() in external_location follows --vars.
+    let output = tidemark(project.path(), &["build", "--vars", "{data_dir: data_next}"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert_eq!(
+        table(project.path(), "main_marts", "orders"),
+        "id,status\n1,placed\n2,shipped\n3,returned\n"
+    );
+    // A var no one set is an error at the value that reads it.
+    std::fs::write(
+        project.path().join("models/sources.yml"),
+        "version: 2\nsources:\n  - name: raw\n    tables:\n      - name: orders\n        external_location: \"{{ var('landing_dir') }}/raw_orders.csv\"\n",
+    )
+    .unwrap();
+    let output = tidemark(project.path(), &["build"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("models/sources.yml:6:28: Jinja error"), "{text}");
+    assert!(text.contains("required var 'landing_dir' is not set"), "{text}");
+}
