@@ -27,6 +27,9 @@ pub struct CompiledNode {
     pub sql: String,
     /// Where `tidemark` writes it, relative to the project root (`target/compiled/...`).
     pub compiled_path: String,
+    /// Its `pre_hook` and `post_hook` statements, rendered (models and seeds).
+    pub pre_hooks: Vec<String>,
+    pub post_hooks: Vec<String>,
 }
 
 /// Compiled SQL of the nodes a command needs, by unique id.
@@ -220,11 +223,38 @@ pub fn compile(
                     unique_id: id.clone(),
                     sql,
                     compiled_path,
+                    pre_hooks: Vec::new(),
+                    post_hooks: Vec::new(),
                 },
             )
         })
         .collect::<BTreeMap<String, CompiledNode>>();
     let mut nodes = nodes;
+    // Hooks render like the node's own SQL (`{{ this }}` is its relation).
+    for (id, compiled) in nodes.iter_mut() {
+        let node = &graph.nodes[id];
+        for (key, rendered) in [
+            ("pre_hook", &mut compiled.pre_hooks),
+            ("post_hook", &mut compiled.post_hooks),
+        ] {
+            for hook in node.hooks(key) {
+                let context = CompileContext {
+                    this: this_relation(node),
+                    config: node.config.clone(),
+                    is_incremental: options.incremental.contains(id),
+                    resolver: resolver.clone(),
+                    time_filter: None,
+                };
+                match engine.compile(&node.path, &hook, context) {
+                    Ok(sql) => rendered.push(sql),
+                    Err(problem) => problems.push(problem.context(format_args!("{key} of {}", node.name))),
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return problems.into_result(CompiledProject::default());
+    }
     for id in unit_tests {
         let node = &graph.nodes[id];
         let model = &graph.nodes[&graph.unit_tests[id].model];
@@ -244,10 +274,64 @@ pub fn compile(
                 unique_id: id.clone(),
                 sql,
                 compiled_path: compiled_path(target_path, &graph.project_name, node),
+                pre_hooks: Vec::new(),
+                post_hooks: Vec::new(),
             },
         );
     }
     Ok(CompiledProject { nodes, unit_sql })
+}
+
+/// The project's `on-run-start` statements, or with the run's `ended` results its `on-run-end`
+/// ones, rendered (as dbt: `results`, each with `node`, `status`, `message`, `execution_time`,
+/// `failures` and `rows_affected`, and `schemas`, those the run wrote tables to); empty ones are
+/// left out.
+pub fn run_hooks(
+    project: &crate::project::Project,
+    engine: &TemplateEngine,
+    ended: Option<(&Graph, &[crate::documents::RunResult])>,
+) -> Result<Vec<String>, Diagnostics> {
+    let (key, hooks, variables) = match ended {
+        None => ("on-run-start", &project.file.on_run_start, serde_json::json!({})),
+        Some((graph, results)) => {
+            let ran: Vec<(&Node, &crate::documents::RunResult)> = results
+                .iter()
+                .filter_map(|result| Some((graph.nodes.get(&result.unique_id)?, result)))
+                .collect();
+            let variables = serde_json::json!({
+                "results": ran.iter().map(|(node, result)| serde_json::json!({
+                    "node": {
+                        "unique_id": node.unique_id,
+                        "name": node.name,
+                        "resource_type": node.resource_type.as_str(),
+                        "schema": node.relation().map(|relation| relation.schema.clone()),
+                    },
+                    "status": result.status.as_str(),
+                    "message": result.message,
+                    "execution_time": result.execution_time,
+                    "failures": result.failures,
+                    "rows_affected": result.rows_affected,
+                })).collect::<Vec<_>>(),
+                "schemas": ran
+                    .iter()
+                    .filter(|(node, _)| node.writes_table())
+                    .filter_map(|(node, _)| node.relation().map(|relation| relation.schema.clone()))
+                    .collect::<BTreeSet<_>>(),
+            });
+            ("on-run-end", &project.file.on_run_end, variables)
+        }
+    };
+    let variables = &variables;
+    let mut problems = Diagnostics::default();
+    let mut rendered = Vec::new();
+    for hook in hooks {
+        match engine.render_with(&project.file.file_name, hook, variables) {
+            Ok(sql) if sql.trim().is_empty() => {}
+            Ok(sql) => rendered.push(sql),
+            Err(problem) => problems.push(problem.context(key)),
+        }
+    }
+    problems.into_result(rendered)
 }
 
 /// `target/compiled/<project>/<file>`.

@@ -87,8 +87,51 @@ pub(super) async fn run(session: &Session, id: &str, run_id: &str, reporter: &dy
     }
 }
 
-/// One attempt at node `node`: builds, loads or tests it (`detail`: a unit test's diff).
+/// One attempt at node `node`: its `pre_hook`s, then it is built, loaded or tested (`detail`: a
+/// unit test's diff), then its `post_hook`s. A hook that fails fails the node.
 async fn attempt_node(
+    session: &Session,
+    node: &Node,
+    run_id: &str,
+    detail: &mut Option<String>,
+) -> Result<Outcome, ExecuteError> {
+    let compiled = session.compiled().nodes.get(&node.unique_id);
+    if let Some(compiled) = compiled {
+        run_hooks(session, node, "pre_hook", &compiled.pre_hooks).await?;
+    }
+    let outcome = build_node(session, node, run_id, detail).await?;
+    if let Some(compiled) = compiled {
+        run_hooks(session, node, "post_hook", &compiled.post_hooks).await?;
+    }
+    Ok(outcome)
+}
+
+/// Runs a node's hooks (`key`: `pre_hook` or `post_hook`) in order, each to its end.
+async fn run_hooks(session: &Session, node: &Node, key: &str, hooks: &[String]) -> Result<(), ExecuteError> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    session.register_inputs(node).await?;
+    for (index, sql) in hooks.iter().enumerate() {
+        let failed = |message: String| {
+            sql_error(
+                session,
+                node,
+                format!("{key} {} of {} failed: {message}", index + 1, hooks.len()),
+            )
+        };
+        let frame = session
+            .ctx
+            .sql(sql)
+            .await
+            .map_err(|error| failed(error.strip_backtrace()))?;
+        frame.collect().await.map_err(|error| failed(error.strip_backtrace()))?;
+    }
+    Ok(())
+}
+
+/// Builds, loads or tests `node`.
+async fn build_node(
     session: &Session,
     node: &Node,
     run_id: &str,

@@ -178,6 +178,27 @@ impl StartedRun {
         Ok(Ready { session, deferred })
     }
 
+    /// Runs statements of the run itself (`on-run-start`, `on-run-end`) in `session`, in order;
+    /// the first that fails stops them, with its number and the engine's message.
+    pub async fn run_statements(session: &Session, what: &str, statements: &[String]) -> Result<(), Error> {
+        for (index, sql) in statements.iter().enumerate() {
+            let failed = |message: String| {
+                Error::Environment(format!(
+                    "{what} {} of {} failed: {message}",
+                    index + 1,
+                    statements.len()
+                ))
+            };
+            let frame = session
+                .ctx
+                .sql(sql)
+                .await
+                .map_err(|error| failed(error.strip_backtrace()))?;
+            frame.collect().await.map_err(|error| failed(error.strip_backtrace()))?;
+        }
+        Ok(())
+    }
+
     /// Releases the warehouse's run lock.
     pub async fn release(self) {
         if let Some(lock) = self.lock {

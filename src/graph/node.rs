@@ -399,6 +399,24 @@ impl Node {
         }
     }
 
+    /// The statements of its `pre_hook`s or `post_hook`s (`key`), as written: dbt's strings and
+    /// `{sql: ...}` mappings, project-level hooks first.
+    pub fn hooks(&self, key: &str) -> Vec<String> {
+        let statement = |hook: &Json| match hook {
+            Json::String(sql) => Some(sql.clone()),
+            Json::Object(map) => map.get("sql").and_then(Json::as_str).map(str::to_string),
+            _ => None,
+        };
+        match self.config.get(key) {
+            Some(Json::Array(hooks)) => hooks.iter().filter_map(statement).collect(),
+            Some(one) => statement(one).into_iter().collect(),
+            None => Vec::new(),
+        }
+        .into_iter()
+        .filter(|sql| !sql.trim().is_empty())
+        .collect()
+    }
+
     /// Whether the node produces data in the warehouse when it runs.
     pub fn writes_table(&self) -> bool {
         matches!(

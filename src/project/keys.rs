@@ -47,8 +47,18 @@ impl ConfigKind {
                 "contract",
                 "event_time",
                 "lookback_days",
+                "pre_hook",
+                "post_hook",
             ],
-            ConfigKind::Seed => &["schema", "alias", "column_types", "full_refresh", "event_time"],
+            ConfigKind::Seed => &[
+                "schema",
+                "alias",
+                "column_types",
+                "full_refresh",
+                "event_time",
+                "pre_hook",
+                "post_hook",
+            ],
             ConfigKind::Test => &[
                 "severity",
                 "warn_if",
@@ -66,8 +76,6 @@ impl ConfigKind {
     fn unimplemented(self) -> &'static [(&'static str, &'static str)] {
         match self {
             ConfigKind::Model => &[
-                ("pre_hook", "hooks do not run"),
-                ("post_hook", "hooks do not run"),
                 ("sql_header", "the header is not run before the model"),
                 ("cluster_by", "tables are not clustered"),
                 ("incremental_predicates", "merges compare whole tables"),
@@ -89,8 +97,6 @@ impl ConfigKind {
             ConfigKind::Seed => &[
                 ("quote_columns", "seed columns are named as the header writes them"),
                 ("delimiter", "seeds are read as comma-separated"),
-                ("pre_hook", "hooks do not run"),
-                ("post_hook", "hooks do not run"),
             ],
             ConfigKind::Test => &[
                 ("store_failures_as", "stored failures are tables"),
@@ -188,6 +194,8 @@ pub const PROJECT_KEYS: &[&str] = &[
     "seeds",
     "data_tests",
     "tests",
+    "on-run-start",
+    "on-run-end",
 ];
 
 /// Project-file keys that only describe the project or configure dbt's own tooling: read and
@@ -209,8 +217,6 @@ const PROJECT_KEYS_WITHOUT_EFFECT: &[&str] = &[
 
 /// dbt project-file keys whose feature tidemark does not implement.
 const PROJECT_KEYS_UNIMPLEMENTED: &[(&str, &str)] = &[
-    ("on-run-start", "these hooks do not run"),
-    ("on-run-end", "these hooks do not run"),
     ("dispatch", "macro dispatch search orders are not read"),
     ("snapshots", "snapshots are not built"),
     (
@@ -269,8 +275,9 @@ mod tests {
             check_config(ConfigKind::Model, "materialzed"),
             KeyCheck::Unknown(Some("materialized"))
         );
+        assert_eq!(check_config(ConfigKind::Model, "post-hook"), KeyCheck::Known);
         assert!(matches!(
-            check_config(ConfigKind::Model, "post-hook"),
+            check_config(ConfigKind::Model, "sql_header"),
             KeyCheck::Unimplemented(_)
         ));
         assert!(matches!(
@@ -298,8 +305,9 @@ mod tests {
         assert!(project_key_problem("snapshot-paths").is_none());
         let (typo, error) = project_key_problem("model-path").expect("reported");
         assert!(error && typo.help.is_some());
-        let (hook, error) = project_key_problem("on-run-start").expect("reported");
-        assert!(!error && hook.message.contains("does not implement"));
+        assert!(project_key_problem("on-run-start").is_none());
+        let (dispatch, error) = project_key_problem("dispatch").expect("reported");
+        assert!(!error && dispatch.message.contains("does not implement"));
         let (custom, error) = project_key_problem("my-company-settings").expect("reported");
         assert!(!error && custom.message.contains("ignores"));
     }

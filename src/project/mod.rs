@@ -150,7 +150,6 @@ fn load_project<'a>(
         );
     };
     let text = read(&project_file_path, file_name)?;
-    let text = crate::jinja::render_config_text(file_name, &text)?;
     let file = project_file::parse(file_name, &text).map_err(Diagnostics)?;
 
     let mut problems = Diagnostics::default();

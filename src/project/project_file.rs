@@ -33,11 +33,32 @@ pub struct ProjectFile {
     pub target_path: String,
     pub clean_targets: Vec<String>,
     pub vars: BTreeMap<String, Json>,
+    /// SQL run before a `build`/`run`/`seed`/`test` (`on-run-start:`) and after it
+    /// (`on-run-end:`, which sees `results` and `schemas`), rendered when they run.
+    pub on_run_start: Vec<String>,
+    pub on_run_end: Vec<String>,
     pub models: FolderConfigs,
     pub seeds: FolderConfigs,
     pub data_tests: FolderConfigs,
     /// What the file sets that tidemark ignores: dbt features it does not implement, custom keys.
     pub warnings: Vec<Diagnostic>,
+}
+
+/// `on-run-start:` / `on-run-end:`: one statement or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Hooks {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Hooks {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Hooks::One(one) => vec![one],
+            Hooks::Many(many) => many,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +85,10 @@ struct RawProjectFile {
     clean_targets: Option<Vec<String>>,
     #[serde(default)]
     vars: Option<BTreeMap<String, Json>>,
+    #[serde(default, rename = "on-run-start")]
+    on_run_start: Option<Hooks>,
+    #[serde(default, rename = "on-run-end")]
+    on_run_end: Option<Hooks>,
     #[serde(default)]
     models: Option<serde_yaml::Value>,
     #[serde(default)]
@@ -78,6 +103,18 @@ struct RawProjectFile {
 pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>> {
     let raw: RawProjectFile = super::yaml::parse(file_name, text).map_err(|d| vec![d])?;
     let positions = super::yaml::Positions::of(text);
+    // `{{ env_var('X') }}` in values, each at its place; hooks are SQL rendered when they run.
+    let raw = if text.contains("{{") || text.contains("{%") {
+        let mut value: serde_yaml::Value = super::yaml::parse(file_name, text).map_err(|d| vec![d])?;
+        let problems = super::render::render_project_values(&mut value, file_name, &positions);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        serde_yaml::from_value(value)
+            .map_err(|error| vec![Diagnostic::new(format!("after rendering its Jinja: {error}")).in_file(file_name)])?
+    } else {
+        raw
+    };
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     for key in raw.other.keys() {
@@ -136,6 +173,8 @@ pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>
         target_path: raw.target_path.unwrap_or_else(|| "target".into()),
         clean_targets: raw.clean_targets.unwrap_or_else(|| vec!["target".into()]),
         vars: raw.vars.unwrap_or_default(),
+        on_run_start: raw.on_run_start.map(Hooks::into_vec).unwrap_or_default(),
+        on_run_end: raw.on_run_end.map(Hooks::into_vec).unwrap_or_default(),
         models,
         seeds,
         data_tests,
@@ -232,10 +271,30 @@ impl FolderConfigs {
     }
 }
 
-/// Merges `overrides` into `base` with dbt's rules: `tags` accumulate, `meta` merges, others replace.
+/// Merges `overrides` into `base` with dbt's rules: `tags` and hooks (`pre_hook`, `post_hook`,
+/// also written `pre-hook`) accumulate, `meta` merges, others replace.
 pub fn merge_configs(base: &mut ConfigMap, overrides: &ConfigMap) {
     for (key, value) in overrides {
-        match (key.as_str(), base.get_mut(key)) {
+        let key = match key.as_str() {
+            "pre-hook" => "pre_hook",
+            "post-hook" => "post_hook",
+            other => other,
+        };
+        if key == "pre_hook" || key == "post_hook" {
+            let mut hooks = match base.remove(key) {
+                Some(Json::Array(hooks)) => hooks,
+                Some(Json::Null) | None => Vec::new(),
+                Some(one) => vec![one],
+            };
+            match value {
+                Json::Array(more) => hooks.extend(more.iter().cloned()),
+                Json::Null => {}
+                one => hooks.push(one.clone()),
+            }
+            base.insert(key.to_string(), Json::Array(hooks));
+            continue;
+        }
+        match (key, base.get_mut(key)) {
             ("tags", Some(existing)) => {
                 let mut tags = tags_of(existing);
                 for tag in tags_of(value) {
@@ -253,7 +312,7 @@ pub fn merge_configs(base: &mut ConfigMap, overrides: &ConfigMap) {
                 }
             }
             _ => {
-                base.insert(key.clone(), value.clone());
+                base.insert(key.to_string(), value.clone());
             }
         }
     }

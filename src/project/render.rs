@@ -61,6 +61,13 @@ impl PropertyContext {
         PropertyContext { env }
     }
 
+    /// `env_var` alone: the context of the project file, read before anything else.
+    pub fn env_only() -> PropertyContext {
+        let mut env = crate::jinja::base_environment();
+        env.add_function("env_var", crate::jinja::env_var);
+        PropertyContext { env }
+    }
+
     /// `text` rendered, or what is wrong with it.
     pub fn render(&self, text: &str) -> Result<String, String> {
         self.env.render_str(text, ()).map_err(|error| {
@@ -82,49 +89,97 @@ pub fn render_values(
     positions: &super::yaml::Positions,
 ) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
-    walk(value, "", context, file, positions, &mut problems);
+    let skip = |path: &str, key: &str| path.is_empty() && (key == "metric_models" || key == "unit_tests");
+    let mut walker = Walker {
+        context,
+        file,
+        positions,
+        skip: &skip,
+        problems: &mut problems,
+    };
+    walker.walk(value, "");
     problems
 }
 
-fn walk(
+/// Keys whose values are SQL rendered when they run (`{{ this }}` only means something then).
+const HOOK_KEYS: &[&str] = &[
+    "pre-hook",
+    "post-hook",
+    "pre_hook",
+    "post_hook",
+    "+pre-hook",
+    "+post-hook",
+    "+pre_hook",
+    "+post_hook",
+    "on-run-start",
+    "on-run-end",
+];
+
+/// Renders `env_var()` in the project file's string values, except hooks.
+pub fn render_project_values(
     value: &mut serde_yaml::Value,
-    path: &str,
-    context: &PropertyContext,
     file: &str,
     positions: &super::yaml::Positions,
-    problems: &mut Vec<Diagnostic>,
-) {
-    let join = |key: &str| {
-        if path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{path}/{key}")
-        }
+) -> Vec<Diagnostic> {
+    let context = PropertyContext::env_only();
+    let mut problems = Vec::new();
+    let skip = |_: &str, key: &str| HOOK_KEYS.contains(&key);
+    let mut walker = Walker {
+        context: &context,
+        file,
+        positions,
+        skip: &skip,
+        problems: &mut problems,
     };
-    match value {
-        serde_yaml::Value::String(text) if text.contains("{{") || text.contains("{%") => match context.render(text) {
-            Ok(rendered) => *text = rendered,
-            Err(message) => problems.push(
-                Diagnostic::new(format!("Jinja error: {message}"))
-                    .in_file(file)
-                    .at_position(positions.value_at(path)),
-            ),
-        },
-        serde_yaml::Value::Mapping(mapping) => {
-            for (key, child) in mapping.iter_mut() {
-                let Some(key) = key.as_str() else { continue };
-                if path.is_empty() && (key == "metric_models" || key == "unit_tests") {
-                    continue;
+    walker.walk(value, "");
+    problems
+}
+
+/// Renders string values in place, skipping the entries `skip(path, key)` names.
+struct Walker<'a> {
+    context: &'a PropertyContext,
+    file: &'a str,
+    positions: &'a super::yaml::Positions,
+    skip: &'a dyn Fn(&str, &str) -> bool,
+    problems: &'a mut Vec<Diagnostic>,
+}
+
+impl Walker<'_> {
+    fn walk(&mut self, value: &mut serde_yaml::Value, path: &str) {
+        let join = |key: &str| {
+            if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}/{key}")
+            }
+        };
+        match value {
+            serde_yaml::Value::String(text) if text.contains("{{") || text.contains("{%") => {
+                match self.context.render(text) {
+                    Ok(rendered) => *text = rendered,
+                    Err(message) => self.problems.push(
+                        Diagnostic::new(format!("Jinja error: {message}"))
+                            .in_file(self.file)
+                            .at_position(self.positions.value_at(path)),
+                    ),
                 }
-                walk(child, &join(key), context, file, positions, problems);
             }
-        }
-        serde_yaml::Value::Sequence(items) => {
-            for (index, child) in items.iter_mut().enumerate() {
-                walk(child, &join(&index.to_string()), context, file, positions, problems);
+            serde_yaml::Value::Mapping(mapping) => {
+                for (key, child) in mapping.iter_mut() {
+                    let Some(key) = key.as_str() else { continue };
+                    if (self.skip)(path, key) {
+                        continue;
+                    }
+                    self.walk(child, &join(key));
+                }
             }
+            serde_yaml::Value::Sequence(items) => {
+                for (index, child) in items.iter_mut().enumerate() {
+                    self.walk(child, &join(&index.to_string()));
+                }
+            }
+            _ => {}
         }
-        _ => {}
     }
 }
 

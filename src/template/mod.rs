@@ -151,6 +151,14 @@ impl TemplateEngine {
         Some(rendered.map(|text| text.trim().to_string()))
     }
 
+    /// Renders `source` (named `name` for errors) with `variables` as its context: hooks that run
+    /// outside any node (`on-run-start`, `on-run-end` with `results` and `schemas`).
+    pub fn render_with(&self, name: &str, source: &str, variables: &Json) -> Result<String, Diagnostic> {
+        self.env
+            .render_named_str(name, source, minijinja::Value::from_serialize(variables))
+            .map_err(|error| jinja_diagnostic(&error, name))
+    }
+
     /// The project's macros by name.
     pub fn macros(&self) -> &BTreeMap<String, MacroDefinition> {
         &self.macros

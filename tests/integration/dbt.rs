@@ -33,6 +33,13 @@ fn property_files_render_jinja_docs_blocks_and_naming_macros() {
         manifest["sources"]["source.dbt_features.raw.orders"]["description"],
         "One row per order placed in the shop."
     );
+    // Hooks ran on the engine: on-run-start, the model's post-hook (`this` is its table), and
+    // on-run-end with the run's results and schemas.
+    let hook_file = |name: &str| std::fs::read_to_string(project.path().join("hooks").join(name)).unwrap_or_default();
+    assert_eq!(hook_file("start.csv"), "phase\nstarting\n");
+    assert_eq!(hook_file("orders_count.csv"), "orders\n2\n");
+    assert_eq!(hook_file("end.csv"), "summary\n1 results in main_marts\n");
+    assert!(text.contains("Running 1 on-run-start hook"), "{text}");
     // var() in external_location follows --vars.
     let output = tidemark(project.path(), &["build", "--vars", "{data_dir: data_next}"]);
     let text = transcript(&output, project.path());
@@ -41,6 +48,23 @@ fn property_files_render_jinja_docs_blocks_and_naming_macros() {
         table(project.path(), "main_marts", "orders"),
         "id,status\n1,placed\n2,shipped\n3,returned\n"
     );
+    // A hook that fails fails its node; project-level hooks run before the model's own.
+    let schema = std::fs::read_to_string(project.path().join("models/schema.yml")).unwrap();
+    std::fs::write(
+        project.path().join("models/schema.yml"),
+        schema.replace(
+            "      schema: marts\n",
+            "      schema: marts\n      post_hook: \"select * from no_such_table\"\n",
+        ),
+    )
+    .unwrap();
+    let output = tidemark(project.path(), &["build"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("post_hook 2 of 2 failed"), "{text}");
+    assert!(text.contains("no_such_table"), "{text}");
+    std::fs::write(project.path().join("models/schema.yml"), schema).unwrap();
+
     // A var no one set is an error at the value that reads it.
     std::fs::write(
         project.path().join("models/sources.yml"),

@@ -201,9 +201,12 @@ async fn run_locked(
         fail_fast: args.fail_fast,
         run_id: request.run_id.to_string(),
     };
+    let session = Arc::new(ready.session);
+    let on_start = crate::compile::run_hooks(&loaded.project, &loaded.engine, None)?;
+    run_statements(printer, &session, "on-run-start", &on_start).await?;
     printer.start_progress(plan.nodes.len());
     let reporter: Arc<dyn Reporter> = printer.clone();
-    let results = execute::execute(Arc::new(ready.session), &plan, &options, reporter).await;
+    let results = execute::execute(session.clone(), &plan, &options, reporter).await;
     printer.finish_progress();
 
     let elapsed = clock.elapsed().as_secs_f64();
@@ -244,10 +247,30 @@ async fn run_locked(
         .map(|result| (&graph.nodes[&result.unique_id], result))
         .collect();
     printer.run_summary(&pairs, elapsed);
+    let on_end = crate::compile::run_hooks(&loaded.project, &loaded.engine, Some((&graph, &results)))?;
+    run_statements(printer, &session, "on-run-end", &on_end).await?;
     if results.iter().any(|result| result.status.is_failure()) {
         return Ok(ExitStatus::Failure);
     }
     Ok(ExitStatus::Success)
+}
+
+/// Runs the project's `on-run-start` or `on-run-end` statements, saying how many.
+async fn run_statements(
+    printer: &Printer,
+    session: &execute::Session,
+    what: &str,
+    statements: &[String],
+) -> Result<(), Error> {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    printer.info(&format!(
+        "Running {} {what} hook{}",
+        statements.len(),
+        if statements.len() == 1 { "" } else { "s" }
+    ));
+    StartedRun::run_statements(session, what, statements).await
 }
 
 fn tidemark_junit(
