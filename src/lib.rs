@@ -20,8 +20,8 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`project`] | reading project files: `tidemark.yml`/`dbt_project.yml`, `profiles.yml`, `selectors.yml`, models, macros, seeds, property YAML |
-//! | [`template`] | minijinja environment with the dbt context (`ref`, `source`, `config`, `var`, `env_var`, `this`, `is_incremental`, macros); parse and compile renders |
+//! | [`project`] | reading project files: `tidemark.yml`/`dbt_project.yml`, `profiles.yml`, `selectors.yml`, models, macros, seeds, property YAML (its Jinja values rendered with the target and vars, [`project::render`]), docs blocks; which keys it knows ([`project::keys`]) |
+//! | [`template`] | minijinja environment with the dbt context (`ref`, `source`, `config`, `var`, `env_var`, `this`, `is_incremental`, macros) and runtime (`execute`, `run_query`/`statement` through a [`template::QueryRunner`] the caller sets, `return`, `log`); parse and compile renders |
 //! | [`graph`] | nodes with resolved configs and checksums (what only one kind of node has, its relation, files or generic test, is its [`graph::Resource`]), the DAG (cycles rejected with their path), dbt selection syntax, comparison with a saved run (`state:`/`result:` selectors, what `--defer` reads) |
 //! | [`metrics`] | metric models (`metric_models:` YAML) expanded into generated SQL models: daily roll-up, scorecard, alerts |
 //! | [`compile`] | refs → relations, ephemeral models → CTEs, generic tests → SQL; pure and deterministic |
@@ -111,7 +111,11 @@
 //! - `--defer` changes only where an unselected table is registered from (the `--state` run's
 //!   warehouse); compiled SQL and the manifest are the same as without it.
 //! - `is_incremental()` is decided before compiling ([`execute::run`] asks the warehouse which
-//!   incremental tables exist), so compile stays pure given that set.
+//!   incremental tables exist), so compile stays pure given that set and the warehouse.
+//!   Introspective nodes (`run_query` in their SQL) are the exception: they are compiled again
+//!   right before they run (the CLI gives the session a [`execute::session::Recompile`]), and
+//!   their queries run through [`execute::introspect`], which implements the template stage's
+//!   [`template::QueryRunner`] without the template stage knowing execute.
 
 pub mod artifacts;
 pub mod cli;

@@ -173,6 +173,9 @@ enum Command {
     Show(commands::show::ShowArgs),
     /// Check the project, the profile and access to the warehouse.
     Debug,
+    /// Call a project macro (its `run_query` and `statement` calls run on the target's engine):
+    /// `run-operation grant_reader --args '{role: bi}'`.
+    RunOperation(commands::operation::OperationArgs),
     /// Delete the project's clean-targets (target/ by default).
     Clean,
     /// Run a Ballista scheduler that knows tidemark's SQL functions (for `type: ballista`
@@ -227,6 +230,7 @@ pub fn main() -> ExitCode {
             Command::Ls(args) => commands::ls::execute(&cli.global, &printer, args),
             Command::Show(args) => commands::show::execute(&cli.global, &printer, args).await,
             Command::Debug => commands::debug::execute(&cli.global, &printer).await,
+            Command::RunOperation(args) => commands::operation::execute(&cli.global, &printer, args).await,
             Command::Clean => commands::clean::execute(&cli.global, &printer).await,
             #[cfg(feature = "ballista")]
             Command::Scheduler(args) => commands::cluster::scheduler(&printer, args).await,

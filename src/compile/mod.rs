@@ -14,10 +14,13 @@ use rayon::prelude::*;
 
 use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
 use crate::graph::{Graph, Materialization, Node, Resource, ResourceType};
+use crate::project::ConfigMap;
 use crate::relation::RelationName;
 /// The Jinja engine of a project: loading renders models with it, compiling renders them again.
 pub use crate::template::TemplateEngine;
 use crate::template::{CompileContext, RelationResolver};
+/// What a template's `run_query` / `statement` run on, and what `log` prints through.
+pub use crate::template::{Logger, QueryRunner, QueryTable};
 
 /// The SQL of one node, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +53,9 @@ pub struct CompileOptions {
     pub incremental: BTreeSet<String>,
     /// Time-range incremental models and the range their inputs are read in.
     pub time_filters: BTreeMap<String, crate::relation::TimeFilter>,
+    /// Render introspective nodes (`run_query` in their SQL) with `execute` false: a run
+    /// compiles them again right before they run, once what they read is built.
+    pub defer_introspection: bool,
 }
 
 /// Prefix of the CTE an ephemeral model is inlined as.
@@ -157,6 +163,7 @@ pub fn compile(
                     is_incremental: false,
                     resolver: resolver.clone(),
                     time_filter: None,
+                    execute: true,
                 },
             ),
             Some(test) => tests::generic_test_sql(graph, node, test, resolver.as_ref()),
@@ -169,6 +176,7 @@ pub fn compile(
                     is_incremental: options.incremental.contains(&node.unique_id),
                     resolver: resolver.clone(),
                     time_filter: options.time_filters.get(&node.unique_id).cloned(),
+                    execute: !(options.defer_introspection && node.introspective),
                 },
             ),
         }
@@ -244,6 +252,7 @@ pub fn compile(
                     is_incremental: options.incremental.contains(id),
                     resolver: resolver.clone(),
                     time_filter: None,
+                    execute: true,
                 };
                 match engine.compile(&node.path, &hook, context) {
                     Ok(sql) => rendered.push(sql),
@@ -332,6 +341,65 @@ pub fn run_hooks(
         }
     }
     problems.into_result(rendered)
+}
+
+/// `tidemark run-operation NAME --args '{...}'`: calls the project macro `name` with `args` as
+/// keyword arguments, rendered as a compile-phase render (`execute` is true, so its
+/// `run_query` and `statement` calls run). Returns what it renders.
+pub fn run_operation(
+    graph: &Graph,
+    engine: &TemplateEngine,
+    name: &str,
+    args: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, Diagnostic> {
+    if !engine.macros().contains_key(name) {
+        let mut problem = Diagnostic::new(format!("run-operation: the project has no macro '{name}'"));
+        if let Some(near) = did_you_mean(name, engine.macros().keys().map(String::as_str)) {
+            problem = problem.with_help(format!("did you mean '{near}'?"));
+        }
+        return Err(problem);
+    }
+    let mut keywords = Vec::new();
+    for (key, value) in args {
+        if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || key.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(Diagnostic::new(format!("--args: '{key}' is not an argument name")));
+        }
+        keywords.push(format!("{key}={}", jinja_literal(value)));
+    }
+    let call = format!("{{{{ {name}({}) }}}}", keywords.join(", "));
+    let context = CompileContext {
+        this: RelationName {
+            schema: String::new(),
+            identifier: name.to_string(),
+            rendered: name.to_string(),
+        },
+        config: ConfigMap::new(),
+        is_incremental: false,
+        resolver: Arc::new(GraphResolver::new(graph)),
+        time_filter: None,
+        execute: true,
+    };
+    engine.compile(&format!("run-operation {name}"), &call, context)
+}
+
+/// `value` written as a Jinja literal.
+fn jinja_literal(value: &serde_json::Value) -> String {
+    use serde_json::Value as Json;
+    match value {
+        Json::Null => "none".into(),
+        Json::Bool(flag) => flag.to_string(),
+        Json::Number(number) => number.to_string(),
+        Json::String(text) => Json::String(text.clone()).to_string(),
+        Json::Array(items) => format!("[{}]", items.iter().map(jinja_literal).collect::<Vec<_>>().join(", ")),
+        Json::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(key, value)| format!("{}: {}", Json::String(key.clone()), jinja_literal(value)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// `target/compiled/<project>/<file>`.

@@ -15,6 +15,7 @@ mod contract;
 mod defer;
 pub mod freshness;
 mod incremental;
+pub mod introspect;
 mod node;
 pub mod run;
 pub mod session;

@@ -200,12 +200,20 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn compiled_sql<'a>(session: &'a Session, node: &Node) -> Result<&'a str, ExecuteError> {
+/// The node's SQL: as compiled before the run, or for an introspective node (`run_query` in
+/// its SQL) compiled again now, once what it reads is built.
+fn compiled_sql<'a>(session: &'a Session, node: &Node) -> Result<std::borrow::Cow<'a, str>, ExecuteError> {
+    if let (true, Some(recompile)) = (node.introspective, &session.recompile) {
+        let fresh = tokio::task::block_in_place(|| recompile(node));
+        return fresh
+            .map(std::borrow::Cow::Owned)
+            .map_err(|message| sql_error(session, node, message));
+    }
     session
         .compiled()
         .nodes
         .get(&node.unique_id)
-        .map(|compiled| compiled.sql.as_str())
+        .map(|compiled| std::borrow::Cow::Borrowed(compiled.sql.as_str()))
         .ok_or_else(|| ExecuteError::Internal(format!("{} was not compiled", node.unique_id)))
 }
 
@@ -232,7 +240,7 @@ async fn build_table(
             )
             .await?
         }
-        None => plan_sql(session, node, sql).await?,
+        None => plan_sql(session, node, &sql).await?,
     };
     let frame = super::contract::enforce(node, frame).await?;
     if incremental {
@@ -334,7 +342,7 @@ async fn run_test(session: &Session, node: &Node, run_id: &str) -> Result<Outcom
     let store = session.store_failures || node.config.get("store_failures").and_then(Json::as_bool) == Some(true);
     if store {
         // The failing rows become a table (replaced every run; empty when the test passes).
-        let frame = plan_sql(session, node, compiled_sql(session, node)?).await?;
+        let frame = plan_sql(session, node, &compiled_sql(session, node)?).await?;
         let relation = failures_relation(session, node);
         let schema = std::sync::Arc::new(frame.schema().as_arrow().clone());
         let stream = frame

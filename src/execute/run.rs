@@ -136,6 +136,7 @@ impl StartedRun {
             compile: CompileOptions {
                 time_filters,
                 incremental,
+                defer_introspection: false,
             },
             ranges,
         })

@@ -63,6 +63,9 @@ pub struct Session {
     pub store_failures: bool,
     /// `--warn-error`: a test that would warn fails.
     pub warn_error: bool,
+    /// Compiles a node again (its SQL as compiling renders it now): for introspective nodes,
+    /// whose SQL depends on what the run has built so far.
+    pub recompile: Option<Recompile>,
     /// The target's `sql_dialect` (unit tests' own sessions follow it too).
     pub(crate) sql_dialect: crate::project::SqlDialect,
     /// The target's schema.
@@ -121,6 +124,9 @@ fn distributed_context(
 ) -> Result<SessionContext, ExecuteError> {
     Err(ExecuteError::Setup(crate::project::profiles::without_ballista(target)))
 }
+
+/// Renders a node's SQL again, or says why it cannot.
+pub type Recompile = Arc<dyn Fn(&Node) -> Result<String, String> + Send + Sync>;
 
 /// Applies a target's `sql_dialect` to a session: DuckDB's integer division.
 pub(crate) fn apply_dialect(ctx: &SessionContext, dialect: crate::project::SqlDialect) {
@@ -221,6 +227,7 @@ impl Session {
             deferred: std::collections::BTreeMap::new(),
             store_failures: false,
             warn_error: false,
+            recompile: None,
             sql_dialect: target.sql_dialect,
             schema: target.schema.clone(),
         })

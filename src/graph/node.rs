@@ -318,6 +318,9 @@ pub struct Node {
     pub macros: Vec<String>,
     /// The vars its SQL read while parsing (`var('name')`, also inside macros) and their values.
     pub vars: std::collections::BTreeMap<String, Json>,
+    /// Its SQL runs queries while compiling (`run_query`, `statement`): compiled again right
+    /// before it runs, once what it reads is built.
+    pub introspective: bool,
 }
 
 impl Node {
@@ -352,6 +355,7 @@ impl Node {
             checksum: String::new(),
             macros: Vec::new(),
             vars: BTreeMap::new(),
+            introspective: false,
         }
     }
 

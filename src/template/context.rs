@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use minijinja::value::{Kwargs, Object, Rest, Value};
+use minijinja::value::{Object, Rest, Value};
 use minijinja::{Environment, Error, ErrorKind, State};
 use serde_json::Value as Json;
 
@@ -39,6 +39,9 @@ pub struct Capture {
     pub vars: std::collections::BTreeMap<String, serde_json::Value>,
     /// Project macros the source calls directly (from minijinja's undeclared variables).
     pub macros: std::collections::BTreeSet<String>,
+    /// Whether it runs queries while compiling (`run_query`, `statement`): its SQL depends on
+    /// the warehouse, so it is compiled again right before it runs, as dbt does.
+    pub introspective: bool,
 }
 
 pub(super) enum RenderState {
@@ -82,6 +85,20 @@ pub(super) fn take_capture() -> Capture {
     })
 }
 
+/// Records, in a parse render, that the template runs queries while compiling.
+pub(super) fn note_introspection() {
+    with_state(|state| {
+        if let Some(RenderState::Parse(capture)) = state {
+            capture.introspective = true;
+        }
+    });
+}
+
+/// Whether a compile-phase render is running (dbt's `execute`).
+pub(super) fn compiling() -> bool {
+    with_state(|state| matches!(state, Some(RenderState::Compile(context)) if context.execute))
+}
+
 fn with_state<R>(f: impl FnOnce(Option<&mut RenderState>) -> R) -> R {
     CURRENT.with(|current| f(current.borrow_mut().last_mut()))
 }
@@ -112,7 +129,6 @@ pub(super) fn install_globals(
     env.add_function("is_incremental", || {
         with_state(|state| matches!(state, Some(RenderState::Compile(c)) if c.is_incremental))
     });
-    env.add_function("log", |_message: Value, _kwargs: Kwargs| String::new());
     env.add_function("event_time_filter", |column: String| {
         time_condition(|filter| filter.condition(&column))
     });
@@ -160,7 +176,6 @@ pub(super) fn install_globals(
     );
     env.add_global("config", Value::from_object(ConfigObject));
     env.add_global("this", Value::from_object(ThisObject));
-    env.add_global("exceptions", Value::from_object(Exceptions));
     env.add_global("project_name", project_name.to_string());
     env.add_global("target", Value::from_serialize(target.jinja_context()));
 }
@@ -189,8 +204,14 @@ pub(super) fn install_macro(env: &mut Environment<'static>, name: String, path: 
         move |state: &State, Rest(args): Rest<Value>| -> Result<Value, Error> {
             let template = state.env().get_template(&path)?;
             let captured = template.render_captured(())?;
-            let output = captured.state().call_macro(&macro_name, &args)?;
-            Ok(Value::from_safe_string(output))
+            match captured.state().call_macro(&macro_name, &args) {
+                Ok(output) => Ok(Value::from_safe_string(output)),
+                // `return(value)` unwinds to its macro with the value.
+                Err(error) => match super::runtime::take_returned() {
+                    Some(value) => Ok(value),
+                    None => Err(error),
+                },
+            }
         },
     );
 }
@@ -361,24 +382,6 @@ impl Object for ConfigObject {
             _ => Err(Error::new(
                 ErrorKind::UnknownMethod,
                 format!("config has no method '{method}'"),
-            )),
-        }
-    }
-}
-
-/// `exceptions.raise_compiler_error(msg)` and `exceptions.warn(msg)`.
-#[derive(Debug)]
-struct Exceptions;
-
-impl Object for Exceptions {
-    fn call_method(self: &Arc<Self>, _state: &State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
-        let message = args.first().map(|v| v.to_string()).unwrap_or_default();
-        match method {
-            "raise_compiler_error" => Err(error(message)),
-            "warn" => Ok(Value::from("")),
-            _ => Err(Error::new(
-                ErrorKind::UnknownMethod,
-                format!("exceptions has no method '{method}'"),
             )),
         }
     }

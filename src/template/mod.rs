@@ -13,6 +13,7 @@
 //! defined in `macros/` see the same context as the model that calls them.
 
 mod context;
+mod runtime;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::jinja::{base_environment, jinja_diagnostic};
 use crate::project::{ConfigMap, Project, Target};
 use crate::relation::{quote_identifier, RelationName, TimeFilter};
 pub use context::{Capture, RefCall, SourceCall};
+pub use runtime::{Logger, QueryRunner, QueryTable};
 
 /// Resolves `ref` and `source` calls during the compile phase.
 pub trait RelationResolver: Send + Sync {
@@ -50,11 +52,15 @@ pub struct CompileContext {
     /// `event_time_filter(column)` renders its condition and `event_time_range(column)` the
     /// condition of the dates the run recomputes.
     pub time_filter: Option<TimeFilter>,
+    /// dbt's `execute`: `run_query` and `statement` run (false: they return nothing).
+    pub execute: bool,
 }
 
 /// The shared Jinja environment of a project: dbt context plus project macros.
 pub struct TemplateEngine {
     env: Environment<'static>,
+    /// Where `run_query` runs and `log` prints, once the caller sets them.
+    runtime: Arc<runtime::Runtime>,
     /// Project macros by name: the file defining each and its `{% macro %}…{% endmacro %}` text.
     macros: BTreeMap<String, MacroDefinition>,
 }
@@ -72,6 +78,8 @@ impl TemplateEngine {
     pub fn new(project: &Project, target: &Target, vars: BTreeMap<String, Json>) -> Result<Self, Diagnostics> {
         let mut env = base_environment();
         context::install_globals(&mut env, &project.file.name, target, vars);
+        let runtime = Arc::new(runtime::Runtime::default());
+        runtime::install(&mut env, runtime.clone(), context::compiling);
         let mut problems = Diagnostics::default();
         let mut macro_names: BTreeMap<String, String> = BTreeMap::new();
         for file in &project.macros {
@@ -124,7 +132,30 @@ impl TemplateEngine {
             );
             context::install_macro(&mut env, name, path);
         }
-        problems.into_result(TemplateEngine { env, macros })
+        problems.into_result(TemplateEngine { env, runtime, macros })
+    }
+
+    /// Where `run_query` and `statement` run their SQL from now on.
+    pub fn set_query_runner(&self, runner: Arc<dyn QueryRunner>) {
+        *self
+            .runtime
+            .runner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(runner);
+    }
+
+    /// `--warn-error`: `exceptions.warn(msg)` raises.
+    pub fn set_warn_error(&self, on: bool) {
+        self.runtime.warn_error.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Where `log(msg, info=True)` and `exceptions.warn(msg)` print from now on.
+    pub fn set_logger(&self, logger: Logger) {
+        *self
+            .runtime
+            .logger
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(logger);
     }
 
     /// The macro of a custom generic test `name` (`{% test name(model, column_name) %}`).

@@ -1270,7 +1270,7 @@ fn what_tidemark_ignores_is_a_warning_and_warn_error_makes_it_fail() {
     let text = transcript(&output, project.path());
     assert_eq!(output.status.code(), Some(0), "{text}");
     for expected in [
-        "warning: tidemark.yml:2:1: 'on-run-start:' is a dbt feature tidemark does not implement",
+        "warning: tidemark.yml:2:1: 'dispatch:' is a dbt feature tidemark does not implement",
         "warning: tidemark.yml:3:1: unknown key 'company-settings' in the project file; tidemark ignores it",
         "warning: tidemark.yml:6:5: model config 'grants' is a dbt feature tidemark does not implement",
         "warning: tidemark.yml:7:5: unknown model config 'owner_team'; tidemark ignores it",
@@ -1279,7 +1279,7 @@ fn what_tidemark_ignores_is_a_warning_and_warn_error_makes_it_fail() {
         "warning: models/schema.yml:4:5: 'access:' is a dbt feature",
         "warning: models/schema.yml:7:9: 'constraints:' is a dbt feature",
         "warning: models/schema.yml:9:1: 'exposures:' is a dbt feature",
-        "warning: models/marts/orders.sql:1: model config 'post_hook' is a dbt feature",
+        "warning: models/marts/orders.sql:1: model config 'sql_header' is a dbt feature",
         "OK created sql table model main.orders",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");

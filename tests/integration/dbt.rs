@@ -35,11 +35,33 @@ fn property_files_render_jinja_docs_blocks_and_naming_macros() {
     );
     // Hooks ran on the engine: on-run-start, the model's post-hook (`this` is its table), and
     // on-run-end with the run's results and schemas.
+    assert!(text.contains("Running 1 on-run-start hook"), "{text}");
     let hook_file = |name: &str| std::fs::read_to_string(project.path().join("hooks").join(name)).unwrap_or_default();
     assert_eq!(hook_file("start.csv"), "phase\nstarting\n");
     assert_eq!(hook_file("orders_count.csv"), "orders\n2\n");
-    assert_eq!(hook_file("end.csv"), "summary\n1 results in main_marts\n");
-    assert!(text.contains("Running 1 on-run-start hook"), "{text}");
+    assert_eq!(hook_file("end.csv"), "summary\n\"2 results in main,main_marts\"\n");
+    // run_query at execution time: status_counts has a column per status orders has, found by
+    // querying orders once it was built (the first build of both), through a macro's return().
+    assert_eq!(
+        table(project.path(), "main", "status_counts"),
+        "orders,placed_orders,shipped_orders\n2,1,1\n"
+    );
+    // run-operation: statement + load_result, log, and a query that writes a file.
+    let output = tidemark(
+        project.path(),
+        &["run-operation", "export_orders", "--args", "{path: exports/orders.csv}"],
+    );
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("exporting 2 orders to exports/orders.csv"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(project.path().join("exports/orders.csv")).unwrap_or_default(),
+        "id,status\n1,placed\n2,shipped\n"
+    );
+    let output = tidemark(project.path(), &["run-operation", "export_order"]);
+    let text = transcript(&output, project.path());
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("did you mean 'export_orders'?"), "{text}");
     // var() in external_location follows --vars.
     let output = tidemark(project.path(), &["build", "--vars", "{data_dir: data_next}"]);
     let text = transcript(&output, project.path());
@@ -47,6 +69,11 @@ fn property_files_render_jinja_docs_blocks_and_naming_macros() {
     assert_eq!(
         table(project.path(), "main_marts", "orders"),
         "id,status\n1,placed\n2,shipped\n3,returned\n"
+    );
+    // ... and the introspective model follows the new rows.
+    assert_eq!(
+        table(project.path(), "main", "status_counts"),
+        "orders,placed_orders,returned_orders,shipped_orders\n3,1,1,1\n"
     );
     // A hook that fails fails its node; project-level hooks run before the model's own.
     let schema = std::fs::read_to_string(project.path().join("models/schema.yml")).unwrap();

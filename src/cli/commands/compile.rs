@@ -15,7 +15,11 @@ pub(crate) struct CompileArgs {
     pub selection: SelectArgs,
 }
 
-pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: CompileArgs) -> Result<ExitStatus, Error> {
+pub(crate) async fn execute(
+    global: &GlobalArgs,
+    printer: &std::sync::Arc<Printer>,
+    args: CompileArgs,
+) -> Result<ExitStatus, Error> {
     let loaded = load(global, printer)?;
     let scope = Scope {
         sources: false,

@@ -45,7 +45,11 @@ pub(crate) enum LsOutput {
     Json,
 }
 
-pub(crate) fn execute(global: &GlobalArgs, printer: &Printer, args: LsArgs) -> Result<ExitStatus, Error> {
+pub(crate) fn execute(
+    global: &GlobalArgs,
+    printer: &std::sync::Arc<Printer>,
+    args: LsArgs,
+) -> Result<ExitStatus, Error> {
     let loaded = load(global, printer)?;
     let scope = if args.resource_type.is_empty() {
         Scope::ALL

@@ -149,7 +149,13 @@ async fn run_locked(
         warn_error: global.warn_error,
     };
     let planned = started.plan(request, &flags).await?;
-    let compiled = loaded.compile(&loaded.graph, request.selected, &planned.compile)?;
+    // Introspective nodes are compiled again right before they run (see CompileOptions).
+    let upfront = crate::compile::CompileOptions {
+        defer_introspection: true,
+        ..planned.compile.clone()
+    };
+    let compiled = loaded.compile(&loaded.graph, request.selected, &upfront)?;
+    let recompile = loaded.recompiler(planned.compile.clone());
     let artifacts = Artifacts::new(&loaded.project);
     artifacts
         .write_compiled(&compiled)
@@ -186,7 +192,7 @@ async fn run_locked(
         return Ok(ExitStatus::Success);
     }
 
-    let graph = Arc::new(loaded.graph.clone());
+    let graph = loaded.graph.clone();
     let ready = started
         .session(request, &flags, planned, graph.clone(), compiled)
         .await?;
@@ -201,7 +207,9 @@ async fn run_locked(
         fail_fast: args.fail_fast,
         run_id: request.run_id.to_string(),
     };
-    let session = Arc::new(ready.session);
+    let mut session = ready.session;
+    session.recompile = Some(recompile);
+    let session = Arc::new(session);
     let on_start = crate::compile::run_hooks(&loaded.project, &loaded.engine, None)?;
     run_statements(printer, &session, "on-run-start", &on_start).await?;
     printer.start_progress(plan.nodes.len());

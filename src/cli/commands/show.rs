@@ -34,9 +34,13 @@ pub(crate) struct ShowArgs {
     pub analyze: bool,
 }
 
-pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer, args: ShowArgs) -> Result<ExitStatus, Error> {
+pub(crate) async fn execute(
+    global: &GlobalArgs,
+    printer: &std::sync::Arc<Printer>,
+    args: ShowArgs,
+) -> Result<ExitStatus, Error> {
     let loaded = load(global, printer)?;
-    let mut graph = loaded.graph.clone();
+    let mut graph = (*loaded.graph).clone();
     let inline_sql = match (&args.inline, &args.select) {
         (Some(sql), _) => sql.clone(),
         (None, Some(name)) => match graph.find_by_name(name) {

@@ -56,12 +56,7 @@ pub(crate) async fn execute(
         printer.info("Nothing to do: no selected source table has a freshness: configuration.");
         return Ok(ExitStatus::Success);
     }
-    let checker = FreshnessCheck::open(
-        &loaded.project,
-        &loaded.target,
-        Arc::new(loaded.graph.clone()),
-        global.warn_error,
-    )?;
+    let checker = FreshnessCheck::open(&loaded.project, &loaded.target, loaded.graph.clone(), global.warn_error)?;
     let invocation = uuid::Uuid::new_v4().to_string();
     let artifacts = Artifacts::new(&loaded.project);
     let waiting = |holder: &str| printer.info(&format!("Waiting for another run to finish ({holder})"));

@@ -135,6 +135,7 @@ impl Parse<'_> {
                 sources: capture.sources,
                 vars: capture.vars,
                 macros: capture.macros.into_iter().collect(),
+                introspective: capture.introspective,
                 ..Node::new(unique_id.clone(), name, file.path.clone(), materialized, resource)
             };
             let checked = if node.materialized == Materialization::Incremental {

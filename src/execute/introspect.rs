@@ -1,0 +1,130 @@
+//! Queries a template runs while compiling (`run_query`, `statement`): on the target's engine,
+//! over the tables the warehouse holds and the project's sources, as dbt's introspective
+//! macros read the database.
+//!
+//! The session opens on the first query, so a project that never runs one never opens it.
+//! Compiling is synchronous (and parallel); a query blocks its rendering thread until the
+//! engine answers.
+
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+
+use super::Session;
+use crate::compile::{CompiledProject, QueryRunner, QueryTable};
+use crate::graph::{Graph, Node, Resource};
+use crate::project::{Project, Target};
+
+/// The target's engine, for a template's queries.
+pub struct WarehouseQueries {
+    project: Project,
+    target: Target,
+    graph: Arc<Graph>,
+    handle: tokio::runtime::Handle,
+    session: OnceCell<Result<Session, String>>,
+}
+
+impl WarehouseQueries {
+    /// Queries on `target`'s warehouse, for the nodes of `graph`; run on the current runtime.
+    pub fn new(project: &Project, target: &Target, graph: Arc<Graph>) -> Result<WarehouseQueries, String> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|error| error.to_string())?;
+        Ok(WarehouseQueries {
+            project: project.clone(),
+            target: target.clone(),
+            graph,
+            handle,
+            session: OnceCell::new(),
+        })
+    }
+
+    /// The session, with every source and every table the warehouse holds registered.
+    async fn session(&self) -> Result<&Session, String> {
+        let opened = self
+            .session
+            .get_or_init(|| async {
+                let warehouse =
+                    super::run::open_warehouse(&self.project, &self.target).map_err(|problem| problem.to_string())?;
+                let session = Session::new(
+                    &self.target,
+                    warehouse.clone(),
+                    self.graph.clone(),
+                    Arc::new(CompiledProject::default()),
+                )
+                .map_err(|error| error.to_string())?;
+                // Sources, and the tables of models and seeds that have been built.
+                let mut reads = Vec::new();
+                for node in self.graph.nodes.values() {
+                    let readable = match &node.resource {
+                        Resource::Source { .. } => true,
+                        Resource::Seed { relation, .. } => warehouse.table_exists(relation).await.unwrap_or(false),
+                        Resource::Model { relation } if node.writes_table() => {
+                            warehouse.table_exists(relation).await.unwrap_or(false)
+                        }
+                        _ => false,
+                    };
+                    if readable {
+                        reads.push(node.unique_id.clone());
+                    }
+                }
+                let reader = Node {
+                    depends_on: reads,
+                    ..Node::new(
+                        "operation.introspection".into(),
+                        "run_query".into(),
+                        String::new(),
+                        crate::graph::Materialization::Test,
+                        Resource::Test {
+                            severity: crate::graph::Severity::Error,
+                            generic: None,
+                        },
+                    )
+                };
+                session
+                    .register_inputs(&reader)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(session)
+            })
+            .await;
+        opened.as_ref().map_err(Clone::clone)
+    }
+
+    async fn query(&self, sql: &str) -> Result<QueryTable, String> {
+        let session = self.session().await?;
+        let frame = session.ctx.sql(sql).await.map_err(|error| error.strip_backtrace())?;
+        let schema = frame.schema().as_arrow().clone();
+        let batches = frame.collect().await.map_err(|error| error.strip_backtrace())?;
+        let columns: Vec<String> = schema.fields().iter().map(|field| field.name().clone()).collect();
+        let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+        for batch in &batches {
+            writer.write(batch).map_err(|error| error.to_string())?;
+        }
+        writer.finish().map_err(|error| error.to_string())?;
+        let bytes = writer.into_inner();
+        let objects: Vec<serde_json::Map<String, serde_json::Value>> = match bytes.is_empty() {
+            true => Vec::new(),
+            false => serde_json::from_slice(&bytes).map_err(|error| error.to_string())?,
+        };
+        let rows = objects
+            .into_iter()
+            .map(|mut object| {
+                columns
+                    .iter()
+                    .map(|column| object.remove(column).unwrap_or(serde_json::Value::Null))
+                    .collect()
+            })
+            .collect();
+        Ok(QueryTable { columns, rows })
+    }
+}
+
+impl QueryRunner for WarehouseQueries {
+    fn run(&self, sql: &str) -> Result<QueryTable, String> {
+        let query = self.query(sql);
+        // On a runtime thread, let the runtime move its other work away while this one waits.
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(|| self.handle.block_on(query)),
+            Err(_) => self.handle.block_on(query),
+        }
+    }
+}
