@@ -173,6 +173,9 @@ enum Command {
     Show(commands::show::ShowArgs),
     /// Check the project, the profile and access to the warehouse.
     Debug,
+    /// Install the packages of packages.yml (local folders, git repositories, tarballs) into
+    /// dbt_packages/.
+    Deps,
     /// Call a project macro (its `run_query` and `statement` calls run on the target's engine):
     /// `run-operation grant_reader --args '{role: bi}'`.
     RunOperation(commands::operation::OperationArgs),
@@ -230,6 +233,7 @@ pub fn main() -> ExitCode {
             Command::Ls(args) => commands::ls::execute(&cli.global, &printer, args),
             Command::Show(args) => commands::show::execute(&cli.global, &printer, args).await,
             Command::Debug => commands::debug::execute(&cli.global, &printer).await,
+            Command::Deps => commands::deps::execute(&cli.global, &printer).await,
             Command::RunOperation(args) => commands::operation::execute(&cli.global, &printer, args).await,
             Command::Clean => commands::clean::execute(&cli.global, &printer).await,
             #[cfg(feature = "ballista")]

@@ -35,7 +35,12 @@ pub(super) fn custom_test_call(graph: &Graph, test: &GenericTest) -> String {
     for (key, value) in &test.arguments {
         arguments.push(format!("{key}={}", literal(value)));
     }
-    format!("{{{{ test_{}({}) }}}}", test.test_name, arguments.join(", "))
+    // A package's test (`my_utils.at_least`) is its namespace's macro.
+    let callee = match test.test_name.split_once('.') {
+        Some((package, name)) => format!("{package}.test_{name}"),
+        None => format!("test_{}", test.test_name),
+    };
+    format!("{{{{ {callee}({}) }}}}", arguments.join(", "))
 }
 
 /// The failing-rows query of a generic test node.

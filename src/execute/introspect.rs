@@ -95,6 +95,11 @@ impl WarehouseQueries {
         let schema = frame.schema().as_arrow().clone();
         let batches = frame.collect().await.map_err(|error| error.strip_backtrace())?;
         let columns: Vec<String> = schema.fields().iter().map(|field| field.name().clone()).collect();
+        let types: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|field| sql_type(field.data_type()))
+            .collect();
         let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
         for batch in &batches {
             writer.write(batch).map_err(|error| error.to_string())?;
@@ -114,7 +119,29 @@ impl WarehouseQueries {
                     .collect()
             })
             .collect();
-        Ok(QueryTable { columns, rows })
+        Ok(QueryTable { columns, types, rows })
+    }
+}
+
+/// The SQL name of an Arrow type, as `get_columns_in_relation` reports it.
+fn sql_type(data_type: &datafusion::arrow::datatypes::DataType) -> String {
+    use datafusion::arrow::datatypes::DataType;
+    match data_type {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 | DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => "BIGINT UNSIGNED".into(),
+        DataType::Float32 => "REAL".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(precision, scale) | DataType::Decimal256(precision, scale) => {
+            format!("DECIMAL({precision},{scale})")
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
+        DataType::Date32 | DataType::Date64 => "DATE".into(),
+        DataType::Timestamp(_, None) => "TIMESTAMP".into(),
+        DataType::Timestamp(_, Some(_)) => "TIMESTAMP WITH TIME ZONE".into(),
+        other => other.to_string(),
     }
 }
 

@@ -196,6 +196,7 @@ pub const PROJECT_KEYS: &[&str] = &[
     "tests",
     "on-run-start",
     "on-run-end",
+    "dispatch",
 ];
 
 /// Project-file keys that only describe the project or configure dbt's own tooling: read and
@@ -217,7 +218,6 @@ const PROJECT_KEYS_WITHOUT_EFFECT: &[&str] = &[
 
 /// dbt project-file keys whose feature tidemark does not implement.
 const PROJECT_KEYS_UNIMPLEMENTED: &[(&str, &str)] = &[
-    ("dispatch", "macro dispatch search orders are not read"),
     ("snapshots", "snapshots are not built"),
     (
         "sources",
@@ -306,8 +306,9 @@ mod tests {
         let (typo, error) = project_key_problem("model-path").expect("reported");
         assert!(error && typo.help.is_some());
         assert!(project_key_problem("on-run-start").is_none());
-        let (dispatch, error) = project_key_problem("dispatch").expect("reported");
-        assert!(!error && dispatch.message.contains("does not implement"));
+        assert!(project_key_problem("dispatch").is_none());
+        let (exposures, error) = project_key_problem("exposures").expect("reported");
+        assert!(!error && exposures.message.contains("does not implement"));
         let (custom, error) = project_key_problem("my-company-settings").expect("reported");
         assert!(!error && custom.message.contains("ignores"));
     }

@@ -5,6 +5,7 @@
 //! stable order. It collects every problem before failing. [`load_target`] reads `profiles.yml`.
 
 pub mod keys;
+pub mod packages;
 pub mod profiles;
 pub mod project_file;
 pub mod properties;
@@ -68,6 +69,8 @@ pub struct Project {
     pub property_files: Vec<PropertyFile>,
     /// Named selectors of `selectors.yml` (empty without one).
     pub selectors: Vec<selectors::Selector>,
+    /// Installed packages (`tidemark deps`), each with its macros.
+    pub packages: Vec<packages::Package>,
     /// Docs blocks (`{% docs name %}` in `.md` files), by name: what `doc('name')` returns.
     pub docs: std::sync::Arc<std::collections::BTreeMap<String, render::DocsBlock>>,
 }
@@ -78,6 +81,19 @@ pub struct Loaded {
     pub target: Target,
     /// The project's vars with `--vars` applied.
     pub vars: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// Reads only the project file at `root` (`tidemark deps` needs no more).
+pub fn read_project_file(root: &Path) -> Result<ProjectFile, Diagnostics> {
+    let Some((file_name, path)) = PROJECT_FILE_NAMES
+        .iter()
+        .map(|name| (*name, root.join(name)))
+        .find(|(_, path)| path.is_file())
+    else {
+        return Err(Diagnostic::new(format!("no tidemark.yml or dbt_project.yml in '{}'", root.display())).into());
+    };
+    let text = read(&path, file_name)?;
+    project_file::parse(file_name, &text).map_err(Diagnostics)
 }
 
 /// Reads the project at `root` as it is written: Jinja in property-file values is not rendered
@@ -224,6 +240,71 @@ fn load_project<'a>(
     problems.extend(model_problems);
     problems.extend(macro_problems);
     problems.extend(test_problems);
+
+    // Installed packages: each folder of the install path with a project file; every listed
+    // package must be installed.
+    let mut packages = Vec::new();
+    let install = root.join(&file.packages_install_path);
+    match packages::specs(&root) {
+        Ok(specs) => {
+            let installed = std::fs::read_dir(&install)
+                .map(|entries| {
+                    entries
+                        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            if installed.len() < specs.len() {
+                problems.push(
+                    Diagnostic::new(format!(
+                        "{} package{} listed in {}, {} installed in {}/",
+                        specs.len(),
+                        if specs.len() == 1 { " is" } else { "s are" },
+                        specs.first().map(|spec| spec.file.as_str()).unwrap_or("packages.yml"),
+                        installed.len(),
+                        file.packages_install_path
+                    ))
+                    .with_help("run `tidemark deps` to install them"),
+                );
+            }
+            let mut folders: Vec<PathBuf> = installed.into_iter().filter(|path| path.is_dir()).collect();
+            folders.sort();
+            for folder in folders {
+                let Some(name) = PROJECT_FILE_NAMES.iter().find(|name| folder.join(name).is_file()) else {
+                    continue;
+                };
+                let base = relative_path(&root, &folder);
+                let package_file = match read(&folder.join(name), &format!("{base}/{name}")) {
+                    Ok(text) => project_file::parse(&format!("{base}/{name}"), &text),
+                    Err(diagnostic) => Err(vec![diagnostic]),
+                };
+                let package_file = match package_file {
+                    Ok(package_file) => package_file,
+                    Err(diagnostics) => {
+                        diagnostics.into_iter().for_each(|d| problems.push(d));
+                        continue;
+                    }
+                };
+                let within = |folders: &[String]| folders.iter().map(|f| format!("{base}/{f}")).collect::<Vec<_>>();
+                let (mut package_macros, macro_problems) =
+                    read_all(collect(&within(&package_file.macro_paths), "sql", &mut problems));
+                let (tests, test_problems) = read_all(collect(&within(&package_file.test_paths), "sql", &mut problems));
+                package_macros.extend(
+                    tests
+                        .into_iter()
+                        .filter(|test| test.parts.len() > 1 && test.parts[0] == "generic"),
+                );
+                problems.extend(macro_problems);
+                problems.extend(test_problems);
+                packages.push(packages::Package {
+                    name: package_file.name.clone(),
+                    file: package_file,
+                    macros: package_macros,
+                });
+            }
+        }
+        Err(diagnostics) => problems.extend(diagnostics),
+    }
 
     // dbt resources tidemark does not build yet: said, not skipped in silence.
     let mut file = file;
@@ -374,6 +455,7 @@ fn load_project<'a>(
         seeds,
         property_files,
         selectors,
+        packages,
         docs,
     })
 }

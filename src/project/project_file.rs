@@ -27,6 +27,10 @@ pub struct ProjectFile {
     pub macro_paths: Vec<String>,
     pub seed_paths: Vec<String>,
     pub test_paths: Vec<String>,
+    /// `dispatch:`: for a macro namespace, the packages `adapter.dispatch` searches, in order.
+    pub dispatch: BTreeMap<String, Vec<String>>,
+    /// Where `tidemark deps` installs packages (`packages-install-path`, default `dbt_packages`).
+    pub packages_install_path: String,
     /// dbt's snapshot and analysis folders: tidemark builds neither, and warns about files there.
     pub snapshot_paths: Vec<String>,
     pub analysis_paths: Vec<String>,
@@ -42,6 +46,14 @@ pub struct ProjectFile {
     pub data_tests: FolderConfigs,
     /// What the file sets that tidemark ignores: dbt features it does not implement, custom keys.
     pub warnings: Vec<Diagnostic>,
+}
+
+/// A `dispatch:` entry: where `adapter.dispatch(name, namespace)` looks, in order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDispatch {
+    macro_namespace: String,
+    search_order: Vec<String>,
 }
 
 /// `on-run-start:` / `on-run-end:`: one statement or a list.
@@ -75,6 +87,10 @@ struct RawProjectFile {
     seed_paths: Option<Vec<String>>,
     #[serde(default)]
     test_paths: Option<Vec<String>>,
+    #[serde(default)]
+    packages_install_path: Option<String>,
+    #[serde(default)]
+    dispatch: Vec<RawDispatch>,
     #[serde(default)]
     snapshot_paths: Option<Vec<String>>,
     #[serde(default)]
@@ -168,6 +184,12 @@ pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>
         macro_paths: raw.macro_paths.unwrap_or_else(|| vec!["macros".into()]),
         seed_paths: raw.seed_paths.unwrap_or_else(|| vec!["seeds".into()]),
         test_paths: raw.test_paths.unwrap_or_else(|| vec!["tests".into()]),
+        dispatch: raw
+            .dispatch
+            .into_iter()
+            .map(|entry| (entry.macro_namespace, entry.search_order))
+            .collect(),
+        packages_install_path: raw.packages_install_path.unwrap_or_else(|| "dbt_packages".into()),
         snapshot_paths: raw.snapshot_paths.unwrap_or_else(|| vec!["snapshots".into()]),
         analysis_paths: raw.analysis_paths.unwrap_or_else(|| vec!["analyses".into()]),
         target_path: raw.target_path.unwrap_or_else(|| "target".into()),

@@ -197,25 +197,6 @@ fn time_filtered(relation: RelationName, event_time: Option<String>, context: &C
 }
 
 /// Makes the macro `name` defined in the template `path` callable from every template.
-pub(super) fn install_macro(env: &mut Environment<'static>, name: String, path: String) {
-    let macro_name = name.clone();
-    env.add_function(
-        name,
-        move |state: &State, Rest(args): Rest<Value>| -> Result<Value, Error> {
-            let template = state.env().get_template(&path)?;
-            let captured = template.render_captured(())?;
-            match captured.state().call_macro(&macro_name, &args) {
-                Ok(output) => Ok(Value::from_safe_string(output)),
-                // `return(value)` unwinds to its macro with the value.
-                Err(error) => match super::runtime::take_returned() {
-                    Some(value) => Ok(value),
-                    None => Err(error),
-                },
-            }
-        },
-    );
-}
-
 fn ref_function(Rest(args): Rest<Value>) -> Result<Value, Error> {
     let (args, kwargs): (Vec<Value>, Vec<Value>) = args.into_iter().partition(|arg| !arg.is_kwargs());
     // `ref('x', event_time=false)`: the whole relation, even in a time-range run.
@@ -293,7 +274,7 @@ fn source_function(source: String, table: String) -> Result<Value, Error> {
 
 /// A relation: renders as SQL, exposes `schema`, `identifier`, `name` like dbt's Relation.
 #[derive(Debug)]
-struct Relation(RelationName);
+pub(super) struct Relation(pub(super) RelationName);
 
 impl Object for Relation {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {

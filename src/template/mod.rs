@@ -12,12 +12,14 @@
 //! [`Environment`]; per-render state lives in a thread-local set around each render, so macros
 //! defined in `macros/` see the same context as the model that calls them.
 
+mod adapter;
 mod context;
 mod runtime;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use minijinja::value::Value;
 use minijinja::Environment;
 use serde_json::Value as Json;
 
@@ -81,57 +83,75 @@ impl TemplateEngine {
         let runtime = Arc::new(runtime::Runtime::default());
         runtime::install(&mut env, runtime.clone(), context::compiling);
         let mut problems = Diagnostics::default();
-        let mut macro_names: BTreeMap<String, String> = BTreeMap::new();
-        for file in &project.macros {
-            // `{% test name(...) %}…{% endtest %}` defines the macro `test_name` (as in dbt).
-            let text = test_blocks_as_macros(&file.text);
-            if let Err(error) = env.add_template_owned(file.path.clone(), text) {
-                problems.push(jinja_diagnostic(&error, &file.path));
-                continue;
-            }
-            let exports = env.get_template(&file.path).and_then(|template| {
-                template.render_captured(()).map(|captured| {
-                    captured
-                        .state()
-                        .exports()
-                        .into_iter()
-                        .map(str::to_string)
-                        .collect::<Vec<_>>()
-                })
-            });
-            match exports {
-                Ok(names) => {
-                    for name in names {
-                        if let Some(previous) = macro_names.insert(name.clone(), file.path.clone()) {
-                            problems.push(
-                                Diagnostic::new(format!("macro '{name}' is defined twice (also in {previous})"))
-                                    .in_file(&file.path)
-                                    .at_line(crate::diagnostics::line_of(&file.text, &format!("macro {name}"))),
-                            );
-                        }
-                    }
-                }
-                Err(error) => problems.push(jinja_diagnostic(&error, &file.path)),
-            }
-        }
+        let root = project.file.name.clone();
         let mut macros = BTreeMap::new();
-        for (name, path) in macro_names {
-            let file_text = project
-                .macros
+        let mut registry: adapter::Macros = BTreeMap::new();
+        // The project's macros, then each package's under its name (its own unqualified
+        // calls resolve too, unless the project defines a macro of that name).
+        let namespaces = std::iter::once((None, &project.macros)).chain(
+            project
+                .packages
                 .iter()
-                .find(|file| file.path == path)
-                .map(|file| test_blocks_as_macros(&file.text))
-                .unwrap_or_default();
-            let text = macro_text(&file_text, &name).unwrap_or(&file_text).to_string();
-            macros.insert(
-                name.clone(),
-                MacroDefinition {
-                    path: path.clone(),
-                    text,
-                },
-            );
-            context::install_macro(&mut env, name, path);
+                .map(|package| (Some(package.name.as_str()), &package.macros)),
+        );
+        for (package, files) in namespaces {
+            let mut namespace = BTreeMap::new();
+            for (name, (path, text)) in add_macro_files(&mut env, files, &mut problems) {
+                let value = adapter::macro_value(name.clone(), path.clone());
+                let qualified = match package {
+                    None => name.clone(),
+                    Some(package) => format!("{package}.{name}"),
+                };
+                if package.is_none() || !registry.get(&root).is_some_and(|own| own.contains_key(&name)) {
+                    env.add_global(name.clone(), value.clone());
+                }
+                macros.insert(qualified, MacroDefinition { path, text });
+                namespace.insert(name, value);
+            }
+            let namespace_name = package.map(str::to_string).unwrap_or_else(|| root.clone());
+            if let Some(package) = package {
+                env.add_global(
+                    package.to_string(),
+                    Value::from_object(adapter::Namespace {
+                        name: package.to_string(),
+                        macros: namespace.clone(),
+                    }),
+                );
+            }
+            registry.insert(namespace_name, namespace);
         }
+        // dbt's own macros (`dbt.concat`, ...): also unqualified, unless the project or a
+        // package defines the name.
+        let builtin = crate::project::SqlFile {
+            path: DBT_MACROS_PATH.to_string(),
+            parts: vec!["dbt_macros".into()],
+            text: include_str!("dbt_macros.sql").to_string(),
+        };
+        let mut dbt = BTreeMap::new();
+        for (name, (path, _)) in add_macro_files(&mut env, std::slice::from_ref(&builtin), &mut problems) {
+            let value = adapter::macro_value(name.clone(), path);
+            if !registry.values().any(|namespace| namespace.contains_key(&name)) {
+                env.add_global(name.clone(), value.clone());
+            }
+            dbt.insert(name, value);
+        }
+        env.add_global(
+            "dbt",
+            Value::from_object(adapter::Namespace {
+                name: "dbt".into(),
+                macros: dbt.clone(),
+            }),
+        );
+        registry.insert("dbt".into(), dbt);
+        env.add_global(
+            "adapter",
+            Value::from_object(adapter::Adapter {
+                root,
+                macros: registry,
+                dispatch: project.file.dispatch.clone(),
+                runtime: runtime.clone(),
+            }),
+        );
         problems.into_result(TemplateEngine { env, runtime, macros })
     }
 
@@ -158,9 +178,13 @@ impl TemplateEngine {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(logger);
     }
 
-    /// The macro of a custom generic test `name` (`{% test name(model, column_name) %}`).
+    /// The macro of a custom generic test `name` (`{% test name(model, column_name) %}`), or of
+    /// a package's (`package.name`).
     pub fn custom_test(&self, name: &str) -> Option<&MacroDefinition> {
-        self.macros.get(&format!("test_{name}"))
+        match name.split_once('.') {
+            Some((package, test)) => self.macros.get(&format!("{package}.test_{test}")),
+            None => self.macros.get(&format!("test_{name}")),
+        }
     }
 
     /// Calls the project macro `name` with `args` and returns what it renders, trimmed (as dbt
@@ -248,6 +272,52 @@ impl TemplateEngine {
             .map_err(|error| jinja_diagnostic(&error, name))?;
         template.render(()).map_err(|error| jinja_diagnostic(&error, name))
     }
+}
+
+/// The name dbt's built-in macros are registered under (see `dbt_macros.sql`).
+const DBT_MACROS_PATH: &str = "<tidemark>/dbt_macros.sql";
+
+/// Adds macro files to `env`; returns each macro's name with its file and definition text.
+fn add_macro_files(
+    env: &mut Environment<'static>,
+    files: &[crate::project::SqlFile],
+    problems: &mut Diagnostics,
+) -> BTreeMap<String, (String, String)> {
+    let mut found: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for file in files {
+        // `{% test name(...) %}…{% endtest %}` defines the macro `test_name` (as in dbt).
+        let text = test_blocks_as_macros(&file.text);
+        if let Err(error) = env.add_template_owned(file.path.clone(), text.clone()) {
+            problems.push(jinja_diagnostic(&error, &file.path));
+            continue;
+        }
+        let exports = env.get_template(&file.path).and_then(|template| {
+            template.render_captured(()).map(|captured| {
+                captured
+                    .state()
+                    .exports()
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+        });
+        match exports {
+            Ok(names) => {
+                for name in names {
+                    let definition = macro_text(&text, &name).unwrap_or(&text).to_string();
+                    if let Some((previous, _)) = found.insert(name.clone(), (file.path.clone(), definition)) {
+                        problems.push(
+                            Diagnostic::new(format!("macro '{name}' is defined twice (also in {previous})"))
+                                .in_file(&file.path)
+                                .at_line(crate::diagnostics::line_of(&file.text, &format!("macro {name}"))),
+                        );
+                    }
+                }
+            }
+            Err(error) => problems.push(jinja_diagnostic(&error, &file.path)),
+        }
+    }
+    found
 }
 
 /// Line of `ref('name')`-style calls naming `name`, for diagnostics.

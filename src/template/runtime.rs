@@ -19,6 +19,8 @@ use serde_json::Value as Json;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueryTable {
     pub columns: Vec<String>,
+    /// The SQL type of each column (`BIGINT`, `VARCHAR`, ...).
+    pub types: Vec<String>,
     pub rows: Vec<Vec<Json>>,
 }
 
@@ -42,7 +44,7 @@ pub(super) struct Runtime {
 }
 
 impl Runtime {
-    fn run(&self, sql: &str) -> Result<QueryTable, Error> {
+    pub(super) fn run(&self, sql: &str) -> Result<QueryTable, Error> {
         let runner = self
             .runner
             .read()
@@ -253,7 +255,12 @@ impl Object for ExecuteFlag {
     }
 
     fn is_true(self: &Arc<Self>) -> bool {
-        (self.0)()
+        let on = (self.0)();
+        // A template that asks is one that queries when compiling (dbt's `if execute` guard).
+        if !on {
+            super::context::note_introspection();
+        }
+        on
     }
 
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {

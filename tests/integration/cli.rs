@@ -1270,7 +1270,7 @@ fn what_tidemark_ignores_is_a_warning_and_warn_error_makes_it_fail() {
     let text = transcript(&output, project.path());
     assert_eq!(output.status.code(), Some(0), "{text}");
     for expected in [
-        "warning: tidemark.yml:2:1: 'dispatch:' is a dbt feature tidemark does not implement",
+        "warning: tidemark.yml:2:1: 'quoting:' is a dbt feature tidemark does not implement",
         "warning: tidemark.yml:3:1: unknown key 'company-settings' in the project file; tidemark ignores it",
         "warning: tidemark.yml:6:5: model config 'grants' is a dbt feature tidemark does not implement",
         "warning: tidemark.yml:7:5: unknown model config 'owner_team'; tidemark ignores it",

@@ -14,5 +14,6 @@ mod dialect;
 mod errors;
 mod incremental;
 mod metrics;
+mod packages;
 mod s3;
 mod state;

@@ -5,6 +5,7 @@ pub(super) mod clean;
 pub(super) mod cluster;
 pub(super) mod compile;
 pub(super) mod debug;
+pub(super) mod deps;
 pub(super) mod ls;
 pub(super) mod operation;
 pub(super) mod run;

@@ -183,7 +183,8 @@ fn generic_test(
 ) -> Node {
     let project_name = project.file.name.as_str();
     // dbt's naming: test_model_column, then the arguments that tell two tests apart.
-    let mut name_parts = vec![declaration.test_name.clone(), owner_name.to_string()];
+    // A package's test (`my_utils.at_least`) is named with an underscore, as dbt names it.
+    let mut name_parts = vec![declaration.test_name.replace('.', "_"), owner_name.to_string()];
     if let Some(column) = column {
         name_parts.push(column.to_string());
     }
