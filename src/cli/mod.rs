@@ -159,6 +159,8 @@ enum Command {
     Seed(RunArgs),
     /// Run data and unit tests.
     Test(RunArgs),
+    /// Take snapshots: record each changed row's new version (type-2 history).
+    Snapshot(RunArgs),
     /// Re-run what failed or was skipped in the last build/run/seed/test (target/run_results.json),
     /// with that invocation's options.
     Retry,
@@ -227,6 +229,9 @@ pub fn main() -> ExitCode {
             Command::Run(args) => commands::run::execute(&cli.global, &printer, commands::run::Kind::Run, args).await,
             Command::Seed(args) => commands::run::execute(&cli.global, &printer, commands::run::Kind::Seed, args).await,
             Command::Test(args) => commands::run::execute(&cli.global, &printer, commands::run::Kind::Test, args).await,
+            Command::Snapshot(args) => {
+                commands::run::execute(&cli.global, &printer, commands::run::Kind::Snapshot, args).await
+            }
             Command::Retry => commands::run::retry(&cli.global, &printer).await,
             Command::Source(command) => commands::source::execute(&cli.global, &printer, command).await,
             Command::Compile(args) => commands::compile::execute(&cli.global, &printer, args).await,

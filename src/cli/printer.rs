@@ -184,6 +184,7 @@ impl Printer {
                 (ResourceType::Test, _) if node.is_unit_test() => "unit test".into(),
                 (ResourceType::Test, _) => "data test".into(),
                 (ResourceType::Source, _) => "source".into(),
+                (ResourceType::Snapshot, _) => "snapshot".into(),
             };
             match kinds.iter_mut().find(|(k, _)| *k == kind) {
                 Some((_, n)) => *n += 1,
@@ -310,6 +311,7 @@ fn describe(node: &Node) -> String {
         (ResourceType::Seed, _) => format!("seed file {}", node.display_relation()),
         (ResourceType::Test, _) => format!("test {}", node.name),
         (ResourceType::Source, _) => format!("source {}", node.display_relation()),
+        (ResourceType::Snapshot, _) => format!("snapshot {}", node.display_relation()),
     }
 }
 

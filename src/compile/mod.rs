@@ -518,7 +518,7 @@ impl GraphResolver {
                 event_times.insert(key, column.to_string());
             }
             match &node.resource {
-                Resource::Model { .. } | Resource::Ephemeral | Resource::Seed { .. } => {
+                Resource::Model { .. } | Resource::Ephemeral | Resource::Seed { .. } | Resource::Snapshot { .. } => {
                     by_name.insert(node.name.clone(), this_relation(node));
                 }
                 Resource::Source { relation, .. } => {

@@ -19,6 +19,7 @@ pub mod introspect;
 mod node;
 pub mod run;
 pub mod session;
+mod snapshot;
 mod time_range;
 mod unit;
 mod write;

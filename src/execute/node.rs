@@ -163,6 +163,7 @@ async fn build_node(
             })
         }
         (Resource::Seed { relation, file }, _) => load_seed(session, node, relation, file, run_id).await,
+        (Resource::Snapshot { relation, spec }, _) => build_snapshot(session, node, relation, spec, run_id).await,
         (Resource::Test { .. }, _) => run_test(session, node, run_id).await,
         _ => Err(ExecuteError::Internal(format!("{} is not executable", node.unique_id))),
     }
@@ -264,6 +265,37 @@ async fn build_table(
     Ok(Outcome {
         status: NodeStatus::Success,
         message: format!("OK {}", summary.rows),
+        rows: Some(summary.rows),
+        failures: None,
+        write: Some(summary),
+        scanned: Some(scanned),
+    })
+}
+
+/// Takes a snapshot: the table's history plus this run's versions, written as its new version.
+async fn build_snapshot(
+    session: &Session,
+    node: &Node,
+    relation: &RelationName,
+    spec: &crate::graph::SnapshotSpec,
+    run_id: &str,
+) -> Result<Outcome, ExecuteError> {
+    session.register_inputs(node).await?;
+    let exists = session
+        .warehouse
+        .table_exists(relation)
+        .await
+        .map_err(ExecuteError::Materialize)?;
+    if exists {
+        session.register_written_table(relation).await?;
+    }
+    let source = compiled_sql(session, node)?;
+    let sql = super::snapshot::sql(session, node, relation, spec, &source, exists).await?;
+    let frame = plan_sql(session, node, &sql).await?;
+    let (summary, scanned) = write_frame(session, node, relation, frame, run_id).await?;
+    Ok(Outcome {
+        status: NodeStatus::Success,
+        message: format!("SNAPSHOT {}", summary.rows),
         rows: Some(summary.rows),
         failures: None,
         write: Some(summary),

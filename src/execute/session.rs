@@ -302,7 +302,12 @@ impl Session {
                     }
                     self.register_view(node, relation).await?;
                 }
-                (Resource::Model { relation } | Resource::Seed { relation, .. }, _) => {
+                (
+                    Resource::Model { relation }
+                    | Resource::Seed { relation, .. }
+                    | Resource::Snapshot { relation, .. },
+                    _,
+                ) => {
                     let key = format!("{}.{}", relation.schema, relation.identifier);
                     if registered.contains(&key) {
                         return Ok(());

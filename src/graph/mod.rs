@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use build::{build, parse_relation_expression, RelationExpression, GENERIC_TESTS};
 pub use node::{
-    GenericTest, Incremental, Materialization, Node, Resource, ResourceType, SchemaChange, Severity, Strategy,
-    Threshold, UnitTest,
+    GenericTest, Incremental, Materialization, Node, Resource, ResourceType, SchemaChange, Severity, SnapshotSpec,
+    SnapshotStrategy, Strategy, Threshold, UnitTest,
 };
 
 use crate::diagnostics::{Diagnostic, Diagnostics};

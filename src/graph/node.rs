@@ -18,6 +18,7 @@ pub enum ResourceType {
     Seed,
     Test,
     Source,
+    Snapshot,
 }
 
 impl ResourceType {
@@ -27,6 +28,7 @@ impl ResourceType {
             ResourceType::Seed => "seed",
             ResourceType::Test => "test",
             ResourceType::Source => "source",
+            ResourceType::Snapshot => "snapshot",
         }
     }
 }
@@ -49,6 +51,8 @@ pub enum Materialization {
     Test,
     /// Sources: read, never built.
     External,
+    /// Snapshots: a table of every version of each row (type-2 slowly changing dimension).
+    Snapshot,
 }
 
 impl Materialization {
@@ -61,6 +65,7 @@ impl Materialization {
             Materialization::Seed => "seed",
             Materialization::Test => "test",
             Materialization::External => "external",
+            Materialization::Snapshot => "snapshot",
         }
     }
 
@@ -249,6 +254,82 @@ pub struct UnitTest {
     pub vars: BTreeMap<String, Json>,
 }
 
+/// How a snapshot tells a new version of a row (dbt's snapshot configs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotSpec {
+    /// `unique_key`: the columns that identify a row.
+    pub unique_key: Vec<String>,
+    pub strategy: SnapshotStrategy,
+    /// `hard_deletes: invalidate` (or `invalidate_hard_deletes: true`): a row gone from the
+    /// source closes its current version.
+    pub invalidate_deletes: bool,
+}
+
+/// `strategy:` of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotStrategy {
+    /// A row changed when its `updated_at` is later than its current version's.
+    Timestamp { updated_at: String },
+    /// A row changed when any of `check_cols` differs (`None`: `all` columns).
+    Check { columns: Option<Vec<String>> },
+}
+
+impl SnapshotSpec {
+    /// Reads a snapshot's configs; the message says which is missing or wrong.
+    pub fn from_config(config: &ConfigMap) -> Result<SnapshotSpec, Diagnostic> {
+        let unique_key = string_list(config.get("unique_key"));
+        if unique_key.is_empty() {
+            return Err(Diagnostic::new(
+                "a snapshot needs unique_key: the column(s) that identify a row",
+            ));
+        }
+        let text = |key: &str| config.get(key).and_then(Json::as_str).map(str::to_string);
+        let strategy = match text("strategy").as_deref() {
+            Some("timestamp") => match text("updated_at") {
+                Some(updated_at) => SnapshotStrategy::Timestamp { updated_at },
+                None => {
+                    return Err(Diagnostic::new(
+                        "strategy 'timestamp' needs updated_at: the column of each row's last change",
+                    ))
+                }
+            },
+            Some("check") => match config.get("check_cols") {
+                Some(Json::String(all)) if all == "all" => SnapshotStrategy::Check { columns: None },
+                Some(Json::Array(_)) => SnapshotStrategy::Check {
+                    columns: Some(string_list(config.get("check_cols"))),
+                },
+                _ => {
+                    return Err(Diagnostic::new(
+                        "strategy 'check' needs check_cols: a list of columns, or 'all'",
+                    ))
+                }
+            },
+            Some(other) => {
+                return Err(Diagnostic::new(format!(
+                    "unknown snapshot strategy '{other}'; use timestamp or check"
+                )))
+            }
+            None => return Err(Diagnostic::new("a snapshot needs strategy: timestamp or check")),
+        };
+        let invalidate_deletes = match (text("hard_deletes").as_deref(), config.get("invalidate_hard_deletes")) {
+            (Some("invalidate"), _) => true,
+            (Some("ignore"), _) => false,
+            (Some(other), _) => {
+                return Err(Diagnostic::new(format!(
+                    "hard_deletes '{other}' is not supported; use ignore or invalidate"
+                )))
+            }
+            (None, Some(Json::Bool(on))) => *on,
+            (None, _) => false,
+        };
+        Ok(SnapshotSpec {
+            unique_key,
+            strategy,
+            invalidate_deletes,
+        })
+    }
+}
+
 /// What only one kind of node has.
 #[derive(Debug, Clone)]
 pub enum Resource {
@@ -265,6 +346,8 @@ pub enum Resource {
         location: Option<String>,
         format: Option<crate::project::SourceFormat>,
     },
+    /// A snapshot: the table of versions it keeps, and how it tells versions apart.
+    Snapshot { relation: RelationName, spec: SnapshotSpec },
     /// A data or unit test: its severity and, for a generic test, what it tests.
     Test {
         severity: Severity,
@@ -279,6 +362,7 @@ impl Resource {
             Resource::Model { .. } | Resource::Ephemeral => ResourceType::Model,
             Resource::Seed { .. } => ResourceType::Seed,
             Resource::Source { .. } => ResourceType::Source,
+            Resource::Snapshot { .. } => ResourceType::Snapshot,
             Resource::Test { .. } => ResourceType::Test,
         }
     }
@@ -362,9 +446,10 @@ impl Node {
     /// The relation a model (not ephemeral), seed or source is read as.
     pub fn relation(&self) -> Option<&RelationName> {
         match &self.resource {
-            Resource::Model { relation } | Resource::Seed { relation, .. } | Resource::Source { relation, .. } => {
-                Some(relation)
-            }
+            Resource::Model { relation }
+            | Resource::Seed { relation, .. }
+            | Resource::Source { relation, .. }
+            | Resource::Snapshot { relation, .. } => Some(relation),
             Resource::Ephemeral | Resource::Test { .. } => None,
         }
     }
@@ -425,7 +510,7 @@ impl Node {
     pub fn writes_table(&self) -> bool {
         matches!(
             self.materialized,
-            Materialization::Table | Materialization::Incremental | Materialization::Seed
+            Materialization::Table | Materialization::Incremental | Materialization::Seed | Materialization::Snapshot
         )
     }
 

@@ -38,6 +38,7 @@ pub struct Scope {
     pub seeds: bool,
     pub tests: bool,
     pub sources: bool,
+    pub snapshots: bool,
 }
 
 impl Scope {
@@ -46,6 +47,7 @@ impl Scope {
         seeds: true,
         tests: true,
         sources: true,
+        snapshots: true,
     };
 
     fn includes(&self, node: &Node) -> bool {
@@ -54,6 +56,7 @@ impl Scope {
             ResourceType::Seed => self.seeds,
             ResourceType::Test => self.tests,
             ResourceType::Source => self.sources,
+            ResourceType::Snapshot => self.snapshots,
         }
     }
 }
@@ -473,6 +476,7 @@ mod tests {
         seeds: false,
         tests: false,
         sources: false,
+        snapshots: false,
     };
 
     #[test]

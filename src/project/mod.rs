@@ -69,6 +69,8 @@ pub struct Project {
     pub property_files: Vec<PropertyFile>,
     /// Named selectors of `selectors.yml` (empty without one).
     pub selectors: Vec<selectors::Selector>,
+    /// Snapshot files (`snapshot-paths`), each holding `{% snapshot name %}` blocks.
+    pub snapshots: Vec<SqlFile>,
     /// Installed packages (`tidemark deps`), each with its macros.
     pub packages: Vec<packages::Package>,
     /// Docs blocks (`{% docs name %}` in `.md` files), by name: what `doc('name')` returns.
@@ -309,21 +311,16 @@ fn load_project<'a>(
     // dbt resources tidemark does not build yet: said, not skipped in silence.
     let mut file = file;
     let mut ignored = Vec::new();
-    for (folders, what) in [
-        (
-            &file.snapshot_paths,
-            "a snapshot: tidemark does not build snapshots, so it is ignored",
-        ),
-        (
-            &file.analysis_paths,
-            "an analysis: tidemark does not compile analyses, so it is ignored",
-        ),
-    ] {
-        for (path, _, _) in collect(folders, "sql", &mut problems) {
-            ignored.push(Diagnostic::new(format!("this file is {what}")).in_file(path));
-        }
+    for (path, _, _) in collect(&file.analysis_paths, "sql", &mut problems) {
+        ignored.push(
+            Diagnostic::new("this file is an analysis: tidemark does not compile analyses, so it is ignored")
+                .in_file(path),
+        );
     }
     file.warnings.extend(ignored);
+    // Snapshots (`{% snapshot name %}` blocks).
+    let (snapshots, snapshot_problems) = read_all(collect(&file.snapshot_paths, "sql", &mut problems));
+    problems.extend(snapshot_problems);
 
     let seeds = collect(&file.seed_paths, "csv", &mut problems)
         .into_iter()
@@ -452,6 +449,7 @@ fn load_project<'a>(
         models,
         macros,
         singular_tests,
+        snapshots,
         seeds,
         property_files,
         selectors,

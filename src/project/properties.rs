@@ -79,6 +79,8 @@ pub struct PropertyFile {
     pub positions: Positions,
     /// What the file sets that tidemark ignores: dbt features it does not implement, custom keys.
     pub warnings: Vec<Diagnostic>,
+    /// `snapshots:` declared in YAML.
+    pub snapshots: Vec<SnapshotProperties>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,8 +98,8 @@ struct RawPropertyFile {
     #[serde(default)]
     metric_models: Vec<serde_yaml::Value>,
     // dbt keys that tidemark accepts and does not use.
-    #[serde(default, rename = "snapshots")]
-    _snapshots: serde_yaml::Value,
+    #[serde(default)]
+    snapshots: Vec<RawSnapshot>,
     #[serde(default, rename = "macros")]
     _macros: serde_yaml::Value,
     #[serde(default, rename = "exposures")]
@@ -116,6 +118,32 @@ struct RawPropertyFile {
     unit_tests: Vec<RawUnitTest>,
     #[serde(default, rename = "data_tests")]
     _data_tests: serde_yaml::Value,
+}
+
+/// A snapshot declared in YAML (dbt 1.9): the relation it keeps versions of, and its configs.
+#[derive(Debug, Clone)]
+pub struct SnapshotProperties {
+    pub name: String,
+    pub description: String,
+    /// `ref('orders')` or `source('shop', 'orders')`, as written.
+    pub relation: String,
+    pub config: ConfigMap,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSnapshot {
+    name: String,
+    #[serde(default)]
+    description: String,
+    relation: String,
+    #[serde(default)]
+    config: Option<BTreeMap<String, Json>>,
+    #[serde(default)]
+    #[expect(dead_code, reason = "accepted as dbt does; snapshot columns are not documented yet")]
+    columns: Option<serde_yaml::Value>,
 }
 
 /// A `sources:` entry: a named group of tables that tidemark reads but does not build.
@@ -381,7 +409,6 @@ pub fn parse(
     ignored(
         "",
         &[
-            ("snapshots", "snapshots are not built"),
             ("exposures", "exposures are not read"),
             ("metrics", "dbt metrics are not read; tidemark's own are metric_models:"),
             ("semantic_models", "semantic models are not read"),
@@ -746,6 +773,23 @@ pub fn parse(
         unit_tests,
         has_metric_models: !raw.metric_models.is_empty(),
         text: text.to_string(),
+        snapshots: raw
+            .snapshots
+            .into_iter()
+            .enumerate()
+            .map(|(index, snapshot)| SnapshotProperties {
+                line: positions
+                    .at(&format!("snapshots/{index}"))
+                    .map(|position| position.line),
+                column: positions
+                    .at(&format!("snapshots/{index}"))
+                    .map(|position| position.column),
+                name: snapshot.name,
+                description: snapshot.description,
+                relation: snapshot.relation,
+                config: snapshot.config.unwrap_or_default(),
+            })
+            .collect(),
         positions,
         warnings,
     })

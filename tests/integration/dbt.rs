@@ -104,3 +104,118 @@ fn property_files_render_jinja_docs_blocks_and_naming_macros() {
     assert!(text.contains("models/sources.yml:6:28: Jinja error"), "{text}");
     assert!(text.contains("required var 'landing_dir' is not set"), "{text}");
 }
+
+/// The rows of a snapshot table: id, status, valid_from, valid_to (`current` or `closed at run
+/// time` when that is the run's clock), in key and time order.
+fn history(project: &Path, schema: &str, name: &str, run_times: &[&str]) -> Vec<String> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let path = project.join("warehouse").join(schema).join(name).join("data.parquet");
+    let batches = runtime.block_on(async {
+        ctx.register_parquet("t", path.to_str().unwrap(), Default::default()).await.unwrap();
+        let frame = ctx
+            .sql("select cast(id as varchar) as i, status, cast(dbt_valid_from as varchar) as f, cast(dbt_valid_to as varchar) as u from t order by id, dbt_valid_from")
+            .await
+            .unwrap();
+        frame.collect().await.unwrap()
+    });
+    let mut rows = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let value = |column: usize| {
+                datafusion::arrow::util::display::array_value_to_string(batch.column(column), row).unwrap_or_default()
+            };
+            let time = |text: String| match text.is_empty() {
+                true => "current".to_string(),
+                false if !run_times.iter().any(|day| text.starts_with(day)) => text,
+                false => "run time".to_string(),
+            };
+            rows.push(format!(
+                "{} {} {} {}",
+                value(0),
+                value(1),
+                time(value(2)),
+                time(value(3))
+            ));
+        }
+    }
+    rows
+}
+
+#[test]
+fn snapshots_keep_every_version_of_changed_rows() {
+    let project = fixture("snapshots");
+    let root = project.path();
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let run_times = [today.as_str()];
+    let output = tidemark(root, &["snapshot"]);
+    let text = transcript(&output, root);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("OK snapshotted") || text.contains("SNAPSHOT 3"), "{text}");
+    // The source changes: order 1 ships (a later updated_at), 3 disappears, 4 arrives.
+    std::fs::write(
+        root.join("data/orders.csv"),
+        "id,status,updated_at\n1,shipped,2024-01-02 09:00:00\n2,placed,2024-01-01 11:00:00\n4,placed,2024-01-02 10:00:00\n",
+    )
+    .unwrap();
+    let output = tidemark(root, &["build"]);
+    let text = transcript(&output, root);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    // timestamp strategy: a version is valid from its updated_at to the next one's; the deleted
+    // order is closed at the run's time (invalidate_hard_deletes).
+    let timestamped = vec![
+        "1 placed 2024-01-01T10:00:00 2024-01-02T09:00:00",
+        "1 shipped 2024-01-02T09:00:00 current",
+        "2 placed 2024-01-01T11:00:00 current",
+        "3 placed 2024-01-01T12:00:00 run time",
+        "4 placed 2024-01-02T10:00:00 current",
+    ];
+    let rows = history(root, "snapshots", "orders_snapshot", &run_times);
+    assert_eq!(rows, timestamped);
+    // check strategy (declared in YAML): versions are valid from the run that saw them.
+    let checked = vec![
+        "1 placed run time run time",
+        "1 shipped run time current",
+        "2 placed run time current",
+        "3 placed run time run time",
+        "4 placed run time current",
+    ];
+    assert_eq!(history(root, "main", "orders_checked", &run_times), checked);
+    // Models read snapshots like tables; build ran the snapshot first.
+    let current = table_csv(&root.join("warehouse/main/current_orders/data.parquet"));
+    assert_eq!(current.lines().count(), 4, "{current}");
+    // A run with no change adds nothing, and the history stays whole.
+    let output = tidemark(root, &["snapshot"]);
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, root));
+    assert_eq!(history(root, "snapshots", "orders_snapshot", &run_times), timestamped);
+    assert_eq!(history(root, "main", "orders_checked", &run_times), checked);
+    // dbt_scd_id is dbt's hash of the key and the version's time.
+    let ids = {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let path = root.join("warehouse/snapshots/orders_snapshot/data.parquet");
+        runtime.block_on(async {
+            ctx.register_parquet("t", path.to_str().unwrap(), Default::default()).await.unwrap();
+            let frame = ctx
+                .sql("select count(*) from t where dbt_scd_id = md5(cast(id as varchar) || '|' || to_char(dbt_valid_from, '%Y-%m-%d %H:%M:%S'))")
+                .await
+                .unwrap();
+            let batches = frame.collect().await.unwrap();
+            datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap()
+        })
+    };
+    assert_eq!(ids, "5");
+    // A snapshot without unique_key is an error at its file.
+    std::fs::write(
+        root.join("snapshots/orders.sql"),
+        "{% snapshot orders_snapshot %}\n{{ config(strategy='timestamp', updated_at='updated_at') }}\nselect * from {{ source('shop', 'orders') }}\n{% endsnapshot %}\n",
+    )
+    .unwrap();
+    let output = tidemark(root, &["snapshot"]);
+    let text = transcript(&output, root);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("snapshots/orders.sql:1: snapshot 'orders_snapshot': a snapshot needs unique_key"),
+        "{text}"
+    );
+}

@@ -31,6 +31,7 @@ pub(crate) enum ResourceTypeArg {
     #[value(name = "unit_test")]
     UnitTest,
     Source,
+    Snapshot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,6 +61,7 @@ pub(crate) fn execute(
             seeds: has(ResourceTypeArg::Seed),
             tests: has(ResourceTypeArg::Test) || has(ResourceTypeArg::UnitTest),
             sources: has(ResourceTypeArg::Source),
+            snapshots: has(ResourceTypeArg::Snapshot),
         }
     };
     let mut selected = loaded.select(&args.selection, scope)?;

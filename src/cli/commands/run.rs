@@ -19,6 +19,7 @@ pub(crate) enum Kind {
     Run,
     Seed,
     Test,
+    Snapshot,
 }
 
 impl Kind {
@@ -28,6 +29,7 @@ impl Kind {
             Kind::Run => "run",
             Kind::Seed => "seed",
             Kind::Test => "test",
+            Kind::Snapshot => "snapshot",
         }
     }
 
@@ -37,6 +39,7 @@ impl Kind {
             seeds: false,
             tests: false,
             sources: false,
+            snapshots: false,
         };
         match self {
             Kind::Build => Scope {
@@ -44,10 +47,15 @@ impl Kind {
                 seeds: true,
                 tests: true,
                 sources: false,
+                snapshots: true,
             },
             Kind::Run => Scope { models: true, ..none },
             Kind::Seed => Scope { seeds: true, ..none },
             Kind::Test => Scope { tests: true, ..none },
+            Kind::Snapshot => Scope {
+                snapshots: true,
+                ..none
+            },
         }
     }
 }
@@ -310,6 +318,7 @@ pub(crate) async fn retry(global: &GlobalArgs, printer: &Arc<Printer>) -> Result
         "run" => Kind::Run,
         "seed" => Kind::Seed,
         "test" => Kind::Test,
+        "snapshot" => Kind::Snapshot,
         other => {
             return Err(Diagnostic::new(format!(
                 "the last invocation ({}) is not build, run, seed or test; nothing to retry",

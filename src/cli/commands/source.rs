@@ -45,6 +45,7 @@ pub(crate) async fn execute(
         seeds: false,
         tests: false,
         sources: true,
+        snapshots: false,
     };
     let selected = loaded.select(&args.selection, scope)?;
     let checked_sources: Vec<&Node> = selected

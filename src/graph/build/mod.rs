@@ -12,6 +12,7 @@
 mod data_tests;
 mod dependencies;
 mod models;
+mod snapshots;
 mod sources;
 mod unit_tests;
 
@@ -108,6 +109,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
 
     parse.models(parsed_models, &generated);
     parse.seeds();
+    parse.snapshots();
     parse.sources();
     let mut tests = parse.generic_tests();
     tests.extend(parse.singular_tests(parsed_tests));
