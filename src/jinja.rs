@@ -49,9 +49,18 @@ pub(crate) fn jinja_diagnostic(error: &minijinja::Error, fallback_name: &str) ->
         }
         current = inner.source();
     }
-    let message = match located.detail() {
-        Some(detail) => format!("{}: {detail}", located.kind()),
-        None => located.kind().to_string(),
+    // The source the error points at, e.g. the undefined name (`{{ foo.bar }}`: `foo.bar`).
+    let culprit = match (located.template_source(), located.range()) {
+        (Some(source), Some(range)) => source.get(range).map(str::trim).filter(|text| !text.is_empty()),
+        _ => None,
+    };
+    let message = match (located.detail(), culprit) {
+        (Some(detail), _) => format!("{}: {detail}", located.kind()),
+        (None, Some(culprit)) if located.kind() == ErrorKind::UndefinedError => {
+            format!("'{culprit}' is undefined")
+        }
+        (None, Some(culprit)) => format!("{} (at '{culprit}')", located.kind()),
+        (None, None) => located.kind().to_string(),
     };
     Diagnostic::new(format!("Jinja error: {message}"))
         .in_file(located.name().unwrap_or(fallback_name))

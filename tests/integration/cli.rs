@@ -1275,7 +1275,7 @@ fn what_tidemark_ignores_is_a_warning_and_warn_error_makes_it_fail() {
         "warning: tidemark.yml:6:5: model config 'grants' is a dbt feature tidemark does not implement",
         "warning: tidemark.yml:7:5: unknown model config 'owner_team'; tidemark ignores it",
         "warning: tidemark.yml:8:5: models: configuration path 'warn_error.stagng' applies to no model",
-        "warning: snapshots/orders_snapshot.sql: this file is a snapshot: tidemark does not build snapshots",
+        "warning: analyses/order_counts.sql: this file is an analysis: tidemark does not compile analyses",
         "warning: models/schema.yml:4:5: 'access:' is a dbt feature",
         "warning: models/schema.yml:7:9: 'constraints:' is a dbt feature",
         "warning: models/schema.yml:9:1: 'exposures:' is a dbt feature",
