@@ -4,7 +4,8 @@
 //!
 //! Values are rendered one string at a time after the file is read as YAML (so a value cannot
 //! change the file's structure), before it is checked. `metric_models:` and `unit_tests:` are
-//! left as written: metric models are tidemark's own YAML, and a unit test's rows are data.
+//! left as written (metric models are tidemark's own YAML, and a unit test's rows are data), and
+//! so are hooks (`pre_hook`, `post_hook`: SQL rendered when they run).
 //!
 //! Docs blocks (`{% docs name %}…{% enddocs %}` in `.md` files under the model, seed, macro and
 //! test folders) are what `doc('name')` returns.
@@ -89,7 +90,10 @@ pub fn render_values(
     positions: &super::yaml::Positions,
 ) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
-    let skip = |path: &str, key: &str| path.is_empty() && (key == "metric_models" || key == "unit_tests");
+    // Hooks are SQL rendered when they run (with `this` and the project's macros).
+    let skip = |path: &str, key: &str| {
+        (path.is_empty() && (key == "metric_models" || key == "unit_tests")) || HOOK_KEYS.contains(&key)
+    };
     let mut walker = Walker {
         context,
         file,

@@ -10,6 +10,7 @@ mod ballista;
 mod cli;
 mod commit;
 mod dbt;
+mod dbt_duckdb;
 mod dialect;
 mod errors;
 mod incremental;

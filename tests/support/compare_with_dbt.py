@@ -1,0 +1,60 @@
+"""Compares the tables tidemark wrote with the ones dbt-duckdb built from the same project.
+
+Usage: compare_with_dbt.py PROJECT_DIR SCHEMA.TABLE...
+
+dbt-duckdb's tables are read from PROJECT_DIR/dbt.duckdb, tidemark's from the Parquet folders
+under PROJECT_DIR/warehouse. Rows are compared in the order of all their columns, with dbt's
+column order; floats within 1e-9. Prints what differs and exits 1, or prints "same".
+"""
+import datetime
+import math
+import os
+import sys
+
+import duckdb
+
+project, tables = sys.argv[1], sys.argv[2:]
+dbt = duckdb.connect(os.path.join(project, "dbt.duckdb"), read_only=True)
+ours = duckdb.connect()
+
+
+def normal(value):
+    if isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=None).isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, float) and value == int(value):
+        return float(value)
+    if isinstance(value, list):
+        return [normal(item) for item in value]
+    return value
+
+
+def same(left, right):
+    if isinstance(left, (int, float)) and isinstance(right, (int, float)) and not isinstance(left, bool):
+        return math.isclose(float(left), float(right), rel_tol=1e-9, abs_tol=1e-12)
+    return left == right
+
+
+problems = []
+for table in tables:
+    schema, name = table.split(".")
+    expected = dbt.execute(f'select * from "{schema}"."{name}"')
+    columns = [column[0] for column in expected.description]
+    order = ", ".join(str(index + 1) for index in range(len(columns)))
+    expected = dbt.execute(f'select * from "{schema}"."{name}" order by {order}').fetchall()
+    files = os.path.join(project, "warehouse", schema, name, "**", "*.parquet")
+    quoted = ", ".join(f'"{column}"' for column in columns)
+    got = ours.execute(f"select {quoted} from read_parquet(?) order by {order}", [files]).fetchall()
+    if len(got) != len(expected):
+        problems.append(f"{table}: tidemark has {len(got)} rows, dbt-duckdb {len(expected)}")
+        continue
+    for mine, theirs in zip(got, expected):
+        for column, left, right in zip(columns, mine, theirs):
+            left, right = normal(left), normal(right)
+            if not same(left, right):
+                problems.append(f"{table}.{column} (row {theirs[0]!r}): tidemark {left!r}, dbt-duckdb {right!r}")
+if problems:
+    print("\n".join(problems))
+    sys.exit(1)
+print("same")
