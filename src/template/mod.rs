@@ -14,6 +14,7 @@
 
 mod adapter;
 mod context;
+mod modules;
 mod runtime;
 
 use std::collections::BTreeMap;
@@ -423,6 +424,30 @@ mod tests {
         assert_eq!(sources, [("raw", "events", Some(4))]);
         assert_eq!(capture.config.get("materialized"), Some(&Json::from("table")));
         assert_eq!(capture.vars.get("window"), Some(&Json::from(7)));
+    }
+
+    #[test]
+    fn modules_return_fromjson_and_the_dbt_namespace_render() {
+        let (_folder, engine) = engine();
+        let render = |source: &str| {
+            engine
+                .render_with("t.sql", source, &serde_json::json!({}))
+                .expect(source)
+        };
+        let parsed = "{% set d = modules.datetime.datetime.strptime('2024-03-05 07:08:09', '%Y-%m-%d %H:%M:%S') %}{{ d.year }}/{{ d.strftime('%m') }} {{ d.plus(modules.datetime.timedelta(days=1, hours=2)).isoformat() }}";
+        assert_eq!(render(parsed), "2024/03 2024-03-06T09:08:09");
+        let found = "{% set m = modules.re.search('([a-z]+)-(\\d+)', 'order rush-12') %}{{ m.group(0) }} {{ m.group(2) }} {{ modules.re.sub('(\\d)', 'n\\\\1', 'a1b2') }} {{ modules.re.findall('\\d', 'a1b22') | join(',') }}";
+        assert_eq!(render(found), "rush-12 12 an1bn2 1,2,2");
+        assert_eq!(
+            render("{{ modules.itertools.product([1, 2], ['a']) | map('join', '') | join(' ') }} {{ modules.itertools.chain([1], [2, 3]) | join(',') }}"),
+            "1a 2a 1,2,3"
+        );
+        assert_eq!(render("{{ (fromjson('{\"a\": [1, 2]}')).a | length }} {{ zip([1, 2], ['x', 'y']) | map('join', '') | join(',') }} {{ set([1, 1, 2]) | join(',') }}"), "2 1x,2y 1,2");
+        assert_eq!(
+            render("{{ dbt.concat(['a', 'b']) }} {{ dbt.safe_cast('x', dbt.type_int()) }}"),
+            "a || b try_cast(x as integer)"
+        );
+        assert_eq!(render("{{ execute }}"), "False");
     }
 
     #[test]

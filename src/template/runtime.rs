@@ -83,6 +83,7 @@ pub(super) fn install(env: &mut Environment<'static>, runtime: Arc<Runtime>, com
         chrono::Utc::now().format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string(),
     );
     env.add_global("invocation_id", uuid::Uuid::new_v4().to_string());
+    env.add_global("modules", super::modules::value());
     let queries = runtime.clone();
     env.add_function("run_query", move |sql: String| -> Result<Value, Error> {
         if !compiling() {
