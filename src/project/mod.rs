@@ -37,6 +37,8 @@ pub struct SqlFile {
     /// (`["staging", "stg_events"]`); the node's fully qualified name is built from it.
     pub parts: Vec<String>,
     pub text: String,
+    /// The installed package it belongs to (`None`: the project's own).
+    pub package: Option<String>,
 }
 
 impl SqlFile {
@@ -55,6 +57,8 @@ pub struct SeedFile {
     /// SHA-256 of the file's bytes (what `state:modified` compares); empty if it is unreadable,
     /// which loading the seed reports.
     pub checksum: String,
+    /// The installed package it belongs to (`None`: the project's own).
+    pub package: Option<String>,
 }
 
 /// Everything read from a project folder.
@@ -216,6 +220,7 @@ fn load_project<'a>(
                     text: read(&absolute, &path)?,
                     path,
                     parts,
+                    package: None,
                 })
             })
             .collect();
@@ -230,7 +235,7 @@ fn load_project<'a>(
         (files, problems)
     };
 
-    let (models, model_problems) = read_all(collect(&file.model_paths, "sql", &mut problems));
+    let (mut models, model_problems) = read_all(collect(&file.model_paths, "sql", &mut problems));
     let (macros, macro_problems) = read_all(collect(&file.macro_paths, "sql", &mut problems));
     let (tests, test_problems) = read_all(collect(&file.test_paths, "sql", &mut problems));
     // `<test-path>/generic/` holds custom generic tests (`{% test %}` blocks): macro files.
@@ -246,6 +251,9 @@ fn load_project<'a>(
     // Installed packages: each folder of the install path with a project file; every listed
     // package must be installed.
     let mut packages = Vec::new();
+    // Package models, seeds and property files join the project's, marked with their package.
+    let mut package_seeds = Vec::new();
+    let mut package_yaml = Vec::new();
     let install = root.join(&file.packages_install_path);
     match packages::specs(&root) {
         Ok(specs) => {
@@ -298,6 +306,20 @@ fn load_project<'a>(
                 );
                 problems.extend(macro_problems);
                 problems.extend(test_problems);
+                let (package_models, model_problems) =
+                    read_all(collect(&within(&package_file.model_paths), "sql", &mut problems));
+                problems.extend(model_problems);
+                models.extend(package_models.into_iter().map(|model| SqlFile {
+                    package: Some(package_file.name.clone()),
+                    ..model
+                }));
+                for (path, parts, absolute_path) in collect(&within(&package_file.seed_paths), "csv", &mut problems) {
+                    package_seeds.push((path, parts, absolute_path, package_file.name.clone()));
+                }
+                for extension in ["yml", "yaml"] {
+                    package_yaml.extend(collect(&within(&package_file.model_paths), extension, &mut problems));
+                }
+                package_yaml.extend(collect(&within(&package_file.seed_paths), "yml", &mut problems));
                 packages.push(packages::Package {
                     name: package_file.name.clone(),
                     file: package_file,
@@ -324,13 +346,20 @@ fn load_project<'a>(
 
     let seeds = collect(&file.seed_paths, "csv", &mut problems)
         .into_iter()
-        .map(|(path, parts, absolute_path)| SeedFile {
+        .map(|(path, parts, absolute_path)| (path, parts, absolute_path, None))
+        .chain(
+            package_seeds
+                .into_iter()
+                .map(|(path, parts, absolute_path, package)| (path, parts, absolute_path, Some(package))),
+        )
+        .map(|(path, parts, absolute_path, package)| SeedFile {
             checksum: std::fs::read(&absolute_path)
                 .map(|bytes| sha256(&bytes))
                 .unwrap_or_default(),
             path,
             parts,
             absolute_path,
+            package,
         })
         .collect();
 
@@ -376,6 +405,7 @@ fn load_project<'a>(
     let mut yaml_entries = collect(&file.model_paths, "yml", &mut problems);
     yaml_entries.extend(collect(&file.model_paths, "yaml", &mut problems));
     yaml_entries.extend(collect(&file.seed_paths, "yml", &mut problems));
+    yaml_entries.extend(package_yaml);
     yaml_entries.sort_by(|a, b| a.0.cmp(&b.0));
     yaml_entries.dedup_by(|a, b| a.0 == b.0);
     let parsed: Vec<Result<PropertyFile, Vec<Diagnostic>>> = yaml_entries

@@ -124,6 +124,7 @@ impl TemplateEngine {
         // dbt's own macros (`dbt.concat`, ...): also unqualified, unless the project or a
         // package defines the name.
         let builtin = crate::project::SqlFile {
+            package: Some("dbt".into()),
             path: DBT_MACROS_PATH.to_string(),
             parts: vec!["dbt_macros".into()],
             text: include_str!("dbt_macros.sql").to_string(),

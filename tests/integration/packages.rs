@@ -133,6 +133,18 @@ fn packages_from_a_folder_a_git_repository_and_a_tarball_run_under_their_names()
         md5("3Tea Pot")
     );
     assert_eq!(table, expected);
+    // The package's own seed and model are built too (the project made the model a table).
+    assert!(
+        text.contains("OK created sql table model main.currency_names"),
+        "{text}"
+    );
+    assert_eq!(
+        table_csv(&project.join("warehouse/main/currency_names/data.parquet")),
+        "code,name\neur,EURO\nusd,DOLLAR\n"
+    );
+    let manifest = std::fs::read_to_string(project.join("target/manifest.json")).unwrap();
+    assert!(manifest.contains("\"model.my_utils.currency_names\""), "{manifest}");
+    assert!(manifest.contains("\"seed.my_utils.currencies\""), "{manifest}");
 
     // Without the project's override, the package's default__ implementation is dispatched to.
     std::fs::remove_file(project.join("macros/overrides.sql")).unwrap();

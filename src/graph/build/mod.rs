@@ -89,6 +89,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
     let generated_files: Vec<SqlFile> = generated
         .iter()
         .map(|model| SqlFile {
+            package: None,
             path: model.path.clone(),
             parts: generated_parts(project, &model.path, &model.name),
             text: model.sql.clone(),
@@ -130,16 +131,17 @@ impl Parse<'_> {
             ("seeds", &project.file.seeds, ResourceType::Seed),
         ] {
             // Disabled nodes use their paths too (the config may be what disables them).
+            let owner = |package: &Option<String>| package.clone().unwrap_or_else(|| self.project_name.to_string());
             let files: Vec<Vec<String>> = match kind {
                 ResourceType::Model => project
                     .models
                     .iter()
-                    .map(|file| fqn_of(self.project_name, &file.parts))
+                    .map(|file| fqn_of(&owner(&file.package), &file.parts))
                     .collect(),
                 _ => project
                     .seeds
                     .iter()
-                    .map(|seed| fqn_of(self.project_name, &seed.parts))
+                    .map(|seed| fqn_of(&owner(&seed.package), &seed.parts))
                     .collect(),
             };
             let fqns: Vec<&[String]> = self

@@ -44,8 +44,10 @@ impl Parse<'_> {
                 }
             };
             let name = file.name().to_string();
-            let fqn = fqn_of(project_name, &file.parts);
-            let mut config = project.file.models.resolve(&fqn);
+            // A package's model: its own folder configs, then the project's for the package.
+            let owner = file.package.as_deref().unwrap_or(project_name);
+            let fqn = fqn_of(owner, &file.parts);
+            let mut config = folder_configs(project, file.package.as_deref(), &fqn, |file| &file.models);
             let properties = model_properties.get(name.as_str());
             if let Some(properties) = properties {
                 merge_configs(&mut config, &properties.config);
@@ -84,14 +86,14 @@ impl Parse<'_> {
                 }
             };
             config.insert("materialized".into(), Json::from(materialized.as_str()));
-            let unique_id = format!("model.{project_name}.{name}");
+            let unique_id = format!("model.{owner}.{name}");
             let node = NamedNode {
                 kind: "model",
                 name: &name,
                 unique_id: &unique_id,
                 fqn: &fqn,
                 path: &file.path,
-                package: project_name,
+                package: owner,
             };
             if let Err(problem) = custom_names(engine, &mut config, &node) {
                 problems.push(problem);
@@ -191,8 +193,9 @@ impl Parse<'_> {
         let seed_properties = properties_by_name(project, |file| &file.seeds);
         for seed in &project.seeds {
             let name = seed.parts.last().cloned().unwrap_or_default();
-            let fqn = fqn_of(project_name, &seed.parts);
-            let mut config = project.file.seeds.resolve(&fqn);
+            let owner = seed.package.as_deref().unwrap_or(project_name);
+            let fqn = fqn_of(owner, &seed.parts);
+            let mut config = folder_configs(project, seed.package.as_deref(), &fqn, |file| &file.seeds);
             let properties = seed_properties.get(name.as_str());
             if let Some(properties) = properties {
                 merge_configs(&mut config, &properties.config);
@@ -202,14 +205,14 @@ impl Parse<'_> {
                 continue;
             }
             config.insert("materialized".into(), Json::from("seed"));
-            let unique_id = format!("seed.{project_name}.{name}");
+            let unique_id = format!("seed.{owner}.{name}");
             let node = NamedNode {
                 kind: "seed",
                 name: &name,
                 unique_id: &unique_id,
                 fqn: &fqn,
                 path: &seed.path,
-                package: project_name,
+                package: owner,
             };
             if let Err(problem) = custom_names(engine, &mut config, &node) {
                 problems.push(problem);
@@ -250,6 +253,25 @@ impl Parse<'_> {
             );
         }
     }
+}
+
+/// The folder configs of a node with this fqn: a package's own (`package`), overridden by the
+/// project's for the package (as dbt applies a root project's `models: <package>:` configs).
+fn folder_configs(
+    project: &crate::project::Project,
+    package: Option<&str>,
+    fqn: &[String],
+    tree: impl Fn(&crate::project::ProjectFile) -> &crate::project::project_file::FolderConfigs,
+) -> ConfigMap {
+    let own = project
+        .packages
+        .iter()
+        .find(|installed| Some(installed.name.as_str()) == package);
+    let mut config = own
+        .map(|installed| tree(&installed.file).resolve(fqn))
+        .unwrap_or_default();
+    merge_configs(&mut config, &tree(&project.file).resolve(fqn));
+    config
 }
 
 /// What `generate_schema_name` / `generate_alias_name` see of a model or seed as `node`.
