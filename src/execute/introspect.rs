@@ -17,7 +17,8 @@ use crate::project::{Project, Target};
 
 /// The target's engine, for a template's queries.
 pub struct WarehouseQueries {
-    project: Project,
+    /// The project's folder (a relative warehouse is under it).
+    root: std::path::PathBuf,
     target: Target,
     graph: Arc<Graph>,
     handle: tokio::runtime::Handle,
@@ -29,7 +30,7 @@ impl WarehouseQueries {
     pub fn new(project: &Project, target: &Target, graph: Arc<Graph>) -> Result<WarehouseQueries, String> {
         let handle = tokio::runtime::Handle::try_current().map_err(|error| error.to_string())?;
         Ok(WarehouseQueries {
-            project: project.clone(),
+            root: project.root.clone(),
             target: target.clone(),
             graph,
             handle,
@@ -42,8 +43,8 @@ impl WarehouseQueries {
         let opened = self
             .session
             .get_or_init(|| async {
-                let warehouse =
-                    super::run::open_warehouse(&self.project, &self.target).map_err(|problem| problem.to_string())?;
+                let warehouse = crate::materialize::Warehouse::open(&self.target, &self.root)
+                    .map_err(|error| format!("target '{}': {error}", self.target.name))?;
                 let session = Session::new(
                     &self.target,
                     warehouse.clone(),

@@ -175,6 +175,8 @@ fn load_project<'a>(
     let file = project_file::parse(file_name, &text).map_err(Diagnostics)?;
 
     let mut problems = Diagnostics::default();
+    // Each folder is listed once, however many kinds of file are then taken from it.
+    let listings: std::cell::RefCell<std::collections::HashMap<PathBuf, Vec<PathBuf>>> = Default::default();
     let collect =
         |folders: &[String], extension: &str, problems: &mut Diagnostics| -> Vec<(String, Vec<String>, PathBuf)> {
             let mut found = Vec::new();
@@ -183,16 +185,20 @@ fn load_project<'a>(
                 if !base.is_dir() {
                     continue;
                 }
-                for entry in walkdir::WalkDir::new(&base).sort_by_file_name() {
-                    let entry = match entry {
-                        Ok(entry) => entry,
-                        Err(error) => {
-                            problems.push(Diagnostic::new(format!("cannot read '{folder}': {error}")));
-                            continue;
+                let mut listed = listings.borrow_mut();
+                let files = listed.entry(base.clone()).or_insert_with(|| {
+                    let mut files = Vec::new();
+                    for entry in walkdir::WalkDir::new(&base).sort_by_file_name() {
+                        match entry {
+                            Ok(entry) if entry.file_type().is_file() => files.push(entry.into_path()),
+                            Ok(_) => {}
+                            Err(error) => problems.push(Diagnostic::new(format!("cannot read '{folder}': {error}"))),
                         }
-                    };
-                    let path = entry.path();
-                    if !entry.file_type().is_file() || path.extension().and_then(|e| e.to_str()) != Some(extension) {
+                    }
+                    files
+                });
+                for path in files.iter() {
+                    if path.extension().and_then(|e| e.to_str()) != Some(extension) {
                         continue;
                     }
                     let relative_to_root = relative_path(&root, path);
@@ -206,7 +212,7 @@ fn load_project<'a>(
                     if parts.is_empty() {
                         parts.push(String::new());
                     }
-                    found.push((relative_to_root, parts, path.to_path_buf()));
+                    found.push((relative_to_root, parts, path.clone()));
                 }
             }
             found
