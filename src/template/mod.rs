@@ -166,6 +166,14 @@ impl TemplateEngine {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(runner);
     }
 
+    /// `--full-refresh`: what `should_full_refresh()` answers for models without a
+    /// `full_refresh` config.
+    pub fn set_full_refresh(&self, on: bool) {
+        self.runtime
+            .full_refresh
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// `--warn-error`: `exceptions.warn(msg)` raises.
     pub fn set_warn_error(&self, on: bool) {
         self.runtime.warn_error.store(on, std::sync::atomic::Ordering::Relaxed);
@@ -449,6 +457,13 @@ mod tests {
             "a || b try_cast(x as integer)"
         );
         assert_eq!(render("{{ execute }}"), "False");
+        assert_eq!(
+            render("{{ api.Relation.create(database='x', schema='s', identifier='t') }}"),
+            "\"s\".\"t\""
+        );
+        assert_eq!(render("{{ should_full_refresh() }}"), "False");
+        engine.set_full_refresh(true);
+        assert_eq!(render("{{ should_full_refresh() }}"), "True");
     }
 
     #[test]

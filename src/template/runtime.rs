@@ -41,6 +41,8 @@ pub(super) struct Runtime {
     results: Mutex<BTreeMap<String, QueryTable>>,
     /// `--warn-error`: `exceptions.warn` raises.
     pub(super) warn_error: std::sync::atomic::AtomicBool,
+    /// `--full-refresh`: what `should_full_refresh()` answers (with a model's `full_refresh`).
+    pub(super) full_refresh: std::sync::atomic::AtomicBool,
 }
 
 impl Runtime {
@@ -140,6 +142,36 @@ pub(super) fn install(env: &mut Environment<'static>, runtime: Arc<Runtime>, com
         Err(Error::new(ErrorKind::InvalidOperation, "return() outside a macro"))
     });
     env.add_global("exceptions", Value::from_object(Exceptions(runtime.clone())));
+    // `should_full_refresh()`: the model's `full_refresh` config when set, else `--full-refresh`.
+    let refresh = runtime.clone();
+    env.add_function("should_full_refresh", move |state: &State| -> Result<Value, Error> {
+        let config = state.lookup("config").filter(|value| !value.is_undefined());
+        let configured = match config {
+            Some(config) => config.call_method(state, "get", &[Value::from("full_refresh")])?,
+            None => Value::from(()),
+        };
+        Ok(match configured.is_none() || configured.is_undefined() {
+            true => Value::from(refresh.full_refresh.load(std::sync::atomic::Ordering::Relaxed)),
+            false => Value::from(configured.is_true()),
+        })
+    });
+    // `api.Relation.create(database=, schema=, identifier=)` and `load_relation(relation)`.
+    env.add_global("api", Value::from_iter([("Relation", Value::from_object(RelationApi))]));
+    env.add_function(
+        "load_relation",
+        |state: &State, relation: Value| -> Result<Value, Error> {
+            let adapter = state.lookup("adapter").ok_or_else(|| error("no adapter"))?;
+            adapter.call_method(
+                state,
+                "get_relation",
+                &[
+                    relation.get_attr("database")?,
+                    relation.get_attr("schema")?,
+                    relation.get_attr("identifier")?,
+                ],
+            )
+        },
+    );
     let logs = runtime;
     env.add_function("log", move |message: Value, kwargs: Kwargs| -> Result<Value, Error> {
         let info: Option<bool> = kwargs.get("info")?;
@@ -241,6 +273,33 @@ impl Object for Exceptions {
             _ => Err(Error::new(
                 ErrorKind::UnknownMethod,
                 format!("exceptions has no method '{method}'"),
+            )),
+        }
+    }
+}
+
+/// `api.Relation`: `create(database=, schema=, identifier=)` makes a relation (`"schema"."x"`).
+#[derive(Debug)]
+struct RelationApi;
+
+impl Object for RelationApi {
+    fn call_method(self: &Arc<Self>, _state: &State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
+        match method {
+            "create" => {
+                let kwargs = args.iter().find(|arg| arg.is_kwargs());
+                let part = |name: &str| {
+                    kwargs
+                        .and_then(|kwargs| kwargs.get_attr(name).ok())
+                        .filter(|value| !value.is_undefined() && !value.is_none())
+                        .map(|value| value.to_string())
+                        .unwrap_or_default()
+                };
+                let relation = crate::relation::RelationName::table(&part("schema"), &part("identifier"));
+                Ok(Value::from_object(super::context::Relation(relation)))
+            }
+            _ => Err(Error::new(
+                ErrorKind::UnknownMethod,
+                format!("api.Relation has no '{method}'"),
             )),
         }
     }

@@ -157,6 +157,7 @@ async fn run_locked(
         warn_error: global.warn_error,
     };
     let planned = started.plan(request, &flags).await?;
+    loaded.engine.set_full_refresh(args.full_refresh);
     // Introspective nodes are compiled again right before they run (see CompileOptions).
     let upfront = crate::compile::CompileOptions {
         defer_introspection: true,
