@@ -192,6 +192,10 @@ fn lost_executor_message(message: &str) -> bool {
         "error reading a body from connection",
         "fetchfailed",
     ];
+    // The write stopped itself because the cluster lost an executor (see `write::watch_cluster`).
+    if message.contains(super::write::LOST_EXECUTOR) {
+        return true;
+    }
     let message = message.to_lowercase();
     // Only a job that ran (a stage of it failed), not a scheduler that cannot be reached.
     message.contains("failed due to stage") && SIGNS.iter().any(|sign| message.contains(sign))

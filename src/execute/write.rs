@@ -158,13 +158,24 @@ fn scanned(written: &Written) -> Scanned {
 }
 
 /// Resolves (with the reason) when a query on the cluster cannot be waited for any longer: the
-/// target's `query_timeout` passed, or the scheduler has had no executor for a while (Ballista
-/// keeps such a job queued forever). Never resolves otherwise.
+/// target's `query_timeout` passed, the scheduler has had no executor for a while (Ballista
+/// keeps such a job queued forever), or an executor was lost while the query ran. Ballista runs
+/// a lost executor's tasks again itself, but a result it finishes after losing one is not
+/// trusted (rows have been seen missing from such a result): the write stops, nothing is
+/// published, and the node runs again on the executors that remain (`job_retries`). Never
+/// resolves otherwise.
 async fn watch_cluster(session: &Session) -> String {
     let started = Instant::now();
     let mut without_executors: Option<Instant> = None;
+    let mut most = executor_count(session).await.unwrap_or(0);
     loop {
         tokio::time::sleep(CLUSTER_POLL).await;
+        if let Some(now) = executor_count(session).await {
+            if now > 0 && now < most {
+                return format!("{LOST_EXECUTOR}: the cluster went from {most} executors to {now} while the query ran");
+            }
+            most = most.max(now);
+        }
         if let Some(limit) = session.query_timeout {
             if started.elapsed() >= limit {
                 return format!(
@@ -180,7 +191,23 @@ async fn watch_cluster(session: &Session) -> String {
 }
 
 /// How often a running cluster query's scheduler is asked for its executors.
-const CLUSTER_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+const CLUSTER_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The start of the reason a write stops when the cluster loses an executor (see
+/// [`watch_cluster`]); a node whose attempt failed with it runs again.
+pub(super) const LOST_EXECUTOR: &str = "an executor was lost while the query ran on the cluster";
+
+/// How many executors the session's scheduler has now (`None`: not a cluster, or unreachable).
+#[cfg(feature = "ballista")]
+async fn executor_count(session: &Session) -> Option<usize> {
+    let scheduler = session.scheduler.as_ref()?;
+    crate::execute::cluster::executor_count(scheduler).await.ok()
+}
+
+#[cfg(not(feature = "ballista"))]
+async fn executor_count(_session: &Session) -> Option<usize> {
+    None
+}
 
 /// Why the cluster cannot finish a query when its scheduler has reported no executor for 6 s
 /// (`since`: when it first reported none).
