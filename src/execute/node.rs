@@ -112,21 +112,13 @@ async fn run_hooks(session: &Session, node: &Node, key: &str, hooks: &[String]) 
         return Ok(());
     }
     session.register_inputs(node).await?;
-    for (index, sql) in hooks.iter().enumerate() {
-        let failed = |message: String| {
-            sql_error(
-                session,
-                node,
-                format!("{key} {} of {} failed: {message}", index + 1, hooks.len()),
-            )
-        };
-        let frame = session
-            .ctx
-            .sql(sql)
-            .await
-            .map_err(|error| failed(error.strip_backtrace()))?;
-        frame.collect().await.map_err(|error| failed(error.strip_backtrace()))?;
-    }
+    session.run_statements(hooks).await.map_err(|(number, message)| {
+        sql_error(
+            session,
+            node,
+            format!("{key} {number} of {} failed: {message}", hooks.len()),
+        )
+    })?;
     Ok(())
 }
 

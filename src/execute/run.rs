@@ -182,21 +182,9 @@ impl StartedRun {
     /// Runs statements of the run itself (`on-run-start`, `on-run-end`) in `session`, in order;
     /// the first that fails stops them, with its number and the engine's message.
     pub async fn run_statements(session: &Session, what: &str, statements: &[String]) -> Result<(), Error> {
-        for (index, sql) in statements.iter().enumerate() {
-            let failed = |message: String| {
-                Error::Environment(format!(
-                    "{what} {} of {} failed: {message}",
-                    index + 1,
-                    statements.len()
-                ))
-            };
-            let frame = session
-                .ctx
-                .sql(sql)
-                .await
-                .map_err(|error| failed(error.strip_backtrace()))?;
-            frame.collect().await.map_err(|error| failed(error.strip_backtrace()))?;
-        }
+        session.run_statements(statements).await.map_err(|(number, message)| {
+            Error::Environment(format!("{what} {number} of {} failed: {message}", statements.len()))
+        })?;
         Ok(())
     }
 

@@ -128,6 +128,25 @@ fn distributed_context(
 /// Renders a node's SQL again, or says why it cannot.
 pub type Recompile = Arc<dyn Fn(&Node) -> Result<String, String> + Send + Sync>;
 
+impl Session {
+    /// Runs statements (hooks) in order, each to its end; the first that fails stops them: its
+    /// number (1-based) and the engine's message.
+    pub async fn run_statements(&self, statements: &[String]) -> Result<(), (usize, String)> {
+        for (index, sql) in statements.iter().enumerate() {
+            let frame = self
+                .ctx
+                .sql(sql)
+                .await
+                .map_err(|error| (index + 1, error.strip_backtrace()))?;
+            frame
+                .collect()
+                .await
+                .map_err(|error| (index + 1, error.strip_backtrace()))?;
+        }
+        Ok(())
+    }
+}
+
 /// Applies a target's `sql_dialect` to a session: DuckDB's integer division.
 pub(crate) fn apply_dialect(ctx: &SessionContext, dialect: crate::project::SqlDialect) {
     if dialect == crate::project::SqlDialect::DuckDb {

@@ -89,16 +89,27 @@ pub fn render_values(
     file: &str,
     positions: &super::yaml::Positions,
 ) -> Vec<Diagnostic> {
-    let mut problems = Vec::new();
     // Hooks are SQL rendered when they run (with `this` and the project's macros).
     let skip = |path: &str, key: &str| {
         (path.is_empty() && (key == "metric_models" || key == "unit_tests")) || HOOK_KEYS.contains(&key)
     };
+    walk_all(value, context, file, positions, &skip)
+}
+
+/// Renders every string value of `value` except the entries `skip(path, key)` names.
+fn walk_all(
+    value: &mut serde_yaml::Value,
+    context: &PropertyContext,
+    file: &str,
+    positions: &super::yaml::Positions,
+    skip: &dyn Fn(&str, &str) -> bool,
+) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
     let mut walker = Walker {
         context,
         file,
         positions,
-        skip: &skip,
+        skip,
         problems: &mut problems,
     };
     walker.walk(value, "");
@@ -125,18 +136,8 @@ pub fn render_project_values(
     file: &str,
     positions: &super::yaml::Positions,
 ) -> Vec<Diagnostic> {
-    let context = PropertyContext::env_only();
-    let mut problems = Vec::new();
     let skip = |_: &str, key: &str| HOOK_KEYS.contains(&key);
-    let mut walker = Walker {
-        context: &context,
-        file,
-        positions,
-        skip: &skip,
-        problems: &mut problems,
-    };
-    walker.walk(value, "");
-    problems
+    walk_all(value, &PropertyContext::env_only(), file, positions, &skip)
 }
 
 /// Renders string values in place, skipping the entries `skip(path, key)` names.
