@@ -35,6 +35,27 @@ pub struct Manifest {
     /// Unique id → ids of the nodes that read it.
     #[serde(default)]
     pub child_map: BTreeMap<String, Vec<String>>,
+    /// Exposures (dashboards, notebooks, applications) by `exposure.<project>.<name>`.
+    #[serde(default)]
+    pub exposures: BTreeMap<String, Exposure>,
+}
+
+/// An exposure: something outside the project (a dashboard, a notebook, an application) that
+/// reads its nodes, declared under `exposures:` in a property file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Exposure {
+    pub unique_id: String,
+    pub name: String,
+    /// `dashboard`, `notebook`, `analysis`, `ml` or `application`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub owner: Json,
+    pub description: String,
+    pub url: Option<String>,
+    pub maturity: Option<String>,
+    pub depends_on: DependsOn,
+    pub original_file_path: String,
 }
 
 impl Manifest {

@@ -245,6 +245,7 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: String
             .map(|node| (node.unique_id.clone(), node.depends_on.clone()))
             .collect(),
         child_map: graph.children.clone(),
+        exposures: graph.exposures.clone(),
     }
 }
 

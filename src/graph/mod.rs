@@ -35,6 +35,8 @@ pub struct Graph {
     pub macros: BTreeMap<String, (String, String)>,
     /// Unit tests by node id.
     pub unit_tests: BTreeMap<String, UnitTest>,
+    /// Exposures (`exposures:`) by unique id, their `depends_on` resolved to node ids.
+    pub exposures: BTreeMap<String, crate::documents::Exposure>,
 }
 
 impl Graph {
@@ -90,6 +92,7 @@ impl Graph {
             warnings,
             macros: BTreeMap::new(),
             unit_tests: BTreeMap::new(),
+            exposures: BTreeMap::new(),
         })
     }
 
@@ -104,6 +107,7 @@ impl Graph {
             warnings: Vec::new(),
             macros: BTreeMap::new(),
             unit_tests: BTreeMap::new(),
+            exposures: BTreeMap::new(),
         }
     }
 

@@ -83,6 +83,8 @@ pub struct PropertyFile {
     pub warnings: Vec<Diagnostic>,
     /// `snapshots:` declared in YAML.
     pub snapshots: Vec<SnapshotProperties>,
+    /// `exposures:`.
+    pub exposures: Vec<ExposureProperties>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,8 +106,8 @@ struct RawPropertyFile {
     snapshots: Vec<RawSnapshot>,
     #[serde(default, rename = "macros")]
     _macros: serde_yaml::Value,
-    #[serde(default, rename = "exposures")]
-    _exposures: serde_yaml::Value,
+    #[serde(default)]
+    exposures: Vec<RawExposure>,
     #[serde(default, rename = "metrics")]
     _metrics: serde_yaml::Value,
     #[serde(default, rename = "semantic_models")]
@@ -146,6 +148,50 @@ struct RawSnapshot {
     #[serde(default)]
     #[expect(dead_code, reason = "accepted as dbt does; snapshot columns are not documented yet")]
     columns: Option<serde_yaml::Value>,
+}
+
+/// An `exposures:` entry: what outside the project reads its nodes.
+#[derive(Debug, Clone)]
+pub struct ExposureProperties {
+    pub name: String,
+    pub kind: String,
+    pub owner: Json,
+    pub description: String,
+    pub url: Option<String>,
+    pub maturity: Option<String>,
+    /// `ref('orders')` / `source('shop', 'orders')` as written, each with where it is.
+    pub depends_on: Vec<(String, Option<Position>)>,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExposure {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    owner: Json,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    maturity: Option<String>,
+    #[serde(default)]
+    depends_on: Vec<String>,
+    #[serde(default)]
+    #[expect(dead_code, reason = "accepted as dbt does; exposures are documentation")]
+    label: Option<String>,
+    #[serde(default)]
+    #[expect(dead_code, reason = "accepted as dbt does; exposures are documentation")]
+    tags: Option<Json>,
+    #[serde(default)]
+    #[expect(dead_code, reason = "accepted as dbt does; exposures are documentation")]
+    meta: Option<Json>,
+    #[serde(default)]
+    #[expect(dead_code, reason = "accepted as dbt does; exposures are documentation")]
+    config: Option<Json>,
 }
 
 /// A `sources:` entry: a named group of tables that tidemark reads but does not build.

@@ -33,6 +33,17 @@ fn property_files_render_jinja_docs_blocks_and_naming_macros() {
         manifest["sources"]["source.dbt_features.raw.orders"]["description"],
         "One row per order placed in the shop."
     );
+    // Exposures are in the manifest, with what they read.
+    let exposure = &manifest["exposures"]["exposure.dbt_features.weekly_orders"];
+    assert_eq!(exposure["type"], "dashboard");
+    assert_eq!(
+        exposure["depends_on"]["nodes"],
+        serde_json::json!([
+            "model.dbt_features.orders",
+            "model.dbt_features.status_counts",
+            "source.dbt_features.raw.orders"
+        ])
+    );
     // Hooks ran on the engine: on-run-start, the model's post-hook (`this` is its table), and
     // on-run-end with the run's results and schemas.
     assert!(text.contains("Running 1 on-run-start hook"), "{text}");

@@ -117,11 +117,78 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
     parse.add_tests(tests);
     parse.dependencies();
     parse.unused_config_paths();
+    let exposures = parse.exposures();
     let unit_tests = parse.unit_tests();
-    parse.finish(unit_tests)
+    let mut graph = parse.finish(unit_tests)?;
+    graph.exposures = exposures;
+    Ok(graph)
 }
 
 impl Parse<'_> {
+    /// Exposures, each `depends_on` entry resolved to the node it names; an unknown name is a
+    /// problem at its entry, with "did you mean".
+    fn exposures(&mut self) -> BTreeMap<String, crate::documents::Exposure> {
+        let mut exposures = BTreeMap::new();
+        for file in &self.project.property_files {
+            for exposure in &file.exposures {
+                let mut nodes = Vec::new();
+                for (text, at) in &exposure.depends_on {
+                    let found = match parse_relation_expression(text) {
+                        Some(RelationExpression::Ref(name)) => self.by_name.get(&name).cloned().ok_or_else(|| {
+                            let near = crate::diagnostics::did_you_mean(&name, self.by_name.keys().map(String::as_str));
+                            (
+                                format!("no model, seed or snapshot named '{name}'"),
+                                near.map(str::to_string),
+                            )
+                        }),
+                        Some(RelationExpression::Source(source, table)) => self
+                            .source_ids
+                            .get(&(source.clone(), table.clone()))
+                            .cloned()
+                            .ok_or_else(|| (format!("source('{source}', '{table}') is not declared"), None)),
+                        None => Err(("write ref('name') or source('source', 'table')".to_string(), None)),
+                    };
+                    match found {
+                        Ok(id) => nodes.push(id),
+                        Err((message, near)) => {
+                            let mut problem = Diagnostic::new(format!(
+                                "exposure '{}': depends_on '{text}': {message}",
+                                exposure.name
+                            ))
+                            .in_file(&file.file)
+                            .at_position(*at);
+                            if let Some(near) = near {
+                                problem = problem.with_help(format!("did you mean ref('{near}')?"));
+                            }
+                            self.problems.push(problem);
+                        }
+                    }
+                }
+                nodes.sort();
+                nodes.dedup();
+                let unique_id = format!("exposure.{}.{}", self.project_name, exposure.name);
+                exposures.insert(
+                    unique_id.clone(),
+                    crate::documents::Exposure {
+                        unique_id,
+                        name: exposure.name.clone(),
+                        kind: exposure.kind.clone(),
+                        owner: exposure.owner.clone(),
+                        description: exposure.description.clone(),
+                        url: exposure.url.clone(),
+                        maturity: exposure.maturity.clone(),
+                        depends_on: crate::documents::DependsOn {
+                            nodes,
+                            macros: Vec::new(),
+                        },
+                        original_file_path: file.file.clone(),
+                    },
+                );
+            }
+        }
+        exposures
+    }
+
     /// Folder paths of the project file's `models:` and `seeds:` that apply to no node (a
     /// renamed folder, a typo): warned about, as dbt does, since their configs do nothing.
     fn unused_config_paths(&mut self) {

@@ -52,7 +52,6 @@ pub fn parse(
     ignored(
         "",
         &[
-            ("exposures", "exposures are not read"),
             ("metrics", "dbt metrics are not read; tidemark's own are metric_models:"),
             ("semantic_models", "semantic models are not read"),
             ("saved_queries", "saved queries are not read"),
@@ -433,6 +432,30 @@ pub fn parse(
                 description: snapshot.description,
                 relation: snapshot.relation,
                 config: snapshot.config.unwrap_or_default(),
+            })
+            .collect(),
+        exposures: raw
+            .exposures
+            .into_iter()
+            .enumerate()
+            .map(|(index, exposure)| {
+                let path = format!("exposures/{index}");
+                ExposureProperties {
+                    depends_on: exposure
+                        .depends_on
+                        .into_iter()
+                        .enumerate()
+                        .map(|(at, text)| (text, positions.value_at(&format!("{path}/depends_on/{at}"))))
+                        .collect(),
+                    line: positions.at(&path).map(|position| position.line),
+                    column: positions.at(&path).map(|position| position.column),
+                    name: exposure.name,
+                    kind: exposure.kind,
+                    owner: exposure.owner,
+                    description: exposure.description,
+                    url: exposure.url,
+                    maturity: exposure.maturity,
+                }
             })
             .collect(),
         positions,
