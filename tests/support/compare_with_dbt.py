@@ -6,34 +6,18 @@ dbt-duckdb's tables are read from PROJECT_DIR/dbt.duckdb, tidemark's from the Pa
 under PROJECT_DIR/warehouse. Rows are compared in the order of all their columns, with dbt's
 column order; floats within 1e-9. Prints what differs and exits 1, or prints "same".
 """
-import datetime
-import math
 import os
 import sys
 
 import duckdb
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from row_values import normal, same  # noqa: E402
+
 project, tables = sys.argv[1], sys.argv[2:]
 dbt = duckdb.connect(os.path.join(project, "dbt.duckdb"), read_only=True)
 ours = duckdb.connect()
 
-
-def normal(value):
-    if isinstance(value, datetime.datetime):
-        return value.replace(tzinfo=None).isoformat()
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, float) and value == int(value):
-        return float(value)
-    if isinstance(value, list):
-        return [normal(item) for item in value]
-    return value
-
-
-def same(left, right):
-    if isinstance(left, (int, float)) and isinstance(right, (int, float)) and not isinstance(left, bool):
-        return math.isclose(float(left), float(right), rel_tol=1e-9, abs_tol=1e-12)
-    return left == right
 
 
 problems = []

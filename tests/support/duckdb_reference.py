@@ -7,14 +7,15 @@ project's seeds (read with the column types of tidemark.yml's `column_types`); t
 compared, row by row in key order, with the Parquet table tidemark wrote, floats within 1e-9.
 Prints what differs and exits 1, or prints "same" and exits 0.
 """
-import datetime
 import glob
-import math
 import os
 import re
 import sys
 
 import duckdb
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from row_values import normal, same  # noqa: E402
 import yaml
 
 project, warehouse, models = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -29,23 +30,6 @@ for path in sorted(glob.glob(os.path.join(project, "seeds", "*.csv"))):
         [path, {column: kind.upper() for column, kind in types.items()}],
     )
 
-
-def normal(value):
-    if isinstance(value, datetime.datetime):
-        return value.replace(tzinfo=None).isoformat()
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, list):
-        return [normal(item) for item in value]
-    return value
-
-
-def same(left, right):
-    if isinstance(left, float) or isinstance(right, float):
-        if left is None or right is None:
-            return left is right
-        return math.isclose(float(left), float(right), rel_tol=1e-9, abs_tol=1e-12)
-    return left == right
 
 
 problems = []
