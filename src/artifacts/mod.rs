@@ -23,11 +23,11 @@ use crate::compile::{compiled_path, CompiledProject};
 use crate::diagnostics::{Diagnostic, Error};
 use crate::documents::{
     Checksum, ColumnEntry, DependsOn, GivenEntry, InvocationArgs, InvocationMetadata, MacroEntry, Manifest,
-    ManifestMetadata, ManifestNode, ManifestSource, NodeEntry, RunResults, Sources, TestRows, UnitTestEntry,
+    ManifestMetadata, ManifestNode, ManifestSource, NodeEntry, RunResults, Sources, UnitTestEntry,
 };
 use crate::execute::NodeResult;
 use crate::graph::{Graph, Materialization, Node, ResourceType, Severity, UnitTest};
-use crate::project::{Project, Rows, Target};
+use crate::project::{Project, Target};
 
 /// Version written into every artifact.
 pub const TIDEMARK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -296,19 +296,10 @@ fn unit_test_entry(unit: &UnitTest) -> UnitTestEntry {
             .map(|(id, input, rows)| GivenEntry {
                 input: input.clone(),
                 node: id.clone(),
-                rows: test_rows(rows),
+                rows: rows.clone(),
             })
             .collect(),
-        expect: test_rows(&unit.expect),
-    }
-}
-
-/// Unit test rows as the manifest records them.
-fn test_rows(rows: &Rows) -> TestRows {
-    match rows {
-        Rows::Dicts(rows) => TestRows::Dicts(rows.clone()),
-        Rows::Csv(text) => TestRows::Csv(text.clone()),
-        Rows::Fixture(name) => TestRows::Fixture(name.clone()),
+        expect: unit.expect.clone(),
     }
 }
 

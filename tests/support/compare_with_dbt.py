@@ -12,7 +12,7 @@ import sys
 import duckdb
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from row_values import normal, same  # noqa: E402
+from row_values import differences  # noqa: E402
 
 project, tables = sys.argv[1], sys.argv[2:]
 dbt = duckdb.connect(os.path.join(project, "dbt.duckdb"), read_only=True)
@@ -33,11 +33,7 @@ for table in tables:
     if len(got) != len(expected):
         problems.append(f"{table}: tidemark has {len(got)} rows, dbt-duckdb {len(expected)}")
         continue
-    for mine, theirs in zip(got, expected):
-        for column, left, right in zip(columns, mine, theirs):
-            left, right = normal(left), normal(right)
-            if not same(left, right):
-                problems.append(f"{table}.{column} (row {theirs[0]!r}): tidemark {left!r}, dbt-duckdb {right!r}")
+    problems.extend(differences(table, columns, got, expected, "dbt-duckdb"))
 if problems:
     print("\n".join(problems))
     sys.exit(1)

@@ -15,7 +15,7 @@ import sys
 import duckdb
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from row_values import normal, same  # noqa: E402
+from row_values import differences, normal  # noqa: E402
 import yaml
 
 project, warehouse, models = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -45,10 +45,7 @@ for model in models:
     if len(ours) != len(expected):
         problems.append(f"{model}: {len(ours)} rows, DuckDB gives {len(expected)}")
         continue
-    for ours_row, expected_row in zip(ours, expected):
-        for column, mine, theirs in zip(columns, ours_row, expected_row):
-            if not same(mine, theirs):
-                problems.append(f"{model}.{column} (key {expected_row[0]}): tidemark {mine!r}, DuckDB {theirs!r}")
+    problems.extend(differences(model, columns, ours, expected, "DuckDB"))
 if problems:
     print("\n".join(problems))
     sys.exit(1)

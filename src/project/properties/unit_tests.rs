@@ -73,20 +73,11 @@ pub struct UnitTestProperties {
     pub column: Option<usize>,
 }
 
-/// Rows of a unit test's given input or expected output.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(tag = "format", content = "rows")]
-pub enum Rows {
-    /// One mapping per row (`format: dict`, the default); absent keys are NULL.
-    #[serde(rename = "dict")]
-    Dicts(Vec<serde_json::Map<String, Json>>),
-    /// CSV text with a header line (`format: csv`, or a fixture file once read).
-    #[serde(rename = "csv")]
-    Csv(String),
-    /// A CSV fixture file not read yet (the project loader reads it into [`Rows::Csv`]).
-    #[serde(rename = "fixture")]
-    Fixture(String),
-}
+/// Rows of a unit test's given input or expected output: one mapping per row (`format: dict`,
+/// the default; absent keys are NULL), CSV text with a header line (`format: csv`, or a fixture
+/// file once read), or a fixture file not read yet (the project loader reads it into
+/// [`Rows::Csv`]). The manifest records them as they are.
+pub use crate::documents::TestRows as Rows;
 
 pub(super) fn rows_of(raw: RawRows, owner: &str) -> Result<Rows, Diagnostic> {
     let format = raw
