@@ -38,6 +38,9 @@ pub struct Manifest {
     /// Exposures (dashboards, notebooks, applications) by `exposure.<project>.<name>`.
     #[serde(default)]
     pub exposures: BTreeMap<String, Exposure>,
+    /// Groups (`groups:`) by unique id (`group.<project>.<name>`).
+    #[serde(default)]
+    pub groups: BTreeMap<String, Group>,
 }
 
 /// An exposure: something outside the project (a dashboard, a notebook, an application) that
@@ -55,6 +58,18 @@ pub struct Exposure {
     pub url: Option<String>,
     pub maturity: Option<String>,
     pub depends_on: DependsOn,
+    pub original_file_path: String,
+}
+
+/// A group of nodes and who owns it, declared under `groups:` in a property file; nodes join
+/// with the `group` config, and `access: private` models are read only from their group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Group {
+    pub unique_id: String,
+    pub name: String,
+    pub owner: Json,
+    pub description: String,
     pub original_file_path: String,
 }
 
@@ -131,6 +146,17 @@ pub struct ManifestNode {
     /// A generic data test's severity: `error` or `warn`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
+    /// A model's `access`: `private`, `protected` or `public`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<String>,
+    /// The `group` the node belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// A model version's version, and its model's latest version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_version: Option<String>,
 }
 
 /// A source table in `manifest.json`'s `sources`.

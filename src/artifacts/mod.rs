@@ -210,6 +210,11 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: String
                     unit_test: graph.unit_tests.get(&node.unique_id).map(unit_test_entry),
                     test_metadata: node.generic_test().cloned(),
                     severity: node.generic_test().map(|_| severity(node.severity()).to_string()),
+                    access: (node.resource_type == crate::graph::ResourceType::Model)
+                        .then(|| node.access().to_string()),
+                    group: node.group().map(str::to_string),
+                    version: node.version.clone(),
+                    latest_version: node.latest_version.clone(),
                 };
                 nodes.insert(node.unique_id.clone(), manifest_node);
             }
@@ -246,6 +251,7 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: String
             .collect(),
         child_map: graph.children.clone(),
         exposures: graph.exposures.clone(),
+        groups: graph.groups.clone(),
     }
 }
 

@@ -176,8 +176,8 @@ enum Command {
     /// Check the project, the profile and access to the warehouse.
     Debug,
     /// Install the packages of packages.yml (local folders, git repositories, tarballs) into
-    /// dbt_packages/.
-    Deps,
+    /// dbt_packages/, at the commits package-lock.yml pins (written on the first install).
+    Deps(commands::deps::DepsArgs),
     /// Call a project macro (its `run_query` and `statement` calls run on the target's engine):
     /// `run-operation grant_reader --args '{role: bi}'`.
     RunOperation(commands::operation::OperationArgs),
@@ -238,7 +238,7 @@ pub fn main() -> ExitCode {
             Command::Ls(args) => commands::ls::execute(&cli.global, &printer, args),
             Command::Show(args) => commands::show::execute(&cli.global, &printer, args).await,
             Command::Debug => commands::debug::execute(&cli.global, &printer).await,
-            Command::Deps => commands::deps::execute(&cli.global, &printer).await,
+            Command::Deps(args) => commands::deps::execute(&cli.global, &printer, args).await,
             Command::RunOperation(args) => commands::operation::execute(&cli.global, &printer, args).await,
             Command::Clean => commands::clean::execute(&cli.global, &printer).await,
             #[cfg(feature = "ballista")]

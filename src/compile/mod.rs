@@ -14,12 +14,13 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
+use crate::graph::refs::ref_miss_message;
 use crate::graph::{Graph, Materialization, Node, Resource, ResourceType};
 use crate::project::ConfigMap;
 use crate::relation::RelationName;
 /// The Jinja engine of a project: loading renders models with it, compiling renders them again.
 pub use crate::template::TemplateEngine;
-use crate::template::{CompileContext, RelationResolver};
+use crate::template::{CompileContext, RefCall, RelationResolver};
 /// What a template's `run_query` / `statement` run on, and what `log` prints through.
 pub use crate::template::{Logger, QueryRunner, QueryTable};
 pub use operations::{run_hooks, run_operation};
@@ -62,6 +63,15 @@ pub struct CompileOptions {
 
 /// Prefix of the CTE an ephemeral model is inlined as.
 pub const EPHEMERAL_PREFIX: &str = "__tidemark_cte__";
+
+/// The name of the CTE an ephemeral model is inlined as (`__tidemark_cte__name`, with
+/// `_v<version>` for a model version).
+pub fn cte_name(node: &Node) -> String {
+    match &node.version {
+        Some(version) => format!("{EPHEMERAL_PREFIX}{}_v{version}", node.name),
+        None => format!("{EPHEMERAL_PREFIX}{}", node.name),
+    }
+}
 
 /// Compiles like [`compile`], then renders each selected unit test with
 /// `overrides: {vars: ...}` again with those vars on top of `vars` (the project's, after
@@ -161,6 +171,7 @@ pub fn compile(
                 &tests::custom_test_call(graph, test),
                 CompileContext {
                     this: this_relation(node),
+                    package: node.package().to_string(),
                     config: node.config.clone(),
                     is_incremental: false,
                     resolver: resolver.clone(),
@@ -174,6 +185,7 @@ pub fn compile(
                 &node.raw_code,
                 CompileContext {
                     this: this_relation(node),
+                    package: node.package().to_string(),
                     config: node.config.clone(),
                     is_incremental: options.incremental.contains(&node.unique_id),
                     resolver: resolver.clone(),
@@ -216,13 +228,7 @@ pub fn compile(
             } else {
                 let definitions: Vec<String> = ctes
                     .iter()
-                    .map(|cte| {
-                        format!(
-                            "{EPHEMERAL_PREFIX}{} as (\n{}\n)",
-                            graph.nodes[cte].name,
-                            rendered[cte].trim()
-                        )
-                    })
+                    .map(|cte| format!("{} as (\n{}\n)", cte_name(&graph.nodes[cte]), rendered[cte].trim()))
                     .collect();
                 inject_ctes(body, &definitions)
             };
@@ -250,6 +256,7 @@ pub fn compile(
             for hook in node.hooks(key) {
                 let context = CompileContext {
                     this: this_relation(node),
+                    package: node.package().to_string(),
                     config: node.config.clone(),
                     is_incremental: options.incremental.contains(id),
                     resolver: resolver.clone(),
@@ -307,7 +314,7 @@ fn this_relation(node: &Node) -> RelationName {
     node.relation().cloned().unwrap_or_else(|| RelationName {
         schema: String::new(),
         identifier: node.name.clone(),
-        rendered: format!("{EPHEMERAL_PREFIX}{}", node.name),
+        rendered: cte_name(node),
     })
 }
 
@@ -390,59 +397,73 @@ fn skip_comments_and_space(sql: &str) -> usize {
 
 /// Resolves refs and sources from the graph.
 struct GraphResolver {
-    by_name: BTreeMap<String, RelationName>,
+    refs: crate::graph::refs::RefIndex,
+    /// unique id → the relation a ref to it reads.
+    relations: BTreeMap<String, RelationName>,
     sources: BTreeMap<(String, String), RelationName>,
-    event_times: BTreeMap<(String, String), String>,
+    /// unique id (models, seeds, snapshots) or (source, table) → its `event_time` column.
+    event_times: BTreeMap<String, String>,
+    source_event_times: BTreeMap<(String, String), String>,
 }
 
 impl GraphResolver {
     fn new(graph: &Graph) -> Self {
-        let mut by_name = BTreeMap::new();
+        let mut relations = BTreeMap::new();
         let mut sources = BTreeMap::new();
         let mut event_times = BTreeMap::new();
+        let mut source_event_times = BTreeMap::new();
         for node in graph.nodes.values() {
-            if let Some(column) = node.config.get("event_time").and_then(serde_json::Value::as_str) {
-                let key = match node.resource_type {
-                    ResourceType::Source => (node.fqn[1].clone(), node.name.clone()),
-                    _ => (String::new(), node.name.clone()),
-                };
-                event_times.insert(key, column.to_string());
-            }
+            let event_time = node.config.get("event_time").and_then(serde_json::Value::as_str);
             match &node.resource {
                 Resource::Model { .. } | Resource::Ephemeral | Resource::Seed { .. } | Resource::Snapshot { .. } => {
-                    by_name.insert(node.name.clone(), this_relation(node));
+                    relations.insert(node.unique_id.clone(), this_relation(node));
+                    if let Some(column) = event_time {
+                        event_times.insert(node.unique_id.clone(), column.to_string());
+                    }
                 }
                 Resource::Source { relation, .. } => {
-                    sources.insert((node.fqn[1].clone(), node.name.clone()), relation.clone());
+                    let key = (node.fqn[1].clone(), node.name.clone());
+                    if let Some(column) = event_time {
+                        source_event_times.insert(key.clone(), column.to_string());
+                    }
+                    sources.insert(key, relation.clone());
                 }
                 Resource::Test { .. } => {}
             }
         }
         GraphResolver {
-            by_name,
+            refs: graph.ref_index(),
+            relations,
             sources,
             event_times,
+            source_event_times,
         }
     }
 }
 
 impl RelationResolver for GraphResolver {
-    fn resolve_ref(&self, _package: Option<&str>, name: &str) -> Result<RelationName, Diagnostic> {
-        self.by_name.get(name).cloned().ok_or_else(|| {
-            let mut message = format!("ref('{name}'): no model or seed named '{name}'");
-            if let Some(near) = did_you_mean(name, self.by_name.keys().map(String::as_str)) {
-                message.push_str(&format!(" (did you mean '{near}'?)"));
-            }
-            Diagnostic::new(message)
-        })
-    }
-
-    fn ref_event_time(&self, name: &str) -> Option<String> {
-        self.event_times.get(&(String::new(), name.to_string())).cloned()
+    fn resolve_ref(&self, from_package: &str, call: &RefCall) -> Result<(RelationName, Option<String>), Diagnostic> {
+        let id = self
+            .refs
+            .resolve(
+                from_package,
+                call.package.as_deref(),
+                &call.name,
+                call.version.as_deref(),
+            )
+            .map_err(|miss| Diagnostic::new(ref_miss_message(call, &miss, self.refs.names())))?;
+        let relation = self
+            .relations
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Diagnostic::new(format!("ref('{}'): {id} has no relation", call.name)))?;
+        Ok((relation, self.event_times.get(id).cloned()))
     }
 
     fn source_event_time(&self, source: &str, table: &str) -> Option<String> {
-        self.event_times.get(&(source.to_string(), table.to_string())).cloned()
+        self.source_event_times
+            .get(&(source.to_string(), table.to_string()))
+            .cloned()
     }
 
     fn resolve_source(&self, source: &str, table: &str) -> Result<RelationName, Diagnostic> {

@@ -85,6 +85,7 @@ pub fn run_operation(
             identifier: name.to_string(),
             rendered: name.to_string(),
         },
+        package: graph.project_name.clone(),
         config: ConfigMap::new(),
         is_incremental: false,
         resolver: Arc::new(GraphResolver::new(graph)),

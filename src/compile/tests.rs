@@ -13,7 +13,7 @@ fn tested_relation(graph: &Graph, test: &GenericTest) -> String {
     let relation = tested
         .relation()
         .map(|relation| relation.rendered.clone())
-        .unwrap_or_else(|| format!("{}{}", super::EPHEMERAL_PREFIX, tested.name));
+        .unwrap_or_else(|| super::cte_name(tested));
     match &test.where_clause {
         Some(condition) => format!("(select * from {relation} where {condition}) as tidemark_subquery"),
         None => relation,
@@ -84,7 +84,17 @@ pub(super) fn generic_test_sql(
             let to = test.arguments.get("to").and_then(Json::as_str).unwrap_or_default();
             let field = test.arguments.get("field").and_then(Json::as_str).unwrap_or_default();
             let parent = match parse_relation_expression(to) {
-                Some(RelationExpression::Ref(name)) => resolver.resolve_ref(None, &name),
+                Some(RelationExpression::Ref(name)) => resolver
+                    .resolve_ref(
+                        node.package(),
+                        &crate::template::RefCall {
+                            package: None,
+                            name,
+                            version: None,
+                            line: None,
+                        },
+                    )
+                    .map(|(relation, _)| relation),
                 Some(RelationExpression::Source(source, table)) => resolver.resolve_source(&source, &table),
                 None => Err(Diagnostic::new(format!("relationships: cannot read 'to: {to}'"))),
             }

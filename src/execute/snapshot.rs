@@ -8,17 +8,31 @@
 //! - `check`: a row changed when a `check_cols` column differs (NULLs compare equal); the new
 //!   version is valid from the run's time;
 //! - a new key is a new version; with `hard_deletes: invalidate` a key gone from the query closes
-//!   its current version at the run's time.
+//!   its current version at the run's time;
+//! - with `hard_deletes: new_record` it also opens a deletion record (a copy of the closed
+//!   version, `dbt_is_deleted = 'True'`, valid from the run's time), and a key that comes back
+//!   closes its deletion record with a new version; every version has `dbt_is_deleted`;
+//! - `dbt_valid_to_current` is the `dbt_valid_to` of current versions instead of NULL.
 //!
 //! The whole table is rewritten and committed atomically, like any table: a failed or killed
 //! run leaves the previous history readable and whole.
 
 use super::{ExecuteError, Session};
-use crate::graph::{Node, SnapshotSpec, SnapshotStrategy};
+use crate::graph::{HardDeletes, Node, SnapshotSpec, SnapshotStrategy};
 use crate::relation::{quote_identifier, RelationName};
 
+/// The type of the snapshot's time columns: microseconds, as dbt-duckdb writes them, which
+/// also hold far dates such as a `dbt_valid_to_current` of 9999-12-31 (nanoseconds end in 2262).
+const MICROS: &str = "Timestamp(Microsecond, None)";
+
 /// The columns dbt's snapshots add.
-const META: [&str; 4] = ["dbt_scd_id", "dbt_updated_at", "dbt_valid_from", "dbt_valid_to"];
+const META: [&str; 5] = [
+    "dbt_scd_id",
+    "dbt_updated_at",
+    "dbt_valid_from",
+    "dbt_valid_to",
+    "dbt_is_deleted",
+];
 
 /// The query of the snapshot's new table: its history so far (when `exists`) and this run's
 /// versions of `source_sql`'s rows.
@@ -59,7 +73,7 @@ pub(super) async fn sql(
         }
     }
     let now = format!(
-        "cast('{}' as timestamp)",
+        "arrow_cast('{}', '{MICROS}')",
         chrono::Utc::now().naive_utc().format("%Y-%m-%d %H:%M:%S%.6f")
     );
     let quoted = |alias: &str, names: &[String]| -> Vec<String> {
@@ -70,7 +84,10 @@ pub(super) async fn sql(
     };
     let version_time = |alias: &str| match &spec.strategy {
         SnapshotStrategy::Timestamp { updated_at } => {
-            format!("cast({alias}.{} as timestamp)", quote_identifier(updated_at))
+            format!(
+                "arrow_cast(cast({alias}.{} as timestamp), '{MICROS}')",
+                quote_identifier(updated_at)
+            )
         }
         SnapshotStrategy::Check { .. } => now.clone(),
     };
@@ -93,11 +110,22 @@ pub(super) async fn sql(
             .collect::<Vec<_>>()
             .join(" and ")
     };
+    let new_record = spec.hard_deletes == HardDeletes::NewRecord;
+    // What `dbt_valid_to` of a current version is: NULL, or `dbt_valid_to_current`.
+    let open = match &spec.valid_to_current {
+        Some(value) => format!("arrow_cast({value}, '{MICROS}')"),
+        None => format!("arrow_cast(null, '{MICROS}')"),
+    };
+    let is_current = |column: &str| match &spec.valid_to_current {
+        Some(_) => format!("{column} is null or {column} = {open}"),
+        None => format!("{column} is null"),
+    };
     let source_list = quoted("s", &columns).join(", ");
     let new_versions = format!(
         "select {source_list}, {hash} as dbt_scd_id, s.__tidemark_version as dbt_updated_at, \
-         s.__tidemark_version as dbt_valid_from, cast(null as timestamp) as dbt_valid_to",
-        hash = hash("s")
+         s.__tidemark_version as dbt_valid_from, {open} as dbt_valid_to{deleted}",
+        hash = hash("s"),
+        deleted = if new_record { ", 'False' as dbt_is_deleted" } else { "" },
     );
     if !exists {
         return Ok(format!(
@@ -116,39 +144,97 @@ pub(super) async fn sql(
                 .join(" or ")
         }
     };
+    let table = relation.rendered.as_str();
+    let has_deleted = new_record && has_deleted_column(session, node, table).await?;
+    // A key back after its deletion record opens a new version, changed or not.
+    let changed_condition = match has_deleted {
+        true => format!("({changed_condition}) or c.dbt_is_deleted = 'True'"),
+        false => changed_condition,
+    };
+    // `dbt_is_deleted` of the versions already kept ('False' when the table predates it).
+    let kept_deleted = |alias: &str| match (new_record, has_deleted) {
+        (false, _) => String::new(),
+        (true, true) => format!(", {alias}.dbt_is_deleted"),
+        (true, false) => ", 'False' as dbt_is_deleted".to_string(),
+    };
+    let history_deleted = kept_deleted("h");
+    let current_deleted = kept_deleted("c");
     let keys_of = |alias: &str| quoted(alias, &spec.unique_key).join(", ");
-    let closing = match spec.invalidate_deletes {
+    // Keys gone from the query whose current version is not already their deletion record.
+    let gone = format!(
+        "gone as (\n    select {}, {now} as __tidemark_gone from current_rows c left anti join source_data s on {}{}\n)",
+        keys_of("c"),
+        key_match("c", "s"),
+        if has_deleted {
+            " where c.dbt_is_deleted <> 'True'"
+        } else {
+            ""
+        }
+    );
+    let (gone_cte, closing) = match spec.hard_deletes {
+        HardDeletes::Ignore => (
+            String::new(),
+            format!(
+                "coalesce(ch.__tidemark_version, c.dbt_valid_to)\nfrom current_rows c\nleft join (select {}, __tidemark_version from changed) ch on {}",
+                keys_of("changed"),
+                key_match("c", "ch"),
+            ),
+        ),
+        HardDeletes::Invalidate | HardDeletes::NewRecord => (
+            format!(",\n{gone}"),
+            format!(
+                "coalesce(ch.__tidemark_version, g.__tidemark_gone, c.dbt_valid_to)\nfrom current_rows c\n\
+                 left join (select {}, __tidemark_version from changed) ch on {}\n\
+                 left join gone g on {}",
+                keys_of("changed"),
+                key_match("c", "ch"),
+                key_match("c", "g"),
+            ),
+        ),
+    };
+    // new_record: the deletion record of each gone key, a copy of its closed version.
+    let deletion_records = match new_record {
         true => format!(
-            "coalesce(ch.__tidemark_version, g.__tidemark_gone)\nfrom current_rows c\n\
-             left join (select {}, __tidemark_version from changed) ch on {}\n\
-             left join (select {}, {now} as __tidemark_gone from current_rows c left anti join source_data s on {}) g on {}",
-            keys_of("changed"),
-            key_match("c", "ch"),
-            keys_of("c"),
-            key_match("c", "s"),
+            "\nunion all\nselect {current_list}, md5(coalesce(cast(c.dbt_scd_id as varchar), '') || '|' || \
+             coalesce(to_char({now}, '%Y-%m-%d %H:%M:%S'), '')), {now}, {now}, {open}, 'True'\n\
+             from current_rows c join gone g on {}",
             key_match("c", "g"),
+            current_list = quoted("c", &columns).join(", "),
+            open = open,
         ),
-        false => format!(
-            "ch.__tidemark_version\nfrom current_rows c\nleft join (select {}, __tidemark_version from changed) ch on {}",
-            keys_of("changed"),
-            key_match("c", "ch"),
-        ),
+        false => String::new(),
     };
     let history_list = quoted("h", &columns).join(", ");
     let current_list = quoted("c", &columns).join(", ");
     Ok(format!(
         "with source_data as (\n{source_sql}\n),\n\
          snapshotted as (select * from {table}),\n\
-         current_rows as (select * from snapshotted where dbt_valid_to is null),\n\
+         current_rows as (select * from snapshotted where {current}),\n\
          changed as (\n    select s.*, {version} as __tidemark_version from source_data s\n    join current_rows c on {key_sc}\n    where {changed_condition}\n),\n\
-         fresh as (\n    select s.*, {version} as __tidemark_version from source_data s\n    left anti join current_rows c on {key_sc}\n)\n\
-         select {history_list}, h.dbt_scd_id, h.dbt_updated_at, h.dbt_valid_from, h.dbt_valid_to\nfrom snapshotted h where h.dbt_valid_to is not null\n\
+         fresh as (\n    select s.*, {version} as __tidemark_version from source_data s\n    left anti join current_rows c on {key_sc}\n){gone_cte}\n\
+         select {history_list}, h.dbt_scd_id, h.dbt_updated_at, h.dbt_valid_from, h.dbt_valid_to{history_deleted}\nfrom snapshotted h where not ({history_current})\n\
          union all\n\
-         select {current_list}, c.dbt_scd_id, c.dbt_updated_at, c.dbt_valid_from, {closing}\n\
+         select {current_list}, c.dbt_scd_id, c.dbt_updated_at, c.dbt_valid_from, {closing_with_deleted}\n\
          union all\n\
-         {new_versions}\nfrom (select * from changed union all select * from fresh) s",
-        table = relation.rendered,
+         {new_versions}\nfrom (select * from changed union all select * from fresh) s{deletion_records}",
+        current = is_current("dbt_valid_to"),
+        history_current = is_current("h.dbt_valid_to"),
+        closing_with_deleted = closing.replacen("\nfrom current_rows c", &format!("{current_deleted}\nfrom current_rows c"), 1),
         version = version_time("s"),
         key_sc = key_match("s", "c"),
     ))
+}
+
+/// Whether the snapshot's table already has the `dbt_is_deleted` column.
+async fn has_deleted_column(session: &Session, node: &Node, table: &str) -> Result<bool, ExecuteError> {
+    let planned = session
+        .ctx
+        .sql(&format!("select * from {table} limit 0"))
+        .await
+        .map_err(|error| super::write::sql_error(session, node, error.strip_backtrace()))?;
+    Ok(planned
+        .schema()
+        .fields()
+        .iter()
+        .any(|field| field.name() == "dbt_is_deleted"))
 }

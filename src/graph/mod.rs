@@ -5,6 +5,7 @@
 
 mod build;
 pub mod node;
+pub mod refs;
 pub mod select;
 pub mod state;
 
@@ -12,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use build::{build, parse_relation_expression, RelationExpression, GENERIC_TESTS};
 pub use node::{
-    GenericTest, Incremental, Materialization, Node, Resource, ResourceType, SchemaChange, Severity, SnapshotSpec,
-    SnapshotStrategy, Strategy, Threshold, UnitTest,
+    GenericTest, HardDeletes, Incremental, Materialization, Node, Resource, ResourceType, SchemaChange, Severity,
+    SnapshotSpec, SnapshotStrategy, Strategy, Threshold, UnitTest,
 };
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
@@ -37,6 +38,8 @@ pub struct Graph {
     pub unit_tests: BTreeMap<String, UnitTest>,
     /// Exposures (`exposures:`) by unique id, their `depends_on` resolved to node ids.
     pub exposures: BTreeMap<String, crate::documents::Exposure>,
+    /// Groups (`groups:`) by unique id.
+    pub groups: BTreeMap<String, crate::documents::Group>,
 }
 
 impl Graph {
@@ -93,6 +96,7 @@ impl Graph {
             macros: BTreeMap::new(),
             unit_tests: BTreeMap::new(),
             exposures: BTreeMap::new(),
+            groups: BTreeMap::new(),
         })
     }
 
@@ -108,6 +112,7 @@ impl Graph {
             macros: BTreeMap::new(),
             unit_tests: BTreeMap::new(),
             exposures: BTreeMap::new(),
+            groups: BTreeMap::new(),
         }
     }
 
@@ -147,11 +152,33 @@ impl Graph {
         self.positions.get(id).copied().unwrap_or(usize::MAX)
     }
 
-    /// Looks a node up by its name among models, seeds and tests.
+    /// Looks a node up by its name among models, seeds and tests (`name.v2` for a model
+    /// version; a versioned model's name alone is its latest version).
     pub fn find_by_name(&self, name: &str) -> Option<&Node> {
-        self.nodes
-            .values()
-            .find(|node| node.name == name && node.resource_type != ResourceType::Source)
+        if let Some(id) = self.ref_index().get(name) {
+            return self.nodes.get(id);
+        }
+        self.nodes.values().find(|node| {
+            node.resource_type != ResourceType::Source && (node.name == name || node.display_name() == name)
+        })
+    }
+
+    /// What `ref()` can name in this graph.
+    pub fn ref_index(&self) -> refs::RefIndex {
+        let mut index = refs::RefIndex::new(&self.project_name);
+        for node in self.nodes.values() {
+            if matches!(
+                node.resource_type,
+                ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+            ) {
+                // A graph has one node per package, name and version: its parse phase saw to it.
+                let _ = index.insert(node.package(), &node.name, node.version.as_deref(), &node.unique_id);
+                if let Some(latest) = &node.latest_version {
+                    index.set_latest(node.package(), &node.name, latest);
+                }
+            }
+        }
+        index
     }
 }
 

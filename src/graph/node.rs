@@ -262,9 +262,23 @@ pub struct SnapshotSpec {
     /// `unique_key`: the columns that identify a row.
     pub unique_key: Vec<String>,
     pub strategy: SnapshotStrategy,
-    /// `hard_deletes: invalidate` (or `invalidate_hard_deletes: true`): a row gone from the
-    /// source closes its current version.
-    pub invalidate_deletes: bool,
+    /// What a row gone from the source does to its history.
+    pub hard_deletes: HardDeletes,
+    /// `dbt_valid_to_current`: the SQL value current versions have as `dbt_valid_to` (NULL
+    /// without it).
+    pub valid_to_current: Option<String>,
+}
+
+/// `hard_deletes:` of a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HardDeletes {
+    /// Nothing: its current version stays current (the default).
+    Ignore,
+    /// Its current version is closed at the run's time (also `invalidate_hard_deletes: true`).
+    Invalidate,
+    /// Its current version is closed and a version marked `dbt_is_deleted = 'True'` opens; every
+    /// version has the `dbt_is_deleted` column.
+    NewRecord,
 }
 
 /// `strategy:` of a snapshot.
@@ -313,21 +327,30 @@ impl SnapshotSpec {
             }
             None => return Err(Diagnostic::new("a snapshot needs strategy: timestamp or check")),
         };
-        let invalidate_deletes = match (text("hard_deletes").as_deref(), config.get("invalidate_hard_deletes")) {
-            (Some("invalidate"), _) => true,
-            (Some("ignore"), _) => false,
+        let hard_deletes = match (text("hard_deletes").as_deref(), config.get("invalidate_hard_deletes")) {
+            (Some("invalidate"), _) | (None, Some(Json::Bool(true))) => HardDeletes::Invalidate,
+            (Some("new_record"), _) => HardDeletes::NewRecord,
+            (Some("ignore"), _) | (None, _) => HardDeletes::Ignore,
             (Some(other), _) => {
                 return Err(Diagnostic::new(format!(
-                    "hard_deletes '{other}' is not supported; use ignore or invalidate"
+                    "unknown hard_deletes '{other}'; use ignore, invalidate or new_record"
                 )))
             }
-            (None, Some(Json::Bool(on))) => *on,
-            (None, _) => false,
+        };
+        let valid_to_current = match config.get("dbt_valid_to_current") {
+            None | Some(Json::Null) => None,
+            Some(Json::String(sql)) if !sql.trim().is_empty() => Some(sql.clone()),
+            Some(other) => {
+                return Err(Diagnostic::new(format!(
+                    "dbt_valid_to_current must be a SQL expression in a string, such as \"to_date('9999-12-31')\", not {other}"
+                )))
+            }
         };
         Ok(SnapshotSpec {
             unique_key,
             strategy,
-            invalidate_deletes,
+            hard_deletes,
+            valid_to_current,
         })
     }
 }
@@ -407,6 +430,10 @@ pub struct Node {
     /// Its SQL runs queries while compiling (`run_query`, `statement`): compiled again right
     /// before it runs, once what it reads is built.
     pub introspective: bool,
+    /// A versioned model's version (`versions:` in its properties), and the version an
+    /// unpinned `ref()` of its name reads.
+    pub version: Option<String>,
+    pub latest_version: Option<String>,
 }
 
 impl Node {
@@ -442,7 +469,32 @@ impl Node {
             macros: Vec::new(),
             vars: BTreeMap::new(),
             introspective: false,
+            version: None,
+            latest_version: None,
         }
+    }
+
+    /// The package (or project) the node belongs to.
+    pub fn package(&self) -> &str {
+        self.fqn.first().map(String::as_str).unwrap_or_default()
+    }
+
+    /// How the node is named to people: `name`, or `name.v2` for a model version.
+    pub fn display_name(&self) -> String {
+        match &self.version {
+            Some(version) => format!("{}.v{version}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// `access` of a model: `private`, `protected` (the default) or `public`.
+    pub fn access(&self) -> &str {
+        self.config.get("access").and_then(Json::as_str).unwrap_or("protected")
+    }
+
+    /// The `group` the node belongs to, if any.
+    pub fn group(&self) -> Option<&str> {
+        self.config.get("group").and_then(Json::as_str)
     }
 
     /// The relation a model (not ephemeral), seed or source is read as.

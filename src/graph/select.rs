@@ -320,6 +320,28 @@ fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTre
             })
             .map(|n| n.unique_id.clone())
             .collect(),
+        // dbt's version selector: where a model version stands against its latest version.
+        "version" => {
+            let stands = |node: &Node| -> Option<std::cmp::Ordering> {
+                let (version, latest) = (node.version.as_ref()?, node.latest_version.as_ref()?);
+                Some(crate::graph::refs::compare_versions(version, latest))
+            };
+            let wanted: fn(Option<std::cmp::Ordering>) -> bool = match value {
+                "latest" => |o| o == Some(std::cmp::Ordering::Equal),
+                "prerelease" => |o| o == Some(std::cmp::Ordering::Greater),
+                "old" => |o| o == Some(std::cmp::Ordering::Less),
+                "none" => |o| o.is_none(),
+                other => {
+                    return Err(Diagnostic::new(format!(
+                        "unknown version selector '{other}'; use latest, prerelease, old or none"
+                    )))
+                }
+            };
+            nodes
+                .filter(|node| node.resource_type == ResourceType::Model && wanted(stands(node)))
+                .map(|n| n.unique_id.clone())
+                .collect()
+        }
         "test_name" => nodes
             .filter(|node| node.generic_test().is_some_and(|test| matcher.is_match(&test.test_name)))
             .map(|n| n.unique_id.clone())
@@ -391,7 +413,7 @@ fn match_method(graph: &Graph, text: &str, context: &Context<'_>) -> Result<BTre
         }
         other => {
             return Err(Diagnostic::new(format!(
-                "unknown selector method '{other}'; use tag:, path:, fqn:, unique_id:, resource_type:, source:, test_name:, test_type:, config.<key>:, state:, result: or selector:"
+                "unknown selector method '{other}'; use tag:, path:, fqn:, unique_id:, resource_type:, source:, test_name:, test_type:, version:, config.<key>:, state:, result: or selector:"
             )))
         }
     };
@@ -403,7 +425,13 @@ fn fqn_matches(node: &Node, parts: &[GlobMatcher], matcher: &GlobMatcher) -> boo
     if node.resource_type == ResourceType::Source {
         return false;
     }
-    if matcher.is_match(&node.name) {
+    // A model version answers to its model's name and to `name.v2` / `name_v2`.
+    if matcher.is_match(&node.name)
+        || node.version.as_ref().is_some_and(|version| {
+            matcher.is_match(format!("{}.v{version}", node.name))
+                || matcher.is_match(format!("{}_v{version}", node.name))
+        })
+    {
         return true;
     }
     let fqn = &node.fqn;

@@ -20,6 +20,7 @@ pub enum ConfigKind {
     Seed,
     Test,
     Source,
+    Snapshot,
 }
 
 impl ConfigKind {
@@ -29,6 +30,7 @@ impl ConfigKind {
             ConfigKind::Seed => "seed",
             ConfigKind::Test => "test",
             ConfigKind::Source => "source",
+            ConfigKind::Snapshot => "snapshot",
         }
     }
 
@@ -36,6 +38,7 @@ impl ConfigKind {
     fn known(self) -> &'static [&'static str] {
         match self {
             ConfigKind::Model => &[
+                "access",
                 "materialized",
                 "schema",
                 "alias",
@@ -69,6 +72,20 @@ impl ConfigKind {
                 "alias",
             ],
             ConfigKind::Source => &["event_time", "freshness", "loaded_at_field", "external_location"],
+            ConfigKind::Snapshot => &[
+                "unique_key",
+                "strategy",
+                "updated_at",
+                "check_cols",
+                "hard_deletes",
+                "invalidate_hard_deletes",
+                "dbt_valid_to_current",
+                "target_schema",
+                "schema",
+                "alias",
+                "pre_hook",
+                "post_hook",
+            ],
         }
     }
 
@@ -104,21 +121,29 @@ impl ConfigKind {
                 ("fail_calc", "failures are the count of rows returned"),
             ],
             ConfigKind::Source => &[],
+            ConfigKind::Snapshot => &[
+                (
+                    "snapshot_meta_column_names",
+                    "the columns keep dbt's names: dbt_scd_id, dbt_updated_at, dbt_valid_from, dbt_valid_to",
+                ),
+                (
+                    "target_database",
+                    "a target writes to one warehouse; set target_schema instead",
+                ),
+            ],
         }
     }
 }
 
 /// Config keys every kind accepts: `enabled` and `tags` are implemented, `meta` and `docs` only
 /// document.
-const COMMON: &[&str] = &["enabled", "tags", "meta", "docs"];
+const COMMON: &[&str] = &["enabled", "tags", "meta", "docs", "group"];
 
 /// dbt configs of every kind that tidemark does not implement.
 const COMMON_UNIMPLEMENTED: &[(&str, &str)] = &[
     ("grants", "no grants are applied"),
     ("persist_docs", "descriptions are not written to the warehouse"),
     ("database", "a target writes to one warehouse; set schema instead"),
-    ("group", "groups are not checked"),
-    ("access", "access is not checked"),
     ("quoting", "identifiers are always quoted"),
 ];
 
@@ -197,6 +222,8 @@ pub const PROJECT_KEYS: &[&str] = &[
     "on-run-start",
     "on-run-end",
     "dispatch",
+    "snapshots",
+    "restrict-access",
 ];
 
 /// Project-file keys that only describe the project or configure dbt's own tooling: read and
@@ -218,7 +245,6 @@ const PROJECT_KEYS_WITHOUT_EFFECT: &[&str] = &[
 
 /// dbt project-file keys whose feature tidemark does not implement.
 const PROJECT_KEYS_UNIMPLEMENTED: &[(&str, &str)] = &[
-    ("snapshots", "snapshots are not built"),
     (
         "sources",
         "source configs here are not applied; set them in the sources' property files",
@@ -233,7 +259,6 @@ const PROJECT_KEYS_UNIMPLEMENTED: &[(&str, &str)] = &[
     ("analyses", "analyses are not compiled"),
     ("unit_tests", "unit-test configs here are not applied"),
     ("quoting", "identifiers are always quoted"),
-    ("restrict-access", "access is not checked"),
 ];
 
 /// What to report about a project-file key, if anything: `(diagnostic, is_error)`.

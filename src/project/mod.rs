@@ -21,8 +21,8 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 pub use profiles::{Engine, Secret, SqlDialect, StorageSettings, Target};
 pub use project_file::{ConfigMap, ProjectFile};
 pub use properties::{
-    ColumnProperties, NodeProperties, PropertyFile, Rows, SourceFormat, SourceProperties, SourceTable, TestDeclaration,
-    UnitTestProperties,
+    ColumnProperties, GroupProperties, NodeProperties, PropertyFile, Rows, SourceFormat, SourceProperties, SourceTable,
+    TestDeclaration, UnitTestProperties, VersionProperties,
 };
 
 /// Project file names, in order of preference.

@@ -10,6 +10,8 @@
 //! - `package: dbt-labs/dbt_utils` (the dbt Hub) needs the Hub's index: an error that names
 //!   the package and the entry forms that work (a `git:` URL or a `tarball:`).
 //!
+//! `package-lock.yml` pins what was installed (see [`lock`]).
+//!
 //! Each package is installed under its project name (the `name:` of its `dbt_project.yml` or
 //! `tidemark.yml`), first into a staging folder, then moved into place, so an interrupted
 //! `deps` never leaves a half-copied package.
@@ -18,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::Deserialize;
+
+pub mod lock;
 
 use super::{ProjectFile, SqlFile};
 use crate::diagnostics::{Diagnostic, Diagnostics, Position};
@@ -146,14 +150,18 @@ pub fn specs(root: &Path) -> Result<Vec<Spec>, Diagnostics> {
 pub struct Installed {
     pub name: String,
     pub from: String,
+    /// The entry as installed: a git revision is the commit it was at.
+    pub locked: Source,
 }
 
 /// Installs every listed package into `install_path` (relative to `root`); packages no longer
-/// listed are removed. `progress` is told about each one.
+/// listed are removed. A git entry with a `locked` source (same url and subdirectory) is
+/// installed at the locked commit. `progress` is told about each one.
 pub async fn install(
     root: &Path,
     install_path: &str,
     specs: &[Spec],
+    locked: &[Source],
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<Installed>, Diagnostics> {
     let folder = root.join(install_path);
@@ -166,9 +174,13 @@ pub async fn install(
     for (index, spec) in specs.iter().enumerate() {
         let fetched = staging.join(format!("fetched-{index}"));
         let at = |message: String| Diagnostic::new(message).in_file(&spec.file).at_position(spec.position);
-        let described = describe(&spec.source);
+        let source = match (&spec.source, locked.get(index)) {
+            (Source::Git { .. }, Some(pinned @ Source::Git { .. })) => pinned,
+            _ => &spec.source,
+        };
+        let described = describe(source);
         progress(&format!("Installing {described}"));
-        let package_root = match fetch(root, &spec.source, &fetched).await {
+        let package_root = match fetch(root, source, &fetched).await {
             Ok(package_root) => package_root,
             Err(message) => {
                 problems.push(at(message));
@@ -186,7 +198,20 @@ pub async fn install(
             problems.push(at(format!("{described}: cannot copy it: {error}")));
             continue;
         }
-        installed.push(Installed { name, from: described });
+        let locked = match source {
+            Source::Git { url, subdirectory, .. } => Source::Git {
+                url: url.clone(),
+                revision: commit_of(&fetched).or_else(|| spec_revision(source)),
+                subdirectory: subdirectory.clone(),
+            },
+            other => other.clone(),
+        };
+        let _ = std::fs::remove_dir_all(fetched.join(".git"));
+        installed.push(Installed {
+            name,
+            from: described,
+            locked,
+        });
     }
     if !problems.is_empty() {
         let _ = std::fs::remove_dir_all(&staging);
@@ -253,7 +278,6 @@ async fn fetch(root: &Path, source: &Source, into: &Path) -> Result<PathBuf, Str
                 git(&["-C", &target, "checkout", "--quiet", revision])
                     .map_err(|message| format!("{url}: revision '{revision}': {message}"))?;
             }
-            let _ = std::fs::remove_dir_all(into.join(".git"));
             match subdirectory {
                 Some(sub) => {
                     let folder = into.join(sub);
@@ -298,6 +322,23 @@ async fn fetch(root: &Path, source: &Source, into: &Path) -> Result<PathBuf, Str
                 .map(|version| format!(" (version {version})"))
                 .unwrap_or_default()
         )),
+    }
+}
+
+/// The commit a clone at `folder` is at.
+fn commit_of(folder: &Path) -> Option<String> {
+    let output = Command::new("git")
+        .args(["-C", &folder.to_string_lossy(), "rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    let commit = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    (output.status.success() && !commit.is_empty()).then_some(commit)
+}
+
+fn spec_revision(source: &Source) -> Option<String> {
+    match source {
+        Source::Git { revision, .. } => revision.clone(),
+        _ => None,
     }
 }
 

@@ -31,7 +31,8 @@ pub struct ProjectFile {
     pub dispatch: BTreeMap<String, Vec<String>>,
     /// Where `tidemark deps` installs packages (`packages-install-path`, default `dbt_packages`).
     pub packages_install_path: String,
-    /// dbt's snapshot and analysis folders: tidemark builds neither, and warns about files there.
+    /// Snapshot folders (their `{% snapshot %}` blocks are built) and analysis folders (not
+    /// compiled; a warning names their files).
     pub snapshot_paths: Vec<String>,
     pub analysis_paths: Vec<String>,
     pub target_path: String,
@@ -44,6 +45,10 @@ pub struct ProjectFile {
     pub models: FolderConfigs,
     pub seeds: FolderConfigs,
     pub data_tests: FolderConfigs,
+    /// `snapshots:` folder configs (under the project name, then folders of the snapshot paths).
+    pub snapshots: FolderConfigs,
+    /// `restrict-access: true` (in a package): its protected models can only be read by its own.
+    pub restrict_access: bool,
     /// What the file sets that tidemark ignores: dbt features it does not implement, custom keys.
     pub warnings: Vec<Diagnostic>,
 }
@@ -111,6 +116,10 @@ struct RawProjectFile {
     seeds: Option<serde_yaml::Value>,
     #[serde(default, alias = "tests")]
     data_tests: Option<serde_yaml::Value>,
+    #[serde(default)]
+    snapshots: Option<serde_yaml::Value>,
+    #[serde(default)]
+    restrict_access: Option<bool>,
     #[serde(flatten)]
     other: BTreeMap<String, serde_yaml::Value>,
 }
@@ -173,6 +182,7 @@ pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>
         "tests"
     };
     let data_tests = folder(raw.data_tests, tests_key, ConfigKind::Test);
+    let snapshots = folder(raw.snapshots, "snapshots", ConfigKind::Snapshot);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -198,6 +208,8 @@ pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>
         on_run_start: raw.on_run_start.map(Hooks::into_vec).unwrap_or_default(),
         on_run_end: raw.on_run_end.map(Hooks::into_vec).unwrap_or_default(),
         models,
+        snapshots,
+        restrict_access: raw.restrict_access.unwrap_or(false),
         seeds,
         data_tests,
         warnings,

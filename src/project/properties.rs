@@ -16,6 +16,7 @@ mod read;
 pub use freshness::*;
 
 mod unit_tests;
+mod versions;
 pub use read::parse;
 pub use unit_tests::*;
 
@@ -85,6 +86,8 @@ pub struct PropertyFile {
     pub snapshots: Vec<SnapshotProperties>,
     /// `exposures:`.
     pub exposures: Vec<ExposureProperties>,
+    /// `groups:`.
+    pub groups: Vec<GroupProperties>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,8 +119,8 @@ struct RawPropertyFile {
     _saved_queries: serde_yaml::Value,
     #[serde(default, rename = "analyses")]
     _analyses: serde_yaml::Value,
-    #[serde(default, rename = "groups")]
-    _groups: serde_yaml::Value,
+    #[serde(default)]
+    groups: Vec<RawGroup>,
     #[serde(default)]
     unit_tests: Vec<RawUnitTest>,
     #[serde(default, rename = "data_tests")]
@@ -310,6 +313,10 @@ pub struct NodeProperties {
     pub column: Option<usize>,
     /// Where the value of each `config:` key is in `file`, for diagnostics about it.
     pub config_positions: BTreeMap<String, Position>,
+    /// A versioned model's versions (empty: not versioned).
+    pub versions: Vec<VersionProperties>,
+    /// `latest_version:` as written, and where; without it the highest version is the latest.
+    pub latest_version: Option<(String, Option<Position>)>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -339,11 +346,87 @@ struct RawNodeProperties {
     #[serde(default)]
     constraints: Option<serde_yaml::Value>,
     #[serde(default)]
-    latest_version: Option<serde_yaml::Value>,
+    latest_version: Option<Json>,
     #[serde(default)]
-    versions: Option<serde_yaml::Value>,
+    versions: Vec<RawVersion>,
     #[serde(default)]
     deprecation_date: Option<serde_yaml::Value>,
+}
+
+/// One entry of a model's `versions:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(
+    dead_code,
+    reason = "dbt keys are accepted so dbt projects load; tidemark does not use them yet"
+)]
+struct RawVersion {
+    v: Json,
+    #[serde(default)]
+    defined_in: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    config: Option<BTreeMap<String, Json>>,
+    /// Columns of the version: `{include: all | [names], exclude: [names]}` entries choose among
+    /// the model's columns; the others are columns of their own.
+    #[serde(default)]
+    columns: Option<Vec<serde_yaml::Value>>,
+    #[serde(default, alias = "data_tests")]
+    tests: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    docs: Option<Json>,
+    #[serde(default)]
+    meta: Option<Json>,
+    #[serde(default)]
+    constraints: Option<serde_yaml::Value>,
+    #[serde(default)]
+    deprecation_date: Option<serde_yaml::Value>,
+    #[serde(default)]
+    access: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
+}
+
+/// One version of a versioned model (`versions:` in its properties).
+#[derive(Debug, Clone)]
+pub struct VersionProperties {
+    /// The version identifier, as text (`2`, `2.1`, `beta`).
+    pub v: String,
+    /// The name (without `.sql`) of the file that defines it, when `defined_in:` sets one; else
+    /// `<model>_v<v>`, or `<model>` for the latest version.
+    pub defined_in: Option<String>,
+    pub description: Option<String>,
+    /// The version's own configs, over the model's.
+    pub config: ConfigMap,
+    /// The model's columns the version keeps, then its own.
+    pub columns: Vec<ColumnProperties>,
+    /// The version's own model-level tests, after the model's.
+    pub tests: Vec<TestDeclaration>,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+/// A `groups:` entry: who owns a set of nodes (`group:` config), for access and the manifest.
+#[derive(Debug, Clone)]
+pub struct GroupProperties {
+    pub name: String,
+    pub owner: Json,
+    pub description: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: String,
+    owner: Json,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    #[expect(dead_code, reason = "accepted as dbt does; groups are documentation and access")]
+    config: Option<Json>,
 }
 
 /// A column and its declared tests.

@@ -17,6 +17,8 @@ use crate::project::{ConfigMap, Target};
 pub struct RefCall {
     pub package: Option<String>,
     pub name: String,
+    /// `v=` / `version=`: the model version it pins.
+    pub version: Option<String>,
     pub line: Option<usize>,
 }
 
@@ -199,13 +201,24 @@ fn time_filtered(relation: RelationName, event_time: Option<String>, context: &C
 /// Makes the macro `name` defined in the template `path` callable from every template.
 fn ref_function(Rest(args): Rest<Value>) -> Result<Value, Error> {
     let (args, kwargs): (Vec<Value>, Vec<Value>) = args.into_iter().partition(|arg| !arg.is_kwargs());
-    // `ref('x', event_time=false)`: the whole relation, even in a time-range run.
-    let unfiltered = kwargs.iter().any(|kwargs| {
+    let keyword = |key: &str| {
         kwargs
-            .get_attr("event_time")
-            .map(|value| value.kind() == minijinja::value::ValueKind::Bool && !value.is_true())
-            .unwrap_or(false)
-    });
+            .iter()
+            .find_map(|kwargs| kwargs.get_attr(key).ok().filter(|v| !v.is_undefined()))
+    };
+    // `ref('x', event_time=false)`: the whole relation, even in a time-range run.
+    let unfiltered = keyword("event_time")
+        .is_some_and(|value| value.kind() == minijinja::value::ValueKind::Bool && !value.is_true());
+    // `ref('x', v=2)` (or `version=2`): one version of a versioned model.
+    let version = match keyword("v").or_else(|| keyword("version")) {
+        None => None,
+        Some(value) if value.is_none() => None,
+        Some(value) => match value.as_str() {
+            Some(text) => Some(text.to_string()),
+            None if value.kind() == minijinja::value::ValueKind::Number => Some(value.to_string()),
+            None => return Err(error("ref(..., v=...) takes a version number or string")),
+        },
+    };
     let names: Vec<String> = args
         .iter()
         .map(|arg| {
@@ -223,23 +236,25 @@ fn ref_function(Rest(args): Rest<Value>) -> Result<Value, Error> {
             ))
         }
     };
+    let call = RefCall {
+        package,
+        name,
+        version,
+        line: None,
+    };
     with_state(|state| match state {
         Some(RenderState::Parse(capture)) => {
-            let call = RefCall {
-                package,
-                name: name.clone(),
-                line: None,
-            };
+            let placeholder = Relation(RelationName::table("__ref__", &call.name));
             if !capture.refs.contains(&call) {
                 capture.refs.push(call);
             }
-            Ok(Value::from_object(Relation(RelationName::table("__ref__", &name))))
+            Ok(Value::from_object(placeholder))
         }
         Some(RenderState::Compile(context)) => context
             .resolver
-            .resolve_ref(package.as_deref(), &name)
-            .map(|relation| {
-                let event_time = context.resolver.ref_event_time(&name).filter(|_| !unfiltered);
+            .resolve_ref(&context.package, &call)
+            .map(|(relation, event_time)| {
+                let event_time = event_time.filter(|_| !unfiltered);
                 Value::from_object(Relation(time_filtered(relation, event_time, context)))
             })
             .map_err(|problem| error(problem.message)),

@@ -33,12 +33,10 @@ pub use runtime::{Logger, QueryRunner, QueryTable};
 
 /// Resolves `ref` and `source` calls during the compile phase.
 pub trait RelationResolver: Send + Sync {
-    fn resolve_ref(&self, package: Option<&str>, name: &str) -> Result<RelationName, Diagnostic>;
+    /// The relation `call` names when a node of package `from_package` makes it, and the
+    /// `event_time` column of the model, seed or snapshot it names, if it declares one.
+    fn resolve_ref(&self, from_package: &str, call: &RefCall) -> Result<(RelationName, Option<String>), Diagnostic>;
     fn resolve_source(&self, source: &str, table: &str) -> Result<RelationName, Diagnostic>;
-    /// The `event_time` column of a model or seed, if it declares one.
-    fn ref_event_time(&self, _name: &str) -> Option<String> {
-        None
-    }
     /// The `event_time` column of a source table, if it declares one.
     fn source_event_time(&self, _source: &str, _table: &str) -> Option<String> {
         None
@@ -48,6 +46,9 @@ pub trait RelationResolver: Send + Sync {
 /// What a compile-phase render of one node needs to know about it.
 pub struct CompileContext {
     pub this: RelationName,
+    /// The package of the node being compiled: an unpinned `ref()` looks there after the
+    /// root project.
+    pub package: String,
     pub config: ConfigMap,
     pub is_incremental: bool,
     pub resolver: Arc<dyn RelationResolver>,

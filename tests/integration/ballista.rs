@@ -86,6 +86,26 @@ fn projects_built_on_ballista_match_the_embedded_build() {
     let tables = same_tables_embedded_and_distributed(metrics.path(), "metrics-ballista", &[]);
     assert!(tables.get("main.alert_card_alerts").is_some(), "{tables}");
 
+    // `sql_dialect: duckdb` is applied where the plan is made, so the cluster's executors divide
+    // integers as doubles too.
+    let dialect = fixture("duckdb_dialect");
+    write_profiles(
+        dialect.path(),
+        "duckdb_dialect",
+        server,
+        &cluster.url(),
+        "dialect-ballista",
+    );
+    let profiles = std::fs::read_to_string(dialect.path().join("profiles.yml")).expect("profiles.yml");
+    let profiles = profiles
+        .replace("type: datafusion\n", "type: datafusion\n      sql_dialect: duckdb\n")
+        .replace("type: ballista\n", "type: ballista\n      sql_dialect: duckdb\n");
+    std::fs::write(dialect.path().join("profiles.yml"), profiles).expect("profiles.yml");
+    let tables = same_tables_embedded_and_distributed(dialect.path(), "dialect-ballista", &[]);
+    // Order 1's amount is 1999 cents: 19.99 units, not 19.
+    let facts = tables["main.order_facts"]["data"].to_string();
+    assert!(facts.contains("[1,19.99,"), "integers divided as integers: {facts}");
+
     // A task that fails on an executor fails its node with the executor's error, and the
     // table's previous version stays readable.
     std::fs::write(

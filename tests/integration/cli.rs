@@ -1276,7 +1276,7 @@ fn what_tidemark_ignores_is_a_warning_and_warn_error_makes_it_fail() {
         "warning: tidemark.yml:7:5: unknown model config 'owner_team'; tidemark ignores it",
         "warning: tidemark.yml:8:5: models: configuration path 'warn_error.stagng' applies to no model",
         "warning: analyses/order_counts.sql: this file is an analysis: tidemark does not compile analyses",
-        "warning: models/schema.yml:4:5: 'access:' is a dbt feature",
+        "warning: models/schema.yml:4:13: model 'orders' is access: private but in no group, so nothing may ref it",
         "warning: models/schema.yml:7:9: 'constraints:' is a dbt feature",
         "warning: models/schema.yml:9:1: 'saved_queries:' is a dbt feature",
         "warning: models/marts/orders.sql:1: model config 'sql_header' is a dbt feature",

@@ -119,13 +119,18 @@ fn property_files_render_jinja_docs_blocks_and_naming_macros() {
 /// The rows of a snapshot table: id, status, valid_from, valid_to (`current` or `closed at run
 /// time` when that is the run's clock), in key and time order.
 fn history(project: &Path, schema: &str, name: &str, run_times: &[&str]) -> Vec<String> {
+    history_with(project, schema, name, run_times, "")
+}
+
+/// [`history`] with more columns after the times (`extra`: `, column` SQL).
+fn history_with(project: &Path, schema: &str, name: &str, run_times: &[&str], extra: &str) -> Vec<String> {
     let ctx = datafusion::prelude::SessionContext::new();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let path = project.join("warehouse").join(schema).join(name).join("data.parquet");
     let batches = runtime.block_on(async {
         ctx.register_parquet("t", path.to_str().unwrap(), Default::default()).await.unwrap();
         let frame = ctx
-            .sql("select cast(id as varchar) as i, status, cast(dbt_valid_from as varchar) as f, cast(dbt_valid_to as varchar) as u from t order by id, dbt_valid_from")
+            .sql(&format!("select cast(id as varchar) as i, status, cast(dbt_valid_from as varchar) as f, cast(dbt_valid_to as varchar) as u{extra} from t order by id, dbt_valid_from"))
             .await
             .unwrap();
         frame.collect().await.unwrap()
@@ -141,13 +146,11 @@ fn history(project: &Path, schema: &str, name: &str, run_times: &[&str]) -> Vec<
                 false if !run_times.iter().any(|day| text.starts_with(day)) => text,
                 false => "run time".to_string(),
             };
-            rows.push(format!(
-                "{} {} {} {}",
-                value(0),
-                value(1),
-                time(value(2)),
-                time(value(3))
-            ));
+            let mut row = format!("{} {} {} {}", value(0), value(1), time(value(2)), time(value(3)));
+            for column in 4..batch.num_columns() {
+                row.push_str(&format!(" {}", value(column)));
+            }
+            rows.push(row);
         }
     }
     rows
@@ -216,6 +219,34 @@ fn snapshots_keep_every_version_of_changed_rows() {
         })
     };
     assert_eq!(ids, "5");
+    // hard_deletes: new_record (from the project file's snapshots: configs): the gone order's
+    // version closes and a deletion record opens; dbt_valid_to_current marks current versions.
+    let deletions = vec![
+        "1 placed 2024-01-01T10:00:00 2024-01-02T09:00:00 False",
+        "1 shipped 2024-01-02T09:00:00 9999-12-31T00:00:00 False",
+        "2 placed 2024-01-01T11:00:00 9999-12-31T00:00:00 False",
+        "3 placed 2024-01-01T12:00:00 run time False",
+        "3 placed run time 9999-12-31T00:00:00 True",
+        "4 placed 2024-01-02T10:00:00 9999-12-31T00:00:00 False",
+    ];
+    let deleted = |root: &Path| history_with(root, "main", "orders_deletions", &run_times, ", dbt_is_deleted");
+    assert_eq!(
+        deleted(root),
+        deletions,
+        "after the second run and a third with no change"
+    );
+    // The order comes back: its deletion record closes, a new version opens.
+    std::fs::write(
+        root.join("data/orders.csv"),
+        "id,status,updated_at\n1,shipped,2024-01-02 09:00:00\n2,placed,2024-01-01 11:00:00\n3,returned,2024-01-03 08:00:00\n4,placed,2024-01-02 10:00:00\n",
+    )
+    .unwrap();
+    let output = tidemark(root, &["snapshot", "--select", "tag:history"]);
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, root));
+    let mut returned = deletions.clone();
+    returned[4] = "3 returned 2024-01-03T08:00:00 9999-12-31T00:00:00 False";
+    returned.insert(5, "3 placed run time 2024-01-03T08:00:00 True");
+    assert_eq!(deleted(root), returned);
     // A snapshot without unique_key is an error at its file.
     std::fs::write(
         root.join("snapshots/orders.sql"),

@@ -61,6 +61,10 @@ fn compare(project: &Path) -> (bool, String) {
             "main.stg_orders",
             "main.order_facts",
             "main.status_counts",
+            "main.customers_v1",
+            "main.customers_v2",
+            "main.customer_summary",
+            "main.finance_report",
             "snapshots.orders_snapshot",
         ])
         .output()
@@ -138,5 +142,23 @@ fn a_dbt_duckdb_project_builds_the_same_tables_and_history_as_dbt_duckdb() {
     assert_eq!(
         manifest["nodes"]["model.shop.order_facts"]["description"],
         "One row per order, with its amount in dollars."
+    );
+    // Model versions, access and groups, as dbt records them.
+    let version = &manifest["nodes"]["model.shop.customers.v2"];
+    assert_eq!(version["name"], "customers");
+    assert_eq!(version["version"], "2");
+    assert_eq!(version["latest_version"], "1");
+    assert_eq!(version["fqn"], serde_json::json!(["shop", "customers", "v2"]));
+    assert_eq!(version["relation"], "main.customers_v2");
+    assert_eq!(
+        manifest["nodes"]["model.shop.customer_summary"]["depends_on"]["nodes"],
+        serde_json::json!(["model.shop.customers.v1", "model.shop.customers.v2"])
+    );
+    assert!(manifest["nodes"]["test.shop.not_null_customers_v2_amount"].is_object());
+    assert_eq!(manifest["nodes"]["model.shop.finance_margin"]["access"], "private");
+    assert_eq!(manifest["nodes"]["model.shop.finance_margin"]["group"], "finance");
+    assert_eq!(
+        manifest["groups"]["group.shop.finance"]["owner"]["email"],
+        "finance@example.com"
     );
 }

@@ -145,6 +145,28 @@ fn packages_from_a_folder_a_git_repository_and_a_tarball_run_under_their_names()
     let manifest = std::fs::read_to_string(project.join("target/manifest.json")).unwrap();
     assert!(manifest.contains("\"model.my_utils.currency_names\""), "{manifest}");
     assert!(manifest.contains("\"seed.my_utils.currencies\""), "{manifest}");
+    // A package model with a root model's name: ref('my_utils', 'calendar') reads the
+    // package's (written to its own schema), an unpinned ref('calendar') the project's.
+    assert_eq!(
+        table_csv(&project.join("warehouse/utils/calendar/data.parquet")),
+        "day_number,made_by\n1,my_utils\n"
+    );
+    for model in ["calendar", "calendar_reader"] {
+        assert_eq!(
+            table_csv(&project.join(format!("warehouse/main/{model}/data.parquet"))),
+            "day_number,made_by,read_by\n1,my_utils,shop\n",
+            "{model}"
+        );
+    }
+    let parsed: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(
+        parsed["nodes"]["model.shop.calendar"]["depends_on"]["nodes"],
+        serde_json::json!(["model.my_utils.calendar"])
+    );
+    assert_eq!(
+        parsed["nodes"]["model.shop.calendar_reader"]["depends_on"]["nodes"],
+        serde_json::json!(["model.shop.calendar"])
+    );
 
     // Without the project's override, the package's default__ implementation is dispatched to.
     std::fs::remove_file(project.join("macros/overrides.sql")).unwrap();
@@ -152,6 +174,33 @@ fn packages_from_a_folder_a_git_repository_and_a_tarball_run_under_their_names()
     assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, &project));
     let table = table_csv(&project.join("warehouse/main/products/data.parquet"));
     assert!(table.contains("1,Blue Mug,12,"), "{table}");
+
+    // package-lock.yml pins the tag's commit: moving the tag to another commit changes nothing
+    // until `deps --upgrade` resolves it again.
+    let commit_of = |revision: &str| {
+        let output = Command::new("git")
+            .current_dir(&repository)
+            .args(["rev-parse", revision])
+            .output()
+            .expect("git rev-parse");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    let tagged = commit_of("v1");
+    let lock = std::fs::read_to_string(project.join("package-lock.yml")).expect("package-lock.yml");
+    assert!(lock.contains(&format!("revision: {tagged}")), "{lock}");
+    assert!(lock.contains("name: text_utils"), "{lock}");
+    git(&repository, &["tag", "-f", "v1", "HEAD"]);
+    let installed_slugify = project.join("dbt_packages/text_utils/macros/slugify.sql");
+    let output = tidemark(&project, &["deps"]);
+    let text = transcript(&output, &project);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("Installing the commits package-lock.yml pins"), "{text}");
+    assert!(!std::fs::read_to_string(&installed_slugify).unwrap().contains("broken("));
+    let output = tidemark(&project, &["deps", "--upgrade"]);
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, &project));
+    assert!(std::fs::read_to_string(&installed_slugify).unwrap().contains("broken("));
+    let lock = std::fs::read_to_string(project.join("package-lock.yml")).unwrap();
+    assert!(lock.contains(&format!("revision: {}", commit_of("HEAD"))), "{lock}");
 
     // A dbt Hub entry needs the network: the error names the package and what works offline.
     std::fs::write(

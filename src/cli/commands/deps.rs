@@ -2,11 +2,21 @@
 
 use std::sync::Arc;
 
+use clap::Args;
+
 use crate::cli::{ExitStatus, GlobalArgs, Printer};
 use crate::diagnostics::Error;
-use crate::project::packages;
+use crate::project::packages::{self, lock};
 
-pub(crate) async fn execute(global: &GlobalArgs, printer: &Arc<Printer>) -> Result<ExitStatus, Error> {
+#[derive(Debug, Args)]
+pub(crate) struct DepsArgs {
+    /// Resolve git revisions again (the newest commit of each branch or tag) instead of the
+    /// commits package-lock.yml pins, and rewrite the lock.
+    #[arg(long)]
+    pub upgrade: bool,
+}
+
+pub(crate) async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, args: DepsArgs) -> Result<ExitStatus, Error> {
     let root = global.project_dir.canonicalize().map_err(|error| {
         Error::Environment(format!(
             "cannot open project folder '{}': {error}",
@@ -20,10 +30,33 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Arc<Printer>) -> Resu
         printer.info("No packages: packages.yml (or dependencies.yml) lists none.");
         return Ok(ExitStatus::Success);
     }
-    let installed = packages::install(&root, &file.packages_install_path, &specs, |message| {
+    // The lock pins git commits while packages.yml lists the same packages.
+    let listed: Vec<packages::Source> = specs.iter().map(|spec| spec.source.clone()).collect();
+    let locked = lock::read(&root);
+    let locked = match (args.upgrade, lock::matches(&listed, &locked)) {
+        (false, true) => {
+            printer.info(&format!("Installing the commits {} pins", lock::LOCK_FILE));
+            locked
+        }
+        (false, false) if !locked.is_empty() => {
+            printer.info(&format!(
+                "packages.yml lists other packages than {}: resolving them again",
+                lock::LOCK_FILE
+            ));
+            Vec::new()
+        }
+        _ => Vec::new(),
+    };
+    let installed = packages::install(&root, &file.packages_install_path, &specs, &locked, |message| {
         printer.info(message)
     })
     .await?;
+    let pinned: Vec<(packages::Source, String)> = installed
+        .iter()
+        .map(|package| (package.locked.clone(), package.name.clone()))
+        .collect();
+    lock::write(&root, &pinned)
+        .map_err(|error| Error::Environment(format!("cannot write {}: {error}", lock::LOCK_FILE)))?;
     for package in &installed {
         printer.info(&format!("Installed {} from {}", package.name, package.from));
     }

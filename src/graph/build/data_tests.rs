@@ -18,7 +18,8 @@ impl Parse<'_> {
     pub(super) fn generic_tests(&mut self) -> Vec<Node> {
         let project = self.project;
         let Parse {
-            by_name,
+            nodes,
+            refs,
             disabled,
             source_ids,
             warnings,
@@ -27,46 +28,67 @@ impl Parse<'_> {
         let mut tests: Vec<Node> = Vec::new();
         for file in &project.property_files {
             let mut declare = |owner_kind: &str, owner: &NodeProperties| {
-                let owner_id = match owner_kind {
-                    "model" => by_name.get(&owner.name).filter(|id| id.starts_with("model.")),
-                    _ => by_name.get(&owner.name).filter(|id| id.starts_with("seed.")),
-                };
+                let prefix = format!("{owner_kind}.");
+                let owner_id = refs.get(&owner.name).filter(|id| id.starts_with(&prefix));
                 let Some(owner_id) = owner_id else {
                     if !disabled.contains(&owner.name) {
-                        let candidates: Vec<&str> = by_name.keys().map(String::as_str).collect();
                         let mut warning = Diagnostic::new(format!(
                             "properties are declared for {owner_kind} '{}', which does not exist",
                             owner.name
                         ))
                         .in_file(&file.file)
                         .at_place(owner.line, owner.column);
-                        if let Some(near) = did_you_mean(&owner.name, candidates) {
+                        if let Some(near) = did_you_mean(&owner.name, refs.names()) {
                             warning = warning.with_help(format!("did you mean '{near}'?"));
                         }
                         warnings.push(warning);
                     }
                     return;
                 };
-                for declaration in &owner.tests {
-                    tests.push(generic_test(
-                        project,
-                        file.file.as_str(),
-                        owner_id,
-                        &owner.name,
-                        None,
-                        declaration,
-                    ));
-                }
-                for column in &owner.columns {
-                    for declaration in &column.tests {
+                // Each version of a versioned model gets the model's tests, its own, and the
+                // tests of the columns it has (named `<model>_v<version>` as dbt names them).
+                let Some(owner_node) = nodes.get(owner_id) else {
+                    return;
+                };
+                let owners: Vec<&Node> = match owner_node.version {
+                    None => vec![owner_node],
+                    Some(_) => refs
+                        .all_versions(owner_node.package(), &owner.name)
+                        .into_iter()
+                        .filter_map(|id| nodes.get(id))
+                        .collect(),
+                };
+                for node in owners {
+                    let version = owner
+                        .versions
+                        .iter()
+                        .find(|version| node.version.as_ref() == Some(&version.v));
+                    let (owner_name, columns) = match version {
+                        Some(version) => (format!("{}_v{}", owner.name, version.v), &version.columns),
+                        None => (owner.name.clone(), &owner.columns),
+                    };
+                    let own_tests = version.map(|version| version.tests.as_slice()).unwrap_or_default();
+                    for declaration in owner.tests.iter().chain(own_tests) {
                         tests.push(generic_test(
                             project,
-                            &file.file,
-                            owner_id,
-                            &owner.name,
-                            Some(&column.name),
+                            file.file.as_str(),
+                            &node.unique_id,
+                            &owner_name,
+                            None,
                             declaration,
                         ));
+                    }
+                    for column in columns {
+                        for declaration in &column.tests {
+                            tests.push(generic_test(
+                                project,
+                                &file.file,
+                                &node.unique_id,
+                                &owner_name,
+                                Some(&column.name),
+                                declaration,
+                            ));
+                        }
                     }
                 }
             };
@@ -114,7 +136,13 @@ impl Parse<'_> {
             let name = file.name().to_string();
             let fqn = fqn_of(project_name, &file.parts);
             let mut config = project.file.data_tests.resolve(&fqn);
-            check_config_call(ConfigKind::Test, file, &capture.config, problems, warnings);
+            check_config_call(
+                ConfigKind::Test,
+                (&file.path, &file.text),
+                &capture.config,
+                problems,
+                warnings,
+            );
             merge_configs(&mut config, &capture.config);
             if !is_enabled(&config) {
                 continue;
@@ -223,6 +251,7 @@ fn generic_test(
             Some(RelationExpression::Ref(name)) => refs.push(crate::template::RefCall {
                 package: None,
                 name,
+                version: None,
                 line: declaration.line,
             }),
             Some(RelationExpression::Source(source, table)) => sources.push(crate::template::SourceCall {

@@ -46,8 +46,8 @@ struct Parse<'a> {
     target: &'a Target,
     project_name: &'a str,
     nodes: BTreeMap<String, Node>,
-    /// Model and seed names → their unique ids.
-    by_name: BTreeMap<String, String>,
+    /// What `ref()` can name: models, seeds and snapshots by package, name and version.
+    refs: crate::graph::refs::RefIndex,
     /// Names of disabled models and seeds (a ref to one gets its own message).
     disabled: BTreeSet<String>,
     /// `(source, table)` → the source table's unique id.
@@ -64,7 +64,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
         target,
         project_name: project.file.name.as_str(),
         nodes: BTreeMap::new(),
-        by_name: BTreeMap::new(),
+        refs: crate::graph::refs::RefIndex::new(project.file.name.as_str()),
         disabled: BTreeSet::new(),
         source_ids: BTreeMap::new(),
         problems: Diagnostics::default(),
@@ -111,6 +111,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
     parse.models(parsed_models, &generated);
     parse.seeds();
     parse.snapshots();
+    parse.one_node_per_relation();
     parse.sources();
     let mut tests = parse.generic_tests();
     tests.extend(parse.singular_tests(parsed_tests));
@@ -118,13 +119,123 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
     parse.dependencies();
     parse.unused_config_paths();
     let exposures = parse.exposures();
+    let groups = parse.groups();
     let unit_tests = parse.unit_tests();
     let mut graph = parse.finish(unit_tests)?;
     graph.exposures = exposures;
+    graph.groups = groups;
     Ok(graph)
 }
 
 impl Parse<'_> {
+    /// Two nodes written to one relation (same-named models of two packages, a model and a seed,
+    /// two versions given one alias) would overwrite each other: a problem at the second.
+    fn one_node_per_relation(&mut self) {
+        let mut written: BTreeMap<(String, String), &Node> = BTreeMap::new();
+        for node in self.nodes.values() {
+            let Some(relation) = node.relation() else { continue };
+            let key = (relation.schema.clone(), relation.identifier.clone());
+            if let Some(first) = written.insert(key, node) {
+                self.problems.push(
+                    Diagnostic::new(format!(
+                        "{} '{}' ({}) and {} '{}' ({}) would both be written to {}.{}",
+                        node.resource_type.as_str(),
+                        node.display_name(),
+                        node.unique_id,
+                        first.resource_type.as_str(),
+                        first.display_name(),
+                        first.unique_id,
+                        relation.schema,
+                        relation.identifier
+                    ))
+                    .with_help("give one of them another alias or schema (config alias: / schema:)")
+                    .in_file(&node.path)
+                    .at_line(crate::diagnostics::line_of(&node.raw_code, "alias")),
+                );
+            }
+        }
+    }
+
+    /// Groups declared under `groups:`; a node's `group` that names none, a group declared
+    /// twice, or a model `access` other than private, protected and public is a problem.
+    fn groups(&mut self) -> BTreeMap<String, crate::documents::Group> {
+        let mut groups = BTreeMap::new();
+        let mut names = BTreeMap::new();
+        for file in &self.project.property_files {
+            for group in &file.groups {
+                if let Some(previous) = names.insert(group.name.clone(), file.file.clone()) {
+                    self.problems.push(
+                        Diagnostic::new(format!(
+                            "group '{}' is declared twice: here and in {previous}",
+                            group.name
+                        ))
+                        .in_file(&file.file)
+                        .at_place(group.line, group.column),
+                    );
+                    continue;
+                }
+                let unique_id = format!("group.{}.{}", self.project_name, group.name);
+                groups.insert(
+                    unique_id.clone(),
+                    crate::documents::Group {
+                        unique_id,
+                        name: group.name.clone(),
+                        owner: group.owner.clone(),
+                        description: group.description.clone(),
+                        original_file_path: file.file.clone(),
+                    },
+                );
+            }
+        }
+        let model_properties = properties_by_name(self.project, |file| &file.models);
+        for node in self.nodes.values() {
+            let what = format!("{} '{}'", node.resource_type.as_str(), node.display_name());
+            // At the value in the model's properties when they set it, else in its own file.
+            let at = |message: String, key: &str| {
+                let yaml = (node.resource_type == ResourceType::Model)
+                    .then(|| model_properties.get(node.name.as_str()))
+                    .flatten()
+                    .and_then(|properties| Some((properties, *properties.config_positions.get(key)?)));
+                match yaml {
+                    Some((properties, position)) => Diagnostic::new(message)
+                        .in_file(&properties.file)
+                        .at_position(Some(position)),
+                    None => {
+                        let line = node.line.or_else(|| crate::diagnostics::line_of(&node.raw_code, key));
+                        Diagnostic::new(message).in_file(&node.path).at_line(line)
+                    }
+                }
+            };
+            if let Some(group) = node.group() {
+                if !names.contains_key(group) {
+                    let mut problem = at(
+                        format!("{what}: group '{group}' is not declared under groups: in any property file"),
+                        "group",
+                    );
+                    if let Some(near) = crate::diagnostics::did_you_mean(group, names.keys().map(String::as_str)) {
+                        problem = problem.with_help(format!("did you mean '{near}'?"));
+                    }
+                    self.problems.push(problem);
+                }
+            }
+            if node.resource_type == ResourceType::Model {
+                match node.access() {
+                    "protected" | "public" => {}
+                    "private" if node.group().is_none() => self.warnings.push(at(
+                        format!("{what} is access: private but in no group, so nothing may ref it"),
+                        "access",
+                    )),
+                    "private" => {}
+                    other => self.problems.push(at(
+                        format!("{what}: access '{other}' is not one of private, protected or public"),
+                        "access",
+                    )),
+                }
+            }
+        }
+        groups
+    }
+
     /// Exposures, each `depends_on` entry resolved to the node it names; an unknown name is a
     /// problem at its entry, with "did you mean".
     fn exposures(&mut self) -> BTreeMap<String, crate::documents::Exposure> {
@@ -134,13 +245,15 @@ impl Parse<'_> {
                 let mut nodes = Vec::new();
                 for (text, at) in &exposure.depends_on {
                     let found = match parse_relation_expression(text) {
-                        Some(RelationExpression::Ref(name)) => self.by_name.get(&name).cloned().ok_or_else(|| {
-                            let near = crate::diagnostics::did_you_mean(&name, self.by_name.keys().map(String::as_str));
-                            (
-                                format!("no model, seed or snapshot named '{name}'"),
-                                near.map(str::to_string),
-                            )
-                        }),
+                        Some(RelationExpression::Ref(name)) => {
+                            self.refs.get(&name).map(str::to_string).ok_or_else(|| {
+                                let near = crate::diagnostics::did_you_mean(&name, self.refs.names());
+                                (
+                                    format!("no model, seed or snapshot named '{name}'"),
+                                    near.map(str::to_string),
+                                )
+                            })
+                        }
                         Some(RelationExpression::Source(source, table)) => self
                             .source_ids
                             .get(&(source.clone(), table.clone()))
@@ -196,6 +309,7 @@ impl Parse<'_> {
         for (key, tree, kind) in [
             ("models", &project.file.models, ResourceType::Model),
             ("seeds", &project.file.seeds, ResourceType::Seed),
+            ("snapshots", &project.file.snapshots, ResourceType::Snapshot),
         ] {
             // Disabled nodes use their paths too (the config may be what disables them).
             let owner = |package: &Option<String>| package.clone().unwrap_or_else(|| self.project_name.to_string());
@@ -205,11 +319,12 @@ impl Parse<'_> {
                     .iter()
                     .map(|file| fqn_of(&owner(&file.package), &file.parts))
                     .collect(),
-                _ => project
+                ResourceType::Seed => project
                     .seeds
                     .iter()
                     .map(|seed| fqn_of(&owner(&seed.package), &seed.parts))
                     .collect(),
+                _ => Vec::new(),
             };
             let fqns: Vec<&[String]> = self
                 .nodes
@@ -230,7 +345,11 @@ impl Parse<'_> {
                         .with_help(format!(
                             "the first key under {key}: is the project name ('{}'), then folders under {}, then file names",
                             project.file.name,
-                            if kind == ResourceType::Model { "model-paths" } else { "seed-paths" }
+                            match kind {
+                                ResourceType::Model => "model-paths",
+                                ResourceType::Seed => "seed-paths",
+                                _ => "snapshot-paths",
+                            }
                         ))
                         .in_file(project.file.file_name.clone())
                         .at_position(position),
@@ -308,16 +427,14 @@ fn generated_parts(project: &Project, path: &str, name: &str) -> Vec<String> {
 /// problem) or does not implement (a warning).
 fn check_config_call(
     kind: crate::project::keys::ConfigKind,
-    file: &SqlFile,
+    (path, text): (&str, &str),
     config: &ConfigMap,
     problems: &mut Diagnostics,
     warnings: &mut Vec<Diagnostic>,
 ) {
     for key in config.keys() {
         if let Some((diagnostic, error)) = crate::project::keys::config_problem(kind, key) {
-            let diagnostic = diagnostic
-                .in_file(&file.path)
-                .at_line(crate::diagnostics::line_of(&file.text, key));
+            let diagnostic = diagnostic.in_file(path).at_line(crate::diagnostics::line_of(text, key));
             if error {
                 problems.push(diagnostic);
             } else {

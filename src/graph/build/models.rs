@@ -10,7 +10,7 @@ use crate::diagnostics::Diagnostic;
 use crate::graph::node::{Materialization, Node, Resource};
 use crate::project::keys::ConfigKind;
 use crate::project::project_file::{merge_configs, tags_of};
-use crate::project::{ConfigMap, NodeProperties, SqlFile, Target};
+use crate::project::{ConfigMap, NodeProperties, SqlFile, Target, VersionProperties};
 use crate::relation::RelationName;
 use crate::template::Capture;
 
@@ -26,7 +26,7 @@ impl Parse<'_> {
         let engine = self.engine;
         let Parse {
             nodes,
-            by_name,
+            refs,
             disabled,
             problems,
             warnings,
@@ -35,6 +35,8 @@ impl Parse<'_> {
         let model_properties = properties_by_name(project, |file| &file.models);
         let generated_by_name: BTreeMap<&str, &crate::metrics::GeneratedModel> =
             generated.iter().map(|model| (model.name.as_str(), model)).collect();
+        let stems: std::collections::BTreeSet<&str> = parsed_models.iter().map(|(file, _)| file.name()).collect();
+        let version_files = version_files(&model_properties, &stems, problems);
         for (file, parsed) in parsed_models {
             let capture = match parsed {
                 Ok(capture) => capture,
@@ -43,16 +45,35 @@ impl Parse<'_> {
                     continue;
                 }
             };
-            let name = file.name().to_string();
+            // A version of a versioned model is named as the model, with its version beside.
+            let versioned = version_files.get(file.name());
+            let name = versioned
+                .map_or(file.name(), |(properties, _)| properties.name.as_str())
+                .to_string();
+            let version = versioned.map(|(_, version)| version);
             // A package's model: its own folder configs, then the project's for the package.
             let owner = file.package.as_deref().unwrap_or(project_name);
-            let fqn = fqn_of(owner, &file.parts);
+            let mut fqn = fqn_of(owner, &file.parts);
+            if let Some(version) = version {
+                // dbt's fqn of a version: the folders, the model's name, then `v<version>`.
+                fqn.pop();
+                fqn.extend([name.clone(), format!("v{}", version.v)]);
+            }
             let mut config = folder_configs(project, file.package.as_deref(), &fqn, |file| &file.models);
             let properties = model_properties.get(name.as_str());
             if let Some(properties) = properties {
                 merge_configs(&mut config, &properties.config);
             }
-            check_config_call(ConfigKind::Model, file, &capture.config, problems, warnings);
+            if let Some(version) = version {
+                merge_configs(&mut config, &version.config);
+            }
+            check_config_call(
+                ConfigKind::Model,
+                (&file.path, &file.text),
+                &capture.config,
+                problems,
+                warnings,
+            );
             merge_configs(&mut config, &capture.config);
             let generated_model = generated_by_name
                 .get(name.as_str())
@@ -86,10 +107,19 @@ impl Parse<'_> {
                 }
             };
             config.insert("materialized".into(), Json::from(materialized.as_str()));
-            let unique_id = format!("model.{owner}.{name}");
+            let unique_id = match version {
+                Some(version) => format!("model.{owner}.{name}.v{}", version.v),
+                None => format!("model.{owner}.{name}"),
+            };
+            // A version is written as `<model>_v<version>` unless an alias says otherwise.
+            let identifier = match version {
+                Some(version) => format!("{name}_v{}", version.v),
+                None => name.clone(),
+            };
             let node = NamedNode {
                 kind: "model",
                 name: &name,
+                version: version.map(|version| version.v.as_str()),
                 unique_id: &unique_id,
                 fqn: &fqn,
                 path: &file.path,
@@ -103,7 +133,7 @@ impl Parse<'_> {
             } else {
                 // A rejected name is reported; the node stays in the DAG (under its own name, never
                 // written: the run stops at the problems) so its children report nothing more.
-                let relation = relation_of(&config, &name, target).unwrap_or_else(|problem| {
+                let relation = relation_of(&config, &identifier, target).unwrap_or_else(|problem| {
                     // The SQL file's config() call wins over the YAML properties.
                     let yaml = properties.filter(|_| !capture.config.contains_key(problem.1));
                     problems.push(bad_relation(
@@ -113,22 +143,32 @@ impl Parse<'_> {
                         yaml.copied(),
                         problem,
                     ));
-                    RelationName::table(&target.schema, &name)
+                    RelationName::table(&target.schema, &identifier)
                 });
                 Resource::Model { relation }
             };
-            if let Some(previous) = by_name.insert(name.clone(), unique_id.clone()) {
+            if let Err(previous) = refs.insert(owner, &name, version.map(|version| version.v.as_str()), &unique_id) {
                 problems.push(duplicate_name(&name, &file.path, &nodes[&previous].path));
                 continue;
             }
+            let latest_version = versioned.map(|(properties, _)| latest_version(properties));
+            if let Some(latest) = &latest_version {
+                refs.set_latest(owner, &name, latest);
+            }
             let node = Node {
                 tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
-                description: properties
-                    .map(|p| p.description.clone())
+                description: version
+                    .and_then(|version| version.description.clone())
+                    .or_else(|| properties.map(|p| p.description.clone()))
                     .filter(|d| !d.is_empty())
                     .or_else(|| generated_model.map(|m| m.description.clone()))
                     .unwrap_or_default(),
-                columns: properties.map(|p| p.columns.clone()).unwrap_or_default(),
+                columns: match version {
+                    Some(version) => version.columns.clone(),
+                    None => properties.map(|p| p.columns.clone()).unwrap_or_default(),
+                },
+                version: version.map(|version| version.v.clone()),
+                latest_version,
                 line: generated_model.and_then(|m| m.line),
                 fqn,
                 config,
@@ -185,7 +225,7 @@ impl Parse<'_> {
         let engine = self.engine;
         let Parse {
             nodes,
-            by_name,
+            refs,
             disabled,
             problems,
             ..
@@ -209,6 +249,7 @@ impl Parse<'_> {
             let node = NamedNode {
                 kind: "seed",
                 name: &name,
+                version: None,
                 unique_id: &unique_id,
                 fqn: &fqn,
                 path: &seed.path,
@@ -217,7 +258,7 @@ impl Parse<'_> {
             if let Err(problem) = custom_names(engine, &mut config, &node) {
                 problems.push(problem);
             }
-            if let Some(previous) = by_name.insert(name.clone(), unique_id.clone()) {
+            if let Err(previous) = refs.insert(owner, &name, None, &unique_id) {
                 problems.push(duplicate_name(&name, &seed.path, &nodes[&previous].path));
                 continue;
             }
@@ -255,6 +296,86 @@ impl Parse<'_> {
     }
 }
 
+/// The file each version of a versioned model is defined in (its name without `.sql`: the
+/// version's `defined_in:`, else `<model>_v<version>`, else `<model>` for the latest version),
+/// with the model's and the version's properties. A version without a file, or a
+/// `latest_version` that is not a version, is a problem.
+fn version_files<'a>(
+    properties: &BTreeMap<&str, &'a NodeProperties>,
+    stems: &std::collections::BTreeSet<&str>,
+    problems: &mut crate::diagnostics::Diagnostics,
+) -> BTreeMap<String, (&'a NodeProperties, &'a VersionProperties)> {
+    let mut files = BTreeMap::new();
+    for model in properties.values().filter(|model| !model.versions.is_empty()) {
+        let latest = latest_version(model);
+        if let Some((written, at)) = &model.latest_version {
+            if !model.versions.iter().any(|version| &version.v == written) {
+                let versions: Vec<&str> = model.versions.iter().map(|version| version.v.as_str()).collect();
+                problems.push(
+                    Diagnostic::new(format!(
+                        "model '{}': latest_version {written} is not one of its versions ({})",
+                        model.name,
+                        versions.join(", ")
+                    ))
+                    .in_file(&model.file)
+                    .at_position(*at),
+                );
+            }
+        }
+        for version in &model.versions {
+            let suffixed = format!("{}_v{}", model.name, version.v);
+            let stem = match &version.defined_in {
+                Some(defined_in) => defined_in.trim_end_matches(".sql").to_string(),
+                None if !stems.contains(suffixed.as_str())
+                    && version.v == latest
+                    && stems.contains(model.name.as_str()) =>
+                {
+                    model.name.clone()
+                }
+                None => suffixed,
+            };
+            if !stems.contains(stem.as_str()) {
+                problems.push(
+                    Diagnostic::new(format!(
+                        "model '{}' version {}: no model file named {stem}.sql",
+                        model.name, version.v
+                    ))
+                    .with_help("name the file <model>_v<version>.sql, or set defined_in: to its name")
+                    .in_file(&model.file)
+                    .at_place(version.line, version.column),
+                );
+                continue;
+            }
+            if let Some((other, _)) = files.insert(stem.clone(), (*model, version)) {
+                problems.push(
+                    Diagnostic::new(format!(
+                        "model '{}' version {}: {stem}.sql already defines model '{}'",
+                        model.name, version.v, other.name
+                    ))
+                    .in_file(&model.file)
+                    .at_place(version.line, version.column),
+                );
+            }
+        }
+    }
+    files
+}
+
+/// The version an unpinned `ref()` of a versioned model reads: `latest_version:`, else the
+/// highest version.
+fn latest_version(model: &NodeProperties) -> String {
+    match &model.latest_version {
+        Some((written, _)) => written.clone(),
+        None => model
+            .versions
+            .iter()
+            .map(|version| version.v.as_str())
+            .max_by(|a, b| crate::graph::refs::compare_versions(a, b))
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
 /// The folder configs of a node with this fqn: a package's own (`package`), overridden by the
 /// project's for the package (as dbt applies a root project's `models: <package>:` configs).
 fn folder_configs(
@@ -278,6 +399,7 @@ fn folder_configs(
 struct NamedNode<'a> {
     kind: &'a str,
     name: &'a str,
+    version: Option<&'a str>,
     unique_id: &'a str,
     fqn: &'a [String],
     path: &'a str,
@@ -294,6 +416,7 @@ fn custom_names(
 ) -> Result<(), Diagnostic> {
     let described = serde_json::json!({
         "name": node.name,
+        "version": node.version,
         "resource_type": node.kind,
         "unique_id": node.unique_id,
         "fqn": node.fqn,

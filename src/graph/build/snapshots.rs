@@ -3,9 +3,10 @@
 
 use serde_json::Value as Json;
 
-use super::{duplicate_name, fqn_of, is_enabled, Parse};
+use super::{check_config_call, duplicate_name, fqn_of, is_enabled, Parse};
 use crate::diagnostics::Diagnostic;
 use crate::graph::node::{Materialization, Node, Resource, SnapshotSpec};
+use crate::project::keys::ConfigKind;
 use crate::project::project_file::{merge_configs, tags_of};
 use crate::project::{ConfigMap, SqlFile};
 use crate::relation::RelationName;
@@ -20,6 +21,8 @@ struct Written<'a> {
     sql: String,
     config: ConfigMap,
     parts: Vec<String>,
+    /// The text of a snapshot file (for the lines of its `config()` keys); none for YAML.
+    file_text: Option<&'a str>,
 }
 
 impl Parse<'_> {
@@ -44,13 +47,15 @@ impl Parse<'_> {
                     sql: format!("select * from {{{{ {} }}}}", snapshot.relation),
                     config: snapshot.config.clone(),
                     parts: vec![snapshot.name.clone()],
+                    file_text: None,
                 });
             }
         }
         let Parse {
             nodes,
-            by_name,
+            refs,
             problems,
+            warnings,
             ..
         } = self;
         for snapshot in written {
@@ -66,7 +71,19 @@ impl Parse<'_> {
                     continue;
                 }
             };
-            let mut config = snapshot.config.clone();
+            // The project file's `snapshots:` folder configs, then the YAML's, then `config()`.
+            let fqn = fqn_of(project_name, &snapshot.parts);
+            let mut config = project.file.snapshots.resolve(&fqn);
+            merge_configs(&mut config, &snapshot.config);
+            if let Some(text) = snapshot.file_text {
+                check_config_call(
+                    ConfigKind::Snapshot,
+                    (snapshot.path, text),
+                    &capture.config,
+                    problems,
+                    warnings,
+                );
+            }
             merge_configs(&mut config, &capture.config);
             if !is_enabled(&config) {
                 continue;
@@ -101,14 +118,14 @@ impl Parse<'_> {
                 continue;
             }
             let unique_id = format!("snapshot.{project_name}.{}", snapshot.name);
-            if let Some(previous) = by_name.insert(snapshot.name.clone(), unique_id.clone()) {
+            if let Err(previous) = refs.insert(project_name, &snapshot.name, None, &unique_id) {
                 problems.push(duplicate_name(&snapshot.name, snapshot.path, &nodes[&previous].path));
                 continue;
             }
             let node = Node {
                 line: snapshot.line,
                 column: snapshot.column,
-                fqn: fqn_of(project_name, &snapshot.parts),
+                fqn,
                 tags: tags_of(config.get("tags").unwrap_or(&Json::Null)),
                 description: snapshot.description,
                 config,
@@ -185,6 +202,7 @@ fn snapshot_blocks(file: &SqlFile) -> Result<Vec<Written<'_>>, Diagnostic> {
             sql: text[after..body_end].to_string(),
             config: ConfigMap::new(),
             parts,
+            file_text: Some(text),
         });
         from = block_end;
     }

@@ -19,7 +19,7 @@ impl Parse<'_> {
         let (project, project_name) = (self.project, self.project_name);
         let Parse {
             nodes,
-            by_name,
+            refs,
             source_ids,
             problems,
             ..
@@ -32,15 +32,19 @@ impl Parse<'_> {
                         .in_file(&file.file)
                         .at_place(test.line, test.column)
                 };
-                let Some(model_id) = by_name.get(&test.model).filter(|id| id.starts_with("model.")).cloned() else {
+                let Some(model_id) = refs
+                    .get(&test.model)
+                    .filter(|id| id.starts_with("model."))
+                    .map(str::to_string)
+                else {
                     let mut diagnostic = at(format!(
                         "unit test '{}' tests model '{}', which does not exist",
                         test.name, test.model
                     ));
-                    let models = by_name
-                        .iter()
+                    let models = refs
+                        .resolved()
                         .filter(|(_, id)| id.starts_with("model."))
-                        .map(|(name, _)| name.as_str());
+                        .map(|(name, _)| name);
                     if let Some(near) = did_you_mean(&test.model, models) {
                         diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
                     }
@@ -62,7 +66,7 @@ impl Parse<'_> {
                         continue;
                     }
                     let id = match parse_relation_expression(input) {
-                        Some(RelationExpression::Ref(name)) => by_name.get(&name).cloned(),
+                        Some(RelationExpression::Ref(name)) => refs.get(&name).map(str::to_string),
                         Some(RelationExpression::Source(source, table)) => source_ids.get(&(source, table)).cloned(),
                         None => {
                             problems.push(at(format!(

@@ -56,7 +56,6 @@ pub fn parse(
             ("semantic_models", "semantic models are not read"),
             ("saved_queries", "saved queries are not read"),
             ("analyses", "analyses are not compiled"),
-            ("groups", "groups are not checked"),
         ],
         &mut warnings,
     );
@@ -128,14 +127,14 @@ pub fn parse(
             .collect::<Vec<_>>()
     };
 
-    let columns_of = |raw_columns: Vec<RawColumn>,
+    // Each column with its index in the `columns:` list at `path`.
+    let columns_of = |raw_columns: Vec<(usize, RawColumn)>,
                       owner: &str,
                       path: &str,
                       problems: &mut Vec<Diagnostic>,
                       warnings: &mut Vec<Diagnostic>| {
         raw_columns
             .into_iter()
-            .enumerate()
             .map(|(index, column)| ColumnProperties {
                 tests: {
                     let column_path = format!("{path}/columns/{index}");
@@ -229,7 +228,13 @@ pub fn parse(
             };
             tables.push(SourceTable {
                 line: line_at(&table_path),
-                columns: columns_of(table.columns, &owner, &table_path, &mut problems, &mut warnings),
+                columns: columns_of(
+                    table.columns.into_iter().enumerate().collect(),
+                    &owner,
+                    &table_path,
+                    &mut problems,
+                    &mut warnings,
+                ),
                 name: table.name,
                 identifier,
                 description: table.description,
@@ -281,17 +286,10 @@ pub fn parse(
                 ignored(
                     &path,
                     &[
-                        ("access", "access is not checked"),
-                        ("group", "groups are not checked"),
                         (
                             "constraints",
                             "constraints are not checked; contract: {enforced: true} checks names and data_types",
                         ),
-                        (
-                            "versions",
-                            "model versions are not built; ref() reads the model's own file",
-                        ),
-                        ("latest_version", "model versions are not built"),
                         ("deprecation_date", "deprecations are not reported"),
                     ],
                     warnings,
@@ -303,33 +301,120 @@ pub fn parse(
                     problems,
                     warnings,
                 );
+                // `access:` and `group:` beside `config:` (dbt before 1.10) are configs too.
+                let mut config = ConfigMap::new();
+                for (key, value) in [("access", &entry.access), ("group", &entry.group)] {
+                    if let Some(value) = value {
+                        config.insert(key.to_string(), Json::from(value.as_str()));
+                    }
+                }
+                config.extend(entry.config.clone().unwrap_or_default());
+                let columns = columns_of(
+                    entry.columns.into_iter().enumerate().collect(),
+                    &entry.name,
+                    &path,
+                    problems,
+                    warnings,
+                );
+                if config_kind == ConfigKind::Seed && !entry.versions.is_empty() {
+                    problems.push(
+                        Diagnostic::new(format!("seed '{}': only models have versions:", entry.name))
+                            .in_file(file)
+                            .at_position(positions.at(&format!("{path}/versions"))),
+                    );
+                }
+                let mut versions = Vec::new();
+                for (version_index, version) in entry.versions.into_iter().enumerate() {
+                    let version_path = format!("{path}/versions/{version_index}");
+                    let at = positions.at(&version_path);
+                    let Some(v) = versions::version_text(&version.v) else {
+                        problems.push(
+                            Diagnostic::new(format!(
+                                "model '{}': a version's v: must be a number or a name",
+                                entry.name
+                            ))
+                            .in_file(file)
+                            .at_position(positions.at(&format!("{version_path}/v")).or(at)),
+                        );
+                        continue;
+                    };
+                    ignored(
+                        &version_path,
+                        &[
+                            ("constraints", "constraints are not checked"),
+                            ("deprecation_date", "deprecations are not reported"),
+                        ],
+                        warnings,
+                    );
+                    check_config(
+                        config_kind,
+                        &mut version.config.iter().flat_map(|config| config.keys()),
+                        &format!("{version_path}/config"),
+                        problems,
+                        warnings,
+                    );
+                    let chosen = match versions::VersionColumns::read(version.columns) {
+                        Ok(chosen) => chosen,
+                        Err((column_index, message)) => {
+                            problems.push(
+                                Diagnostic::new(format!("model '{}' version {v}: columns: {message}", entry.name))
+                                    .in_file(file)
+                                    .at_position(positions.at(&format!("{version_path}/columns/{column_index}"))),
+                            );
+                            continue;
+                        }
+                    };
+                    let own_columns = columns_of(
+                        chosen.own.clone(),
+                        &format!("{}_v{v}", entry.name),
+                        &version_path,
+                        problems,
+                        warnings,
+                    );
+                    let mut version_config = ConfigMap::new();
+                    for (key, value) in [("access", &version.access), ("group", &version.group)] {
+                        if let Some(value) = value {
+                            version_config.insert(key.to_string(), Json::from(value.as_str()));
+                        }
+                    }
+                    version_config.extend(version.config.unwrap_or_default());
+                    versions.push(VersionProperties {
+                        tests: test_declarations(
+                            &version.tests,
+                            &format!("{}_v{v}", entry.name),
+                            &version_path,
+                            problems,
+                            warnings,
+                        ),
+                        columns: chosen.resolve(&columns, own_columns),
+                        v,
+                        defined_in: version.defined_in,
+                        description: version.description,
+                        config: version_config,
+                        line: at.map(|position| position.line),
+                        column: at.map(|position| position.column),
+                    });
+                }
+                let latest_version = entry.latest_version.as_ref().map(|value| {
+                    let text = versions::version_text(value).unwrap_or_else(|| value.to_string());
+                    (text, positions.value_at(&format!("{path}/latest_version")))
+                });
                 NodeProperties {
-                    line: line_at(&format!("{kind}/{index}")),
-                    column: positions.at(&format!("{kind}/{index}")).map(|position| position.column),
-                    config_positions: entry
-                        .config
-                        .iter()
-                        .flatten()
-                        .filter_map(|(key, _)| {
-                            let at = positions.value_at(&format!("{kind}/{index}/config/{key}"))?;
+                    line: line_at(&path),
+                    column: positions.at(&path).map(|position| position.column),
+                    config_positions: ["access", "group"]
+                        .into_iter()
+                        .filter_map(|key| Some((key.to_string(), positions.value_at(&format!("{path}/{key}"))?)))
+                        .chain(entry.config.iter().flatten().filter_map(|(key, _)| {
+                            let at = positions.value_at(&format!("{path}/config/{key}"))?;
                             Some((key.clone(), at))
-                        })
+                        }))
                         .collect(),
-                    config: entry.config.unwrap_or_default(),
-                    tests: test_declarations(
-                        &entry.tests,
-                        &entry.name,
-                        &format!("{kind}/{index}"),
-                        problems,
-                        warnings,
-                    ),
-                    columns: columns_of(
-                        entry.columns,
-                        &entry.name,
-                        &format!("{kind}/{index}"),
-                        problems,
-                        warnings,
-                    ),
+                    config,
+                    tests: test_declarations(&entry.tests, &entry.name, &path, problems, warnings),
+                    columns,
+                    versions,
+                    latest_version,
                     name: entry.name,
                     description: entry.description,
                     file: file.to_string(),
@@ -339,6 +424,15 @@ pub fn parse(
     };
     let models = node_properties(raw.models, "models", &mut problems, &mut warnings);
     let seeds = node_properties(raw.seeds, "seeds", &mut problems, &mut warnings);
+    for (index, snapshot) in raw.snapshots.iter().enumerate() {
+        check_config(
+            ConfigKind::Snapshot,
+            &mut snapshot.config.iter().flat_map(|config| config.keys()),
+            &format!("snapshots/{index}/config"),
+            &mut problems,
+            &mut warnings,
+        );
+    }
     let mut unit_tests = Vec::new();
     for (test_index, test) in raw.unit_tests.into_iter().enumerate() {
         let test_path = format!("unit_tests/{test_index}");
@@ -417,6 +511,21 @@ pub fn parse(
         unit_tests,
         has_metric_models: !raw.metric_models.is_empty(),
         text: text.to_string(),
+        groups: raw
+            .groups
+            .into_iter()
+            .enumerate()
+            .map(|(index, group)| {
+                let at = positions.at(&format!("groups/{index}"));
+                GroupProperties {
+                    name: group.name,
+                    owner: group.owner,
+                    description: group.description,
+                    line: at.map(|position| position.line),
+                    column: at.map(|position| position.column),
+                }
+            })
+            .collect(),
         snapshots: raw
             .snapshots
             .into_iter()
