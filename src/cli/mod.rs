@@ -139,6 +139,14 @@ pub struct RunArgs {
     /// Rebuild incremental models from scratch (unless their config says `full_refresh: false`).
     #[arg(long)]
     pub full_refresh: bool,
+    /// Exit 1 when a metric model's alerts opened new cases (status open or reopened) at or
+    /// above SEVERITY: each is a failing row of the model's `<name>_alert_gate` test, so it is
+    /// in run_results.json and the JUnit report (the var `fail_on_alert` does the same).
+    #[arg(long, value_name = "SEVERITY", value_parser = ["low", "medium", "high"])]
+    pub fail_on_alert: Option<String>,
+    /// Send no notifications of alert cases this run (they are sent by a later run).
+    #[arg(long)]
+    pub no_notify: bool,
     /// Time-range incremental models recompute from this date (YYYY-MM-DD, inclusive) instead
     /// of from the latest period they hold; their inputs are read from this date minus their
     /// lookback.

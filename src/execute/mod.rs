@@ -17,6 +17,7 @@ pub mod freshness;
 mod incremental;
 pub mod introspect;
 mod node;
+pub mod notify;
 pub mod run;
 pub mod session;
 mod snapshot;
@@ -154,6 +155,9 @@ pub fn plan(graph: &Graph, selected: &BTreeSet<String>, tests_gate_children: boo
             .iter()
             .map(|id| &graph.nodes[id])
             .filter(|node| node.resource_type == ResourceType::Test && !node.is_unit_test())
+            // The tests metric models generate over alert cases (the gate, the action-log
+            // check) report; what reads the cases still runs when they fail.
+            .filter(|node| node.config.get(crate::graph::REPORT_ONLY) != Some(&serde_json::Value::Bool(true)))
             .collect();
         for test in tests {
             let attached: Vec<String> = match test.generic_test() {

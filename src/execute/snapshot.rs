@@ -111,6 +111,11 @@ pub(super) async fn sql(
             .join(" and ")
     };
     let new_record = spec.hard_deletes == HardDeletes::NewRecord;
+    let table = relation.rendered.as_str();
+    // A table that has `dbt_is_deleted` keeps it, also once `hard_deletes` is no longer
+    // `new_record` (its deletion records stay what they are).
+    let has_deleted = exists && has_deleted_column(session, node, table).await?;
+    let with_deleted = new_record || has_deleted;
     // What `dbt_valid_to` of a current version is: NULL, or `dbt_valid_to_current`.
     let open = match &spec.valid_to_current {
         Some(value) => format!("arrow_cast({value}, '{MICROS}')"),
@@ -125,7 +130,11 @@ pub(super) async fn sql(
         "select {source_list}, {hash} as dbt_scd_id, s.__tidemark_version as dbt_updated_at, \
          s.__tidemark_version as dbt_valid_from, {open} as dbt_valid_to{deleted}",
         hash = hash("s"),
-        deleted = if new_record { ", 'False' as dbt_is_deleted" } else { "" },
+        deleted = if with_deleted {
+            ", 'False' as dbt_is_deleted"
+        } else {
+            ""
+        },
     );
     if !exists {
         return Ok(format!(
@@ -144,15 +153,13 @@ pub(super) async fn sql(
                 .join(" or ")
         }
     };
-    let table = relation.rendered.as_str();
-    let has_deleted = new_record && has_deleted_column(session, node, table).await?;
     // A key back after its deletion record opens a new version, changed or not.
-    let changed_condition = match has_deleted {
+    let changed_condition = match new_record && has_deleted {
         true => format!("({changed_condition}) or c.dbt_is_deleted = 'True'"),
         false => changed_condition,
     };
     // `dbt_is_deleted` of the versions already kept ('False' when the table predates it).
-    let kept_deleted = |alias: &str| match (new_record, has_deleted) {
+    let kept_deleted = |alias: &str| match (with_deleted, has_deleted) {
         (false, _) => String::new(),
         (true, true) => format!(", {alias}.dbt_is_deleted"),
         (true, false) => ", 'False' as dbt_is_deleted".to_string(),
@@ -165,8 +172,8 @@ pub(super) async fn sql(
         "gone as (\n    select {}, {now} as __tidemark_gone from current_rows c left anti join source_data s on {}{}\n)",
         keys_of("c"),
         key_match("c", "s"),
-        if has_deleted {
-            " where c.dbt_is_deleted <> 'True'"
+        if new_record && has_deleted {
+            " where coalesce(c.dbt_is_deleted, 'False') <> 'True'"
         } else {
             ""
         }

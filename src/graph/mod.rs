@@ -11,10 +11,13 @@ pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The var `--fail-on-alert` sets, and the config of where alert cases are notified (see
+/// [`crate::metrics`]).
+pub use crate::metrics::{FAIL_ON_ALERT_VAR, NOTIFY_CONFIG};
 pub use build::{build, parse_relation_expression, RelationExpression, GENERIC_TESTS};
 pub use node::{
     GenericTest, HardDeletes, Incremental, Materialization, Node, Resource, ResourceType, SchemaChange, Severity,
-    SnapshotSpec, SnapshotStrategy, Strategy, Threshold, UnitTest,
+    SnapshotSpec, SnapshotStrategy, Strategy, Threshold, UnitTest, REPORT_ONLY,
 };
 
 use crate::diagnostics::{Diagnostic, Diagnostics};

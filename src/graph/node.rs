@@ -12,6 +12,10 @@ use crate::template::{RefCall, SourceCall};
 
 mod configs;
 
+/// The config of a test that only reports: the nodes downstream of what it tests do not wait
+/// for it (the tests metric models generate over alert cases).
+pub const REPORT_ONLY: &str = "tidemark_report_only";
+
 /// What a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -29,6 +29,7 @@
 //! 4. Each commit is recorded as `<version>.json`, also created conditionally, so a version
 //!    number is never committed twice.
 
+mod ledger;
 pub mod lock;
 pub mod partitioned;
 pub mod sink;

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use super::spec::{AlertSpec, MetricModelSpec};
+use super::spec::{ActiveFrom, AlertSpec, MetricModelSpec};
 use super::syntax::{placeholders, reason_sql, sql_string};
 use super::validate::ValidatedModel;
 
@@ -33,6 +33,8 @@ struct Rule {
     threshold: String,
     owner: String,
     reason: String,
+    /// `and period_end >= ...` when the rule has `active_from`, else empty.
+    active: String,
 }
 
 pub(super) fn sql(model: &ValidatedModel) -> String {
@@ -132,7 +134,12 @@ pub(super) fn sql(model: &ValidatedModel) -> String {
     };
     let names: Vec<String> = (0..rules.len()).map(|index| format!("({index})")).collect();
     let rule_names = per_rule(&|_, index| sql_string(&spec.alerts[index].name));
-    let keep = per_rule(&|rule, index| format!("__breach_{index} and __streak_{index} >= {}", rule.required));
+    let keep = per_rule(&|rule, index| {
+        format!(
+            "__breach_{index} and __streak_{index} >= {}{}",
+            rule.required, rule.active
+        )
+    });
     format!(
         "{header}\nwith {},\nrules as (\n    select column1 as __rule from (values {}) as rule_numbers\n)\nselect\n    {entity},\n    {cohort} as cohort,\n    period_end,\n    {rule_names} as rule,\n    {} as severity,\n    case when __gate_failed then 'suppressed' else 'fired' end as status,\n    {} as value,\n    {} as threshold,\n    {} as consecutive_periods,\n    {} as first_period_in_breach,\n    {} as owner,\n    {} || case when __gate_failed then ' (suppressed: ' || coalesce(gate_reason, 'data gate failed') || ')' else '' end as reason\nfrom streaks\ncross join rules\nwhere {keep}\n    and {{{{ event_time_range('period_end') }}}}\n",
         ctes.join(",\n"),
@@ -215,5 +222,24 @@ fn rule(model: &ValidatedModel, alert: &AlertSpec, index: usize) -> Rule {
             .map(sql_string)
             .unwrap_or_else(|| "cast(null as varchar)".into()),
         reason: reason_sql(&alert.reason, &values),
+        active: match active_from(model, alert) {
+            Some(date) => format!(" and period_end >= cast('{date}' as date)"),
+            None => String::new(),
+        },
+    }
+}
+
+/// The first period end an alert judges (`active_from`), as `YYYY-MM-DD`: the date, or the
+/// period that many into the grid (past its end: the day after its last period, so none).
+pub(super) fn active_from(model: &ValidatedModel, alert: &AlertSpec) -> Option<String> {
+    match alert.active_from.as_ref()? {
+        ActiveFrom::Date(date) => Some(date.clone()),
+        ActiveFrom::Periods(skip) => {
+            let day = match model.periods.get(*skip as usize) {
+                Some(day) => *day,
+                None => model.periods.last().copied().unwrap_or_default() + 1,
+            };
+            Some(super::calendar::date_of(day).format("%Y-%m-%d").to_string())
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Metric models: YAML scorecards and alerts compiled to ordinary SQL models.
 //!
-//! A `metric_models:` entry in a property file becomes three table models in the DAG, so
+//! A `metric_models:` entry in a property file becomes four table models in the DAG, so
 //! selection, `compile`, `ls`, tests and materialisation treat them like any other model:
 //!
 //! - `<name>__daily`: one pass over the events to an entity × day roll-up of additive
@@ -12,16 +12,20 @@
 //!   partitioned by cohort and period, and the data gates of the period;
 //! - `<name>_alerts`: one row per entity × period × rule in breach for the required number of
 //!   consecutive periods, with severity, owner, reason and status (`fired`, or `suppressed` when
-//!   the period's data gate failed).
+//!   the period's data gate failed);
+//! - `<name>_alert_cases`: the alerts grouped into cases (entity × rule × episode) with a status,
+//!   owners, due dates and recovery checkpoints, rebuilt whole every run; with a gate (a rule's
+//!   `gate:`, or `--fail-on-alert`), also the data test `<name>_alert_gate` over its new cases.
 //!
 //! [`spec`] is the vocabulary, `validate` checks a spec against itself before any SQL is
 //! generated (its derived columns in `validate/derived.rs`), `calendar` turns `periods:` into
 //! period ends, `syntax` reads the identifiers and `{placeholders}` inside a spec, and `daily`,
-//! `scorecard` (with `scorecard/windows.rs` and `scorecard/derived.rs`) and `alerts` write the
-//! SQL. Nothing is computed outside SQL.
+//! `scorecard` (with `scorecard/windows.rs` and `scorecard/derived.rs`), `alerts` and `cases`
+//! write the SQL. Nothing is computed outside SQL.
 
 mod alerts;
 mod calendar;
+mod cases;
 mod daily;
 mod scorecard;
 pub mod spec;
@@ -47,7 +51,17 @@ pub struct GeneratedModel {
     pub sql: String,
     pub config: ConfigMap,
     pub description: String,
+    /// Data tests generated with the model (name and SQL): for alert cases, the gate (new cases
+    /// at or above a rule's `gate:` or `fail_on_alert`) and the check of the action log.
+    pub tests: Vec<(String, String)>,
 }
+
+/// The config of an alert-cases model that says where each rule's new cases are sent:
+/// `{rule: [{webhook, headers} | {command}]}`, templates unrendered.
+pub const NOTIFY_CONFIG: &str = "tidemark_notify";
+
+/// The var `--fail-on-alert SEVERITY` sets: new alert cases at or above it fail `build`.
+pub const FAIL_ON_ALERT_VAR: &str = "fail_on_alert";
 
 #[derive(Deserialize)]
 struct MetricModelsOnly {
@@ -56,9 +70,21 @@ struct MetricModelsOnly {
 }
 
 /// Expands every metric model of the project into its generated models.
-pub fn expand(project: &Project) -> Result<Vec<GeneratedModel>, Diagnostics> {
+pub fn expand(project: &Project, fail_on_alert: Option<&Json>) -> Result<Vec<GeneratedModel>, Diagnostics> {
     let mut generated = Vec::new();
     let mut problems = Diagnostics::default();
+    let fail_on_alert = match fail_on_alert {
+        None | Some(Json::Null) => None,
+        Some(value) => match value.as_str().and_then(spec::SeverityLevel::parse) {
+            Some(level) => Some(level),
+            None => {
+                return Err(Diagnostic::new(format!(
+                    "{FAIL_ON_ALERT_VAR} (--fail-on-alert) is {value}; use low, medium or high"
+                ))
+                .into())
+            }
+        },
+    };
     for file in project.property_files.iter().filter(|file| file.has_metric_models) {
         // Parse again from the text so shape errors carry their line and column.
         let specs = match serde_yaml::from_str::<MetricModelsOnly>(&file.text) {
@@ -72,7 +98,7 @@ pub fn expand(project: &Project) -> Result<Vec<GeneratedModel>, Diagnostics> {
             let path = format!("metric_models/{index}");
             let line = file.positions.at(&path).map(|position| position.line);
             match validate::validate(&spec, &file.file, &file.positions, &path) {
-                Ok(model) => generated.extend(generate(&model, &file.file, line)),
+                Ok(model) => generated.extend(generate(&model, &file.file, line, fail_on_alert)),
                 Err(diagnostics) => problems.extend(diagnostics),
             }
         }
@@ -90,7 +116,12 @@ fn metric_yaml_error(file: &str, positions: &crate::project::yaml::Positions, er
     diagnostic
 }
 
-fn generate(model: &ValidatedModel, path: &str, line: Option<usize>) -> Vec<GeneratedModel> {
+fn generate(
+    model: &ValidatedModel,
+    path: &str,
+    line: Option<usize>,
+    fail_on_alert: Option<spec::SeverityLevel>,
+) -> Vec<GeneratedModel> {
     let spec = &model.spec;
     let mut config = spec.config.clone();
     config.insert("materialized".into(), Json::from("table"));
@@ -111,6 +142,7 @@ fn generate(model: &ValidatedModel, path: &str, line: Option<usize>) -> Vec<Gene
             sql,
             config,
             description,
+            tests: Vec::new(),
         }
     };
     // Scorecard and alert history are partitioned by period (`period_end=2026-11-15/`).
@@ -149,6 +181,34 @@ fn generate(model: &ValidatedModel, path: &str, line: Option<usize>) -> Vec<Gene
         // Streaks run over the whole scorecard history.
         alerts_extra.extend(incremental("insert_overwrite", "period_end", Json::from("all")));
     }
+    let mut cases_model = make(
+        cases::name(spec),
+        cases::sql(model),
+        format!(
+            "Alert cases of metric model {}: one row per entity, rule and episode, with its status, owners, due dates and recovery.",
+            spec.name
+        ),
+        Vec::new(),
+    );
+    // Where each rule's cases are sent: its own `notify:`, else the metric model's.
+    let notify: serde_json::Map<String, Json> = spec
+        .alerts
+        .iter()
+        .filter_map(|alert| {
+            let targets = alert.notify.as_ref().unwrap_or(&spec.notify);
+            (!targets.is_empty()).then(|| (alert.name.clone(), serde_json::to_value(targets).unwrap_or_default()))
+        })
+        .collect();
+    if !notify.is_empty() {
+        cases_model.config.insert(NOTIFY_CONFIG.into(), Json::Object(notify));
+    }
+    cases_model.tests = [
+        cases::gate_sql(model, fail_on_alert).map(|sql| (cases::gate_name(spec), sql)),
+        cases::actions_check_sql(spec).map(|sql| (cases::actions_check_name(spec), sql)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     vec![
         make(
             daily::name(spec),
@@ -178,6 +238,8 @@ fn generate(model: &ValidatedModel, path: &str, line: Option<usize>) -> Vec<Gene
             ),
             alerts_extra,
         ),
+        // Rebuilt whole on every run, incremental metric model or not (see `cases`).
+        cases_model,
     ]
 }
 

@@ -48,6 +48,15 @@ pub struct MetricModelSpec {
     pub gates: GatesSpec,
     #[serde(default)]
     pub alerts: Vec<AlertSpec>,
+    /// The action log of the alert cases: a seed or model (kept in git, edited through pull
+    /// requests) with `case_id`, `action` (`triaged`, `planned`, `resolved` or `note`), `actor`
+    /// and `at` (a date or timestamp).
+    #[serde(default)]
+    pub actions: Option<String>,
+    /// Where new, reopened and escalated cases of every rule are sent (a rule's own `notify:`
+    /// replaces it).
+    #[serde(default)]
+    pub notify: Vec<NotifySpec>,
     /// Configs of the generated tables (`tags`, `schema`, ...).
     #[serde(default)]
     pub config: ConfigMap,
@@ -372,7 +381,7 @@ pub struct GatesSpec {
     pub volume_periods: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SeverityLevel {
     Low,
@@ -381,6 +390,16 @@ pub enum SeverityLevel {
 }
 
 impl SeverityLevel {
+    /// Parses `low`, `medium` or `high`.
+    pub fn parse(text: &str) -> Option<SeverityLevel> {
+        match text {
+            "low" => Some(SeverityLevel::Low),
+            "medium" => Some(SeverityLevel::Medium),
+            "high" => Some(SeverityLevel::High),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SeverityLevel::Low => "low",
@@ -429,6 +448,80 @@ pub struct AlertSpec {
     pub threshold: Option<String>,
     /// Reason text; `{column}` is replaced by the row's value (numbers rounded to 2 decimals).
     pub reason: String,
+    /// Judge only periods from this date (`2026-09-01`) or from this period of the grid on
+    /// (`4`: the first four are warm-up); earlier periods still count toward a streak.
+    #[serde(default)]
+    pub active_from: Option<ActiveFrom>,
+    /// Periods in a row out of breach after which a case is resolved (default 2).
+    #[serde(default)]
+    pub resolve_after: Option<u32>,
+    /// Who a case escalates to, once it has been open `after` periods.
+    #[serde(default)]
+    pub escalate: Option<EscalateSpec>,
+    /// How a case's recovery is judged at 30, 60 and 90 days after it opened.
+    #[serde(default)]
+    pub recovery: Option<RecoverySpec>,
+    /// The least severity of a new case that fails `build` (as `--fail-on-alert` does).
+    #[serde(default)]
+    pub gate: Option<SeverityLevel>,
+    /// Where this rule's new, reopened and escalated cases are sent (instead of the metric
+    /// model's `notify:`).
+    #[serde(default)]
+    pub notify: Option<Vec<NotifySpec>>,
+}
+
+/// A notification target: a webhook (`url` and `headers` may use `env_var()`, rendered only when
+/// sending) or a command (the payload on its stdin).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+/// `active_from:` of an alert: a date, or a number of periods into the grid.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ActiveFrom {
+    Periods(u32),
+    Date(String),
+}
+
+/// `escalate:` of an alert.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateSpec {
+    /// Periods a case has been open (counting the one it opened in as 0) before it escalates.
+    pub after: u32,
+    /// The role it escalates to.
+    pub to: String,
+}
+
+/// `recovery:` of an alert: a case has recovered at a checkpoint when the alert's value is back
+/// to within `within` (a fraction, default 0.1) of `baseline` at opening, or beyond it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverySpec {
+    /// Scorecard column of the entity's baseline (its value before the drop).
+    pub baseline: String,
+    #[serde(default)]
+    pub within: Option<f64>,
+    /// `down` (default: the alert is about a drop, so values above the baseline count as
+    /// recovered), `up`, or `both` (only values within the band).
+    #[serde(default)]
+    pub direction: Option<RecoveryDirection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryDirection {
+    Down,
+    Up,
+    Both,
 }
 
 #[derive(Debug, Clone, Deserialize)]

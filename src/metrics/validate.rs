@@ -88,6 +88,9 @@ pub(super) fn validate(
     }
     let ordered = order_derived(spec, &items, &mut columns, &error, &mut problems);
     check_alerts(spec, &columns, &error, &mut problems);
+    for (index, target) in spec.notify.iter().enumerate() {
+        check_notify(target, &format!("notify/{index}"), &error, &mut problems);
+    }
 
     problems.into_result(ValidatedModel {
         spec: spec.clone(),
@@ -386,6 +389,44 @@ fn check_alerts(spec: &MetricModelSpec, columns: &[Column], error: &ErrorAt<'_>,
         if let Some(chart) = &alert.control_chart {
             referenced.push((chart.metric.clone(), format!("{at}/control_chart/metric")));
         }
+        if let Some(super::spec::ActiveFrom::Date(date)) = &alert.active_from {
+            if chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err() {
+                problems.push(error(
+                    format!(
+                        "alert '{}': active_from '{date}' is neither a date (YYYY-MM-DD) nor a number of periods",
+                        alert.name
+                    ),
+                    &format!("{at}/active_from"),
+                ));
+            }
+        }
+        for (index, target) in alert.notify.iter().flatten().enumerate() {
+            check_notify(target, &format!("{at}/notify/{index}"), error, problems);
+        }
+        if alert.resolve_after == Some(0) {
+            problems.push(error(
+                format!("alert '{}': resolve_after must be at least 1 period", alert.name),
+                &format!("{at}/resolve_after"),
+            ));
+        }
+        if alert.escalate.as_ref().is_some_and(|escalate| escalate.after == 0) {
+            problems.push(error(
+                format!("alert '{}': escalate after must be at least 1 period", alert.name),
+                &format!("{at}/escalate/after"),
+            ));
+        }
+        if let Some(recovery) = &alert.recovery {
+            referenced.push((recovery.baseline.clone(), format!("{at}/recovery/baseline")));
+            if recovery.within.is_some_and(|within| !(0.0..=1.0).contains(&within)) {
+                problems.push(error(
+                    format!(
+                        "alert '{}': recovery within must be a fraction from 0 to 1 (0.1 is 10%)",
+                        alert.name
+                    ),
+                    &format!("{at}/recovery/within"),
+                ));
+            }
+        }
         for (column, key) in referenced {
             if !known.contains(&column) {
                 problems.push(unknown_column(
@@ -409,6 +450,21 @@ fn check_alerts(spec: &MetricModelSpec, columns: &[Column], error: &ErrorAt<'_>,
             }
         }
     }
+}
+
+/// A notification target has exactly one of `webhook` and `command`; headers go with a webhook.
+pub(super) fn check_notify(
+    target: &super::spec::NotifySpec,
+    at: &str,
+    error: &ErrorAt<'_>,
+    problems: &mut Diagnostics,
+) {
+    let message = match (&target.webhook, &target.command) {
+        (Some(_), Some(_)) | (None, None) => "a notify target has either webhook: (a URL) or command:",
+        (None, Some(_)) if !target.headers.is_empty() => "headers: go with a webhook:, not a command:",
+        _ => return,
+    };
+    problems.push(error(message.to_string(), at));
 }
 
 fn unknown_column(

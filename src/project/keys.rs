@@ -148,7 +148,7 @@ const COMMON_UNIMPLEMENTED: &[(&str, &str)] = &[
 ];
 
 /// Keys only tidemark sets itself.
-const INTERNAL: &[&str] = &["test_type"];
+const INTERNAL: &[&str] = &["test_type", "tidemark_notify", "tidemark_report_only"];
 
 /// What a key is.
 #[derive(Debug, Clone, PartialEq, Eq)]

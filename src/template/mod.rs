@@ -15,6 +15,7 @@
 mod adapter;
 mod context;
 mod modules;
+mod mutable;
 mod runtime;
 
 use std::collections::BTreeMap;
@@ -67,6 +68,8 @@ pub struct TemplateEngine {
     runtime: Arc<runtime::Runtime>,
     /// Project macros by name: the file defining each and its `{% macro %}…{% endmacro %}` text.
     macros: BTreeMap<String, MacroDefinition>,
+    /// The project's vars with `--vars` applied.
+    vars: BTreeMap<String, Json>,
 }
 
 /// A project macro as written.
@@ -78,12 +81,18 @@ pub struct MacroDefinition {
 }
 
 impl TemplateEngine {
+    /// The value of a var (the project's, or `--vars`), if set.
+    pub fn var(&self, name: &str) -> Option<&Json> {
+        self.vars.get(name)
+    }
+
     /// Builds the environment. `vars` are the project's vars already overridden by `--vars`.
     pub fn new(project: &Project, target: &Target, vars: BTreeMap<String, Json>) -> Result<Self, Diagnostics> {
         let mut env = base_environment();
-        context::install_globals(&mut env, &project.file.name, target, vars);
+        context::install_globals(&mut env, &project.file.name, target, vars.clone());
         let runtime = Arc::new(runtime::Runtime::default());
         runtime::install(&mut env, runtime.clone(), context::compiling);
+        mutable::install(&mut env);
         let mut problems = Diagnostics::default();
         let root = project.file.name.clone();
         let mut macros = BTreeMap::new();
@@ -155,7 +164,12 @@ impl TemplateEngine {
                 runtime: runtime.clone(),
             }),
         );
-        problems.into_result(TemplateEngine { env, runtime, macros })
+        problems.into_result(TemplateEngine {
+            env,
+            runtime,
+            macros,
+            vars,
+        })
     }
 
     /// Where `run_query` and `statement` run their SQL from now on.
@@ -221,7 +235,11 @@ impl TemplateEngine {
     /// outside any node (`on-run-start`, `on-run-end` with `results` and `schemas`).
     pub fn render_with(&self, name: &str, source: &str, variables: &Json) -> Result<String, Diagnostic> {
         self.env
-            .render_named_str(name, source, minijinja::Value::from_serialize(variables))
+            .render_named_str(
+                name,
+                &mutable::mutable_literals(source),
+                minijinja::Value::from_serialize(variables),
+            )
             .map_err(|error| jinja_diagnostic(&error, name))
     }
 
@@ -257,9 +275,10 @@ impl TemplateEngine {
     /// Parse phase: renders `source` (named `name` for errors) and records its calls.
     pub fn parse(&self, name: &str, source: &str) -> Result<Capture, Diagnostic> {
         let _guard = context::enter(context::RenderState::parse());
+        let rewritten = mutable::mutable_literals(source);
         let template = self
             .env
-            .template_from_named_str(name, source)
+            .template_from_named_str(name, &rewritten)
             .map_err(|error| jinja_diagnostic(&error, name))?;
         template.render(()).map_err(|error| jinja_diagnostic(&error, name))?;
         let mut capture = context::take_capture();
@@ -277,9 +296,10 @@ impl TemplateEngine {
     /// relations it referenced (in call order, duplicates removed).
     pub fn compile(&self, name: &str, source: &str, context: CompileContext) -> Result<String, Diagnostic> {
         let _guard = context::enter(context::RenderState::compile(context));
+        let rewritten = mutable::mutable_literals(source);
         let template = self
             .env
-            .template_from_named_str(name, source)
+            .template_from_named_str(name, &rewritten)
             .map_err(|error| jinja_diagnostic(&error, name))?;
         template.render(()).map_err(|error| jinja_diagnostic(&error, name))
     }
@@ -297,7 +317,7 @@ fn add_macro_files(
     let mut found: BTreeMap<String, (String, String)> = BTreeMap::new();
     for file in files {
         // `{% test name(...) %}…{% endtest %}` defines the macro `test_name` (as in dbt).
-        let text = test_blocks_as_macros(&file.text);
+        let text = mutable::mutable_literals(&test_blocks_as_macros(&file.text)).into_owned();
         if let Err(error) = env.add_template_owned(file.path.clone(), text.clone()) {
             problems.push(jinja_diagnostic(&error, &file.path));
             continue;

@@ -15,6 +15,7 @@ mod dialect;
 mod errors;
 mod incremental;
 mod metrics;
+mod notify;
 mod packages;
 mod s3;
 mod state;

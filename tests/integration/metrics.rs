@@ -7,8 +7,15 @@
 use crate::common::{fixture, table_csv_ordered, tidemark, transcript};
 
 fn check_table(project: &std::path::Path, table: &str) {
+    check_fixture_table("metrics_golden", project, table);
+}
+
+/// Compares `table` with `tests/fixtures/<fixture>/expected/<table>.csv`.
+fn check_fixture_table(fixture: &str, project: &std::path::Path, table: &str) {
     let expected_path = crate::common::repository_root()
-        .join("tests/fixtures/metrics_golden/expected")
+        .join("tests/fixtures")
+        .join(fixture)
+        .join("expected")
         .join(format!("{table}.csv"));
     // Scorecards and alerts are partitioned by period: read the folder, columns as expected.
     let header = std::fs::read_to_string(&expected_path)
@@ -43,6 +50,111 @@ fn metric_models_match_hand_computed_scorecards_and_alerts() {
     }
 }
 
+/// The test of one node in a run_results.json: its status and failing rows.
+fn result_of(project: &std::path::Path, unique_id: &str) -> Option<(String, u64)> {
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.join("target/run_results.json")).ok()?).ok()?;
+    let result = results["results"]
+        .as_array()?
+        .iter()
+        .find(|result| result["unique_id"] == unique_id)?;
+    Some((
+        result["status"].as_str()?.to_string(),
+        result["failures"].as_u64().unwrap_or(0),
+    ))
+}
+
+#[test]
+fn alert_cases_have_a_lifecycle_and_gate_builds() {
+    // Six learners with planned quiet weeks (tests/fixtures/alert_cases/expected/README.md).
+    let project = fixture("alert_cases");
+    let root = project.path();
+    let output = tidemark(root, &["build"]);
+    let text = transcript(&output, root);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    // active_from: quiet_late judges weeks from 2026-04-05 on, with the streaks begun before.
+    check_fixture_table("alert_cases", root, "case_card_alerts");
+    // Cases: resolved, a case kept open across a one-week gap, reopened, ongoing, open;
+    // escalation, due dates, recovery at 30/60/90 days, and the action log's steps and overdue
+    // flags.
+    check_fixture_table("alert_cases", root, "case_card_alert_cases");
+    // Without a gate, no gate test runs; the action log is valid.
+    assert!(
+        result_of(root, "test.alert_cases.case_card_alert_gate").is_none(),
+        "{text}"
+    );
+    assert_eq!(
+        result_of(root, "test.alert_cases.case_card_alert_actions_valid"),
+        Some(("pass".to_string(), 0))
+    );
+    // An action for no case, and one before its case opened: the check fails and names them.
+    let log = root.join("seeds/alert_actions.csv");
+    let actions = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(
+        &log,
+        format!(
+            "{actions}00000000000000000000000000000000,triaged,hrbp.anna,2026-02-01T09:00:00\n\
+             d87dc372b1a5ec84ccbd6392adc489b7,triaged,hrbp.anna,2026-04-01T09:00:00\n"
+        ),
+    )
+    .unwrap();
+    let output = tidemark(root, &["build", "--store-failures"]);
+    let text = transcript(&output, root);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL 2 case_card_alert_actions_valid"), "{text}");
+    let failures =
+        crate::common::table_csv(&root.join("warehouse/main_test_failures/case_card_alert_actions_valid/data.parquet"));
+    for row in [
+        "00000000000000000000000000000000,triaged,hrbp.anna,2026-02-01T09:00:00,unknown case id",
+        "d87dc372b1a5ec84ccbd6392adc489b7,triaged,hrbp.anna,2026-04-01T09:00:00,before its case opened on 2026-05-03",
+    ] {
+        assert!(failures.contains(row), "{failures}");
+    }
+    std::fs::write(&log, actions).unwrap();
+
+    // --fail-on-alert high: the one new high case (l4, quiet_late) fails the build, in
+    // run_results.json and the JUnit report.
+    let output = tidemark(root, &["build", "--fail-on-alert", "high", "--junit", "junit.xml"]);
+    let text = transcript(&output, root);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL 1 case_card_alert_gate"), "{text}");
+    assert_eq!(
+        result_of(root, "test.alert_cases.case_card_alert_gate"),
+        Some(("fail".to_string(), 1))
+    );
+    let junit = std::fs::read_to_string(root.join("junit.xml")).expect("junit.xml");
+    assert!(junit.contains("case_card_alert_gate"), "{junit}");
+    assert!(junit.contains("<failure"), "{junit}");
+    // At medium, the new medium cases count too: l3 (reopened) and l5 (open).
+    let output = tidemark(root, &["build", "--fail-on-alert", "medium"]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output, root));
+    assert_eq!(
+        result_of(root, "test.alert_cases.case_card_alert_gate"),
+        Some(("fail".to_string(), 3))
+    );
+    // A rule's own gate: works without the flag; ongoing and resolved cases never gate.
+    let yaml = std::fs::read_to_string(root.join("models/metrics.yml")).unwrap();
+    std::fs::write(
+        root.join("models/metrics.yml"),
+        yaml.replace("        for: 2\n", "        for: 2\n        gate: high\n"),
+    )
+    .unwrap();
+    let output = tidemark(root, &["build"]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output, root));
+    assert_eq!(
+        result_of(root, "test.alert_cases.case_card_alert_gate"),
+        Some(("fail".to_string(), 1))
+    );
+    // A severity that is not one is refused before anything runs.
+    let output = tidemark(root, &["build", "--vars", "{fail_on_alert: urgent}"]);
+    let text = transcript(&output, root);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("fail_on_alert (--fail-on-alert) is \"urgent\"; use low, medium or high"),
+        "{text}"
+    );
+}
+
 #[test]
 fn metric_models_are_listed_and_compiled_like_models() {
     let project = fixture("metrics_golden");
@@ -72,6 +184,11 @@ fn invalid_metric_specs_are_reported_at_their_line() {
         .replace(
             "metric: acts_1d, against: previous",
             "metric: acts_2d, against: previous",
+        )
+        // Case settings: a date that is not one, a zero resolution, an unknown baseline.
+        .replace(
+            "        owner: HRBP\n",
+            "        owner: HRBP\n        active_from: \"2026-13-01\"\n        resolve_after: 0\n        recovery: {baseline: acts_7d, within: 0.1}\n",
         );
     std::fs::write(&spec, broken).unwrap();
     let output = tidemark(project.path(), &["build"]);

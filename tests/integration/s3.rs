@@ -395,6 +395,7 @@ fn a_pull_request_build_defers_to_production_tables_on_s3() {
         built,
         [
             "course_summary",
+            "engagement_alert_cases",
             "engagement_alerts",
             "learner_activity",
             "learner_streaks",

@@ -32,15 +32,19 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, args: D
     }
     // The lock pins git commits while packages.yml lists the same packages.
     let listed: Vec<packages::Source> = specs.iter().map(|spec| spec.source.clone()).collect();
-    let locked = lock::read(&root);
-    let locked = match (args.upgrade, lock::matches(&listed, &locked)) {
+    let listed_file = root.join(&specs[0].file);
+    let listed_sha256 = crate::project::sha256(&std::fs::read(&listed_file).unwrap_or_default());
+    let had_lock = root.join(lock::LOCK_FILE).is_file();
+    let locked = lock::read(&root, &listed_sha256);
+    let locked = match (args.upgrade, !locked.is_empty() && lock::matches(&listed, &locked)) {
         (false, true) => {
             printer.info(&format!("Installing the commits {} pins", lock::LOCK_FILE));
             locked
         }
-        (false, false) if !locked.is_empty() => {
+        (false, false) if had_lock => {
             printer.info(&format!(
-                "packages.yml lists other packages than {}: resolving them again",
+                "{} changed since {} was written: resolving the packages again",
+                specs[0].file,
                 lock::LOCK_FILE
             ));
             Vec::new()
@@ -55,7 +59,7 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Arc<Printer>, args: D
         .iter()
         .map(|package| (package.locked.clone(), package.name.clone()))
         .collect();
-    lock::write(&root, &pinned)
+    lock::write(&root, &pinned, &listed_sha256)
         .map_err(|error| Error::Environment(format!("cannot write {}: {error}", lock::LOCK_FILE)))?;
     for package in &installed {
         printer.info(&format!("Installed {} from {}", package.name, package.from));

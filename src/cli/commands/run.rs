@@ -60,6 +60,28 @@ impl Kind {
     }
 }
 
+/// `--fail-on-alert SEVERITY` is the var `fail_on_alert` (so `retry` runs with it too).
+fn with_fail_on_alert(global: &GlobalArgs, severity: Option<&str>) -> Result<GlobalArgs, Error> {
+    let mut global = global.clone();
+    let Some(severity) = severity else {
+        return Ok(global);
+    };
+    let mut vars: serde_yaml::Mapping = match &global.vars {
+        Some(text) => serde_yaml::from_str(text).map_err(|error| {
+            Diagnostic::new(format!("--vars is not a YAML/JSON mapping: {error}"))
+                .with_help("write it as --vars '{name: value, other: 2}'")
+        })?,
+        None => serde_yaml::Mapping::new(),
+    };
+    vars.insert(
+        crate::graph::FAIL_ON_ALERT_VAR.into(),
+        serde_yaml::Value::from(severity),
+    );
+    let text = serde_json::to_string(&vars).map_err(|error| Error::Internal(error.to_string()))?;
+    global.vars = Some(text);
+    Ok(global)
+}
+
 pub(crate) async fn execute(
     global: &GlobalArgs,
     printer: &Arc<Printer>,
@@ -67,6 +89,14 @@ pub(crate) async fn execute(
     args: RunArgs,
 ) -> Result<ExitStatus, Error> {
     let clock = Instant::now();
+    if args.fail_on_alert.is_some() && !matches!(kind, Kind::Build | Kind::Test) {
+        return Err(Diagnostic::new(format!(
+            "--fail-on-alert gates on a data test: use it with build or test, not {}",
+            kind.name()
+        ))
+        .into());
+    }
+    let global = &with_fail_on_alert(global, args.fail_on_alert.as_deref())?;
     let loaded = load(global, printer)?;
     let selected = loaded.select(&args.selection, kind.scope())?;
     let run_id = uuid::Uuid::new_v4().to_string();
@@ -264,6 +294,16 @@ async fn run_locked(
         .map(|result| (&graph.nodes[&result.unique_id], result))
         .collect();
     printer.run_summary(&pairs, elapsed);
+    // Alert cases are notified once their tables are committed.
+    if !args.no_notify && !started.offline {
+        let notified = execute::notify::notify(&session, &results, &loaded.engine).await;
+        for line in &notified.sent {
+            printer.info(&format!("Notified the {line}"));
+        }
+        for warning in &notified.warnings {
+            printer.warning(&Diagnostic::new(warning.clone()));
+        }
+    }
     let on_end = crate::compile::run_hooks(&loaded.project, &loaded.engine, Some((&graph, &results)))?;
     run_statements(printer, &session, "on-run-end", &on_end).await?;
     if results.iter().any(|result| result.status.is_failure()) {
@@ -360,6 +400,9 @@ pub(crate) async fn retry(global: &GlobalArgs, printer: &Arc<Printer>) -> Result
         defer: args.defer,
         favor_state: args.favor_state,
         lock_timeout: args.lock_timeout,
+        // Kept in the recorded vars.
+        fail_on_alert: None,
+        no_notify: false,
     };
     let mut global = global.clone();
     if global.vars.is_none() {

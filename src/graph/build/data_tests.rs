@@ -29,7 +29,12 @@ impl Parse<'_> {
         for file in &project.property_files {
             let mut declare = |owner_kind: &str, owner: &NodeProperties| {
                 let prefix = format!("{owner_kind}.");
-                let owner_id = refs.get(&owner.name).filter(|id| id.starts_with(&prefix));
+                // A versioned model: any of its versions (the latest may be disabled).
+                let owner_id = refs.get(&owner.name).filter(|id| id.starts_with(&prefix)).or_else(|| {
+                    (!owner.versions.is_empty())
+                        .then(|| refs.all_versions(&project.file.name, &owner.name).first().copied())
+                        .flatten()
+                });
                 let Some(owner_id) = owner_id else {
                     if !disabled.contains(&owner.name) {
                         let mut warning = Diagnostic::new(format!(
@@ -165,6 +170,66 @@ impl Parse<'_> {
                     Materialization::Test,
                     Resource::Test {
                         severity,
+                        generic: None,
+                    },
+                )
+            });
+        }
+        tests
+    }
+
+    /// The data tests metric models generate: the gate of a metric model whose alerts gate
+    /// `build` (a rule's `gate:`, or `--fail-on-alert`), failing on the new cases at or above
+    /// it, and the check of its action log.
+    pub(super) fn generated_tests(&mut self, generated: &[crate::metrics::GeneratedModel]) -> Vec<Node> {
+        let (engine, project_name) = (self.engine, self.project_name);
+        let mut tests = Vec::new();
+        for (model, (name, sql)) in generated
+            .iter()
+            .flat_map(|model| model.tests.iter().map(move |test| (model, test)))
+        {
+            // A disabled metric model's tests go with it.
+            if !self
+                .nodes
+                .values()
+                .any(|node| node.name == model.name && node.path == model.path)
+            {
+                continue;
+            }
+            let capture = match engine.parse(&model.path, sql) {
+                Ok(capture) => capture,
+                Err(problem) => {
+                    self.problems.push(problem);
+                    continue;
+                }
+            };
+            let mut config = self
+                .project
+                .file
+                .data_tests
+                .resolve(&[project_name.to_string(), name.clone()]);
+            config.insert("materialized".into(), Json::from("test"));
+            // They report: what reads the cases runs even when they fail (see `execute::plan`).
+            config.insert(crate::graph::REPORT_ONLY.into(), Json::Bool(true));
+            let mut refs = capture.refs;
+            for call in &mut refs {
+                call.line = model.line;
+            }
+            tests.push(Node {
+                line: model.line,
+                fqn: vec![project_name.to_string(), name.clone()],
+                tags: vec!["metric_model".to_string()],
+                description: format!("Generated with {} by its metric model.", model.name),
+                config,
+                raw_code: sql.clone(),
+                refs,
+                ..Node::new(
+                    format!("test.{project_name}.{name}"),
+                    name.clone(),
+                    model.path.clone(),
+                    Materialization::Test,
+                    Resource::Test {
+                        severity: crate::graph::node::Severity::Error,
                         generic: None,
                     },
                 )

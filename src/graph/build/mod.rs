@@ -79,7 +79,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
     };
 
     // Metric models become generated SQL models, parsed like the others.
-    let generated = match crate::metrics::expand(project) {
+    let generated = match crate::metrics::expand(project, engine.var(crate::metrics::FAIL_ON_ALERT_VAR)) {
         Ok(generated) => generated,
         Err(diagnostics) => {
             parse.problems.extend(diagnostics);
@@ -115,6 +115,7 @@ pub fn build(project: &Project, engine: &TemplateEngine, target: &Target) -> Res
     parse.sources();
     let mut tests = parse.generic_tests();
     tests.extend(parse.singular_tests(parsed_tests));
+    tests.extend(parse.generated_tests(&generated));
     parse.add_tests(tests);
     parse.dependencies();
     parse.unused_config_paths();

@@ -308,6 +308,26 @@ fn version_files<'a>(
     let mut files = BTreeMap::new();
     for model in properties.values().filter(|model| !model.versions.is_empty()) {
         let latest = latest_version(model);
+        let claims_own_name = model.versions.iter().any(|version| {
+            version.defined_in.as_deref().map(|d| d.trim_end_matches(".sql")) == Some(model.name.as_str())
+                || (version.defined_in.is_none()
+                    && version.v == latest
+                    && !stems.contains(format!("{}_v{}", model.name, version.v).as_str()))
+        });
+        if stems.contains(model.name.as_str()) && !claims_own_name {
+            problems.push(
+                Diagnostic::new(format!(
+                    "model '{}' is versioned, but {}.sql is not one of its versions: it would be a model of the same name",
+                    model.name, model.name
+                ))
+                .with_help(format!(
+                    "rename the file {}_v<version>.sql, or set defined_in: {} on the version it defines",
+                    model.name, model.name
+                ))
+                .in_file(&model.file)
+                .at_place(model.line, model.column),
+            );
+        }
         if let Some((written, at)) = &model.latest_version {
             if !model.versions.iter().any(|version| &version.v == written) {
                 let versions: Vec<&str> = model.versions.iter().map(|version| version.v.as_str()).collect();

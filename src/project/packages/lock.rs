@@ -1,7 +1,8 @@
 //! `package-lock.yml`: what `deps` installed for each entry of `packages.yml`, with each git
 //! package pinned to the commit its `revision:` (a branch or tag) was at. While `packages.yml`
-//! lists the same packages, `deps` installs the pinned commits, so every clone and CI run gets
-//! the same code; `deps --upgrade` resolves the revisions again. Commit the file, as with dbt.
+//! is unchanged (its SHA-256 is in the lock), `deps` installs the pinned commits, so every clone
+//! and CI run gets the same code; `deps --upgrade` resolves the revisions again. Commit the
+//! file, as with dbt.
 
 use std::path::Path;
 
@@ -16,6 +17,10 @@ pub const LOCK_FILE: &str = "package-lock.yml";
 struct RawLock {
     #[serde(default)]
     packages: Vec<LockEntry>,
+    /// SHA-256 of the `packages.yml` it locks: a changed file (another `revision:`, say) is
+    /// resolved again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    packages_sha256: Option<String>,
 }
 
 /// One locked entry, in `packages.yml`'s own form.
@@ -36,13 +41,17 @@ struct LockEntry {
     name: Option<String>,
 }
 
-/// The locked sources of `root`'s lock file, in `packages.yml` order; none without one (or
-/// with one that is not a lock file: it is then resolved again and rewritten).
-pub fn read(root: &Path) -> Vec<Source> {
+/// The locked sources of `root`'s lock file, in `packages.yml` order, when it locks the
+/// packages file whose text hashes to `listed_sha256`; none otherwise (no lock, another
+/// packages file, or not a lock file: it is then resolved again and rewritten).
+pub fn read(root: &Path, listed_sha256: &str) -> Vec<Source> {
     let Ok(text) = std::fs::read_to_string(root.join(LOCK_FILE)) else {
         return Vec::new();
     };
     let raw: RawLock = serde_yaml::from_str(&text).unwrap_or_default();
+    if raw.packages_sha256.as_deref() != Some(listed_sha256) {
+        return Vec::new();
+    }
     raw.packages
         .into_iter()
         .filter_map(|entry| match (entry.local, entry.git, entry.tarball) {
@@ -82,7 +91,7 @@ pub fn matches(listed: &[Source], locked: &[Source]) -> bool {
 
 /// Writes the lock file of what was installed (each source as resolved, with its package's
 /// name), through a temporary file and a rename.
-pub fn write(root: &Path, installed: &[(Source, String)]) -> std::io::Result<()> {
+pub fn write(root: &Path, installed: &[(Source, String)], listed_sha256: &str) -> std::io::Result<()> {
     let packages = installed
         .iter()
         .map(|(source, name)| {
@@ -107,7 +116,11 @@ pub fn write(root: &Path, installed: &[(Source, String)]) -> std::io::Result<()>
             entry
         })
         .collect();
-    let text = serde_yaml::to_string(&RawLock { packages }).map_err(std::io::Error::other)?;
+    let lock = RawLock {
+        packages,
+        packages_sha256: Some(listed_sha256.to_string()),
+    };
+    let text = serde_yaml::to_string(&lock).map_err(std::io::Error::other)?;
     let text =
         format!("# Written by `tidemark deps`: the packages it installed, git revisions pinned to commits.\n{text}");
     let temporary = root.join(format!("{LOCK_FILE}.tmp-{}", std::process::id()));
