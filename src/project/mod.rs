@@ -322,10 +322,12 @@ fn load_project<'a>(
                 for (path, parts, absolute_path) in collect(&within(&package_file.seed_paths), "csv", &mut problems) {
                     package_seeds.push((path, parts, absolute_path, package_file.name.clone()));
                 }
+                let mut files = Vec::new();
                 for extension in ["yml", "yaml"] {
-                    package_yaml.extend(collect(&within(&package_file.model_paths), extension, &mut problems));
+                    files.extend(collect(&within(&package_file.model_paths), extension, &mut problems));
                 }
-                package_yaml.extend(collect(&within(&package_file.seed_paths), "yml", &mut problems));
+                files.extend(collect(&within(&package_file.seed_paths), "yml", &mut problems));
+                package_yaml.extend(files.into_iter().map(|entry| (entry, Some(package_file.name.clone()))));
                 packages.push(packages::Package {
                     name: package_file.name.clone(),
                     file: package_file,
@@ -408,17 +410,22 @@ fn load_project<'a>(
         }
     };
 
-    let mut yaml_entries = collect(&file.model_paths, "yml", &mut problems);
-    yaml_entries.extend(collect(&file.model_paths, "yaml", &mut problems));
-    yaml_entries.extend(collect(&file.seed_paths, "yml", &mut problems));
+    let mut yaml_entries: Vec<_> = collect(&file.model_paths, "yml", &mut problems)
+        .into_iter()
+        .chain(collect(&file.model_paths, "yaml", &mut problems))
+        .chain(collect(&file.seed_paths, "yml", &mut problems))
+        .map(|entry| (entry, None))
+        .collect();
     yaml_entries.extend(package_yaml);
-    yaml_entries.sort_by(|a, b| a.0.cmp(&b.0));
-    yaml_entries.dedup_by(|a, b| a.0 == b.0);
+    yaml_entries.sort_by(|a, b| a.0 .0.cmp(&b.0 .0));
+    yaml_entries.dedup_by(|a, b| a.0 .0 == b.0 .0);
     let parsed: Vec<Result<PropertyFile, Vec<Diagnostic>>> = yaml_entries
         .into_par_iter()
-        .map(|(path, _, absolute)| {
+        .map(|((path, _, absolute), package)| {
             let text = read(&absolute, &path).map_err(|d| vec![d])?;
-            properties::parse(&path, &text, context.as_ref())
+            let mut parsed = properties::parse(&path, &text, context.as_ref())?;
+            parsed.package = package;
+            Ok(parsed)
         })
         .collect();
     let mut property_files: Vec<PropertyFile> = Vec::new();

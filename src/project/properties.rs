@@ -69,6 +69,8 @@ impl SourceFormat {
 #[derive(Debug, Clone, Default)]
 pub struct PropertyFile {
     pub file: String,
+    /// The package the file belongs to (none: the project's own).
+    pub package: Option<String>,
     pub sources: Vec<SourceProperties>,
     pub models: Vec<NodeProperties>,
     pub seeds: Vec<NodeProperties>,

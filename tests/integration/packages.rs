@@ -167,6 +167,19 @@ fn packages_from_a_folder_a_git_repository_and_a_tarball_run_under_their_names()
         parsed["nodes"]["model.shop.calendar_reader"]["depends_on"]["nodes"],
         serde_json::json!(["model.shop.calendar"])
     );
+    // Each property file describes its own package's model, and its tests test that one.
+    assert_eq!(
+        parsed["nodes"]["model.my_utils.calendar"]["description"],
+        "The package's calendar."
+    );
+    assert_eq!(
+        parsed["nodes"]["model.shop.calendar"]["description"],
+        "The shop's calendar, read from the package's."
+    );
+    assert_eq!(
+        parsed["nodes"]["test.shop.not_null_calendar_day_number"]["depends_on"]["nodes"],
+        serde_json::json!(["model.my_utils.calendar"])
+    );
 
     // Without the project's override, the package's default__ implementation is dispatched to.
     std::fs::remove_file(project.join("macros/overrides.sql")).unwrap();

@@ -29,12 +29,18 @@ impl Parse<'_> {
         for file in &project.property_files {
             let mut declare = |owner_kind: &str, owner: &NodeProperties| {
                 let prefix = format!("{owner_kind}.");
-                // A versioned model: any of its versions (the latest may be disabled).
-                let owner_id = refs.get(&owner.name).filter(|id| id.starts_with(&prefix)).or_else(|| {
-                    (!owner.versions.is_empty())
-                        .then(|| refs.all_versions(&project.file.name, &owner.name).first().copied())
-                        .flatten()
-                });
+                // The file's package's node (a package's properties describe its own); for a
+                // versioned model, any of its versions (the latest may be disabled).
+                let package = file.package.as_deref().unwrap_or(project.file.name.as_str());
+                let owner_id = refs
+                    .resolve(package, Some(package), &owner.name, None)
+                    .ok()
+                    .filter(|id| id.starts_with(&prefix))
+                    .or_else(|| {
+                        (!owner.versions.is_empty())
+                            .then(|| refs.all_versions(package, &owner.name).first().copied())
+                            .flatten()
+                    });
                 let Some(owner_id) = owner_id else {
                     if !disabled.contains(&owner.name) {
                         let mut warning = Diagnostic::new(format!(

@@ -194,7 +194,7 @@ impl Parse<'_> {
             // At the value in the model's properties when they set it, else in its own file.
             let at = |message: String, key: &str| {
                 let yaml = (node.resource_type == ResourceType::Model)
-                    .then(|| model_properties.get(node.name.as_str()))
+                    .then(|| model_properties.get(&(node.package().to_string(), node.name.clone())))
                     .flatten()
                     .and_then(|properties| Some((properties, *properties.config_positions.get(key)?)));
                 match yaml {
@@ -399,14 +399,21 @@ impl Parse<'_> {
     }
 }
 
+/// The properties of each model (or seed) by its package and name: a package's property files
+/// describe the package's own nodes.
 fn properties_by_name<'a>(
     project: &'a Project,
     pick: impl Fn(&'a crate::project::PropertyFile) -> &'a Vec<NodeProperties>,
-) -> BTreeMap<&'a str, &'a NodeProperties> {
+) -> BTreeMap<(String, String), &'a NodeProperties> {
     project
         .property_files
         .iter()
-        .flat_map(|file| pick(file).iter().map(|p| (p.name.as_str(), p)))
+        .flat_map(|file| {
+            let package = file.package.as_deref().unwrap_or(project.file.name.as_str());
+            pick(file)
+                .iter()
+                .map(move |p| ((package.to_string(), p.name.clone()), p))
+        })
         .collect()
 }
 

@@ -35,7 +35,11 @@ impl Parse<'_> {
         let model_properties = properties_by_name(project, |file| &file.models);
         let generated_by_name: BTreeMap<&str, &crate::metrics::GeneratedModel> =
             generated.iter().map(|model| (model.name.as_str(), model)).collect();
-        let stems: std::collections::BTreeSet<&str> = parsed_models.iter().map(|(file, _)| file.name()).collect();
+        let owner_of = |file: &SqlFile| file.package.clone().unwrap_or_else(|| project_name.to_string());
+        let stems: std::collections::BTreeSet<(String, String)> = parsed_models
+            .iter()
+            .map(|(file, _)| (owner_of(file), file.name().to_string()))
+            .collect();
         let version_files = version_files(&model_properties, &stems, problems);
         for (file, parsed) in parsed_models {
             let capture = match parsed {
@@ -46,7 +50,7 @@ impl Parse<'_> {
                 }
             };
             // A version of a versioned model is named as the model, with its version beside.
-            let versioned = version_files.get(file.name());
+            let versioned = version_files.get(&(owner_of(file).to_string(), file.name().to_string()));
             let name = versioned
                 .map_or(file.name(), |(properties, _)| properties.name.as_str())
                 .to_string();
@@ -60,7 +64,7 @@ impl Parse<'_> {
                 fqn.extend([name.clone(), format!("v{}", version.v)]);
             }
             let mut config = folder_configs(project, file.package.as_deref(), &fqn, |file| &file.models);
-            let properties = model_properties.get(name.as_str());
+            let properties = model_properties.get(&(owner.to_string(), name.clone()));
             if let Some(properties) = properties {
                 merge_configs(&mut config, &properties.config);
             }
@@ -236,7 +240,7 @@ impl Parse<'_> {
             let owner = seed.package.as_deref().unwrap_or(project_name);
             let fqn = fqn_of(owner, &seed.parts);
             let mut config = folder_configs(project, seed.package.as_deref(), &fqn, |file| &file.seeds);
-            let properties = seed_properties.get(name.as_str());
+            let properties = seed_properties.get(&(owner.to_string(), name.clone()));
             if let Some(properties) = properties {
                 merge_configs(&mut config, &properties.config);
             }
@@ -301,20 +305,22 @@ impl Parse<'_> {
 /// with the model's and the version's properties. A version without a file, or a
 /// `latest_version` that is not a version, is a problem.
 fn version_files<'a>(
-    properties: &BTreeMap<&str, &'a NodeProperties>,
-    stems: &std::collections::BTreeSet<&str>,
+    properties: &BTreeMap<(String, String), &'a NodeProperties>,
+    stems: &std::collections::BTreeSet<(String, String)>,
     problems: &mut crate::diagnostics::Diagnostics,
-) -> BTreeMap<String, (&'a NodeProperties, &'a VersionProperties)> {
+) -> BTreeMap<(String, String), (&'a NodeProperties, &'a VersionProperties)> {
     let mut files = BTreeMap::new();
-    for model in properties.values().filter(|model| !model.versions.is_empty()) {
+    for ((package, _), model) in properties.iter().filter(|(_, model)| !model.versions.is_empty()) {
+        // The model files of the model's own package.
+        let has_file = |stem: &str| stems.contains(&(package.clone(), stem.to_string()));
         let latest = latest_version(model);
         let claims_own_name = model.versions.iter().any(|version| {
             version.defined_in.as_deref().map(|d| d.trim_end_matches(".sql")) == Some(model.name.as_str())
                 || (version.defined_in.is_none()
                     && version.v == latest
-                    && !stems.contains(format!("{}_v{}", model.name, version.v).as_str()))
+                    && !has_file(&format!("{}_v{}", model.name, version.v)))
         });
-        if stems.contains(model.name.as_str()) && !claims_own_name {
+        if has_file(&model.name) && !claims_own_name {
             problems.push(
                 Diagnostic::new(format!(
                     "model '{}' is versioned, but {}.sql is not one of its versions: it would be a model of the same name",
@@ -346,15 +352,10 @@ fn version_files<'a>(
             let suffixed = format!("{}_v{}", model.name, version.v);
             let stem = match &version.defined_in {
                 Some(defined_in) => defined_in.trim_end_matches(".sql").to_string(),
-                None if !stems.contains(suffixed.as_str())
-                    && version.v == latest
-                    && stems.contains(model.name.as_str()) =>
-                {
-                    model.name.clone()
-                }
+                None if !has_file(&suffixed) && version.v == latest && has_file(&model.name) => model.name.clone(),
                 None => suffixed,
             };
-            if !stems.contains(stem.as_str()) {
+            if !has_file(&stem) {
                 problems.push(
                     Diagnostic::new(format!(
                         "model '{}' version {}: no model file named {stem}.sql",
@@ -366,7 +367,7 @@ fn version_files<'a>(
                 );
                 continue;
             }
-            if let Some((other, _)) = files.insert(stem.clone(), (*model, version)) {
+            if let Some((other, _)) = files.insert((package.clone(), stem.clone()), (*model, version)) {
                 problems.push(
                     Diagnostic::new(format!(
                         "model '{}' version {}: {stem}.sql already defines model '{}'",

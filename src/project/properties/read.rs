@@ -505,6 +505,7 @@ pub fn parse(
     }
     Ok(PropertyFile {
         file: file.to_string(),
+        package: None,
         sources,
         models,
         seeds,
