@@ -31,6 +31,7 @@ mod scorecard;
 pub mod spec;
 mod syntax;
 mod validate;
+mod validation;
 
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -209,7 +210,24 @@ fn generate(
     .into_iter()
     .flatten()
     .collect();
-    vec![
+    // Score validations, when declared: a table and, with `min_auc`, its floor test.
+    let validation_model = (!spec.validations.is_empty()).then(|| {
+        let mut validation_model = make(
+            validation::name(spec),
+            validation::sql(spec),
+            format!(
+                "Score validations of metric model {}: per validation and period, how well the score predicts its outcome (AUC, correlation).",
+                spec.name
+            ),
+            Vec::new(),
+        );
+        validation_model.tests = validation::floor_test_sql(spec)
+            .map(|sql| (validation::floor_test_name(spec), sql))
+            .into_iter()
+            .collect();
+        validation_model
+    });
+    let mut models = vec![
         make(
             daily::name(spec),
             daily::sql(model),
@@ -240,7 +258,9 @@ fn generate(
         ),
         // Rebuilt whole on every run, incremental metric model or not (see `cases`).
         cases_model,
-    ]
+    ];
+    models.extend(validation_model);
+    models
 }
 
 /// Days before the first recomputed period a time-range run of the scorecard reads the daily

@@ -57,6 +57,9 @@ pub struct MetricModelSpec {
     /// replaces it).
     #[serde(default)]
     pub notify: Vec<NotifySpec>,
+    /// Checks that a score predicts the lagging outcome it claims to (`<name>_validation`).
+    #[serde(default)]
+    pub validations: Vec<ValidationSpec>,
     /// Configs of the generated tables (`tags`, `schema`, ...).
     #[serde(default)]
     pub config: ConfigMap,
@@ -481,6 +484,35 @@ pub struct NotifySpec {
     pub headers: std::collections::BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+}
+
+/// A score's validation: does it, at each period end, rank the entities whose outcome follows
+/// within `horizon_days` apart from the others?
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationSpec {
+    pub name: String,
+    /// The scorecard column judged.
+    pub score: String,
+    /// The outcome's events: a model (or seed) with the entity and the time each happened.
+    pub outcome: EventsSpec,
+    /// Days after the period end in which the outcome counts.
+    pub horizon_days: u32,
+    /// `higher` (default): a higher score predicts the outcome (completion); `lower`: a lower
+    /// score does (attrition).
+    #[serde(default)]
+    pub predicts: Option<Predicts>,
+    /// The least AUC a judged period may have; below it, the test `<name>_validation_floor`
+    /// fails with the period.
+    #[serde(default)]
+    pub min_auc: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Predicts {
+    Higher,
+    Lower,
 }
 
 /// `active_from:` of an alert: a date, or a number of periods into the grid.

@@ -91,6 +91,31 @@ pub(super) fn validate(
     for (index, target) in spec.notify.iter().enumerate() {
         check_notify(target, &format!("notify/{index}"), &error, &mut problems);
     }
+    let known: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    for (index, validation) in spec.validations.iter().enumerate() {
+        let at = format!("validations/{index}");
+        if !known.contains(&validation.score) {
+            problems.push(unknown_column(
+                &error,
+                &format!("validation {}", validation.name),
+                &validation.score,
+                &known,
+                &format!("{at}/score"),
+            ));
+        }
+        if validation.horizon_days == 0 {
+            problems.push(error(
+                format!("validation '{}': horizon_days must be at least 1", validation.name),
+                &format!("{at}/horizon_days"),
+            ));
+        }
+        if validation.min_auc.is_some_and(|floor| !(0.0..=1.0).contains(&floor)) {
+            problems.push(error(
+                format!("validation '{}': min_auc is an AUC, from 0 to 1", validation.name),
+                &format!("{at}/min_auc"),
+            ));
+        }
+    }
 
     problems.into_result(ValidatedModel {
         spec: spec.clone(),

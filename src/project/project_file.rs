@@ -114,7 +114,8 @@ struct RawProjectFile {
     models: Option<serde_yaml::Value>,
     #[serde(default)]
     seeds: Option<serde_yaml::Value>,
-    #[serde(default, alias = "tests")]
+    // `data_tests:` as dbt writes it (the struct's kebab-case would read `data-tests`).
+    #[serde(default, rename = "data_tests", alias = "tests")]
     data_tests: Option<serde_yaml::Value>,
     #[serde(default)]
     snapshots: Option<serde_yaml::Value>,

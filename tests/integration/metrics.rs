@@ -78,6 +78,12 @@ fn alert_cases_have_a_lifecycle_and_gate_builds() {
     // escalation, due dates, recovery at 30/60/90 days, and the action log's steps and overdue
     // flags.
     check_fixture_table("alert_cases", root, "case_card_alert_cases");
+    // Score validation: per period, how well a week's activity ranks next week's (AUC).
+    check_fixture_table("alert_cases", root, "case_card_validation");
+    assert_eq!(
+        result_of(root, "test.alert_cases.case_card_validation_floor"),
+        Some(("pass".to_string(), 0))
+    );
     // Without a gate, no gate test runs; the action log is valid.
     assert!(
         result_of(root, "test.alert_cases.case_card_alert_gate").is_none(),
@@ -143,6 +149,19 @@ fn alert_cases_have_a_lifecycle_and_gate_builds() {
     assert_eq!(output.status.code(), Some(1), "{}", transcript(&output, root));
     assert_eq!(
         result_of(root, "test.alert_cases.case_card_alert_gate"),
+        Some(("fail".to_string(), 1))
+    );
+    // A floor the score misses fails its test with the period (04-05: AUC 0.4).
+    let yaml = std::fs::read_to_string(root.join("models/metrics.yml")).unwrap();
+    std::fs::write(
+        root.join("models/metrics.yml"),
+        yaml.replace("min_auc: 0.4", "min_auc: 0.5"),
+    )
+    .unwrap();
+    let output = tidemark(root, &["build", "--select", "case_card_validation+"]);
+    assert_eq!(output.status.code(), Some(1), "{}", transcript(&output, root));
+    assert_eq!(
+        result_of(root, "test.alert_cases.case_card_validation_floor"),
         Some(("fail".to_string(), 1))
     );
     // A severity that is not one is refused before anything runs.

@@ -217,6 +217,7 @@ impl Parse<'_> {
             config.insert("materialized".into(), Json::from("test"));
             // They report: what reads the cases runs even when they fail (see `execute::plan`).
             config.insert(crate::graph::REPORT_ONLY.into(), Json::Bool(true));
+            let severity = severity_of(&config);
             let mut refs = capture.refs;
             for call in &mut refs {
                 call.line = model.line;
@@ -235,7 +236,7 @@ impl Parse<'_> {
                     model.path.clone(),
                     Materialization::Test,
                     Resource::Test {
-                        severity: crate::graph::node::Severity::Error,
+                        severity,
                         generic: None,
                     },
                 )
