@@ -18,6 +18,8 @@
 //! | `tidemark_trailing_avg(value, start, end[, key]) over (partition by … order by …)` | window | `avg(value)` over the rows `start` to `end` rows before this one: what `rows between start preceding and end preceding` gives, computed a partition at a time |
 //! | `tidemark_trailing_stddev` / `_count` (same arguments), `tidemark_trailing_percentile(value, fraction, start, end[, key])` | window | `stddev_samp`, `count`, `percentile_cont` (0.5: `median`) over the same rows |
 //! | `tidemark_trailing_summary(value, start, end[, key])` | window | all of them at once: a struct `{avg, stddev, count, median, p25, p75}` |
+//! | `tidemark_ewma(value, lambda[, key]) over (…)` | window | the exponentially weighted moving average `λ·value + (1 − λ)·previous`, from the first value (NULL values hold it) |
+//! | `tidemark_cusum_low(z, k[, key]) over (…)` | window | the lower one-sided CUSUM `max(0, previous − z − k)`, from 0 (NULL values hold it) |
 //!
 //! The streak and trailing functions take an optional last argument `key`: rows count only
 //! within a run of equal keys, so `f(…, entity) over (order by entity, period)` equals
@@ -39,6 +41,7 @@
 pub mod duckdb;
 mod periods;
 mod sequence;
+mod spc;
 mod streak;
 mod trailing;
 mod window_aggregates;
@@ -82,9 +85,10 @@ pub fn aggregate_functions() -> Vec<AggregateUDF> {
 }
 
 /// The window functions (`tidemark_streak`, `tidemark_streak_start`, `tidemark_trailing_*`,
-/// `tidemark_recent_mean`, `tidemark_change`).
+/// `tidemark_recent_mean`, `tidemark_change`, `tidemark_ewma`, `tidemark_cusum_low`).
 pub fn window_functions() -> Vec<WindowUDF> {
     let mut functions = streak::all();
+    functions.extend(spc::all());
     functions.extend(trailing::all());
     functions.extend(sequence::all());
     functions

@@ -66,18 +66,37 @@ pub(super) fn sql(model: &ValidatedModel) -> String {
     let mut baselines = Vec::new();
     let mut limits = Vec::new();
     let mut runs = Vec::new();
+    // Each distinct baseline once (two identical window expressions in one projection are an
+    // error); rules with the same one share its column.
+    let mut baseline_columns: BTreeMap<String, String> = BTreeMap::new();
+    let mut limits_of = |index: usize, metric: &str, start: u32, end: u32, floor: f64, baselines: &mut Vec<String>| {
+        let expression = format!(
+            "tidemark_trailing_summary({metric}, {start}, {end}, {entity}) over (order by {entity}, period_end)"
+        );
+        let column = baseline_columns
+            .entry(expression.clone())
+            .or_insert_with(|| {
+                baselines.push(format!("{expression} as __baseline_{index}"));
+                format!("__baseline_{index}")
+            })
+            .clone();
+        format!(
+            "{column}['avg'] as __centre_{index},\n        greatest(coalesce({column}['stddev'], 0), {floor}) as __sigma_{index},\n        {column}['count'] as __baseline_periods_{index}"
+        )
+    };
     for (index, alert) in spec.alerts.iter().enumerate() {
         if let (None, Some(chart)) = (&alert.when, &alert.control_chart) {
             let metric = &chart.metric;
             // The `periods` rows before each one (`rows between periods preceding and 1
             // preceding`), in one pass with the entity as the key (see `crate::functions`).
             let periods = chart.periods.unwrap_or(8);
-            baselines.push(format!(
-                "tidemark_trailing_summary({metric}, {periods}, 1, {entity}) over (order by {entity}, period_end) as __baseline_{index}"
-            ));
-            limits.push(format!(
-                "__baseline_{index}['avg'] as __centre_{index},\n        greatest(coalesce(__baseline_{index}['stddev'], 0), {floor}) as __sigma_{index},\n        __baseline_{index}['count'] as __baseline_periods_{index}",
-                floor = chart.sigma_floor.unwrap_or(0.0)
+            limits.push(limits_of(
+                index,
+                metric,
+                periods,
+                1,
+                chart.sigma_floor.unwrap_or(0.0),
+                &mut baselines,
             ));
             if chart.run_below.is_some() {
                 runs.push(format!(
@@ -86,7 +105,50 @@ pub(super) fn sql(model: &ValidatedModel) -> String {
             }
         }
     }
-    for (name, columns) in [("baselines", baselines), ("limits", limits), ("runs", runs)] {
+    // EWMA and CUSUM charts: the same baseline (leaving out `skip` periods before the judged
+    // one), each value standardised against it, then the chart's statistic over the entity's
+    // periods.
+    let mut standardised = Vec::new();
+    let mut charts = Vec::new();
+    for (index, alert) in spec.alerts.iter().enumerate() {
+        let (metric, periods, skip, floor, statistic) = match (&alert.ewma, &alert.cusum) {
+            (Some(ewma), _) => (
+                &ewma.metric,
+                ewma.periods.unwrap_or(8),
+                ewma.skip.unwrap_or(0),
+                ewma.sigma_floor.unwrap_or(0.0),
+                format!("tidemark_ewma(__z_{index}, {}, {entity})", ewma.lambda.unwrap_or(0.2)),
+            ),
+            (None, Some(cusum)) => (
+                &cusum.metric,
+                cusum.periods.unwrap_or(8),
+                cusum.skip.unwrap_or(0),
+                cusum.sigma_floor.unwrap_or(0.0),
+                format!("tidemark_cusum_low(__z_{index}, {}, {entity})", cusum.k.unwrap_or(0.5)),
+            ),
+            (None, None) => continue,
+        };
+        limits.push(limits_of(
+            index,
+            metric,
+            periods + skip,
+            1 + skip,
+            floor,
+            &mut baselines,
+        ));
+        standardised.push(format!(
+            "cast({metric} as double) - __centre_{index}) / nullif(__sigma_{index}, 0) as __z_{index}"
+        ));
+        charts.push(format!("{statistic} over ({by_entity}) as __spc_{index}"));
+    }
+    let standardised: Vec<String> = standardised.into_iter().map(|z| format!("({z}")).collect();
+    for (name, columns) in [
+        ("baselines", baselines),
+        ("limits", limits),
+        ("runs", runs),
+        ("standardised", standardised),
+        ("charts", charts),
+    ] {
         if !columns.is_empty() {
             ctes.push(format!(
                 "{name} as (\n    select *,\n        {}\n    from {source}\n)",
@@ -162,6 +224,7 @@ fn rule(model: &ValidatedModel, alert: &AlertSpec, index: usize) -> Rule {
         .unwrap_or_else(|| "true".into());
     let (condition, default_threshold) = match (&alert.when, &alert.control_chart) {
         (Some(condition), _) => (format!("({condition})"), "cast(null as double)".to_string()),
+        (None, None) if alert.ewma.is_some() || alert.cusum.is_some() => spc_condition(alert, index),
         (None, Some(chart)) => {
             let lower = format!("__centre_{index} - {} * __sigma_{index}", chart.sigma.unwrap_or(3.0));
             let mut condition = format!("(__baseline_periods_{index} >= 3 and {} < {lower})", chart.metric);
@@ -226,6 +289,30 @@ fn rule(model: &ValidatedModel, alert: &AlertSpec, index: usize) -> Rule {
             Some(date) => format!(" and period_end >= cast('{date}' as date)"),
             None => String::new(),
         },
+    }
+}
+
+/// The breach condition and default threshold of an EWMA or CUSUM rule: the EWMA of the
+/// standardised values below −L·√(λ/(2−λ)) (its asymptotic σ), reported as the metric's limit;
+/// the lower CUSUM above h. Both need 3 baseline periods.
+fn spc_condition(alert: &AlertSpec, index: usize) -> (String, String) {
+    match (&alert.ewma, &alert.cusum) {
+        (Some(ewma), _) => {
+            let lambda = ewma.lambda.unwrap_or(0.2);
+            let width = ewma.limit.unwrap_or(3.0) * (lambda / (2.0 - lambda)).sqrt();
+            (
+                format!("(__baseline_periods_{index} >= 3 and __spc_{index} < -{width})"),
+                format!("__centre_{index} - {width} * __sigma_{index}"),
+            )
+        }
+        (None, Some(cusum)) => {
+            let h = cusum.h.unwrap_or(4.0);
+            (
+                format!("(__baseline_periods_{index} >= 3 and __spc_{index} > {h})"),
+                format!("{h}"),
+            )
+        }
+        (None, None) => ("false".into(), "cast(null as double)".into()),
     }
 }
 

@@ -432,6 +432,14 @@ pub struct AlertSpec {
     /// Control chart: fire when `metric` is outside mean ± k·σ of its trailing baseline.
     #[serde(default)]
     pub control_chart: Option<ControlChartSpec>,
+    /// EWMA chart: fire when the exponentially weighted mean of `metric`'s standardised values
+    /// (against the entity's own trailing baseline) falls below −L·σ_EWMA.
+    #[serde(default)]
+    pub ewma: Option<EwmaSpec>,
+    /// Lower CUSUM: fire when the cumulative shortfall of `metric`'s standardised values below
+    /// −k exceeds h.
+    #[serde(default)]
+    pub cusum: Option<CusumSpec>,
     /// Periods in a row the condition must hold (default 1).
     #[serde(rename = "for", default)]
     pub consecutive: Option<u32>,
@@ -554,6 +562,48 @@ pub enum RecoveryDirection {
     Down,
     Up,
     Both,
+}
+
+/// `ewma:` of an alert (statistical process control, for drops).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EwmaSpec {
+    pub metric: String,
+    /// Weight of the newest value (default 0.2).
+    #[serde(default)]
+    pub lambda: Option<f64>,
+    /// Width of the limit in σ of the EWMA (default 3).
+    #[serde(default, rename = "L")]
+    pub limit: Option<f64>,
+    /// Trailing periods of the baseline (mean and σ; default 8).
+    #[serde(default)]
+    pub periods: Option<u32>,
+    /// Periods just before the judged one left out of the baseline, so a drop in progress does
+    /// not lower it (default 0).
+    #[serde(default)]
+    pub skip: Option<u32>,
+    /// σ floor (absolute).
+    #[serde(default)]
+    pub sigma_floor: Option<f64>,
+}
+
+/// `cusum:` of an alert (one-sided, lower: for drops).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CusumSpec {
+    pub metric: String,
+    /// Allowance in σ (default 0.5).
+    #[serde(default)]
+    pub k: Option<f64>,
+    /// Decision interval in σ (default 4).
+    #[serde(default)]
+    pub h: Option<f64>,
+    #[serde(default)]
+    pub periods: Option<u32>,
+    #[serde(default)]
+    pub skip: Option<u32>,
+    #[serde(default)]
+    pub sigma_floor: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

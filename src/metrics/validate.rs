@@ -377,17 +377,38 @@ fn check_alerts(spec: &MetricModelSpec, columns: &[Column], error: &ErrorAt<'_>,
         if !alert_names.insert(alert.name.clone()) {
             problems.push(error(format!("alert '{}' is defined twice", alert.name), &at));
         }
-        match (&alert.when, &alert.control_chart) {
-            (None, None) => problems.push(error(
-                format!("alert '{}' needs 'when' or 'control_chart'", alert.name),
+        let kinds = [
+            alert.when.is_some(),
+            alert.control_chart.is_some(),
+            alert.ewma.is_some(),
+            alert.cusum.is_some(),
+        ];
+        match kinds.iter().filter(|set| **set).count() {
+            0 => problems.push(error(
+                format!(
+                    "alert '{}' needs 'when', 'control_chart', 'ewma' or 'cusum'",
+                    alert.name
+                ),
                 &at,
             )),
-            (Some(_), Some(_)) => problems.push(error(
-                format!("alert '{}' has both 'when' and 'control_chart'; use one", alert.name),
+            1 => {}
+            _ => problems.push(error(
+                format!(
+                    "alert '{}' has more than one of 'when', 'control_chart', 'ewma' and 'cusum'; use one",
+                    alert.name
+                ),
                 &at,
             )),
-            _ => {}
         }
+        if let Some(ewma) = &alert.ewma {
+            if ewma.lambda.is_some_and(|lambda| !(lambda > 0.0 && lambda <= 1.0)) {
+                problems.push(error(
+                    format!("alert '{}': ewma lambda is a weight above 0 and at most 1", alert.name),
+                    &format!("{at}/ewma/lambda"),
+                ));
+            }
+        }
+
         if alert.consecutive == Some(0) {
             problems.push(error(
                 format!("alert '{}': for must be at least 1", alert.name),
@@ -413,6 +434,12 @@ fn check_alerts(spec: &MetricModelSpec, columns: &[Column], error: &ErrorAt<'_>,
         }
         if let Some(chart) = &alert.control_chart {
             referenced.push((chart.metric.clone(), format!("{at}/control_chart/metric")));
+        }
+        if let Some(ewma) = &alert.ewma {
+            referenced.push((ewma.metric.clone(), format!("{at}/ewma/metric")));
+        }
+        if let Some(cusum) = &alert.cusum {
+            referenced.push((cusum.metric.clone(), format!("{at}/cusum/metric")));
         }
         if let Some(super::spec::ActiveFrom::Date(date)) = &alert.active_from {
             if chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_err() {

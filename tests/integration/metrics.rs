@@ -78,6 +78,8 @@ fn alert_cases_have_a_lifecycle_and_gate_builds() {
     // escalation, due dates, recovery at 30/60/90 days, and the action log's steps and overdue
     // flags.
     check_fixture_table("alert_cases", root, "case_card_alert_cases");
+    // EWMA and lower-CUSUM rules against each learner's own trailing baseline.
+    check_fixture_table("alert_cases", root, "spc_card_alerts");
     // Score validation: per period, how well a week's activity ranks next week's (AUC).
     check_fixture_table("alert_cases", root, "case_card_validation");
     assert_eq!(
