@@ -12,7 +12,7 @@ with learner_truth as (
     from {{ ref('synthetic_learners') }}
 ),
 learner_rules as (
-    select * from (values ('disengagement_risk')) as r(rule)
+    select * from (values ('disengagement_risk'), ('activity_cusum')) as r(rule)
 ),
 learner_first_alerts as (
     -- Each learner's first fired alert of each rule, and its first one on or after the drop.

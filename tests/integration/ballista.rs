@@ -300,7 +300,7 @@ fn the_lms_project_builds_on_ballista_like_embedded_and_again_incrementally() {
         );
         // The evaluation of the planted disengagement is the same on the cluster.
         let evaluation = &tables["main.alert_evaluation"];
-        assert_eq!(evaluation["rows"], 2, "{evaluation}");
+        assert_eq!(evaluation["rows"], 3, "{evaluation}");
     }
 }
 
