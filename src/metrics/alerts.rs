@@ -137,11 +137,10 @@ pub(super) fn sql(model: &ValidatedModel) -> String {
             &mut baselines,
         ));
         standardised.push(format!(
-            "cast({metric} as double) - __centre_{index}) / nullif(__sigma_{index}, 0) as __z_{index}"
+            "(cast({metric} as double) - __centre_{index}) / nullif(__sigma_{index}, 0) as __z_{index}"
         ));
         charts.push(format!("{statistic} over ({by_entity}) as __spc_{index}"));
     }
-    let standardised: Vec<String> = standardised.into_iter().map(|z| format!("({z}")).collect();
     for (name, columns) in [
         ("baselines", baselines),
         ("limits", limits),
