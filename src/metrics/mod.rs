@@ -1,6 +1,6 @@
 //! Metric models: YAML scorecards and alerts compiled to ordinary SQL models.
 //!
-//! A `metric_models:` entry in a property file becomes four table models in the DAG, so
+//! A `metric_models:` entry in a property file becomes four (or more) table models in the DAG, so
 //! selection, `compile`, `ls`, tests and materialisation treat them like any other model:
 //!
 //! - `<name>__daily`: one pass over the events to an entity × day roll-up of additive
@@ -15,7 +15,10 @@
 //!   the period's data gate failed);
 //! - `<name>_alert_cases`: the alerts grouped into cases (entity × rule × episode) with a status,
 //!   owners, due dates and recovery checkpoints, rebuilt whole every run; with a gate (a rule's
-//!   `gate:`, or `--fail-on-alert`), also the data test `<name>_alert_gate` over its new cases.
+//!   `gate:`, or `--fail-on-alert`), also the data test `<name>_alert_gate` over its new cases;
+//! - with `validations:`, `<name>_validation` (does a score predict its outcome), and with
+//!   `interventions:`, `<name>_interventions` (difference-in-differences and ROI of each pilot)
+//!   plus `<name>_intervention_arms` when tidemark draws a pilot's arms (`interventions`).
 //!
 //! [`spec`] is the vocabulary, `validate` checks a spec against itself before any SQL is
 //! generated (its derived columns in `validate/derived.rs`), `calendar` turns `periods:` into
@@ -27,6 +30,7 @@ mod alerts;
 mod calendar;
 mod cases;
 mod daily;
+mod interventions;
 mod scorecard;
 pub mod spec;
 mod syntax;
@@ -260,6 +264,35 @@ fn generate(
         cases_model,
     ];
     models.extend(validation_model);
+    // Interventions, when declared: the drawn arms (if any are randomised), the estimates and
+    // the check of the arms.
+    if !spec.interventions.is_empty() {
+        if let Some(sql) = interventions::arms_sql(spec) {
+            models.push(make(
+                interventions::arms_name(spec),
+                sql,
+                format!(
+                    "Arms drawn for the randomised interventions of metric model {}: one row per intervention and eligible entity, with its draw.",
+                    spec.name
+                ),
+                Vec::new(),
+            ));
+        }
+        let mut estimates = make(
+            interventions::name(spec),
+            interventions::sql(spec),
+            format!(
+                "Interventions of metric model {}: per pilot, the difference-in-differences of its outcome between treated and control entities, its interval, and ROI.",
+                spec.name
+            ),
+            Vec::new(),
+        );
+        estimates.tests = interventions::arms_check_sql(spec)
+            .map(|sql| (interventions::arms_check_name(spec), sql))
+            .into_iter()
+            .collect();
+        models.push(estimates);
+    }
     models
 }
 

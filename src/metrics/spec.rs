@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub use super::interventions::{AssignmentSpec, InterventionSpec, RandomizeSpec};
+
 use crate::project::ConfigMap;
 
 /// One metric model: events rolled up per entity and day, evaluated at every period end over
@@ -60,6 +62,10 @@ pub struct MetricModelSpec {
     /// Checks that a score predicts the lagging outcome it claims to (`<name>_validation`).
     #[serde(default)]
     pub validations: Vec<ValidationSpec>,
+    /// Pilots with a treatment and a control group, and their measured effect
+    /// (`<name>_interventions`).
+    #[serde(default)]
+    pub interventions: Vec<InterventionSpec>,
     /// Configs of the generated tables (`tags`, `schema`, ...).
     #[serde(default)]
     pub config: ConfigMap,

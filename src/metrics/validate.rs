@@ -55,7 +55,7 @@ impl ValidatedModel {
 }
 
 /// Where an offending node is within the model (`measures/2/percentile`) → the diagnostic.
-type ErrorAt<'a> = dyn Fn(String, &str) -> Diagnostic + 'a;
+pub(super) type ErrorAt<'a> = dyn Fn(String, &str) -> Diagnostic + 'a;
 
 /// A derived column's name, its input columns, the definition, and its node's path.
 type Item = (String, Vec<String>, Derived, String);
@@ -116,6 +116,7 @@ pub(super) fn validate(
             ));
         }
     }
+    super::interventions::check(spec, &known, &error, &mut problems);
 
     problems.into_result(ValidatedModel {
         spec: spec.clone(),
@@ -519,7 +520,7 @@ pub(super) fn check_notify(
     problems.push(error(message.to_string(), at));
 }
 
-fn unknown_column(
+pub(super) fn unknown_column(
     error: &dyn Fn(String, &str) -> Diagnostic,
     owner: &str,
     column: &str,

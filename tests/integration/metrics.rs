@@ -241,3 +241,45 @@ fn the_lms_project_compiles_to_readable_sql() {
         insta::assert_snapshot!(format!("lms_sql_{name}"), sql);
     }
 }
+
+#[test]
+fn interventions_estimate_difference_in_differences_and_roi() {
+    // Eight learners and three pilots (tests/fixtures/interventions/expected/README.md).
+    let project = fixture("interventions");
+    let root = project.path();
+    let output = tidemark(root, &["build"]);
+    let text = transcript(&output, root);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    // Declared arms with per-learner starts (complete), drawn arms (running), and a pilot that
+    // has not started (planned): counts, means, estimate, interval and ROI.
+    check_fixture_table("interventions", root, "pilot_card_interventions");
+    // The draws: md5 of "7:<learner>", managers excluded by the filter.
+    check_fixture_table("interventions", root, "pilot_card_intervention_arms");
+    assert_eq!(
+        result_of(root, "test.interventions.pilot_card_intervention_arms_valid"),
+        Some(("pass".to_string(), 0))
+    );
+    // An unknown arm and a learner in both arms: the check fails and names the rows (twice:
+    // coaching and refresher read the same arms).
+    let arms = root.join("seeds/coaching_arms.csv");
+    let declared = std::fs::read_to_string(&arms).unwrap();
+    std::fs::write(
+        &arms,
+        format!("{declared}l7,placebo,2026-02-02\nl1,control,2026-02-02\n"),
+    )
+    .unwrap();
+    let output = tidemark(root, &["build", "--store-failures"]);
+    let text = transcript(&output, root);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL 6 pilot_card_intervention_arms_valid"), "{text}");
+    let failures = crate::common::table_csv(
+        &root.join("warehouse/main_test_failures/pilot_card_intervention_arms_valid/data.parquet"),
+    );
+    for row in [
+        "coaching,l7,placebo,2026-02-02,arm is neither treatment nor control",
+        "coaching,l1,control,2026-02-02,entity assigned 2 times",
+        "refresher,l1,treatment,2026-03-02,entity assigned 2 times",
+    ] {
+        assert!(failures.contains(row), "{failures}");
+    }
+}
