@@ -1,7 +1,8 @@
 -- Synthetic xAPI-style LMS statements (actor, verb, object, result, context), deterministic for
 -- a given lms_seed. Healthy learners vary ±8% week to week; everyone dips in a holiday week and
--- spikes in a content-launch week; planted learners and teams change from their change day; and
--- a reporting-lag gap loses most statements for a few days.
+-- spikes in a content-launch week; planted learners and teams change from their change day; the
+-- benefits pilot's treated learners move voluntary sessions to the benefits course from its
+-- start; and a reporting-lag gap loses most statements for a few days.
 --
 -- Incremental like an LMS export: one partition folder per day (`event_date=2026-11-15/`); a run
 -- after `lms_days` grew generates the new days (and the last day it holds again). Nothing of a
@@ -25,13 +26,21 @@ learner_days as (
     select
         l.learner_id, l.learner_number, l.team_id, l.daily_rate, l.skill, l.planted_shape, l.change_day,
         t.planted_team_drop, t.team_change_day,
+        -- The benefits pilot: the day a treated learner's nudges begin (NULL for the others).
+        p.nudge_day,
         d.day,
         cast(d.day / 7 as bigint) as week
     -- Days first: a cross join streams its right side, so each output batch is one day of
     -- every learner (thousands of rows) rather than one learner's days.
     from days as d
     cross join ({{ ref('synthetic_learners') }} as l
-        join {{ ref('synthetic_teams') }} as t on t.team_id = l.team_id)
+        join {{ ref('synthetic_teams') }} as t on t.team_id = l.team_id
+        left join (
+            -- The arms tidemark drew for the pilot (learner_engagement.yml, interventions).
+            select learner_id, cast(start_date as int) - cast(date '{{ var('lms_start') }}' as int) as nudge_day
+            from {{ ref('learner_engagement_intervention_arms') }}
+            where intervention = 'benefits_nudge' and arm = 'treatment'
+        ) as p on p.learner_id = l.learner_id)
 ),
 rates as (
     select *,
@@ -61,7 +70,8 @@ slot_candidates as (
 slots as (
     select c.*, {{ hash01('c.learner_number * 16 + c.slot', 'c.day', 31) }} as u_verb,
         {{ hash01('c.learner_number * 16 + c.slot', 'c.day', 32) }} as u_object,
-        {{ hash01('c.learner_number * 16 + c.slot', 'c.day', 33) }} as u_result
+        {{ hash01('c.learner_number * 16 + c.slot', 'c.day', 33) }} as u_result,
+        {{ hash01('c.learner_number * 16 + c.slot', 'c.day', 34) }} as u_course
     from slot_candidates as c
     where {{ hash01('c.learner_number * 16 + c.slot', 'c.day', 30) }} < c.rate / 9.0
 ),
@@ -78,7 +88,12 @@ activity as (
             when u_verb < 0.94 then 'posted'
             else 'reviewed'
         end as kind,
-        cast(floor(u_object * 40) as bigint) as course_number,
+        -- Voluntary sessions (courses 8-39) go to the benefits course C040 3% of the time; a
+        -- treated learner's nudges raise that to 25% from their start (the planted effect).
+        case when floor(u_object * 40) >= 8
+                  and u_course < case when day >= nudge_day then 0.25 else 0.03 end
+             then cast(40 as bigint) else cast(floor(u_object * 40) as bigint) end as course_number,
+        coalesce(floor(u_object * 40) >= 8 and day >= nudge_day and u_course >= 0.03 and u_course < 0.25, false) as planted_nudge,
         skill + 16 * (u_result - 0.5) - case when planted_shape = 'score_erosion' then 30 * progress else 0 end as raw_score,
         cast(5 + floor(u_result * 50) as bigint) as duration_minutes,
         cast(floor(u_object * 600) as bigint) as minute_of_day
@@ -98,7 +113,8 @@ activity_statements as (
         duration_minutes,
         cast(null as date) as due_date,
         minute_of_day + 480 as minute,
-        learner_number * 16 + slot as gap_key
+        learner_number * 16 + slot as gap_key,
+        planted_nudge
     from activity
 ),
 assignments as (
@@ -126,7 +142,8 @@ assignment_statements as (
         case when k = 0 then cast(0 as bigint) else cast(20 + floor({{ hash01('learner_number', 'day', 42) }} * 30) as bigint) end as duration_minutes,
         case when k = 0 then cast(cast(date '{{ var('lms_start') }}' as int) + day + 10 as date) end as due_date,
         case when k = 0 then 420 else 600 end as minute,
-        learner_number * 16 + 14 + k as gap_key
+        learner_number * 16 + 14 + k as gap_key,
+        false as planted_nudge
     from (select *, unnest(range(0, 2)) as k from assignments) as kinds
     where k = 0 or {{ hash01('learner_number', 'day', 43) }} < case
         when planted_shape = 'skipping_mandatory' and day >= change_day then 0.15
@@ -151,6 +168,8 @@ select
     success as result_success,
     duration_minutes as result_duration_minutes,
     due_date as context_due_date,
+    -- Ground truth, not passed to staging: a session on C040 only the pilot's nudge caused.
+    planted_nudge,
     {{ synthetic_time('day', 'minute') }} as event_at,
     cast(cast(date '{{ var('lms_start') }}' as int) + day as date) as event_date
 from statements

@@ -224,7 +224,9 @@ pub(super) async fn write(
             .await
             .map_err(|e: datafusion::error::DataFusionError| sql_error(e.strip_backtrace()))?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        let table = MemTable::try_new(new_schema.clone(), vec![batches]).map_err(ExecuteError::from_datafusion)?;
+        // The batches carry the physical plan's schema, which may differ from the logical one
+        // in nullability (DataFusion derives the two separately); a MemTable insists on it.
+        let table = MemTable::try_new(plan.schema(), vec![batches]).map_err(ExecuteError::from_datafusion)?;
         session
             .ctx
             .register_table(new_name.clone(), Arc::new(table))
