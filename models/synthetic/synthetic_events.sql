@@ -25,6 +25,7 @@ with days as (
 learner_days as (
     select
         l.learner_id, l.learner_number, l.team_id, l.daily_rate, l.skill, l.planted_shape, l.change_day,
+        l.left_day,
         t.planted_team_drop, t.team_change_day,
         -- The benefits pilot: the day a treated learner's nudges begin (NULL for the others).
         p.nudge_day,
@@ -51,6 +52,8 @@ rates as (
         * case when day between {{ var('lms_holiday_day') }} and {{ var('lms_holiday_day') }} + 6 then 0.6 else 1.0 end
         * case when day between {{ var('lms_launch_day') }} and {{ var('lms_launch_day') }} + 6 then 1.5 else 1.0 end
         * case when planted_team_drop and day >= team_change_day then 0.8 else 1.0 end
+        -- A learner who left makes no more statements.
+        * case when day >= left_day then 0.0 else 1.0 end
         * case
             when day < change_day then 1.0
             when planted_shape = 'sudden' then 0.15
@@ -124,7 +127,7 @@ assignments as (
         'M' || lpad(cast(d.day as varchar), 3, '0') as module_number
     from days as d
     cross join {{ ref('synthetic_learners') }} as l
-    where d.day % 7 = 0
+    where d.day % 7 = 0 and (l.left_day is null or d.day < l.left_day)
 ),
 assignment_statements as (
     -- Each assignment gives an 'assigned' statement (k = 0) and, for most learners, a
