@@ -68,7 +68,14 @@ fn main() {
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let project = tempfile::tempdir().expect("temp dir");
-    for item in ["tidemark.yml", "profiles.yml", "models", "macros", "data_tests"] {
+    for item in [
+        "tidemark.yml",
+        "profiles.yml",
+        "models",
+        "macros",
+        "seeds",
+        "data_tests",
+    ] {
         let source = root.join(item);
         if !source.exists() {
             continue;

@@ -6,8 +6,9 @@
 //! file per folder declaring every model's columns and a `not_null` test. Each run loads the
 //! project, renders every model (parse phase), builds the DAG and compiles every node; the
 //! median of the runs is printed. `tidemark ls` and `tidemark compile` on the same project are
-//! timed too. `--one-file` keeps every model's properties in one `models/schema.yml` instead,
-//! as many real projects do.
+//! timed too, repeated (unchanged files are not written again) and into an empty `target/`,
+//! beside the floor of the disk: the same files written by a plain loop. `--one-file` keeps
+//! every model's properties in one `models/schema.yml` instead, as many real projects do.
 
 #![allow(
     clippy::print_stdout,
@@ -99,6 +100,56 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// `tidemark compile` into an empty `target/` (every file created), beside the floor of this
+/// disk: the same files written by a plain loop of `std::fs::write` on one thread.
+fn first_compile(binary: &str, root: &Path, runs: usize) {
+    let compiled = root.join("target/compiled");
+    let mut first = Vec::new();
+    for _ in 0..runs {
+        std::fs::remove_dir_all(root.join("target")).unwrap();
+        let clock = Instant::now();
+        let output = std::process::Command::new(binary)
+            .args(["compile", "--no-progress"])
+            .current_dir(root)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        first.push(clock.elapsed().as_secs_f64());
+    }
+    println!(
+        "median `tidemark compile` into an empty target/ ({runs} runs): {:.3}s",
+        median(first)
+    );
+    let mut files = Vec::new();
+    let mut folders = vec![compiled.clone()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                let text = std::fs::read(&path).unwrap();
+                files.push((path, text));
+            }
+        }
+    }
+    let mut floor = Vec::new();
+    for _ in 0..runs {
+        std::fs::remove_dir_all(&compiled).unwrap();
+        let clock = Instant::now();
+        for (path, text) in &files {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        floor.push(clock.elapsed().as_secs_f64());
+    }
+    println!(
+        "median floor: the same {} files written by a plain loop ({runs} runs): {:.3}s",
+        files.len(),
+        median(floor)
+    );
+}
+
 fn main() {
     let one_file = std::env::args().any(|a| a == "--one-file");
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -155,6 +206,7 @@ fn main() {
             }
             println!("median {what} ({runs} runs): {:.3}s", median(cli));
         }
+        first_compile(&binary, folder.path(), runs);
     } else {
         println!("(set TIDEMARK_BIN to a tidemark binary to also time `tidemark compile` end to end)");
     }

@@ -157,6 +157,10 @@ pub struct ManifestNode {
     pub version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latest_version: Option<String>,
+    /// Written by `docs generate`: for each column of the model, the columns of the nodes it
+    /// reads that feed it (`<unique_id>.<column>`), from the logical plan of its compiled SQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column_lineage: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// A source table in `manifest.json`'s `sources`.

@@ -26,8 +26,14 @@ use crate::documents::{
     ManifestMetadata, ManifestNode, ManifestSource, NodeEntry, RunResults, Sources, UnitTestEntry,
 };
 use crate::execute::NodeResult;
+
+pub mod catalog;
+pub mod docs;
 use crate::graph::{Graph, Materialization, Node, ResourceType, Severity, UnitTest};
 use crate::project::{Project, Target};
+
+/// Column lineage per node: unique id → column → the columns feeding it (`<unique_id>.<column>`).
+pub type ColumnLineage = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
 /// Version written into every artifact.
 pub const TIDEMARK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -90,8 +96,13 @@ impl Artifacts {
             .values()
             .filter_map(|node| self.root.join(&node.compiled_path).parent().map(Path::to_path_buf))
             .collect();
+        // Folders made now hold no file yet: nothing in them to compare with.
+        let mut created = std::collections::BTreeSet::new();
         for folder in folders {
-            std::fs::create_dir_all(folder)?;
+            if !folder.is_dir() {
+                std::fs::create_dir_all(&folder)?;
+                created.insert(folder);
+            }
         }
         compiled.nodes.par_iter().try_for_each(|(_, node)| {
             let mut text = node.sql.clone();
@@ -101,7 +112,8 @@ impl Artifacts {
             // Compiled SQL is a copy for people to read. A file that already holds this text is
             // left alone: reading is much cheaper than rewriting 20,000 files on every compile.
             let path = self.root.join(&node.compiled_path);
-            if std::fs::read(&path).is_ok_and(|existing| existing == text.as_bytes()) {
+            let is_new = path.parent().is_some_and(|folder| created.contains(folder));
+            if !is_new && std::fs::read(&path).is_ok_and(|existing| existing == text.as_bytes()) {
                 return Ok(());
             }
             std::fs::write(path, text.as_bytes())
@@ -116,6 +128,28 @@ impl Artifacts {
             None => target.warehouse.clone(),
         };
         write_json(&path, &manifest(graph, target, &self.target_path, warehouse))?;
+        Ok(path)
+    }
+
+    /// Writes `manifest.json` with each model's column lineage (`docs generate`).
+    pub fn write_manifest_with_lineage(
+        &self,
+        graph: &Graph,
+        target: &Target,
+        lineage: &ColumnLineage,
+    ) -> std::io::Result<PathBuf> {
+        let path = self.folder().join("manifest.json");
+        let warehouse = match target.local_warehouse(&self.root) {
+            Some(folder) => folder.display().to_string(),
+            None => target.warehouse.clone(),
+        };
+        let mut document = manifest(graph, target, &self.target_path, warehouse);
+        for (id, columns) in lineage {
+            if let Some(node) = document.nodes.get_mut(id) {
+                node.column_lineage = Some(columns.clone());
+            }
+        }
+        write_json(&path, &document)?;
         Ok(path)
     }
 
@@ -215,6 +249,7 @@ fn manifest(graph: &Graph, target: &Target, target_path: &str, warehouse: String
                     group: node.group().map(str::to_string),
                     version: node.version.clone(),
                     latest_version: node.latest_version.clone(),
+                    column_lineage: None,
                 };
                 nodes.insert(node.unique_id.clone(), manifest_node);
             }

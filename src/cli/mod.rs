@@ -177,6 +177,9 @@ enum Command {
     Source(commands::source::SourceCommand),
     /// Render every selected node's SQL into target/compiled/ and write target/manifest.json.
     Compile(commands::compile::CompileArgs),
+    /// The documentation site, catalog.json and typed DuckDB views: `docs generate`, `docs serve`.
+    #[command(subcommand)]
+    Docs(commands::docs::DocsCommand),
     /// List nodes.
     Ls(commands::ls::LsArgs),
     /// Preview the rows of a model or of an inline query.
@@ -243,6 +246,7 @@ pub fn main() -> ExitCode {
             Command::Retry => commands::run::retry(&cli.global, &printer).await,
             Command::Source(command) => commands::source::execute(&cli.global, &printer, command).await,
             Command::Compile(args) => commands::compile::execute(&cli.global, &printer, args).await,
+            Command::Docs(command) => commands::docs::execute(&cli.global, &printer, command).await,
             Command::Ls(args) => commands::ls::execute(&cli.global, &printer, args),
             Command::Show(args) => commands::show::execute(&cli.global, &printer, args).await,
             Command::Debug => commands::debug::execute(&cli.global, &printer).await,

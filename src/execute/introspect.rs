@@ -42,49 +42,13 @@ impl WarehouseQueries {
     async fn session(&self) -> Result<&Session, String> {
         let opened = self
             .session
-            .get_or_init(|| async {
-                let warehouse = crate::materialize::Warehouse::open(&self.target, &self.root)
-                    .map_err(|error| format!("target '{}': {error}", self.target.name))?;
-                let session = Session::new(
+            .get_or_init(|| {
+                reading_session(
                     &self.target,
-                    warehouse.clone(),
+                    &self.root,
                     self.graph.clone(),
                     Arc::new(CompiledProject::default()),
                 )
-                .map_err(|error| error.to_string())?;
-                // Sources, and the tables of models and seeds that have been built.
-                let mut reads = Vec::new();
-                for node in self.graph.nodes.values() {
-                    let readable = match &node.resource {
-                        Resource::Source { .. } => true,
-                        Resource::Seed { relation, .. } => warehouse.table_exists(relation).await.unwrap_or(false),
-                        Resource::Model { relation } if node.writes_table() => {
-                            warehouse.table_exists(relation).await.unwrap_or(false)
-                        }
-                        _ => false,
-                    };
-                    if readable {
-                        reads.push(node.unique_id.clone());
-                    }
-                }
-                let reader = Node {
-                    depends_on: reads,
-                    ..Node::new(
-                        "operation.introspection".into(),
-                        "run_query".into(),
-                        String::new(),
-                        crate::graph::Materialization::Test,
-                        Resource::Test {
-                            severity: crate::graph::Severity::Error,
-                            generic: None,
-                        },
-                    )
-                };
-                session
-                    .register_inputs(&reader)
-                    .await
-                    .map_err(|error| error.to_string())?;
-                Ok(session)
             })
             .await;
         opened.as_ref().map_err(Clone::clone)
@@ -101,16 +65,7 @@ impl WarehouseQueries {
             .iter()
             .map(|field| sql_type(field.data_type()))
             .collect();
-        let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
-        for batch in &batches {
-            writer.write(batch).map_err(|error| error.to_string())?;
-        }
-        writer.finish().map_err(|error| error.to_string())?;
-        let bytes = writer.into_inner();
-        let objects: Vec<serde_json::Map<String, serde_json::Value>> = match bytes.is_empty() {
-            true => Vec::new(),
-            false => serde_json::from_slice(&bytes).map_err(|error| error.to_string())?,
-        };
+        let objects = super::catalog::json_rows(&batches)?;
         let rows = objects
             .into_iter()
             .map(|mut object| {
@@ -124,8 +79,56 @@ impl WarehouseQueries {
     }
 }
 
-/// The SQL name of an Arrow type, as `get_columns_in_relation` reports it.
-fn sql_type(data_type: &datafusion::arrow::datatypes::DataType) -> String {
+/// A session on `target`'s warehouse with every source and every table it holds registered
+/// (the tables of models, seeds and snapshots that have been built), for reading them.
+pub(crate) async fn reading_session(
+    target: &Target,
+    root: &std::path::Path,
+    graph: Arc<Graph>,
+    compiled: Arc<CompiledProject>,
+) -> Result<Session, String> {
+    let warehouse = crate::materialize::Warehouse::open(target, root)
+        .map_err(|error| format!("target '{}': {error}", target.name))?;
+    let session =
+        Session::new(target, warehouse.clone(), graph.clone(), compiled).map_err(|error| error.to_string())?;
+    let mut reads = Vec::new();
+    for node in graph.nodes.values() {
+        let readable = match &node.resource {
+            Resource::Source { .. } => true,
+            Resource::Seed { relation, .. } | Resource::Snapshot { relation, .. } => {
+                warehouse.table_exists(relation).await.unwrap_or(false)
+            }
+            Resource::Model { relation } if node.writes_table() => {
+                warehouse.table_exists(relation).await.unwrap_or(false)
+            }
+            _ => false,
+        };
+        if readable {
+            reads.push(node.unique_id.clone());
+        }
+    }
+    let reader = Node {
+        depends_on: reads,
+        ..Node::new(
+            "operation.introspection".into(),
+            "run_query".into(),
+            String::new(),
+            crate::graph::Materialization::Test,
+            Resource::Test {
+                severity: crate::graph::Severity::Error,
+                generic: None,
+            },
+        )
+    };
+    session
+        .register_inputs(&reader)
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(session)
+}
+
+/// The SQL name of an Arrow type, as `get_columns_in_relation` reports it (and `catalog.json`).
+pub(crate) fn sql_type(data_type: &datafusion::arrow::datatypes::DataType) -> String {
     use datafusion::arrow::datatypes::DataType;
     match data_type {
         DataType::Boolean => "BOOLEAN".into(),

@@ -8,6 +8,7 @@
 //! failure (nodes already running finish, so nothing is left half-written). Progress goes to a
 //! [`Reporter`]; this module never prints.
 
+pub mod catalog;
 pub mod checks;
 #[cfg(feature = "ballista")]
 pub mod cluster;
@@ -16,6 +17,7 @@ mod defer;
 pub mod freshness;
 mod incremental;
 pub mod introspect;
+pub mod lineage;
 mod node;
 pub mod notify;
 pub mod run;

@@ -178,16 +178,7 @@ async fn case_rows(session: &Session, table: &str) -> Result<Vec<(String, serde_
     let frame = session.ctx.sql(&sql).await.map_err(|error| error.strip_backtrace())?;
     let entity = frame.schema().field(1).name().clone();
     let batches = frame.collect().await.map_err(|error| error.strip_backtrace())?;
-    let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
-    for batch in &batches {
-        writer.write(batch).map_err(|error| error.to_string())?;
-    }
-    writer.finish().map_err(|error| error.to_string())?;
-    let bytes = writer.into_inner();
-    let rows: Vec<serde_json::Map<String, Json>> = match bytes.is_empty() {
-        true => Vec::new(),
-        false => serde_json::from_slice(&bytes).map_err(|error| error.to_string())?,
-    };
+    let rows = super::catalog::json_rows(&batches)?;
     Ok(rows.into_iter().map(|row| (entity.clone(), row)).collect())
 }
 

@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The var `--fail-on-alert` sets, and the config of where alert cases are notified (see
 /// [`crate::metrics`]).
-pub use crate::metrics::{FAIL_ON_ALERT_VAR, NOTIFY_CONFIG};
+pub use crate::metrics::spec as metric_spec;
+pub use crate::metrics::{specs as metric_model_specs, MetricModelSpec, FAIL_ON_ALERT_VAR, NOTIFY_CONFIG};
 pub use build::{build, parse_relation_expression, RelationExpression, GENERIC_TESTS};
 pub use node::{
     GenericTest, HardDeletes, Incremental, Materialization, Node, Resource, ResourceType, SchemaChange, Severity,

@@ -28,7 +28,7 @@ use super::validate::ErrorAt;
 use crate::diagnostics::Diagnostics;
 
 /// A pilot: who was treated and from when, the outcome it should move, and what it costs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InterventionSpec {
     pub name: String,
@@ -60,7 +60,7 @@ pub struct InterventionSpec {
     pub confidence: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssignmentSpec {
     pub model: String,
@@ -75,7 +75,7 @@ pub struct AssignmentSpec {
     pub start: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RandomizeSpec {
     /// The roster: a model or seed with one row (or more) per eligible entity.

@@ -111,6 +111,22 @@ pub fn expand(project: &Project, fail_on_alert: Option<&Json>) -> Result<Vec<Gen
     problems.into_result(generated)
 }
 
+/// The metric models of the project as declared, each with its property file, for the docs
+/// site's cards (a model whose YAML does not read is left out: loading reported it).
+pub fn specs(project: &Project) -> Vec<(MetricModelSpec, String)> {
+    project
+        .property_files
+        .iter()
+        .filter(|file| file.has_metric_models)
+        .flat_map(|file| {
+            let specs = serde_yaml::from_str::<MetricModelsOnly>(&file.text)
+                .map(|only| only.metric_models)
+                .unwrap_or_default();
+            specs.into_iter().map(|spec| (spec, file.file.clone()))
+        })
+        .collect()
+}
+
 fn metric_yaml_error(file: &str, positions: &crate::project::yaml::Positions, error: &serde_yaml::Error) -> Diagnostic {
     let mut diagnostic = crate::project::yaml::yaml_diagnostic(file, error);
     let message = diagnostic.message.trim_start_matches("invalid YAML: ");

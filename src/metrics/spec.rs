@@ -15,7 +15,7 @@ use crate::project::ConfigMap;
 
 /// One metric model: events rolled up per entity and day, evaluated at every period end over
 /// rolling windows, compared, normalised, scored, and turned into alerts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricModelSpec {
     /// Name of the scorecard table; `<name>__daily` and `<name>_alerts` are built beside it.
@@ -82,7 +82,7 @@ pub fn default_windows() -> Vec<i64> {
     vec![90, 30, 7]
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsSpec {
     /// Model (or seed) holding one row per event.
@@ -93,7 +93,7 @@ pub struct EventsSpec {
     pub time: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DimensionSpec {
     pub model: String,
@@ -105,7 +105,7 @@ pub struct DimensionSpec {
 }
 
 /// When the scorecard is evaluated: every `every` from `start` to `end`, or once `as_of`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodsSpec {
     #[serde(default)]
@@ -118,7 +118,7 @@ pub struct PeriodsSpec {
     pub as_of: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cadence {
     Day,
@@ -127,7 +127,7 @@ pub enum Cadence {
 }
 
 /// How a measure aggregates events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregation {
     /// Events matching `filter`.
@@ -154,7 +154,7 @@ pub enum Aggregation {
     OverdueShare,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeasureSpec {
     /// Column prefix: the measure over a window of W days is `<name>_<W>d`.
@@ -194,7 +194,7 @@ pub struct MeasureSpec {
 }
 
 /// One side of a ratio: a filtered count (no `expr`) or a filtered sum of `expr`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RatioPart {
     #[serde(default)]
@@ -204,7 +204,7 @@ pub struct RatioPart {
 }
 
 /// What a metric column is compared with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Against {
     CohortMedian,
@@ -219,7 +219,7 @@ pub enum Against {
     Previous,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CompareAs {
     /// value / reference
@@ -234,7 +234,7 @@ pub enum CompareAs {
     RobustZ,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComparisonSpec {
     /// Output column.
@@ -266,7 +266,7 @@ pub struct ComparisonSpec {
 }
 
 /// `name: expr`: a column computed row by row from other scorecard columns.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FormulaSpec {
     pub name: String,
@@ -274,7 +274,7 @@ pub struct FormulaSpec {
     pub expr: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NormalizeMethod {
     Zscore,
@@ -282,7 +282,7 @@ pub enum NormalizeMethod {
     MinMax,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Across all entities at the same period.
@@ -292,7 +292,7 @@ pub enum Scope {
     Cohort,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NormalizeSpec {
     pub metric: String,
@@ -304,7 +304,7 @@ pub struct NormalizeSpec {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShrinkSpec {
     /// A `ratio` measure.
@@ -324,7 +324,7 @@ fn cohort_scope() -> Scope {
     Scope::Cohort
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     #[default]
@@ -332,7 +332,7 @@ pub enum Direction {
     LowerIsBetter,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum MissingPolicy {
     /// Leave missing components out and rescale the remaining weights.
@@ -344,7 +344,7 @@ pub enum MissingPolicy {
     Null,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreSpec {
     pub name: String,
@@ -361,7 +361,7 @@ pub struct ScoreSpec {
     pub missing: MissingPolicy,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreComponent {
     pub metric: String,
@@ -376,7 +376,7 @@ pub struct ScoreComponent {
 
 /// Data gates: checks on the inputs per period. Alerts in a period whose gate fails are written
 /// with status `suppressed` and the reason instead of firing.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatesSpec {
     /// The newest event must be at most this many days before the period end.

@@ -12,6 +12,7 @@ mod commit;
 mod dbt;
 mod dbt_duckdb;
 mod dialect;
+mod docs;
 mod errors;
 mod incremental;
 mod metrics;

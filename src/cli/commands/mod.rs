@@ -6,6 +6,7 @@ pub(super) mod cluster;
 pub(super) mod compile;
 pub(super) mod debug;
 pub(super) mod deps;
+pub(super) mod docs;
 pub(super) mod ls;
 pub(super) mod operation;
 pub(super) mod run;

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::EventsSpec;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SeverityLevel {
     Low,
@@ -33,7 +33,7 @@ impl SeverityLevel {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeverityTier {
     pub level: SeverityLevel,
@@ -43,7 +43,7 @@ pub struct SeverityTier {
 }
 
 /// An alert rule over scorecard columns.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertSpec {
     pub name: String,
@@ -117,7 +117,7 @@ pub struct NotifySpec {
 
 /// A score's validation: does it, at each period end, rank the entities whose outcome follows
 /// within `horizon_days` apart from the others?
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidationSpec {
     pub name: String,
@@ -137,7 +137,7 @@ pub struct ValidationSpec {
     pub min_auc: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Predicts {
     Higher,
@@ -145,7 +145,7 @@ pub enum Predicts {
 }
 
 /// `active_from:` of an alert: a date, or a number of periods into the grid.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(untagged)]
 pub enum ActiveFrom {
     Periods(u32),
@@ -153,7 +153,7 @@ pub enum ActiveFrom {
 }
 
 /// `escalate:` of an alert.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalateSpec {
     /// Periods a case has been open (counting the one it opened in as 0) before it escalates.
@@ -164,7 +164,7 @@ pub struct EscalateSpec {
 
 /// `recovery:` of an alert: a case has recovered at a checkpoint when the alert's value is back
 /// to within `within` (a fraction, default 0.1) of `baseline` at opening, or beyond it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecoverySpec {
     /// Scorecard column of the entity's baseline (its value before the drop).
@@ -177,7 +177,7 @@ pub struct RecoverySpec {
     pub direction: Option<RecoveryDirection>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecoveryDirection {
     Down,
@@ -186,7 +186,7 @@ pub enum RecoveryDirection {
 }
 
 /// `ewma:` of an alert (statistical process control, for drops).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EwmaSpec {
     pub metric: String,
@@ -209,7 +209,7 @@ pub struct EwmaSpec {
 }
 
 /// `cusum:` of an alert (one-sided, lower: for drops).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CusumSpec {
     pub metric: String,
@@ -227,7 +227,7 @@ pub struct CusumSpec {
     pub sigma_floor: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlChartSpec {
     pub metric: String,

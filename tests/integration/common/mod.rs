@@ -251,7 +251,14 @@ pub(crate) fn example_project() -> tempfile::TempDir {
         .tempdir()
         .expect("temp dir");
     let root = repository_root();
-    for item in ["tidemark.yml", "profiles.yml", "models", "macros", "data_tests"] {
+    for item in [
+        "tidemark.yml",
+        "profiles.yml",
+        "models",
+        "macros",
+        "seeds",
+        "data_tests",
+    ] {
         let source = root.join(item);
         if source.is_dir() {
             copy_tree(&source, &project.path().join(item));
