@@ -35,7 +35,7 @@ impl Diagnostic {
             file: None,
             line: None,
             column: None,
-            message: message.into(),
+            message: shortened(message.into()),
             help: None,
         }
     }
@@ -240,4 +240,27 @@ pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
         owned = owned.replace(secret.as_str(), "***");
     }
     std::borrow::Cow::Owned(owned)
+}
+
+/// The longest message a diagnostic prints: a message quoting a huge input (a 5 MB name) keeps
+/// its start and end.
+const MAX_MESSAGE: usize = 2_000;
+
+fn shortened(message: String) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let head_end = (0..=MAX_MESSAGE / 2)
+        .rev()
+        .find(|i| message.is_char_boundary(*i))
+        .unwrap_or(0);
+    let tail_start = (message.len() - 200..message.len())
+        .find(|i| message.is_char_boundary(*i))
+        .unwrap_or(message.len());
+    format!(
+        "{} … ({} bytes left out) … {}",
+        &message[..head_end],
+        tail_start - head_end,
+        &message[tail_start..]
+    )
 }

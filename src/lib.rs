@@ -124,6 +124,8 @@ pub mod diagnostics;
 pub mod documents;
 pub mod execute;
 pub mod functions;
+#[cfg(test)]
+mod fuzz;
 pub mod graph;
 pub mod jinja;
 pub mod materialize;

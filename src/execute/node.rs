@@ -306,7 +306,13 @@ async fn load_seed(
     path: &str,
     run_id: &str,
 ) -> Result<Outcome, ExecuteError> {
-    let seed_error = |message: String| ExecuteError::Setup(format!("seed '{}' ({}): {message}", node.name, node.path));
+    // The CSV reader names the file by its store path (absolute, without its leading '/'):
+    // say the seed's own path instead.
+    let store_path = path.trim_start_matches("file://").trim_start_matches('/').to_string();
+    let seed_error = |message: String| {
+        let message = message.replace(&store_path, &node.path);
+        ExecuteError::Setup(format!("seed '{}' ({}): {message}", node.name, node.path))
+    };
     let frame = session
         .ctx
         .read_csv(path, CsvReadOptions::new().has_header(true))

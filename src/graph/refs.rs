@@ -156,8 +156,12 @@ pub fn ref_miss_message<'a>(call: &RefCall, miss: &RefMiss, names: impl Iterator
                 ),
                 None => format!("{written}: no model, seed or snapshot named '{}'", call.name),
             };
-            if let Some(near) = crate::diagnostics::did_you_mean(&call.name, names) {
-                message.push_str(&format!(" (did you mean '{near}'?)"));
+            match (crate::diagnostics::did_you_mean(&call.name, names), &call.package) {
+                (Some(near), Some(package)) if near == call.name => message.push_str(&format!(
+                    " ('{near}' exists outside '{package}': is the package named right, and installed with `tidemark deps`?)"
+                )),
+                (Some(near), _) => message.push_str(&format!(" (did you mean '{near}'?)")),
+                (None, _) => {}
             }
             message
         }

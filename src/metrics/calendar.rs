@@ -19,8 +19,15 @@ pub(super) fn day_number(date: NaiveDate) -> i64 {
 /// The period ends of a spec, as day numbers.
 pub(super) fn period_ends(periods: &PeriodsSpec) -> Result<Vec<i64>, Diagnostic> {
     let parse = |text: &str, key: &str| {
-        NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .map_err(|_| Diagnostic::new(format!("periods.{key}: '{text}' is not a date (YYYY-MM-DD)")))
+        let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|_| Diagnostic::new(format!("periods.{key}: '{text}' is not a date (YYYY-MM-DD)")))?;
+        // Day numbers count from 1970-01-01 (what Arrow's dates are).
+        match day_number(date) >= 0 {
+            true => Ok(date),
+            false => Err(Diagnostic::new(format!(
+                "periods.{key}: '{text}' is before 1970-01-01, the first day a metric model's calendar can have"
+            ))),
+        }
     };
     if let Some(as_of) = &periods.as_of {
         if periods.every.is_some() || periods.start.is_some() || periods.end.is_some() {

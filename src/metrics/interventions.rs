@@ -162,7 +162,7 @@ pub(super) fn check(spec: &MetricModelSpec, known: &[String], error: &ErrorAt<'_
                 ]
             }));
         for (key, value) in columns {
-            if let Some(value) = value.filter(|value| !is_plain_name(value)) {
+            if let Some(value) = value.filter(|value| !super::syntax::is_name(value)) {
                 problems.push(fail(format!("'{value}' is not a name (letters, digits and _)"), key));
             }
         }
@@ -204,13 +204,6 @@ pub(super) fn check(spec: &MetricModelSpec, known: &[String], error: &ErrorAt<'_
             problems.push(fail("benefit_per_unit must be a number".into(), "benefit_per_unit"));
         }
     }
-}
-
-/// A model or column name spliced into SQL: ASCII letters, digits and `_`, not starting with a digit.
-fn is_plain_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The normal quantile z with P(−z < Z < z) = `confidence`, by bisection on the normal CDF.

@@ -90,6 +90,7 @@ pub fn expand(project: &Project, fail_on_alert: Option<&Json>) -> Result<Vec<Gen
             }
         },
     };
+    let mut declared: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
     for file in project.property_files.iter().filter(|file| file.has_metric_models) {
         // Parse again from the text so shape errors carry their line and column.
         let specs = match serde_yaml::from_str::<MetricModelsOnly>(&file.text) {
@@ -102,6 +103,23 @@ pub fn expand(project: &Project, fail_on_alert: Option<&Json>) -> Result<Vec<Gen
         for (index, spec) in specs.into_iter().enumerate() {
             let path = format!("metric_models/{index}");
             let line = file.positions.at(&path).map(|position| position.line);
+            let place = match line {
+                Some(line) => format!("{}:{line}", file.file),
+                None => file.file.clone(),
+            };
+            if let Some(first) = declared.get(&spec.name) {
+                problems.push(
+                    Diagnostic::new(format!(
+                        "metric model '{}' is declared twice: at {first} and here",
+                        spec.name
+                    ))
+                    .in_file(&file.file)
+                    .at_line(line)
+                    .with_help("rename one of them: their tables would have the same names"),
+                );
+                continue;
+            }
+            declared.insert(spec.name.clone(), place);
             match validate::validate(&spec, &file.file, &file.positions, &path) {
                 Ok(model) => generated.extend(generate(&model, &file.file, line, fail_on_alert)),
                 Err(diagnostics) => problems.extend(diagnostics),

@@ -23,6 +23,14 @@ pub(super) fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// A model or column name spliced into SQL: ASCII letters, digits and `_`, not starting with a
+/// digit.
+pub(super) fn is_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Column names an SQL expression refers to (words that are not keywords, functions or strings).
 pub(super) fn identifiers(expression: &str) -> Vec<String> {
     let dialect = GenericDialect {};
@@ -42,6 +50,27 @@ pub(super) fn identifiers(expression: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// Why `expression` is not one SQL expression (a condition, a value), or `None` when it is:
+/// what a spec gives as an expression is parsed before it is put in the generated SQL, so
+/// nothing else can be spliced in with it. Expressions with Jinja are left to the compile step.
+pub(super) fn expression_problem(expression: &str) -> Option<String> {
+    if expression.contains("{{") || expression.contains("{%") {
+        return None;
+    }
+    let dialect = GenericDialect {};
+    let mut parser = match datafusion::sql::sqlparser::parser::Parser::new(&dialect).try_with_sql(expression) {
+        Ok(parser) => parser,
+        Err(error) => return Some(error.to_string()),
+    };
+    match parser.parse_expr() {
+        Err(error) => Some(error.to_string()),
+        Ok(_) => match parser.peek_token().token {
+            Token::EOF => None,
+            other => Some(format!("it goes on after the expression, at '{other}'")),
+        },
+    }
 }
 
 /// `{column}` placeholders of a reason template.

@@ -4,11 +4,13 @@
 //!
 //! A case folder holds the project (`tidemark.yml`, `models/`, `profiles.yml`, ...) and:
 //! - `cmd`: the tidemark arguments on one line, separated by spaces (`build`, `source freshness`);
-//! - `exit` (optional): the expected exit code, 2 when absent.
+//! - `exit` (optional): the expected exit code, 2 when absent (refused while loading); 1 for an
+//!   input only a run can find wrong (a corrupt source file, a seed whose values do not fit).
 //!
 //! The transcript (exit code, stdout, stderr) is snapshot as
-//! `snapshots/integration__errors__<case>.snap`; the run must also write nothing at all in the
-//! project (no `warehouse/`, no `target/`). Every case runs even when an earlier one fails, and
+//! `snapshots/integration__errors__<case>.snap`; no run may panic. A case refused while loading
+//! must write nothing at all in the project (no `warehouse/`, no `target/`); one that fails
+//! while running leaves the project's own files as they were. Every case runs even when an earlier one fails, and
 //! the test then lists the failed cases. New snapshots are written with
 //! `INSTA_UPDATE=always cargo test --test integration errors::`: read each one and check that its
 //! `file:line:col` points at the bad value in the fixture.
@@ -76,9 +78,21 @@ fn run_case(name: &str, source: &Path) {
         insta::assert_snapshot!(name, text);
     });
     assert_eq!(output.status.code(), Some(expected_exit), "exit code\n{text}");
-    assert!(!project.path().join("warehouse").exists(), "the warehouse was created");
-    assert!(!project.path().join("target").exists(), "target/ was written");
-    assert_eq!(entries_under(project.path()), before, "the project's files changed");
+    assert!(!text.contains("panicked"), "a panic\n{text}");
+    if expected_exit == 2 {
+        // Refused while loading: nothing at all is written.
+        assert!(!project.path().join("warehouse").exists(), "the warehouse was created");
+        assert!(!project.path().join("target").exists(), "target/ was written");
+        assert_eq!(entries_under(project.path()), before, "the project's files changed");
+    } else {
+        // Failed while running: the project's own files are untouched, and no table of the
+        // failed node was published (its staging is under `_tidemark/staging/`).
+        let written: Vec<String> = entries_under(project.path())
+            .into_iter()
+            .filter(|entry| !entry.starts_with("target") && !entry.starts_with("warehouse"))
+            .collect();
+        assert_eq!(written, before, "the project's files changed");
+    }
 }
 
 /// The text of a caught panic.

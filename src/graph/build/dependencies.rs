@@ -164,7 +164,8 @@ fn unknown_ref(
     ))
     .in_file(&node.path)
     .at_line(line);
-    if let Some(near) = did_you_mean(name, names.iter().copied()) {
+    // Never the node itself: depending on itself would be a cycle.
+    if let Some(near) = did_you_mean(name, names.iter().copied().filter(|candidate| *candidate != node.name)) {
         diagnostic = diagnostic.with_help(format!("did you mean '{near}'?"));
     }
     diagnostic

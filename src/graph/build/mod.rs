@@ -365,10 +365,15 @@ impl Parse<'_> {
         let (project, engine, project_name) = (self.project, self.engine, self.project_name);
         let Parse {
             mut nodes,
-            problems,
+            mut problems,
             warnings,
             ..
         } = self;
+        for node in nodes.values() {
+            if let Err(problem) = check_config_values(node, project) {
+                problems.push(problem);
+            }
+        }
         // A test of a node that does not exist was reported above; drop dangling dependencies.
         if !problems.is_empty() {
             return Err(problems);
@@ -460,6 +465,64 @@ fn fqn_of(project_name: &str, parts: &[String]) -> Vec<String> {
 
 fn is_enabled(config: &ConfigMap) -> bool {
     config.get("enabled").and_then(Json::as_bool).unwrap_or(true)
+}
+
+/// Config values whose type or spelling is wrong, which would otherwise be read as a default:
+/// `tags` (a name or a list of names), a test's `severity` (`error` or `warn`) and
+/// `partition_by` (a column or a list of columns).
+fn check_config_values(node: &Node, project: &Project) -> Result<(), Diagnostic> {
+    let names = |value: &Json| match value {
+        Json::String(_) | Json::Null => true,
+        Json::Array(items) => items.iter().all(Json::is_string),
+        _ => false,
+    };
+    let problem = match (
+        node.config.get("tags"),
+        node.config.get("severity"),
+        node.config.get("partition_by"),
+    ) {
+        (Some(tags), _, _) if !names(tags) => {
+            Some(("tags", format!("tags must be a name or a list of names, not {tags}")))
+        }
+        (_, Some(severity), _)
+            if node.resource_type == ResourceType::Test
+                && !severity
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("error") || s.eq_ignore_ascii_case("warn")) =>
+        {
+            Some(("severity", format!("severity must be error or warn, not {severity}")))
+        }
+        (_, _, Some(partition_by)) if !names(partition_by) => Some((
+            "partition_by",
+            format!("partition_by must be a column name or a list of column names, not {partition_by}"),
+        )),
+        _ => None,
+    };
+    let Some((key, message)) = problem else {
+        return Ok(());
+    };
+    // Where it is set: the node's own file when it says so, else the project file.
+    let text = std::fs::read_to_string(project.root.join(&node.path)).unwrap_or_default();
+    let (file, line) = match crate::diagnostics::line_of(&text, key) {
+        Some(line) => (node.path.clone(), Some(line)),
+        None => {
+            let project_text = std::fs::read_to_string(project.root.join(&project.file.file_name)).unwrap_or_default();
+            match crate::diagnostics::line_of(&project_text, key) {
+                Some(line) => (project.file.file_name.clone(), Some(line)),
+                None => (node.path.clone(), node.line),
+            }
+        }
+    };
+    let kind = match node.resource_type {
+        ResourceType::Test => "test",
+        ResourceType::Seed => "seed",
+        ResourceType::Snapshot => "snapshot",
+        ResourceType::Source => "source",
+        ResourceType::Model => "model",
+    };
+    Err(Diagnostic::new(format!("{kind} '{}': {message}", node.name))
+        .in_file(file)
+        .at_line(line))
 }
 
 fn severity_of(config: &ConfigMap) -> Severity {

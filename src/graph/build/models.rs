@@ -457,6 +457,9 @@ fn custom_names(
     Ok(())
 }
 
+/// The longest schema or alias: a folder name, with room for the lock file named after it.
+const MAX_RELATION_NAME: usize = 200;
+
 /// Where a model or seed lives: `config.schema` (else the target's schema), `config.alias` (else its name).
 ///
 /// Each is one folder of the warehouse, so a value that is not a single path segment (empty,
@@ -473,6 +476,18 @@ fn relation_of(
         if value.is_empty() || value == "." || value == ".." || value.contains(['/', '\\', '\0']) {
             return Err((
                 format!("{key} '{value}' is not a relation name: it names one folder of the warehouse, so it cannot be empty, '.' or '..', or contain '/' or '\\'"),
+                key,
+                value.to_string(),
+            ));
+        }
+        // A folder name (and its lock file's) must fit file systems' 255-byte limit.
+        if value.len() > MAX_RELATION_NAME {
+            let shown: String = value.chars().take(40).collect();
+            return Err((
+                format!(
+                    "{key} '{shown}…' is {} bytes long; a relation name names a folder of the warehouse, at most {MAX_RELATION_NAME} bytes",
+                    value.len()
+                ),
                 key,
                 value.to_string(),
             ));
