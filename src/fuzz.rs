@@ -14,6 +14,8 @@
 //! (release build, millions of inputs). A panic fails the test with the input that caused it; an
 //! input that runs longer than 10 s aborts the run and prints it (a hang).
 
+#![allow(clippy::print_stderr, reason = "the fuzzer reports its counts, and a hang's input")]
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
