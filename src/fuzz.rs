@@ -250,9 +250,16 @@ fn report(target: &str, (total, panics): (usize, Vec<String>)) -> Option<String>
 
 #[test]
 fn parsers_never_panic_or_hang_on_mutated_input() {
-    // A caught panic still prints through the hook: keep the output to the summary.
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    // A caught panic still prints through the hook: keep this thread's output to the summary,
+    // and let other tests' panics print as usual.
+    let fuzzing = std::thread::current().id();
+    let previous: Arc<dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync> = Arc::from(std::panic::take_hook());
+    let forward = previous.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != fuzzing {
+            forward(info);
+        }
+    }));
     let mut failures = Vec::new();
 
     let project_files = vec![
@@ -361,6 +368,7 @@ fn parsers_never_panic_or_hang_on_mutated_input() {
         }),
     ));
 
-    std::panic::set_hook(hook);
+    let _ = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| previous(info)));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -201,7 +201,7 @@ pub fn duckdb_views(graph: &Graph, tables: &[TableFacts], warehouse: &str) -> St
         "-- Typed DuckDB views of the tidemark warehouse {warehouse} (written by `tidemark docs generate`).\n\
          -- Run `duckdb -init target/duckdb_views.sql`, or `.read target/duckdb_views.sql` in a DuckDB shell.\n"
     );
-    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let quote = crate::relation::quote_identifier;
     let literal = |text: &str| format!("'{}'", text.replace('\'', "''"));
     let mut schemas = std::collections::BTreeSet::new();
     for facts in tables.iter().filter(|facts| facts.kind == TableKind::Table) {
@@ -212,11 +212,7 @@ pub fn duckdb_views(graph: &Graph, tables: &[TableFacts], warehouse: &str) -> St
             sql.push_str(&format!("create schema if not exists {};\n", quote(&relation.schema)));
         }
         let folder = format!("{warehouse}/{}/{}", relation.schema, relation.identifier);
-        let partition_by = graph.nodes[&facts.unique_id]
-            .config
-            .get("partition_by")
-            .map(crate::project::project_file::tags_of)
-            .unwrap_or_default();
+        let partition_by = graph.nodes[&facts.unique_id].partition_by();
         let reader = if partition_by.is_empty() {
             format!("read_parquet({})", literal(&format!("{folder}/data.parquet")))
         } else {
@@ -229,7 +225,8 @@ pub fn duckdb_views(graph: &Graph, tables: &[TableFacts], warehouse: &str) -> St
                 .collect();
             format!(
                 "read_parquet({}, hive_partitioning = true, hive_types = {{{}}})",
-                literal(&format!("{folder}/*/data.parquet")),
+                // One folder level per partition column (`period_end=…/data.parquet`).
+                literal(&format!("{folder}/{}data.parquet", "*/".repeat(partition_by.len()))),
                 types.join(", ")
             )
         };

@@ -122,13 +122,7 @@ impl Artifacts {
 
     /// Writes `manifest.json`.
     pub fn write_manifest(&self, graph: &Graph, target: &Target) -> std::io::Result<PathBuf> {
-        let path = self.folder().join("manifest.json");
-        let warehouse = match target.local_warehouse(&self.root) {
-            Some(folder) => folder.display().to_string(),
-            None => target.warehouse.clone(),
-        };
-        write_json(&path, &manifest(graph, target, &self.target_path, warehouse))?;
-        Ok(path)
+        self.write_manifest_with_lineage(graph, target, &ColumnLineage::new())
     }
 
     /// Writes `manifest.json` with each model's column lineage (`docs generate`).

@@ -237,16 +237,14 @@ impl Warehouse {
     }
 
     /// Bytes of a table's current data: its `data.parquet`, or those of its partition folders
-    /// (`<column>=<value>/data.parquet`).
+    /// (`<column>=<value>/…/data.parquet`, one level per partition column).
     pub async fn table_bytes(&self, relation: &RelationName) -> Result<u64, MaterializeError> {
         let folder = StorePath::from_iter([relation.schema.as_str(), relation.identifier.as_str()]);
-        let depth = folder.parts().count();
         let mut listing = self.store.list(Some(&folder));
         let mut total = 0;
         while let Some(object) = listing.next().await {
             let object = object?;
-            let below = object.location.parts().count() - depth;
-            if object.location.filename() == Some("data.parquet") && (below == 1 || below == 2) {
+            if object.location.filename() == Some("data.parquet") {
                 total += object.size;
             }
         }

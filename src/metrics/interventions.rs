@@ -12,7 +12,8 @@
 //!
 //! `<name>_interventions` has one row per intervention. For each entity in an arm with a value
 //! of the outcome in each of the `pre_periods` periods ending before its start and in at least
-//! one of the `post_periods` periods ending on or after it, its change is the mean of the post
+//! one of the first `post_periods` periods beginning on or after it (a period the start falls
+//! inside counts as neither), its change is the mean of the post
 //! values minus the mean of the pre values. The estimate is the treated arm's mean change minus
 //! the control arm's; its standard error `sqrt(s²_T/n_T + s²_C/n_C)` (the sample variances of
 //! the changes), and the interval the estimate ± z·se with z the normal quantile of the
@@ -349,18 +350,25 @@ pub(super) fn sql(spec: &MetricModelSpec) -> String {
          with parameters as (\n{parameters}\n),\n{arms},\n\
          panel as (\n    -- Each entity in an arm, at each period, with the intervention's outcome.\n    \
          select a.intervention, a.entity, a.arm, a.start_date, s.period_end,\n        \
+         lag(s.period_end) over (partition by a.intervention, a.entity order by s.period_end) as previous_end,\n        \
          case a.intervention{outcome_cases} end as y\n    \
          from arms as a\n    join {{{{ ref('{model}', event_time=false) }}}} as s on cast(s.{entity} as varchar) = a.entity\n    \
          where a.arm in ('treatment', 'control')\n),\n\
-         ranked as (\n    select *, period_end >= start_date as after,\n        \
-         row_number() over (partition by intervention, entity, period_end >= start_date order by period_end) as from_start,\n        \
-         row_number() over (partition by intervention, entity, period_end >= start_date order by period_end desc) as to_start\n    \
+         sided as (\n    -- Before: periods ending before the start; after: periods beginning on or after it (the\n    \
+         -- day after the previous period end); a period the start falls inside is neither.\n    \
+         select *, case when period_end < start_date then 'before'\n        \
+         when previous_end >= start_date - interval '1 day' then 'after' else 'across' end as side\n    \
          from panel\n),\n\
+         ranked as (\n    select *,\n        \
+         row_number() over (partition by intervention, entity, side order by period_end) as from_start,\n        \
+         row_number() over (partition by intervention, entity, side order by period_end desc) as to_start\n    \
+         from sided\n),\n\
          entities as (\n    select r.intervention, r.entity, r.arm,\n        \
-         avg(case when not r.after and r.to_start <= p.pre_periods then r.y end) as before_mean,\n        \
-         count(case when not r.after and r.to_start <= p.pre_periods then r.y end) as before_periods,\n        \
-         avg(case when r.after and r.from_start <= p.post_periods then r.y end) as after_mean,\n        \
-         count(case when r.after and r.from_start <= p.post_periods then r.y end) as after_periods\n    \
+         avg(case when r.side = 'before' and r.to_start <= p.pre_periods then r.y end) as before_mean,\n        \
+         count(case when r.side = 'before' and r.to_start <= p.pre_periods then r.y end) as before_periods,\n        \
+         avg(case when r.side = 'after' and r.from_start <= p.post_periods then r.y end) as after_mean,\n        \
+         count(case when r.side = 'after' and r.from_start <= p.post_periods then r.y end) as after_periods,\n        \
+         count(case when r.side = 'after' and r.from_start <= p.post_periods then 1 end) as after_seen\n    \
          from ranked as r\n    join parameters as p on p.intervention = r.intervention\n    \
          group by r.intervention, r.entity, r.arm\n),\n\
          changes as (\n    -- Entities with the whole \"before\" and some \"after\": their change.\n    \
@@ -377,18 +385,21 @@ pub(super) fn sql(spec: &MetricModelSpec) -> String {
          avg(case when arm = 'treatment' then change end) as treated_change,\n        \
          avg(case when arm = 'control' then change end) as control_change,\n        \
          var_samp(case when arm = 'treatment' then change end) as treated_variance,\n        \
-         var_samp(case when arm = 'control' then change end) as control_variance,\n        \
-         max(after_periods) as post_periods_observed\n    from changes\n    group by intervention\n),\n\
+         var_samp(case when arm = 'control' then change end) as control_variance\n    \
+         from changes\n    group by intervention\n),\n\
+         observed as (\n    -- Periods after the start the scorecard has, measured or not.\n    \
+         select intervention, max(after_seen) as post_periods_observed from entities group by intervention\n),\n\
          assigned as (\n    select intervention, min(start_date) as start_date,\n        \
          count(distinct entity) as assigned\n    from arms\n    group by intervention\n),\n\
          estimates as (\n    select p.*, a.start_date, coalesce(a.assigned, 0) as assigned,\n        \
          coalesce(b.treated, 0) as treated, coalesce(b.control, 0) as control,\n        \
-         coalesce(b.post_periods_observed, 0) as post_periods_observed,\n        \
+         coalesce(o.post_periods_observed, 0) as post_periods_observed,\n        \
          b.treated_before, b.treated_after, b.control_before, b.control_after,\n        \
          b.treated_change - b.control_change as estimate,\n        \
          sqrt(b.treated_variance / nullif(b.treated, 0) + b.control_variance / nullif(b.control, 0)) as std_error\n    \
          from parameters as p\n    left join assigned as a on a.intervention = p.intervention\n    \
-         left join by_arm as b on b.intervention = p.intervention\n)\n\
+         left join by_arm as b on b.intervention = p.intervention\n    \
+         left join observed as o on o.intervention = p.intervention\n)\n\
          select intervention, outcome, start_date,\n    \
          case when post_periods_observed = 0 then 'planned' when post_periods_observed < post_periods then 'running' else 'complete' end as status,\n    \
          pre_periods, post_periods, post_periods_observed,\n    \

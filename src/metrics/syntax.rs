@@ -60,6 +60,19 @@ pub(super) fn expression_problem(expression: &str) -> Option<String> {
         return None;
     }
     let dialect = GenericDialect {};
+    // A comment would swallow what the generated SQL puts after the expression.
+    let tokens = Tokenizer::new(&dialect, expression).tokenize().unwrap_or_default();
+    if tokens.iter().any(|token| {
+        matches!(
+            token,
+            Token::Whitespace(
+                datafusion::sql::sqlparser::tokenizer::Whitespace::SingleLineComment { .. }
+                    | datafusion::sql::sqlparser::tokenizer::Whitespace::MultiLineComment(_)
+            )
+        )
+    }) {
+        return Some("it holds an SQL comment (`--` or `/* */`), which would hide the SQL after it".into());
+    }
     let mut parser = match datafusion::sql::sqlparser::parser::Parser::new(&dialect).try_with_sql(expression) {
         Ok(parser) => parser,
         Err(error) => return Some(error.to_string()),

@@ -86,16 +86,29 @@ fn project_data(site: &Site<'_>) -> Json {
         .run_results
         .map(|run| run.results.iter().map(|r| (r.unique_id.as_str(), r)).collect())
         .unwrap_or_default();
-    // Which metric model generated each node.
+    // Which metric model generated each node: the names metric models give what they generate.
     let mut generated_by: BTreeMap<String, String> = BTreeMap::new();
     for (spec, _, _) in &site.metric_models {
-        for node in graph.nodes.values() {
-            let from_spec = node.name == spec.name || node.name.starts_with(&format!("{}_", spec.name));
-            if from_spec && node.tags.iter().any(|tag| tag == "metric_model") {
-                generated_by
-                    .entry(node.unique_id.clone())
-                    .or_insert_with(|| spec.name.clone());
-            }
+        let names: Vec<String> = std::iter::once(spec.name.clone())
+            .chain(
+                [
+                    "_daily",
+                    "alerts",
+                    "alert_cases",
+                    "alert_gate",
+                    "alert_actions_valid",
+                    "validation",
+                    "validation_floor",
+                    "interventions",
+                    "intervention_arms",
+                    "intervention_arms_valid",
+                ]
+                .iter()
+                .map(|suffix| format!("{}_{suffix}", spec.name)),
+            )
+            .collect();
+        for node in graph.nodes.values().filter(|node| names.contains(&node.name)) {
+            generated_by.insert(node.unique_id.clone(), spec.name.clone());
         }
     }
     let nodes: Vec<Json> = graph
@@ -180,7 +193,7 @@ fn project_data(site: &Site<'_>) -> Json {
             json!({
                 "name": spec.name,
                 "file": file,
-                "spec": serde_json::to_value(spec).unwrap_or(Json::Null),
+                "spec": public_spec(spec),
                 "nodes": generated_by.iter().filter(|(_, name)| *name == &spec.name).map(|(id, _)| id).collect::<Vec<_>>(),
             })
         })
@@ -193,6 +206,29 @@ fn project_data(site: &Site<'_>) -> Json {
         "nodes": nodes,
         "metric_models": metric_models,
     })
+}
+
+/// A spec as the site shows it: notification targets (webhook URLs, headers, commands) are
+/// left out, only their number kept, so no secret written in them is published.
+fn public_spec(spec: &MetricModelSpec) -> Json {
+    let mut value = serde_json::to_value(spec).unwrap_or(Json::Null);
+    let hide = |object: &mut serde_json::Map<String, Json>| {
+        if let Some(Json::Array(targets)) = object.get("notify") {
+            let count = targets.len();
+            object.insert("notify".into(), Json::Array(vec![Json::Null; count]));
+        }
+    };
+    if let Json::Object(object) = &mut value {
+        hide(object);
+        if let Some(Json::Array(alerts)) = object.get_mut("alerts") {
+            for alert in alerts.iter_mut() {
+                if let Json::Object(alert) = alert {
+                    hide(alert);
+                }
+            }
+        }
+    }
+    value
 }
 
 fn resource_type(kind: ResourceType) -> &'static str {

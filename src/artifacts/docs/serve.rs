@@ -26,26 +26,42 @@ impl DocsServer {
         }
     }
 
-    /// Serves until the process ends.
+    /// Serves until the process ends, each connection on its own thread (a browser keeps idle
+    /// connections open).
     pub fn serve(self) {
+        let port = self.listener.local_addr().map(|address| address.port()).unwrap_or(0);
+        let root = std::sync::Arc::new(self.root);
         for stream in self.listener.incoming().flatten() {
+            let root = root.clone();
             // A broken connection is the browser's business, not the server's.
-            let _ = respond(&self.root, stream);
+            std::thread::spawn(move || {
+                let _ = respond(&root, port, stream);
+            });
         }
     }
 }
 
-fn respond(root: &Path, mut stream: TcpStream) -> std::io::Result<()> {
+fn respond(root: &Path, port: u16, mut stream: TcpStream) -> std::io::Result<()> {
     stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request = String::new();
     reader.read_line(&mut request)?;
-    // Drain the headers.
+    // Read the headers; only this machine's own names may be the host (no DNS rebinding).
+    let mut host = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
             break;
         }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("host") {
+                host = Some(value.trim().to_string());
+            }
+        }
+    }
+    let allowed = [format!("127.0.0.1:{port}"), format!("localhost:{port}")];
+    if !host.is_some_and(|host| allowed.contains(&host)) {
+        return write_response(&mut stream, "403 Forbidden", "text/plain", b"unknown host\n", false);
     }
     let mut parts = request.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));

@@ -501,17 +501,57 @@ fn check_config_values(node: &Node, project: &Project) -> Result<(), Diagnostic>
     let Some((key, message)) = problem else {
         return Ok(());
     };
-    // Where it is set: the node's own file when it says so, else the project file.
-    let text = std::fs::read_to_string(project.root.join(&node.path)).unwrap_or_default();
-    let (file, line) = match crate::diagnostics::line_of(&text, key) {
+    // Where it is set, nearest first: the node's own `config()` (or, for a test, its declaration
+    // and what follows it), a property file declaring the node, the project file.
+    let needles = [
+        format!("{key}="),
+        format!("{key} ="),
+        format!("+{key}:"),
+        format!("{key}:"),
+    ];
+    let find = |text: &str, from_line: usize| -> Option<usize> {
+        let offset: usize = text
+            .split_inclusive('\n')
+            .take(from_line.saturating_sub(1))
+            .map(str::len)
+            .sum();
+        let rest = text.get(offset..)?;
+        needles
+            .iter()
+            .filter_map(|needle| crate::diagnostics::line_of(rest, needle))
+            .min()
+            .map(|line| line + from_line.saturating_sub(1))
+    };
+    let own = match node.resource_type {
+        ResourceType::Test => project
+            .property_files
+            .iter()
+            .find(|file| file.file == node.path)
+            .and_then(|file| find(&file.text, node.line.unwrap_or(1)))
+            .or_else(|| find(&node.raw_code, 1)),
+        _ => find(&node.raw_code, 1),
+    };
+    let declared = || {
+        project.property_files.iter().find_map(|file| {
+            let declares = file
+                .models
+                .iter()
+                .chain(&file.seeds)
+                .any(|entry| entry.name == node.name);
+            declares
+                .then(|| find(&file.text, 1).map(|line| (file.file.clone(), Some(line))))
+                .flatten()
+        })
+    };
+    let project_file = || {
+        let text = std::fs::read_to_string(project.root.join(&project.file.file_name)).unwrap_or_default();
+        find(&text, 1).map(|line| (project.file.file_name.clone(), Some(line)))
+    };
+    let (file, line) = match own {
         Some(line) => (node.path.clone(), Some(line)),
-        None => {
-            let project_text = std::fs::read_to_string(project.root.join(&project.file.file_name)).unwrap_or_default();
-            match crate::diagnostics::line_of(&project_text, key) {
-                Some(line) => (project.file.file_name.clone(), Some(line)),
-                None => (node.path.clone(), node.line),
-            }
-        }
+        None => declared()
+            .or_else(project_file)
+            .unwrap_or_else(|| (node.path.clone(), node.line)),
     };
     let kind = match node.resource_type {
         ResourceType::Test => "test",

@@ -510,7 +510,9 @@
   function route() {
     var hash = location.hash.replace(/^#\/?/, ""), q = hash.indexOf("?");
     var path = q >= 0 ? hash.slice(0, q) : hash, params = new URLSearchParams(q >= 0 ? hash.slice(q + 1) : "");
-    var parts = path.split("/").map(decodeURIComponent);
+    var parts = path.split("/").map(function (part) {
+      try { return decodeURIComponent(part); } catch (e) { return part; }
+    });
     var html;
     if (parts[0] === "node") html = nodePage(parts.slice(1).join("/"));
     else if (parts[0] === "column") html = columnPage(parts[1], parts.slice(2).join("/"));
@@ -522,7 +524,8 @@
     page.setAttribute("data-route", parts[0] || "overview");
     var form = document.getElementById("selector");
     if (form) form.addEventListener("submit", function (e) { e.preventDefault(); location.hash = "#/lineage?select=" + encodeURIComponent(form.select.value); });
-    if (parts[0] === "metric") loadCharts(parts[1]);
+    var known = D.metric_models.some(function (m) { return m.name === parts[1]; });
+    if (parts[0] === "metric" && known) loadCharts(parts[1]);
     window.scrollTo(0, 0);
   }
   document.getElementById("project").textContent = D.project;
