@@ -19,4 +19,5 @@ mod metrics;
 mod notify;
 mod packages;
 mod s3;
+mod secrets;
 mod state;

@@ -9,15 +9,15 @@ use crate::common::{command, fixture, transcript};
 
 /// One request the receiver got: its answer, request line, headers and body.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     answered: u16,
-    request_line: String,
+    pub(crate) request_line: String,
     headers: String,
     body: String,
 }
 
 /// An HTTP receiver on 127.0.0.1 that answers 500 to its first `failures` requests, then 200.
-fn receiver(failures: usize) -> (u16, Arc<Mutex<Vec<Received>>>) {
+pub(crate) fn receiver(failures: usize) -> (u16, Arc<Mutex<Vec<Received>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
     let port = listener.local_addr().expect("address").port();
     let received = Arc::new(Mutex::new(Vec::new()));
