@@ -9,6 +9,7 @@ mod common;
 mod ballista;
 mod cli;
 mod commit;
+mod crash;
 mod dbt;
 mod dbt_duckdb;
 mod dialect;
