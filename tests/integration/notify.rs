@@ -62,6 +62,23 @@ pub(crate) fn receiver(failures: usize) -> (u16, Arc<Mutex<Vec<Received>>>) {
     (port, received)
 }
 
+/// Makes the `alert_cases` fixture's metric model notify a webhook on 127.0.0.1:`port` whose
+/// path and Authorization header carry `env_var('HOOK_TOKEN')`, then the targets in `more`.
+pub(crate) fn notify_to(root: &std::path::Path, port: u16, more: &str) {
+    let spec = root.join("models/metrics.yml");
+    let yaml = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        yaml.replace(
+            "    actions: alert_actions\n",
+            &format!(
+                "    actions: alert_actions\n    notify:\n      - webhook: \"http://127.0.0.1:{port}/hook/{{{{ env_var('HOOK_TOKEN') }}}}\"\n        headers: {{Authorization: \"Bearer {{{{ env_var('HOOK_TOKEN') }}}}\"}}\n{more}"
+            ),
+        ),
+    )
+    .unwrap();
+}
+
 fn run(project: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
     let output = command(project)
         .env("HOOK_TOKEN", "s3cr3t-token")
@@ -77,17 +94,11 @@ fn new_cases_are_notified_once_by_webhook_and_command_with_retries() {
     let root = project.path();
     let (port, received) = receiver(2);
     let spec = root.join("models/metrics.yml");
-    let yaml = std::fs::read_to_string(&spec).unwrap();
-    std::fs::write(
-        &spec,
-        yaml.replace(
-            "    actions: alert_actions\n",
-            &format!(
-                "    actions: alert_actions\n    notify:\n      - webhook: \"http://127.0.0.1:{port}/hook/{{{{ env_var('HOOK_TOKEN') }}}}\"\n        headers: {{Authorization: \"Bearer {{{{ env_var('HOOK_TOKEN') }}}}\"}}\n      - command: \"cat >> notified.jsonl; echo >> notified.jsonl\"\n"
-            ),
-        ),
-    )
-    .unwrap();
+    notify_to(
+        root,
+        port,
+        "      - command: \"cat >> notified.jsonl; echo >> notified.jsonl\"\n",
+    );
 
     // --no-notify: nothing is sent.
     let (code, text) = run(root, &["build", "--no-notify"]);

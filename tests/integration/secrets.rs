@@ -37,18 +37,7 @@ fn secrets_reach_no_log_artifact_report_ledger_or_docs_page() {
     let root = project.path();
     let (port, received) = crate::notify::receiver(0);
     // Notifications to a webhook whose path and Authorization header carry the token.
-    let spec = root.join("models/metrics.yml");
-    let yaml = std::fs::read_to_string(&spec).unwrap();
-    std::fs::write(
-        &spec,
-        yaml.replace(
-            "    actions: alert_actions\n",
-            &format!(
-                "    actions: alert_actions\n    notify:\n      - webhook: \"http://127.0.0.1:{port}/hook/{{{{ env_var('HOOK_TOKEN') }}}}\"\n        headers: {{Authorization: \"Bearer {{{{ env_var('HOOK_TOKEN') }}}}\"}}\n"
-            ),
-        ),
-    )
-    .unwrap();
+    crate::notify::notify_to(root, port, "");
     // Two targets: the S3 server (credentials from the environment) and local disk.
     std::fs::write(
         root.join("profiles.yml"),
