@@ -259,8 +259,10 @@ pub fn main() -> ExitCode {
             Command::Executor(args) => commands::cluster::executor(&printer, args).await,
         }
     });
-    // Node tasks may still hold the runtime; don't wait for background work on the way out.
-    runtime.shutdown_background();
+    // Tasks still running (a failed node's siblings, lock heartbeats) are dropped, and with them
+    // what they hold: spill files are deleted as their owners go. Work stuck in a blocking call
+    // is left behind after a moment rather than holding up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match outcome {
         Ok(status) => status.into(),
         Err(error) => {

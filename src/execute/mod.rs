@@ -17,6 +17,7 @@ mod defer;
 pub mod freshness;
 mod incremental;
 pub mod introspect;
+pub mod limits;
 pub mod lineage;
 mod node;
 pub mod notify;

@@ -81,7 +81,7 @@ pub(super) async fn run(session: &Session, id: &str, run_id: &str, reporter: &dy
             bytes_scanned: None,
             version: None,
             message: "ERROR".into(),
-            error: Some(error.to_string()),
+            error: Some(session.limits.explain(error.to_string())),
             compiled_path,
         },
     }

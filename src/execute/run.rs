@@ -58,6 +58,8 @@ pub struct StartedRun {
     pub offline: bool,
     /// Said when a crashed run's lock was replaced.
     pub recovered: Option<String>,
+    /// Objects deleted from the staging folders of runs that ended without cleaning up.
+    pub swept: usize,
     lock: Option<Lock>,
 }
 
@@ -97,6 +99,7 @@ pub async fn start(request: &RunRequest<'_>, waiting: impl FnMut(&str)) -> Resul
             warehouse,
             offline,
             recovered: None,
+            swept: 0,
             lock: None,
         });
     }
@@ -113,10 +116,17 @@ pub async fn start(request: &RunRequest<'_>, waiting: impl FnMut(&str)) -> Resul
     let lock = warehouse
         .lock_run(request.run_id, request.command, request.lock_timeout, waiting)
         .await?;
+    // What killed or cut-off runs left half-written is deleted (best effort: it is never read).
+    let swept = if request.writes {
+        warehouse.sweep_staging(request.run_id).await.unwrap_or(0)
+    } else {
+        0
+    };
     Ok(StartedRun {
         warehouse,
         offline,
         recovered: lock.recovered.clone(),
+        swept,
         lock: Some(lock),
     })
 }

@@ -70,6 +70,8 @@ pub struct Session {
     pub(crate) sql_dialect: crate::project::SqlDialect,
     /// The target's schema.
     pub schema: String,
+    /// The target's memory and spill limits, named in the errors they cause.
+    pub limits: super::limits::Limits,
 }
 
 /// A session whose plans run on the Ballista cluster of `target.url`: the embedded configuration
@@ -194,10 +196,14 @@ impl Session {
                 ExecuteError::Setup(format!("profile option '{key}: {value}': {}", error.strip_backtrace()))
             })?;
         }
-        let memory_limit = target.memory_limit.unwrap_or_else(default_memory_limit);
+        let memory_limit = target.memory_limit.unwrap_or_else(super::limits::default_memory_limit);
         let disk = match &target.spill_dir {
             Some(folder) => DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![folder.clone()])),
             None => DiskManagerBuilder::default().with_mode(DiskManagerMode::OsTmpDirectory),
+        };
+        let disk = match target.spill_limit {
+            Some(bytes) => disk.with_max_temp_directory_size(bytes),
+            None => disk,
         };
         // Greedy by default: a fair pool splits the limit evenly between every operator that can
         // spill, which starves the sorts of a deep window pipeline (metric scorecards) even when
@@ -249,6 +255,7 @@ impl Session {
             recompile: None,
             sql_dialect: target.sql_dialect,
             schema: target.schema.clone(),
+            limits: super::limits::Limits::of(target, memory_limit),
         })
     }
 
@@ -581,16 +588,4 @@ impl Session {
         self.ctx.register_object_store(&opened.base, opened.store);
         Ok(())
     }
-}
-
-/// Without a configured limit, the engine may use 60% of the machine's memory before spilling.
-fn default_memory_limit() -> u64 {
-    use sysinfo::{MemoryRefreshKind, RefreshKind, System};
-    let system =
-        System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()));
-    let total = match system.total_memory() {
-        0 => 8 << 30,
-        bytes => bytes,
-    };
-    total / 10 * 6
 }

@@ -7,7 +7,12 @@
 //! - its lease ran out: the holder rewrites the record (with a `heartbeat` time) every quarter of
 //!   the lease ([`DEFAULT_LEASE`], a target's `lock_lease`), so a record the store has not seen
 //!   rewritten for a whole lease (its last-modified time, by the store's clock) belongs to a run
-//!   that crashed or hung on some other host.
+//!   that crashed or hung on some other host, or
+//! - it belongs to a run whose other lock this process has just found stale (a run renews each of
+//!   its locks on its own beat, so its table locks can outlive its run lock by a little).
+//!
+//! `TIDEMARK_LOCK_HOST` overrides the host name a record gives (the tests run processes of one
+//! machine as different hosts with it).
 //!
 //! Of several runs that find the same stale record, only the one that creates its *claim* (an
 //! object named after the record's hash, `PutMode::Create`) deletes and replaces it. A live run is
@@ -259,6 +264,7 @@ impl Lock {
                     "removed a stale lock on {what} left by {}, {why}",
                     holder.describe()
                 ));
+                dead_runs().insert(holder.run_id.clone());
             }
             let created = store.put_opts(path, payload.clone(), PutMode::Create.into()).await;
             let _ = store.delete(&claim).await;
@@ -316,6 +322,13 @@ impl Lock {
             let _ = self.store.delete(&self.path).await;
         }
     }
+}
+
+/// The run holding a lock, from its record.
+pub(super) fn run_of(record: &[u8]) -> Option<String> {
+    serde_json::from_slice::<LockRecord>(record)
+        .ok()
+        .map(|record| record.run_id)
 }
 
 /// Whether a claim on a stale lock was left by a run that crashed while replacing it: it is
@@ -382,6 +395,9 @@ fn staleness(record: &LockRecord, modified: chrono::DateTime<chrono::Utc>) -> Op
     if record.host == host_name() && record.pid != std::process::id() && !process_exists(record.pid) {
         return Some("which is no longer running".into());
     }
+    if dead_runs().contains(&record.run_id) {
+        return Some("whose other locks this run found stale".into());
+    }
     // Records written before leases existed carry no lease: only the process check applies.
     let lease = Duration::from_secs(record.lease_seconds?);
     let silent = (chrono::Utc::now() - modified).to_std().ok()?;
@@ -394,6 +410,17 @@ fn staleness(record: &LockRecord, modified: chrono::DateTime<chrono::Utc>) -> Op
     })
 }
 
+/// Runs whose stale locks this process replaced. Their other locks are stale too, even where the
+/// store last saw them renewed a little later (a run renews each of its locks on its own beat):
+/// a run that takes over a crashed run's run lock would otherwise find that run's table locks
+/// live for up to a quarter of a lease longer, and fail those tables.
+fn dead_runs() -> std::sync::MutexGuard<'static, std::collections::HashSet<String>> {
+    static DEAD: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> = std::sync::OnceLock::new();
+    DEAD.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn process_exists(pid: u32) -> bool {
     use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
     let pid = Pid::from_u32(pid);
@@ -402,8 +429,14 @@ fn process_exists(pid: u32) -> bool {
     system.process(pid).is_some()
 }
 
+/// This host's name, as lock records give it. `TIDEMARK_LOCK_HOST` overrides it: the tests use it
+/// to run processes of one machine as if on different hosts (where only the lease applies).
 fn host_name() -> String {
-    sysinfo::System::host_name().unwrap_or_else(|| "unknown-host".into())
+    std::env::var("TIDEMARK_LOCK_HOST")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(sysinfo::System::host_name)
+        .unwrap_or_else(|| "unknown-host".into())
 }
 
 #[cfg(test)]

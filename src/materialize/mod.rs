@@ -100,7 +100,23 @@ pub(crate) fn writer_properties() -> Result<WriterProperties, MaterializeError> 
 
 /// An object-store error with the setting it points at, when one is recognisable.
 pub fn describe_store_error(error: &datafusion::object_store::Error) -> String {
-    with_hint(error.to_string())
+    with_hint(with_causes(error))
+}
+
+/// An error's message followed by those of its causes that it does not already contain: the
+/// store client says only "error sending request", its causes what went wrong (a timeout, a
+/// connection closed mid-request).
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !text.is_empty() && !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        cause = inner.source();
+    }
+    message
 }
 
 fn with_hint(message: String) -> String {

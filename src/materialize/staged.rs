@@ -33,9 +33,8 @@ pub struct StagedWrite {
 /// A failure of the store the files go to is the warehouse's; any other is the query's.
 fn store_or_query(error: DataFusionError) -> MaterializeError {
     match error.find_root() {
-        DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) => {
-            MaterializeError::StoreWrite(error.find_root().to_string())
-        }
+        DataFusionError::ObjectStore(inner) => MaterializeError::StoreWrite(super::with_causes(inner.as_ref())),
+        DataFusionError::IoError(inner) => MaterializeError::StoreWrite(super::with_causes(inner)),
         _ => MaterializeError::Execution(error),
     }
 }
@@ -76,4 +75,52 @@ pub async fn write_parquet(
         })
         .sum();
     Ok(StagedWrite { rows, plan: physical })
+}
+
+impl super::Warehouse {
+    /// Deletes what runs that ended without cleaning up (killed, or cut off from the store) left
+    /// in `_tidemark/staging/`: every run's folder but `current`'s, except the folders of runs
+    /// that still hold a table lock (a partitioned publish cut short, which the table's next
+    /// writer rolls forward from that folder). Called with the warehouse's run lock held, so no
+    /// other run is writing. Returns the number of objects deleted.
+    pub async fn sweep_staging(&self, current: &str) -> Result<usize, MaterializeError> {
+        use datafusion::object_store::path::Path as StorePath;
+        use datafusion::object_store::ObjectStoreExt;
+        use futures::TryStreamExt;
+        let staging = StorePath::from_iter(["_tidemark", "staging"]);
+        let runs: Vec<String> = self
+            .store
+            .list_with_delimiter(Some(&staging))
+            .await?
+            .common_prefixes
+            .iter()
+            .filter_map(|folder| folder.filename().map(str::to_string))
+            .filter(|run| run != current)
+            .collect();
+        if runs.is_empty() {
+            return Ok(0);
+        }
+        let locks = StorePath::from_iter(["_tidemark", "locks"]);
+        let mut holding = std::collections::BTreeSet::new();
+        let lock_objects: Vec<_> = self.store.list(Some(&locks)).try_collect().await?;
+        for lock in lock_objects {
+            if let Ok(bytes) = self.store.get(&lock.location).await?.bytes().await {
+                if let Some(run) = super::lock::run_of(&bytes) {
+                    holding.insert(run);
+                }
+            }
+        }
+        let mut deleted = 0;
+        for run in runs.iter().filter(|run| !holding.contains(*run)) {
+            let folder = staging.clone().join(run.as_str());
+            let objects: Vec<_> = self.store.list(Some(&folder)).try_collect().await?;
+            for object in objects {
+                match self.store.delete(&object.location).await {
+                    Ok(()) | Err(datafusion::object_store::Error::NotFound { .. }) => deleted += 1,
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+        Ok(deleted)
+    }
 }

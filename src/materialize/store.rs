@@ -102,6 +102,10 @@ fn common_options(settings: &StorageSettings) -> Vec<(String, String)> {
         "connect_timeout".into(),
         settings.connect_timeout.clone().unwrap_or_else(|| "5s".into()),
     ));
+    options.push((
+        "timeout".into(),
+        settings.request_timeout.clone().unwrap_or_else(|| "30s".into()),
+    ));
     for (key, value) in &settings.options {
         options.push((key.clone(), value.expose().to_string()));
     }
@@ -153,7 +157,7 @@ fn describe_build_error(provider: &str, error: object_store::Error) -> Materiali
 /// Which `storage:` setting a store error most likely points at.
 pub fn hint(message: &str) -> Option<&'static str> {
     let lower = message.to_ascii_lowercase();
-    let pairs: [(&[&str], &'static str); 6] = [
+    let pairs: [(&[&str], &'static str); 10] = [
         (
             &["invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "403 forbidden", "401 unauthorized"],
             "the store rejected the credentials: check storage.access_key_id and storage.secret_access_key (or the AWS_* environment)",
@@ -169,8 +173,29 @@ pub fn hint(message: &str) -> Option<&'static str> {
                 "dns error",
                 "error trying to connect",
                 "connect timeout",
-                "error sending request",
             ],
+            "cannot connect to the store: check storage.endpoint and that the server is running",
+        ),
+        (
+            &["operation timed out", "timed out"],
+            "the store did not answer in time, even after retries: check storage.request_timeout, retry_timeout and the server's health",
+        ),
+        (
+            &[
+                "connection closed before message completed",
+                "connection reset",
+                "broken pipe",
+                "incomplete message",
+                "unexpected eof",
+            ],
+            "the store closed the connection mid-request, even after retries: check the server's health (storage.max_retries, retry_timeout)",
+        ),
+        (
+            &["server error", "status: 5", "http status server error", "internalerror", "service unavailable", "slowdown"],
+            "the store answered with a server error (HTTP 5xx), even after retries: check the server's health (storage.max_retries, retry_timeout)",
+        ),
+        (
+            &["error sending request"],
             "cannot connect to the store: check storage.endpoint and that the server is running",
         ),
         (

@@ -31,6 +31,9 @@ pub struct Target {
     pub memory_limit: Option<u64>,
     /// Folder for spill files (defaults to the system temp folder).
     pub spill_dir: Option<PathBuf>,
+    /// Most bytes of spill files a run may hold at once (`spill_limit:`; DataFusion's 100 GiB
+    /// when unset): past it the node fails instead of filling the disk.
+    pub spill_limit: Option<u64>,
     /// How operators share `memory_limit`.
     pub memory_pool: MemoryPool,
     /// Which SQL dialect's semantics the target's SQL has where dialects differ (`sql_dialect:`).
@@ -127,6 +130,10 @@ pub struct StorageSettings {
     /// Time allowed to open a connection (default `5s`).
     #[serde(default)]
     pub connect_timeout: Option<String>,
+    /// Time allowed for one request, from sending it to the end of its response (default
+    /// `30s`); a request that takes longer is retried like a failed one.
+    #[serde(default)]
+    pub request_timeout: Option<String>,
     /// Any other `object_store` configuration key (`aws_...`, `google_...`, `azure_...`).
     #[serde(default)]
     pub options: BTreeMap<String, Secret>,
@@ -188,6 +195,7 @@ impl Target {
             threads: default_threads(),
             memory_limit: None,
             spill_dir: None,
+            spill_limit: None,
             memory_pool: MemoryPool::Greedy,
             sql_dialect: SqlDialect::DataFusion,
             options: BTreeMap::new(),
@@ -245,6 +253,8 @@ struct RawTarget {
     memory_limit: Option<String>,
     #[serde(default)]
     spill_dir: Option<String>,
+    #[serde(default)]
+    spill_limit: Option<String>,
     #[serde(default)]
     memory_pool: Option<String>,
     #[serde(default)]
@@ -446,6 +456,12 @@ pub fn select_target(
         }
         None => None,
     };
+    let spill_limit = match &raw.spill_limit {
+        Some(text) => {
+            Some(parse_bytes(text).map_err(|message| at_target("spill_limit", format!("spill_limit: {message}")))?)
+        }
+        None => None,
+    };
     if raw.threads == Some(0) {
         return Err(at_target("threads", "threads must be at least 1".into()));
     }
@@ -469,6 +485,7 @@ pub fn select_target(
         threads: raw.threads.unwrap_or_else(default_threads),
         memory_limit,
         spill_dir: raw.spill_dir.as_ref().map(PathBuf::from),
+        spill_limit,
         memory_pool: match raw.memory_pool.as_deref() {
             None | Some("greedy") => MemoryPool::Greedy,
             Some("fair") => MemoryPool::Fair,

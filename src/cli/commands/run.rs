@@ -139,6 +139,13 @@ pub(crate) async fn execute(
     for message in recovered.into_iter().flatten() {
         Reporter::notice(printer.as_ref(), message);
     }
+    if started.swept > 0 {
+        let message = format!(
+            "deleted {} leftover object(s) from _tidemark/staging/ of runs that ended without cleaning up",
+            started.swept
+        );
+        Reporter::notice(printer.as_ref(), &message);
+    }
     let outcome = run_locked(global, printer, kind, &args, &loaded, &request, &started, clock).await;
     started.release().await;
     target_lock.release().await;

@@ -23,8 +23,13 @@ pub fn parse(
             ..PropertyFile::default()
         });
     }
-    let raw: RawPropertyFile = crate::project::yaml::parse(file, text).map_err(|d| vec![d])?;
-    let positions = Positions::of(text);
+    // Two passes over the text, one for the values and one for their positions: side by side,
+    // as a big property file (one `schema.yml` for a whole project) is otherwise read alone.
+    let (raw, positions) = rayon::join(
+        || crate::project::yaml::parse::<RawPropertyFile>(file, text),
+        || Positions::of(text),
+    );
+    let raw = raw.map_err(|d| vec![d])?;
     let raw = match context {
         Some(context) if text.contains("{{") || text.contains("{%") => {
             // The shape was checked as written; only string values change.

@@ -1,8 +1,9 @@
 //! Helpers of the integration tests: fixture projects in temp folders, the real binary, and an
 //! independent read of the tables it writes.
 
-#[cfg(feature = "ballista")]
 pub(crate) mod cluster;
+#[cfg(feature = "ballista")]
+pub(crate) mod fault_proxy;
 pub(crate) mod s3;
 
 use std::path::{Path, PathBuf};
