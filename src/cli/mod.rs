@@ -34,10 +34,19 @@ impl From<ExitStatus> for ExitCode {
     }
 }
 
+/// `tidemark --version`: tidemark's version and the DataFusion it runs.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (DataFusion {})",
+        env!("CARGO_PKG_VERSION"),
+        datafusion::DATAFUSION_VERSION
+    )
+});
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tidemark",
-    version,
+    version = VERSION.as_str(),
     about = "SQL-first transformation engine: SQL and YAML models compiled to DataFusion, materialised as Parquet"
 )]
 pub struct Cli {
@@ -160,48 +169,84 @@ pub struct RunArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Load seeds, run models and test them, in dependency order.
+    #[command(
+        after_help = "Examples:\n  tidemark build\n  tidemark build --select +learner_engagement --target prod\n  tidemark build --select state:modified+ --defer --state prod-artifacts/"
+    )]
     Build(RunArgs),
     /// Run models (tables and views) in dependency order.
+    #[command(
+        after_help = "Examples:\n  tidemark run\n  tidemark run --select tag:daily --exclude stg_events\n  tidemark run --full-refresh --select learner_engagement"
+    )]
     Run(RunArgs),
     /// Load the CSV files under seeds/ into tables.
+    #[command(after_help = "Examples:\n  tidemark seed\n  tidemark seed --select alert_actions")]
     Seed(RunArgs),
     /// Run data and unit tests.
+    #[command(
+        after_help = "Examples:\n  tidemark test\n  tidemark test --select learner_engagement --store-failures --junit reports/tests.xml"
+    )]
     Test(RunArgs),
     /// Take snapshots: record each changed row's new version (type-2 history).
+    #[command(after_help = "Examples:\n  tidemark snapshot\n  tidemark snapshot --select learners_history")]
     Snapshot(RunArgs),
     /// Re-run what failed or was skipped in the last build/run/seed/test (target/run_results.json),
     /// with that invocation's options.
+    #[command(
+        after_help = "Examples:\n  tidemark build --select tag:nightly   # some nodes fail\n  tidemark retry                       # runs those again, with the same options"
+    )]
     Retry,
     /// Commands about sources: `source freshness`.
     #[command(subcommand)]
+    #[command(after_help = "Examples:\n  tidemark source freshness\n  tidemark source freshness --select source:lms")]
     Source(commands::source::SourceCommand),
     /// Render every selected node's SQL into target/compiled/ and write target/manifest.json.
+    #[command(after_help = "Examples:\n  tidemark compile\n  tidemark compile --select learner_engagement")]
     Compile(commands::compile::CompileArgs),
     /// The documentation site, catalog.json and typed DuckDB views: `docs generate`, `docs serve`.
     #[command(subcommand)]
+    #[command(after_help = "Examples:\n  tidemark docs generate\n  tidemark docs serve --port 8080 --open")]
     Docs(commands::docs::DocsCommand),
     /// List nodes.
+    #[command(after_help = "Examples:\n  tidemark ls\n  tidemark ls --select tag:metric_model")]
     Ls(commands::ls::LsArgs),
     /// Preview the rows of a model or of an inline query.
+    #[command(
+        after_help = "Examples:\n  tidemark show --select learner_engagement --limit 5\n  tidemark show --inline \"select count(*) from {{ ref('stg_events') }}\""
+    )]
     Show(commands::show::ShowArgs),
     /// Check the project, the profile and access to the warehouse.
+    #[command(after_help = "Examples:\n  tidemark debug\n  tidemark debug --target prod")]
     Debug,
     /// Install the packages of packages.yml (local folders, git repositories, tarballs) into
     /// dbt_packages/, at the commits package-lock.yml pins (written on the first install).
+    #[command(after_help = "Examples:\n  tidemark deps")]
     Deps(commands::deps::DepsArgs),
     /// Call a project macro (its `run_query` and `statement` calls run on the target's engine):
     /// `run-operation grant_reader --args '{role: bi}'`.
+    #[command(after_help = "Examples:\n  tidemark run-operation grant_reader --args '{role: bi}'")]
     RunOperation(commands::operation::OperationArgs),
     /// Delete the project's clean-targets (target/ by default).
+    #[command(after_help = "Examples:\n  tidemark clean")]
     Clean,
     /// Run a Ballista scheduler that knows tidemark's SQL functions (for `type: ballista`
     /// targets; flags as `ballista-scheduler`'s).
     #[cfg(feature = "ballista")]
+    #[command(after_help = "Examples:\n  tidemark scheduler --bind-host 127.0.0.1 --bind-port 50050")]
     Scheduler(commands::cluster::SchedulerArgs),
     /// Run a Ballista executor that knows tidemark's SQL functions and reads object-store
     /// credentials from the environment (flags as `ballista-executor`'s).
     #[cfg(feature = "ballista")]
+    #[command(after_help = "Examples:\n  tidemark executor --scheduler-host 127.0.0.1 --scheduler-port 50050")]
     Executor(commands::cluster::ExecutorArgs),
+    /// Print a completion script for a shell: `source <(tidemark completions bash)`.
+    #[command(
+        after_help = "Examples:\n  tidemark completions bash > ~/.local/share/bash-completion/completions/tidemark\n  tidemark completions zsh > ~/.zfunc/_tidemark\n  tidemark completions fish > ~/.config/fish/completions/tidemark.fish"
+    )]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Entry point of the `tidemark` binary.
@@ -253,6 +298,13 @@ pub fn main() -> ExitCode {
             Command::Deps(args) => commands::deps::execute(&cli.global, &printer, args).await,
             Command::RunOperation(args) => commands::operation::execute(&cli.global, &printer, args).await,
             Command::Clean => commands::clean::execute(&cli.global, &printer).await,
+            Command::Completions { shell } => {
+                let mut script = Vec::new();
+                let mut command = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "tidemark", &mut script);
+                printer.result(String::from_utf8_lossy(&script).trim_end());
+                Ok(ExitStatus::Success)
+            }
             #[cfg(feature = "ballista")]
             Command::Scheduler(args) => commands::cluster::scheduler(&printer, args).await,
             #[cfg(feature = "ballista")]

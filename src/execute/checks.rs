@@ -79,6 +79,82 @@ pub async fn source_stores(project: &Project, target: &Target, warehouse: &Wareh
     checks
 }
 
+/// Every source table of `graph` opened as a run reads it: its files or objects listed, their
+/// schema read and their first row fetched. A source that is missing or unreadable is named with
+/// the place it is declared (`file:line`).
+pub async fn sources(target: &Target, warehouse: Warehouse, graph: Arc<Graph>) -> Vec<Check> {
+    use crate::graph::{Materialization, Node, ResourceType};
+    let ids: Vec<String> = graph
+        .nodes
+        .values()
+        .filter(|node| node.resource_type == ResourceType::Source)
+        .map(|node| node.unique_id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let session = match super::Session::new(target, warehouse, graph.clone(), Arc::new(CompiledProject::default())) {
+        Ok(session) => session,
+        Err(error) => {
+            return vec![Check::Failed(format!(
+                "cannot start a session to read the sources: {error}"
+            ))]
+        }
+    };
+    let mut checks = Vec::new();
+    for id in ids {
+        let node = &graph.nodes[&id];
+        let name = format!(
+            "{}.{}",
+            node.fqn.get(1).map(String::as_str).unwrap_or_default(),
+            node.name
+        );
+        let place = match node.line {
+            Some(line) => format!("{}:{line}", node.path),
+            None => node.path.clone(),
+        };
+        let Some(relation) = node.relation() else { continue };
+        // A reader of the source alone: registering its inputs registers the source.
+        let mut reader = Node::new(
+            format!("debug.{id}"),
+            "debug".into(),
+            node.path.clone(),
+            Materialization::View,
+            crate::graph::Resource::Ephemeral,
+        );
+        reader.depends_on = vec![id.clone()];
+        let read = async {
+            session.register_inputs(&reader).await.map_err(|e| e.to_string())?;
+            let reference = datafusion::common::TableReference::full(
+                super::session::CATALOG,
+                relation.schema.clone(),
+                relation.identifier.clone(),
+            );
+            let frame = session.ctx.table(reference).await.map_err(|e| e.strip_backtrace())?;
+            let columns = frame.schema().fields().len();
+            let rows: usize = frame
+                .limit(0, Some(1))
+                .map_err(|e| e.strip_backtrace())?
+                .collect()
+                .await
+                .map_err(|e| e.strip_backtrace())?
+                .iter()
+                .map(|batch| batch.num_rows())
+                .sum();
+            Ok::<_, String>(format!(
+                "{name} ({place}) reads: {columns} columns{}",
+                if rows == 0 { ", no rows" } else { "" }
+            ))
+        };
+        checks.push(
+            read.await
+                .map_err(|problem| format!("{place}: source {name}: {problem}"))
+                .into(),
+        );
+    }
+    checks
+}
+
 /// The scheduler of a `ballista` target: reachable, and how many executors it has.
 #[cfg(feature = "ballista")]
 pub async fn cluster(target: &Target) -> Check {

@@ -354,7 +354,16 @@ async fn load_seed(
             .select_exprs(&expressions)
             .map_err(|error| seed_error(error.strip_backtrace()))?
     };
-    let (summary, scanned) = write_frame(session, node, relation, frame, run_id).await?;
+    let (summary, scanned) = match write_frame(session, node, relation, frame, run_id).await {
+        // A value that does not fit its column's declared type: say which column and value.
+        Err(error) if !declared.is_empty() && error.to_string().contains("Cast error") => {
+            return Err(match misfit_value(session, path, &declared).await {
+                Some(problem) => seed_error(problem),
+                None => error,
+            });
+        }
+        written => written?,
+    };
     Ok(Outcome {
         status: NodeStatus::Success,
         message: format!("INSERT {}", summary.rows),
@@ -363,6 +372,43 @@ async fn load_seed(
         write: Some(summary),
         scanned: Some(scanned),
     })
+}
+
+/// The first value of the seed's CSV at `path` that its `column_types` cannot hold, as "column
+/// 'c' (column_types: T) holds 'v', which is not a T".
+async fn misfit_value(session: &Session, path: &str, declared: &[(String, String)]) -> Option<String> {
+    let frame = session
+        .ctx
+        .read_csv(path, CsvReadOptions::new().has_header(true))
+        .await
+        .ok()?;
+    for (column, data_type) in declared {
+        let quoted = quote_identifier(column);
+        let misfit = frame
+            .parse_sql_expr(&format!(
+                "{quoted} is not null and try_cast({quoted} as {data_type}) is null"
+            ))
+            .ok()?;
+        let found = frame
+            .clone()
+            .filter(misfit)
+            .and_then(|f| f.select_exprs(&[&format!("cast({quoted} as varchar)")]))
+            .and_then(|f| f.limit(0, Some(1)))
+            .ok()?
+            .collect()
+            .await
+            .ok()?;
+        let value = found
+            .iter()
+            .find(|batch| batch.num_rows() > 0)
+            .and_then(|batch| datafusion::arrow::util::display::array_value_to_string(batch.column(0), 0).ok());
+        if let Some(value) = value {
+            return Some(format!(
+                "column '{column}' (column_types: {data_type}) holds '{value}', which cannot be read as {data_type}"
+            ));
+        }
+    }
+    None
 }
 
 /// Where a test's failing rows are stored with `--store-failures` / `store_failures: true`:

@@ -85,12 +85,47 @@ pub fn default_windows() -> Vec<i64> {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsSpec {
-    /// Model (or seed) holding one row per event.
+    /// Model (or seed) holding one row per event, or a source table written as in SQL:
+    /// `source('lms', 'statements')`.
     pub model: String,
     /// Column identifying the entity (learner, team, course).
     pub entity: String,
     /// Event timestamp (or date) column.
     pub time: String,
+}
+
+impl EventsSpec {
+    /// The events' relation as the Jinja call the generated SQL reads it with: `ref('model')`, or
+    /// `source('name', 'table')`.
+    pub fn relation(&self) -> String {
+        match self.source() {
+            Some((source, table)) => format!("source('{source}', '{table}')"),
+            None => format!("ref('{}')", self.model),
+        }
+    }
+
+    /// The source and table of `model` when it is written `source('name', 'table')` (either
+    /// quote), else `None`.
+    pub fn source(&self) -> Option<(String, String)> {
+        let inner = self
+            .model
+            .trim()
+            .strip_prefix("source")?
+            .trim_start()
+            .strip_prefix('(')?
+            .strip_suffix(')')?;
+        let (source, table) = inner.split_once(',')?;
+        let unquote = |text: &str| {
+            let text = text.trim();
+            ['\'', '"'].into_iter().find_map(|quote| {
+                text.strip_prefix(quote)?
+                    .strip_suffix(quote)
+                    .filter(|name| !name.contains(['\'', '"']))
+                    .map(str::to_string)
+            })
+        };
+        Some((unquote(source)?, unquote(table)?))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

@@ -224,6 +224,7 @@ pub const PROJECT_KEYS: &[&str] = &[
     "dispatch",
     "snapshots",
     "restrict-access",
+    "show",
 ];
 
 /// Project-file keys that only describe the project or configure dbt's own tooling: read and

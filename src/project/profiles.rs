@@ -375,9 +375,28 @@ pub fn select_target(
         Some(adapter) => return Err(foreign_adapter(&name, adapter, at_target("type", String::new()))),
     }
     let raw: RawTarget = serde_yaml::from_value(raw_value.clone()).map_err(|error| {
-        Diagnostic::new(format!("invalid target '{name}' of profile '{profile}': {error}"))
+        let error = crate::project::yaml::plain_types(&error.to_string());
+        // serde names the value, not its key: the key is the one whose value that is.
+        let key = error
+            .split_once("invalid type: string \"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .and_then(|(value, _)| {
+                raw_value.as_mapping()?.iter().find_map(|(key, v)| {
+                    (v.as_str() == Some(value))
+                        .then(|| key.as_str().map(str::to_string))
+                        .flatten()
+                })
+            });
+        let (what, at) = match &key {
+            Some(key) => (
+                format!("{key}: "),
+                positions.value_at(&format!("{profile}/outputs/{name}/{key}")),
+            ),
+            None => (String::new(), positions.at(&format!("{profile}/outputs/{name}"))),
+        };
+        Diagnostic::new(format!("invalid target '{name}' of profile '{profile}': {what}{error}"))
             .in_file(display_name)
-            .at_position(positions.at(&format!("{profile}/outputs/{name}")))
+            .at_position(at)
     })?;
     let raw = &raw;
     let engine = match raw.engine.as_str() {

@@ -49,6 +49,9 @@ pub struct ProjectFile {
     pub snapshots: FolderConfigs,
     /// `restrict-access: true` (in a package): its protected models can only be read by its own.
     pub restrict_access: bool,
+    /// `show: <model>`: after a successful `build` or `run`, preview that model's rows (as
+    /// `--show` does, which overrides it).
+    pub show: Option<String>,
     /// What the file sets that tidemark ignores: dbt features it does not implement, custom keys.
     pub warnings: Vec<Diagnostic>,
 }
@@ -121,6 +124,8 @@ struct RawProjectFile {
     snapshots: Option<serde_yaml::Value>,
     #[serde(default)]
     restrict_access: Option<bool>,
+    #[serde(default)]
+    show: Option<String>,
     #[serde(flatten)]
     other: BTreeMap<String, serde_yaml::Value>,
 }
@@ -211,6 +216,7 @@ pub fn parse(file_name: &str, text: &str) -> Result<ProjectFile, Vec<Diagnostic>
         models,
         snapshots,
         restrict_access: raw.restrict_access.unwrap_or(false),
+        show: raw.show,
         seeds,
         data_tests,
         warnings,

@@ -9,7 +9,88 @@ use crate::diagnostics::{Diagnostic, Position};
 
 /// Parses `text` (the contents of `file`) into `T`, reporting errors with their location.
 pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Diagnostic> {
-    serde_yaml::from_str(text).map_err(|error| yaml_diagnostic(file, &error))
+    serde_yaml::from_str(text).map_err(|error| {
+        let diagnostic = yaml_diagnostic(file, &error);
+        match error
+            .location()
+            .and_then(|at| syntax_help(text, &error.to_string(), at.line()))
+        {
+            Some(help) => diagnostic.with_help(help),
+            None => diagnostic,
+        }
+    })
+}
+
+/// serde's names of Rust types in a message, in words (`expected usize` → `expected a whole
+/// number`).
+pub(crate) fn plain_types(message: &str) -> String {
+    const WORDS: [(&str, &str); 10] = [
+        ("expected usize", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected u8", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ];
+    WORDS
+        .iter()
+        .fold(message.to_string(), |text, (from, to)| text.replace(from, to))
+}
+
+/// What most likely caused a YAML syntax error reported at `line`: a tab in the indentation, or
+/// a quote opened and never closed (the parser then reports the end of the file).
+fn syntax_help(text: &str, message: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indented_with_tab = |number: usize| {
+        lines
+            .get(number.checked_sub(1)?)
+            .filter(|l| l.chars().take_while(|c| c.is_whitespace()).any(|c| c == '\t'))
+            .map(|_| number)
+    };
+    if let Some(number) = indented_with_tab(line).or_else(|| indented_with_tab(line + 1)) {
+        return Some(format!(
+            "line {number} is indented with a tab; YAML indents with spaces only"
+        ));
+    }
+    if !message.contains("end of stream") {
+        return None;
+    }
+    // The first line with a quoted value that does not end on it (quotes that only appear inside
+    // a plain value, like an apostrophe, open nothing).
+    let unclosed = lines.iter().enumerate().find_map(|(index, line)| {
+        let mut open: Option<char> = None;
+        let mut before = ' ';
+        let mut chars = line.trim_start().chars().peekable();
+        while let Some(c) = chars.next() {
+            match open {
+                None if (c == '"' || c == '\'') && matches!(before, ' ' | ':' | '-' | '[' | ',' | '{') => {
+                    open = Some(c)
+                }
+                None if c == '#' && before == ' ' => break,
+                None => {}
+                Some('"') if c == '\\' => {
+                    chars.next();
+                }
+                Some('\'') if c == '\'' && chars.peek() == Some(&'\'') => {
+                    chars.next();
+                }
+                Some(quote) if c == quote => open = None,
+                Some(_) => {}
+            }
+            if !c.is_whitespace() || open.is_none() {
+                before = if c.is_whitespace() { ' ' } else { c };
+            }
+        }
+        open.map(|quote| (index + 1, quote))
+    });
+    Some(match unclosed {
+        Some((number, quote)) => format!("the {quote} opened on line {number} is never closed"),
+        None => "the file ended inside a quoted value, a [ ] list or a { } mapping: check for one left open".into(),
+    })
 }
 
 /// A diagnostic for a serde_yaml error, located when serde_yaml knows where it happened.
@@ -31,7 +112,7 @@ pub fn yaml_diagnostic(file: &str, error: &serde_yaml::Error) -> Diagnostic {
         "duplicate field",
     ];
     let message = if SHAPE.iter().any(|shape| message.contains(shape)) {
-        message
+        plain_types(&message)
     } else {
         format!("invalid YAML: {message}")
     };
@@ -211,6 +292,19 @@ mod tests {
         let positions = Positions::of("a: 1\nb: [unclosed\nc: 3\n");
         assert_eq!(at(&positions, "a"), (1, 1));
         assert!(positions.at("c").is_none());
+    }
+
+    #[test]
+    fn syntax_errors_say_what_most_likely_caused_them() {
+        let tab = parse::<serde_yaml::Value>("f.yml", "a:\n  b: 1\n\tc: 2\n").expect_err("a tab");
+        assert_eq!(
+            tab.help.as_deref(),
+            Some("line 3 is indented with a tab; YAML indents with spaces only")
+        );
+        let quote = parse::<serde_yaml::Value>("f.yml", "a: it's fine\nb: \"open\nc: 3\n").expect_err("unclosed");
+        assert_eq!(quote.help.as_deref(), Some("the \" opened on line 2 is never closed"));
+        let single = parse::<serde_yaml::Value>("f.yml", "a: 'it''s\nb: 2\n").expect_err("unclosed");
+        assert_eq!(single.help.as_deref(), Some("the ' opened on line 1 is never closed"));
     }
 
     #[test]

@@ -532,6 +532,94 @@ fn debug_checks_project_profile_and_warehouse() {
 }
 
 #[test]
+fn debug_opens_every_source_and_names_an_unreadable_one_where_it_is_declared() {
+    let project = fixture("incremental");
+    let root = project.path();
+    let output = tidemark(root, &["debug"]);
+    let text = transcript(&output, root);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("source     OK    raw.events (models/sources.yml:6) reads: "),
+        "{text}"
+    );
+
+    // A second source over a file that is not Parquet, and the first one's files gone.
+    std::fs::write(root.join("data/broken.parquet"), "not parquet at all").unwrap();
+    let sources = root.join("models/sources.yml");
+    let declared = std::fs::read_to_string(&sources).unwrap();
+    std::fs::write(
+        &sources,
+        format!("{declared}      - name: broken\n        external_location: data/broken.parquet\n"),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(root.join("data/events")).unwrap();
+    let output = tidemark(root, &["debug"]);
+    let text = transcript(&output, root);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("source     FAIL  models/sources.yml:6: source raw.events: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("source     FAIL  models/sources.yml:9: source raw.broken: "),
+        "{text}"
+    );
+}
+
+#[test]
+fn version_help_and_completions_cover_every_command() {
+    let folder = tempfile::tempdir().unwrap();
+    let output = tidemark(folder.path(), &["--version"]);
+    let version = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(
+        version.trim(),
+        format!("tidemark {} (DataFusion 55.2.0)", env!("CARGO_PKG_VERSION"))
+    );
+    let commands = [
+        "build",
+        "run",
+        "seed",
+        "test",
+        "snapshot",
+        "retry",
+        "source",
+        "compile",
+        "docs",
+        "ls",
+        "show",
+        "debug",
+        "deps",
+        "run-operation",
+        "clean",
+        "scheduler",
+        "executor",
+        "completions",
+    ];
+    for command in commands {
+        let output = tidemark(folder.path(), &[command, "--help"]);
+        let help = String::from_utf8_lossy(&output.stdout).to_string();
+        assert_eq!(output.status.code(), Some(0), "{command} --help");
+        assert!(
+            help.contains("Examples:\n  tidemark "),
+            "{command} --help has no example:\n{help}"
+        );
+    }
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef tidemark"),
+        ("fish", "complete -c tidemark"),
+    ] {
+        let output = tidemark(folder.path(), &["completions", shell]);
+        let script = String::from_utf8_lossy(&output.stdout).to_string();
+        assert_eq!(output.status.code(), Some(0), "{shell}");
+        assert!(script.contains(marker), "{shell}: {script}");
+        for command in commands {
+            assert!(script.contains(command), "{shell} completes no {command}");
+        }
+    }
+}
+
+#[test]
 fn clean_removes_target_but_not_the_warehouse() {
     let project = fixture("basic");
     assert_eq!(tidemark(project.path(), &["build"]).status.code(), Some(0));

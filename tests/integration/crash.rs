@@ -15,8 +15,10 @@
 //! must recover the run lock and succeed, leaving every table at the new version, which a full
 //! refresh reproduces.
 //!
-//! `TIDEMARK_CRASH_TRIALS` sets the number of trials (default 5, what CI runs; the README gives
-//! the long run), `TIDEMARK_CRASH_SEED` the sequence of kill moments.
+//! The trials run on local disk and on the test S3 server (each trial's warehouse under a prefix
+//! of its own, copied from the previous version's). `TIDEMARK_CRASH_TRIALS` and
+//! `TIDEMARK_CRASH_S3_TRIALS` set the number of trials (default 5 and 3, what CI runs; the README
+//! gives the long runs), `TIDEMARK_CRASH_SEED` the sequence of kill moments.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -24,17 +26,141 @@ use std::time::Instant;
 
 use serde_json::{json, Value as Json};
 
-use crate::common::s3::{assert_same_tables, read_tables_with_pyarrow};
+use crate::common::s3::{assert_same_tables, read_tables_with_pyarrow, S3Server, BUCKET};
 use crate::common::{command, copy_tree, fixture, transcript};
 
-fn tables(project: &Path) -> Json {
-    read_tables_with_pyarrow(&project.join("warehouse").display().to_string(), None)
+/// Where the trials' warehouses are: on local disk in each project's `warehouse/`, or on the test
+/// S3 server under a prefix of each project's own (`crash-<n>`, named in its `profiles.yml`).
+#[derive(Clone, Copy)]
+enum Place {
+    Local,
+    S3(&'static S3Server),
+}
+
+static PREFIXES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Place {
+    /// Points `root` at a warehouse of its own (on S3: a new prefix, holding a copy of what
+    /// `from`'s warehouse holds, when given).
+    fn own_warehouse(self, root: &Path, from: Option<&Path>) {
+        let Place::S3(server) = self else { return };
+        let prefix = format!(
+            "crash-{}-{}",
+            std::process::id(),
+            PREFIXES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        if let Some(from) = from {
+            let source = self.prefix(from);
+            let store = server.client();
+            crate::common::s3::runtime().block_on(async {
+                use futures::TryStreamExt;
+                use object_store::{ObjectStore, ObjectStoreExt};
+                let objects: Vec<_> = store
+                    .list(Some(&object_store::path::Path::from(source.as_str())))
+                    .try_collect()
+                    .await
+                    .expect("list the warehouse");
+                for object in objects {
+                    let key = object.location.to_string();
+                    let target = format!("{prefix}{}", &key[source.len()..]);
+                    store
+                        .copy(&object.location, &object_store::path::Path::from(target))
+                        .await
+                        .expect("copy the warehouse");
+                }
+            });
+        }
+        std::fs::write(
+            root.join("profiles.yml"),
+            format!(
+                "incremental:\n  target: s3\n  outputs:\n    s3:\n      type: datafusion\n      warehouse: s3://{BUCKET}/{prefix}\n      storage:\n{}\n",
+                server.storage_yaml("        ")
+            ),
+        )
+        .unwrap();
+    }
+
+    /// The S3 prefix `root`'s profile names.
+    fn prefix(self, root: &Path) -> String {
+        let profile = std::fs::read_to_string(root.join("profiles.yml")).unwrap_or_default();
+        let start = profile.find(&format!("s3://{BUCKET}/")).expect("an S3 warehouse") + BUCKET.len() + 6;
+        profile[start..].lines().next().unwrap_or_default().trim().to_string()
+    }
+
+    fn tables(self, root: &Path) -> Json {
+        match self {
+            Place::Local => read_tables_with_pyarrow(&root.join("warehouse").display().to_string(), None),
+            Place::S3(server) => {
+                read_tables_with_pyarrow(&format!("s3://{BUCKET}/{}", self.prefix(root)), Some(server))
+            }
+        }
+    }
+
+    /// The newest commit record of `schema.name`, if any.
+    fn latest_record(self, root: &Path, schema: &str, name: &str) -> Option<Json> {
+        let folder = format!("_tidemark/log/{schema}/{name}");
+        let text = match self {
+            Place::Local => {
+                let mut records: Vec<_> = std::fs::read_dir(root.join("warehouse").join(&folder))
+                    .ok()?
+                    .flatten()
+                    .map(|e| e.path())
+                    .collect();
+                records.sort();
+                std::fs::read(records.last()?).ok()?
+            }
+            Place::S3(server) => {
+                let store = server.client();
+                let folder = object_store::path::Path::from(format!("{}/{folder}", self.prefix(root)));
+                crate::common::s3::runtime().block_on(async {
+                    use futures::TryStreamExt;
+                    use object_store::{ObjectStore, ObjectStoreExt};
+                    let mut records: Vec<_> = store.list(Some(&folder)).try_collect().await.ok()?;
+                    records.sort_by(|a, b| a.location.cmp(&b.location));
+                    let latest = records.last()?;
+                    store
+                        .get(&latest.location)
+                        .await
+                        .ok()?
+                        .bytes()
+                        .await
+                        .ok()
+                        .map(|b| b.to_vec())
+                })?
+            }
+        };
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Whether the table's partition folder `partition` holds its data file.
+    fn has_partition(self, root: &Path, schema: &str, name: &str, partition: &str) -> bool {
+        match self {
+            Place::Local => root
+                .join("warehouse")
+                .join(schema)
+                .join(name)
+                .join(partition)
+                .join("data.parquet")
+                .is_file(),
+            Place::S3(server) => {
+                use object_store::ObjectStoreExt;
+                let path = object_store::path::Path::from(format!(
+                    "{}/{schema}/{name}/{partition}/data.parquet",
+                    self.prefix(root)
+                ));
+                crate::common::s3::runtime()
+                    .block_on(server.client().head(&path))
+                    .is_ok()
+            }
+        }
+    }
 }
 
 /// The fixture with a seed and a table model added: every kind of commit in one build.
-fn project_at_previous_version() -> tempfile::TempDir {
+fn project_at_previous_version(place: Place) -> tempfile::TempDir {
     let project = fixture("incremental");
     let root = project.path();
+    place.own_warehouse(root, None);
     std::fs::create_dir_all(root.join("seeds")).unwrap();
     std::fs::write(root.join("seeds/learners.csv"), "learner,team\nana,t1\nbo,t2\n").unwrap();
     std::fs::write(
@@ -74,30 +200,17 @@ fn same(a: &Json, b: &Json) -> bool {
 /// Whether the commit log's latest record of `table` (`schema.name`) agrees with what is read:
 /// its row count for a whole table; for a partitioned one (whose record counts the partitions
 /// it wrote), that each partition it wrote is there.
-fn log_agrees(root: &Path, table: &str, read: &Json) -> Result<(), String> {
+fn log_agrees(place: Place, root: &Path, table: &str, read: &Json) -> Result<(), String> {
     let Some((schema, name)) = table.split_once('.') else {
         return Ok(());
     };
-    let folder = root.join("warehouse/_tidemark/log").join(schema).join(name);
-    let mut records: Vec<_> = match std::fs::read_dir(folder) {
-        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
-        Err(_) => return Ok(()),
-    };
-    records.sort();
-    let Some(latest) = records.last() else {
+    let Some(record) = place.latest_record(root, schema, name) else {
         return Ok(());
     };
-    let record: Json = serde_json::from_str(&std::fs::read_to_string(latest).unwrap_or_default()).unwrap_or_default();
     match record["written"].as_array() {
         Some(written) => {
             for partition in written.iter().filter_map(Json::as_str) {
-                let data = root
-                    .join("warehouse")
-                    .join(schema)
-                    .join(name)
-                    .join(partition)
-                    .join("data.parquet");
-                if !data.is_file() {
+                if !place.has_partition(root, schema, name, partition) {
                     return Err(format!("its commit log wrote {partition}, which is not there"));
                 }
             }
@@ -112,20 +225,11 @@ fn log_agrees(root: &Path, table: &str, read: &Json) -> Result<(), String> {
 
 /// Whether `table` is a partitioned table whose commit record is written and whose every
 /// partition is whole, each as in the previous or the new version (a publish cut short).
-fn mixed_whole_partitions(root: &Path, table: &str, read: &Json, previous: &Json, new: &Json) -> bool {
+fn mixed_whole_partitions(place: Place, root: &Path, table: &str, read: &Json, previous: &Json, new: &Json) -> bool {
     let Some((schema, name)) = table.split_once('.') else {
         return false;
     };
-    let folder = root.join("warehouse/_tidemark/log").join(schema).join(name);
-    let mut records: Vec<_> = std::fs::read_dir(folder)
-        .map(|entries| entries.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    records.sort();
-    let Some(record) = records
-        .last()
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .and_then(|text| serde_json::from_str::<Json>(&text).ok())
-    else {
+    let Some(record) = place.latest_record(root, schema, name) else {
         return false;
     };
     let Some(partition_by) = record["partition_by"].as_array() else {
@@ -167,23 +271,35 @@ impl Rng {
     }
 }
 
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
-#[allow(clippy::print_stderr, reason = "the trials report their counts")]
 fn killed_builds_leave_every_table_at_its_previous_or_its_new_version() {
-    let trials: usize = std::env::var("TIDEMARK_CRASH_TRIALS")
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(5);
-    let seed: u64 = std::env::var("TIDEMARK_CRASH_SEED")
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(0x5eed_cafe);
-    let previous_project = project_at_previous_version();
-    let previous = tables(previous_project.path());
+    let trials = setting("TIDEMARK_CRASH_TRIALS", 5) as usize;
+    crash_trials(Place::Local, trials, setting("TIDEMARK_CRASH_SEED", 0x5eed_cafe));
+}
+
+#[test]
+fn killed_builds_on_s3_leave_every_table_at_its_previous_or_its_new_version() {
+    let trials = setting("TIDEMARK_CRASH_S3_TRIALS", 3) as usize;
+    let place = Place::S3(S3Server::shared());
+    crash_trials(place, trials, setting("TIDEMARK_CRASH_SEED", 0x5eed_cafe));
+}
+
+#[allow(clippy::print_stderr, reason = "the trials report their counts")]
+fn crash_trials(place: Place, trials: usize, seed: u64) {
+    let previous_project = project_at_previous_version(place);
+    let previous = place.tables(previous_project.path());
 
     // The new version: the same warehouse built again with the new data, uninterrupted.
     let new_project = tempfile::tempdir().unwrap();
     copy_tree(previous_project.path(), new_project.path());
+    place.own_warehouse(new_project.path(), Some(previous_project.path()));
     add_new_data(new_project.path());
     let clock = Instant::now();
     let output = command(new_project.path()).args(["build"]).output().expect("build");
@@ -194,7 +310,7 @@ fn killed_builds_leave_every_table_at_its_previous_or_its_new_version() {
         "{}",
         transcript(&output, new_project.path())
     );
-    let new = tables(new_project.path());
+    let new = place.tables(new_project.path());
     // A full refresh gives the same tables.
     let output = command(new_project.path())
         .args(["build", "--full-refresh"])
@@ -207,7 +323,7 @@ fn killed_builds_leave_every_table_at_its_previous_or_its_new_version() {
         transcript(&output, new_project.path())
     );
     assert_same_tables(
-        &tables(new_project.path()),
+        &place.tables(new_project.path()),
         &new,
         "full refresh vs the incremental new version",
     );
@@ -226,6 +342,7 @@ fn killed_builds_leave_every_table_at_its_previous_or_its_new_version() {
         let project = tempfile::tempdir().unwrap();
         let root = project.path();
         copy_tree(previous_project.path(), root);
+        place.own_warehouse(root, Some(previous_project.path()));
         add_new_data(root);
         let mut child = command(root)
             .args(["build", "--no-progress"])
@@ -237,7 +354,7 @@ fn killed_builds_leave_every_table_at_its_previous_or_its_new_version() {
         std::thread::sleep(duration.mul_f64(rng.unit() * 1.1));
         let _ = child.kill();
         let _ = child.wait();
-        let now = tables(root);
+        let now = place.tables(root);
         for name in &names {
             let table = &now[name];
             let is_new = if same(table, &previous[name]) {
@@ -246,7 +363,7 @@ fn killed_builds_leave_every_table_at_its_previous_or_its_new_version() {
             } else if same(table, &new[name]) {
                 at_new += 1;
                 true
-            } else if mixed_whole_partitions(root, name, table, &previous[name], &new[name]) {
+            } else if mixed_whole_partitions(place, root, name, table, &previous[name], &new[name]) {
                 // A partitioned publish cut short: every partition whole, of one version or the
                 // other; the next run rolls the publish forward (README, commit guarantees).
                 mixed += 1;
@@ -255,8 +372,8 @@ fn killed_builds_leave_every_table_at_its_previous_or_its_new_version() {
                 partial.push(format!("trial {trial}: {name} is neither version: {table}"));
                 continue;
             };
-            if let Err(problem) = log_agrees(root, name, table) {
-                if is_new && log_agrees(root, name, &previous[name]).is_ok() {
+            if let Err(problem) = log_agrees(place, root, name, table) {
+                if is_new && log_agrees(place, root, name, &previous[name]).is_ok() {
                     // Killed between publishing a whole table and writing its record: the log is
                     // one commit behind (the next run records its own).
                     lagging += 1;
@@ -277,10 +394,15 @@ fn killed_builds_leave_every_table_at_its_previous_or_its_new_version() {
             "trial {trial}: {}",
             transcript(&output, root)
         );
-        assert_same_tables(&tables(root), &new, &format!("trial {trial}: after the recovering run"));
+        assert_same_tables(
+            &place.tables(root),
+            &new,
+            &format!("trial {trial}: after the recovering run"),
+        );
     }
     eprintln!(
-        "crash trials: {trials} kills, {} tables each: {at_previous} at their previous version, {at_new} at their new one ({lagging} of them with the commit record not yet written, {pending} partitioned ones with the record written and the publish not begun), {mixed} partitioned tables mid-publish (each partition whole), {} partial",
+        "crash trials{}: {trials} kills, {} tables each: {at_previous} at their previous version, {at_new} at their new one ({lagging} of them with the commit record not yet written, {pending} partitioned ones with the record written and the publish not begun), {mixed} partitioned tables mid-publish (each partition whole), {} partial",
+        if matches!(place, Place::S3(_)) { " on S3" } else { "" },
         names.len(),
         partial.len()
     );

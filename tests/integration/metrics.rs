@@ -50,6 +50,56 @@ fn metric_models_match_hand_computed_scorecards_and_alerts() {
     }
 }
 
+#[test]
+fn a_metric_models_events_can_be_a_source() {
+    // The golden events as a CSV source instead of a seed: the same scorecards and alerts.
+    let project = fixture("metrics_golden");
+    let root = project.path();
+    std::fs::create_dir_all(root.join("data")).expect("data folder");
+    std::fs::rename(root.join("seeds/events.csv"), root.join("data/events.csv")).expect("move events");
+    std::fs::write(
+        root.join("models/sources.yml"),
+        "version: 2\nsources:\n  - name: lms\n    tables:\n      - name: events\n        external_location: data/events.csv\n",
+    )
+    .expect("sources.yml");
+    let metrics = root.join("models/metrics.yml");
+    let text = std::fs::read_to_string(&metrics).expect("metrics.yml");
+    assert!(text.contains("events: {model: events,"));
+    std::fs::write(
+        &metrics,
+        text.replace(
+            "events: {model: events,",
+            "events: {model: \"source('lms', 'events')\",",
+        ),
+    )
+    .expect("metrics.yml");
+    let output = tidemark(root, &["build"]);
+    assert_eq!(output.status.code(), Some(0), "{}", transcript(&output, root));
+    for table in ["measures_card", "compare_card", "alert_card", "alert_card_alerts"] {
+        check_table(root, table);
+    }
+    // The lineage runs through the source.
+    let manifest = std::fs::read_to_string(root.join("target/manifest.json")).expect("manifest");
+    assert!(
+        manifest.contains("source.metrics_golden.lms.events"),
+        "the source is in the graph"
+    );
+
+    // A source that is not declared is named, at the metric model's line.
+    std::fs::write(
+        &metrics,
+        text.replace(
+            "events: {model: events,",
+            "events: {model: \"source('lms', 'missing')\",",
+        ),
+    )
+    .expect("metrics.yml");
+    let output = tidemark(root, &["compile"]);
+    let shown = transcript(&output, root);
+    assert_eq!(output.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("missing"), "{shown}");
+}
+
 /// The test of one node in a run_results.json: its status and failing rows.
 fn result_of(project: &std::path::Path, unique_id: &str) -> Option<(String, u64)> {
     let results: serde_json::Value =

@@ -72,6 +72,26 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer) -> Result<Ex
     for outcome in checks::source_stores(&project, &target, &warehouse).await {
         check("source", outcome);
     }
+    // Every source opened and its first row read, as a run reads it.
+    let vars = project::load_for_target(
+        &global.project_dir,
+        global.profiles_dir.as_deref(),
+        global.target.as_deref(),
+        global.vars.as_deref(),
+    )
+    .map(|loaded| loaded.vars);
+    let graph = vars.map_err(|error| error.to_string()).and_then(|vars| {
+        let engine = crate::compile::TemplateEngine::new(&project, &target, vars).map_err(|e| e.to_string())?;
+        crate::graph::build(&project, &engine, &target).map_err(|e| e.to_string())
+    });
+    match graph {
+        Ok(graph) => {
+            for outcome in checks::sources(&target, warehouse.clone(), std::sync::Arc::new(graph)).await {
+                check("source", outcome);
+            }
+        }
+        Err(problem) => check("graph", Check::Failed(problem)),
+    }
     if target.engine == project::Engine::Ballista {
         let cluster = checks::cluster(&target).await;
         let reachable = cluster.passed();

@@ -150,7 +150,10 @@ pub(crate) async fn execute(
     started.release().await;
     target_lock.release().await;
     match outcome? {
-        ExitStatus::Success => match args.show {
+        ExitStatus::Success => match args.show.clone().or_else(|| match kind {
+            Kind::Build | Kind::Run => loaded.project.file.show.clone(),
+            _ => None,
+        }) {
             Some(model) => {
                 printer.info("");
                 let show = super::show::ShowArgs {

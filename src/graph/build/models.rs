@@ -200,11 +200,13 @@ impl Parse<'_> {
                 .into_iter()
                 .find(|key| message.message.contains(key))
                 .unwrap_or("materialized");
-                problems.push(
-                    Diagnostic::new(format!("model '{}': {message}", node.name))
-                        .in_file(&file.path)
-                        .at_line(crate::diagnostics::line_of(&file.text, key)),
-                );
+                // Where the key is set: the model's own `config()`, else its YAML properties.
+                let diagnostic = Diagnostic::new(format!("model '{}': {message}", node.name));
+                let in_yaml = properties.and_then(|p| Some((p, *p.config_positions.get(key)?)));
+                problems.push(match (crate::diagnostics::line_of(&file.text, key), in_yaml) {
+                    (None, Some((yaml, at))) => diagnostic.in_file(&yaml.file).at_position(Some(at)),
+                    (line, _) => diagnostic.in_file(&file.path).at_line(line),
+                });
                 continue;
             }
             if let Err(message) = node.check_contract() {

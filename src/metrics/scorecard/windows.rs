@@ -225,12 +225,12 @@ pub(super) fn window_lists(model: &ValidatedModel, calendar: &str, daily_ref: &s
         query.add(
             source.clone(),
             format!(
-                "    select e.__entity,\n        {}\n    from (\n        select events.{ev_entity} as __entity, cast(cast(events.{time} as date) as int) as __day, {expr} as __value\n        from {{{{ ref('{model}') }}}} as events\n        {filter}\n    ) as e\n    group by e.__entity",
+                "    select e.__entity,\n        {}\n    from (\n        select events.{ev_entity} as __entity, cast(cast(events.{time} as date) as int) as __day, {expr} as __value\n        from {{{{ {events} }}}} as events\n        {filter}\n    ) as e\n    group by e.__entity",
                 aggregates_of(source).join(",\n        "),
                 ev_entity = spec.events.entity,
                 time = spec.events.time,
                 expr = measure.expr.as_deref().unwrap_or_default(),
-                model = spec.events.model,
+                events = spec.events.relation(),
             ),
         );
         joins.push(source.clone());

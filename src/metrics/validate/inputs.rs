@@ -16,11 +16,23 @@ pub(super) const MAX_WINDOW_DAYS: i64 = 36_525;
 /// Model and column names that go into the generated SQL (and its `ref()`s) as they are: each
 /// must be a plain name, so nothing can be spliced in through them.
 pub(super) fn check_names(spec: &MetricModelSpec, error: &ErrorAt<'_>, problems: &mut Diagnostics) {
-    let mut names: Vec<(&str, String)> = vec![
-        (spec.events.model.as_str(), "events/model".into()),
-        (spec.events.entity.as_str(), "events/entity".into()),
-        (spec.events.time.as_str(), "events/time".into()),
-    ];
+    let source = spec.events.source();
+    let mut names: Vec<(&str, String)> = match &source {
+        Some((name, table)) => vec![
+            (name.as_str(), "events/model".into()),
+            (table.as_str(), "events/model".into()),
+        ],
+        None if spec.events.model.trim_start().starts_with("source") && spec.events.model.contains('(') => {
+            problems.push(error(
+                "write a source as source('name', 'table'): two quoted names".into(),
+                "events/model",
+            ));
+            Vec::new()
+        }
+        None => vec![(spec.events.model.as_str(), "events/model".into())],
+    };
+    names.push((spec.events.entity.as_str(), "events/entity".into()));
+    names.push((spec.events.time.as_str(), "events/time".into()));
     if let Some(dimension) = &spec.dimension {
         names.push((dimension.model.as_str(), "dimension/model".into()));
         names.push((dimension.key.as_str(), "dimension/key".into()));
@@ -59,7 +71,14 @@ pub(super) fn check_names(spec: &MetricModelSpec, error: &ErrorAt<'_>, problems:
         if !is_name(value) {
             let shown: String = value.chars().take(80).collect();
             problems.push(error(
-                format!("'{shown}' is not a model or column name (letters, digits and _, not starting with a digit)"),
+                format!(
+                    "'{shown}' is not a model or column name (letters, digits and _, not starting with a digit){}",
+                    if at == "events/model" {
+                        "; a source table is written source('name', 'table')"
+                    } else {
+                        ""
+                    }
+                ),
                 &at,
             ));
         }
