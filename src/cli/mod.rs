@@ -225,6 +225,11 @@ enum Command {
     /// `run-operation grant_reader --args '{role: bi}'`.
     #[command(after_help = "Examples:\n  tidemark run-operation grant_reader --args '{role: bi}'")]
     RunOperation(commands::operation::OperationArgs),
+    /// Create a new project that builds at once: a source over sample events, models, a metric
+    /// model with windows, comparisons, a weighted score and an alert, profiles, a .gitignore
+    /// and a CI workflow. Existing files are never overwritten without --force.
+    #[command(after_help = "Examples:\n  tidemark init demo && cd demo && tidemark build\n  tidemark init . --force")]
+    Init(commands::init::InitArgs),
     /// Delete the project's clean-targets (target/ by default).
     #[command(after_help = "Examples:\n  tidemark clean")]
     Clean,
@@ -298,6 +303,7 @@ pub fn main() -> ExitCode {
             Command::Deps(args) => commands::deps::execute(&cli.global, &printer, args).await,
             Command::RunOperation(args) => commands::operation::execute(&cli.global, &printer, args).await,
             Command::Clean => commands::clean::execute(&cli.global, &printer).await,
+            Command::Init(args) => commands::init::execute(&printer, args),
             Command::Completions { shell } => {
                 let mut script = Vec::new();
                 let mut command = <Cli as clap::CommandFactory>::command();

@@ -10,6 +10,7 @@ pub mod profiles;
 pub mod project_file;
 pub mod properties;
 pub mod render;
+pub mod scaffold;
 pub mod selectors;
 pub mod yaml;
 

@@ -17,6 +17,7 @@ mod docs;
 mod errors;
 mod hosts;
 mod incremental;
+mod init;
 mod limits;
 mod metrics;
 mod notify;

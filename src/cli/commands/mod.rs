@@ -7,6 +7,7 @@ pub(super) mod compile;
 pub(super) mod debug;
 pub(super) mod deps;
 pub(super) mod docs;
+pub(super) mod init;
 pub(super) mod ls;
 pub(super) mod operation;
 pub(super) mod run;
