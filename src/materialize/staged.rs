@@ -104,10 +104,14 @@ impl super::Warehouse {
         let mut holding = std::collections::BTreeSet::new();
         let lock_objects: Vec<_> = self.store.list(Some(&locks)).try_collect().await?;
         for lock in lock_objects {
-            if let Ok(bytes) = self.store.get(&lock.location).await?.bytes().await {
-                if let Some(run) = super::lock::run_of(&bytes) {
-                    holding.insert(run);
-                }
+            // A lock released since the listing holds nothing back.
+            let bytes = match self.store.get(&lock.location).await {
+                Ok(found) => found.bytes().await.ok(),
+                Err(datafusion::object_store::Error::NotFound { .. }) => None,
+                Err(error) => return Err(error.into()),
+            };
+            if let Some(run) = bytes.as_deref().and_then(super::lock::run_of) {
+                holding.insert(run);
             }
         }
         let mut deleted = 0;
