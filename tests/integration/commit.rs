@@ -2,7 +2,6 @@
 //! killing `tidemark run` (SIGKILL) while it writes a large table leaves the previous version
 //! whole and readable, and the next run recovers the lock the killed run left behind.
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -22,23 +21,11 @@ fn killing_a_run_mid_write_leaves_the_previous_table_readable() {
 
     // Start writing version 2 (40 million rows) and kill the process while the new Parquet
     // object is being written (under the run's staging folder, `_tidemark/staging/<run>/`).
-    let mut child = crate::common::command(project.path())
-        .args(["run", "--vars", "{rows: 40000000}", "--log-format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tidemark");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("tidemark ended before starting the node")
-            .expect("read line");
-        if line.contains("\"node_started\"") {
-            break;
-        }
-    }
+    let mut child = crate::common::spawn_until_node_started(
+        crate::common::command(project.path())
+            .args(["run", "--vars", "{rows: 40000000}", "--log-format", "json"])
+            .stderr(Stdio::null()),
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     let staging_root = project.path().join("warehouse/_tidemark/staging");
     let staging = loop {

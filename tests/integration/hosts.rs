@@ -12,7 +12,6 @@
 //! - A live holder whose work outlasts its lease many times over is never taken over: its
 //!   heartbeat keeps the lock, and the other host waits for it to finish.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -134,34 +133,19 @@ fn interleaved_runs_on_two_hosts_lose_no_update() {
 
 /// Starts writing `rows` rows of `big` on `host`; returns once its node has started.
 fn start_big_write(project: &Path, host: &str, rows: u64) -> Child {
-    let mut child = on_host(project, host)
-        .args([
-            "run",
-            "--select",
-            "big",
-            "--vars",
-            &format!("{{rows: {rows}}}"),
-            "--log-format",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tidemark");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("tidemark ended before starting the node")
-            .expect("line");
-        if line.contains("\"node_started\"") {
-            break;
-        }
-    }
-    // Keep draining its output so it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    child
+    crate::common::spawn_until_node_started(
+        on_host(project, host)
+            .args([
+                "run",
+                "--select",
+                "big",
+                "--vars",
+                &format!("{{rows: {rows}}}"),
+                "--log-format",
+                "json",
+            ])
+            .stderr(Stdio::piped()),
+    )
 }
 
 fn big_rows(server: &S3Server, prefix: &str) -> u64 {

@@ -5,7 +5,6 @@
 //! live table lock on S3 is refused and a live run lock makes a second run wait; sources on S3
 //! read like local files; a local pull-request build defers to production tables on S3.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -138,23 +137,11 @@ fn big_project_on(server: &S3Server, prefix: &str) -> tempfile::TempDir {
 
 /// Starts writing 30M rows and returns the child once its node has started writing.
 fn start_big_write(project: &Path) -> std::process::Child {
-    let mut child = crate::common::command(project)
-        .args(["run", "--vars", "{rows: 30000000}", "--log-format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tidemark");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("tidemark ended before starting the node")
-            .expect("line");
-        if line.contains("\"node_started\"") {
-            break;
-        }
-    }
+    let child = crate::common::spawn_until_node_started(
+        crate::common::command(project)
+            .args(["run", "--vars", "{rows: 30000000}", "--log-format", "json"])
+            .stderr(Stdio::piped()),
+    );
     // Let the upload get going (several multipart parts).
     std::thread::sleep(Duration::from_secs(4));
     child

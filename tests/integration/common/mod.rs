@@ -298,3 +298,27 @@ pub(crate) fn lock_record(pid: u32, command: Option<&str>) -> String {
         "{{\"run_id\":\"other-run\",\"pid\":{pid},\"host\":\"{host}\",\"since\":\"2026-11-22T00:00:00Z\"{command}}}"
     )
 }
+
+/// Spawns `command` (a `tidemark` run with `--log-format json`) and returns it once a node has
+/// started. The rest of its standard output is drained in the background, so it never blocks
+/// on a full pipe.
+pub(crate) fn spawn_until_node_started(command: &mut Command) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tidemark");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("tidemark ended before starting the node")
+            .expect("read line");
+        if line.contains("\"node_started\"") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
