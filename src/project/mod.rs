@@ -131,7 +131,7 @@ pub fn load_for_target(
 }
 
 /// The project's vars overridden by `--vars` (YAML or JSON).
-fn merged_vars(
+pub(crate) fn merged_vars(
     project_vars: &std::collections::BTreeMap<String, serde_json::Value>,
     overrides: Option<&str>,
 ) -> Result<std::collections::BTreeMap<String, serde_json::Value>, Diagnostic> {

@@ -73,13 +73,7 @@ pub(crate) async fn execute(global: &GlobalArgs, printer: &Printer) -> Result<Ex
         check("source", outcome);
     }
     // Every source opened and its first row read, as a run reads it.
-    let vars = project::load_for_target(
-        &global.project_dir,
-        global.profiles_dir.as_deref(),
-        global.target.as_deref(),
-        global.vars.as_deref(),
-    )
-    .map(|loaded| loaded.vars);
+    let vars = project::merged_vars(&project.file.vars, global.vars.as_deref());
     let graph = vars.map_err(|error| error.to_string()).and_then(|vars| {
         let engine = crate::compile::TemplateEngine::new(&project, &target, vars).map_err(|e| e.to_string())?;
         crate::graph::build(&project, &engine, &target).map_err(|e| e.to_string())
