@@ -16,6 +16,10 @@
 //!    (`benches/peer/compare.py`) and prints wall time, CPU time and peak memory (each measured
 //!    on the child process by `benches/peer/measure.py`) with their medians and ratios.
 //!
+//! `cargo bench --bench peer -- --binaries label=path,label=path [--runs R]` times only
+//! `tidemark build`, by each binary in turn (builds of different Cargo profiles), R rounds, and
+//! checks each binary's scorecard against DuckDB's (run once).
+//!
 //! Needs python3 with pip (it installs `duckdb` when missing).
 
 #![allow(
@@ -322,27 +326,19 @@ fn main() {
     }
     let learners: usize = flag("--learners").and_then(|v| v.parse().ok()).unwrap_or(40_000);
     let runs: usize = flag("--runs").and_then(|v| v.parse().ok()).unwrap_or(3);
+    if let Some(list) = flag("--binaries") {
+        compare_binaries(&list, learners, runs);
+        return;
+    }
     let binary = binary();
     assert!(
         binary.exists(),
         "no tidemark binary at {} (cargo build --release, or set TIDEMARK_BIN)",
         binary.display()
     );
-    ensure_duckdb();
-    let data = data(learners);
-    let events: u64 = std::fs::read_to_string(data.join("rows"))
-        .expect("rows")
-        .trim()
-        .parse()
-        .expect("row count");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer");
-    let work = tempfile::tempdir().expect("temp dir");
+    let (work, events) = setup(learners);
     let project = work.path();
-    copy_tree(&root.join("project"), project);
-    std::fs::create_dir_all(project.join("data")).expect("data folder");
-    for file in ["events.parquet", "learners.parquet"] {
-        std::os::unix::fs::symlink(data.join(file), project.join("data").join(file)).expect("link data");
-    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer");
     let sql = root.join("duckdb_scorecard.sql");
     let sql = sql.to_str().expect("utf-8 path");
     let me = std::env::current_exe().expect("current exe");
@@ -400,6 +396,86 @@ fn main() {
         (tw / rw - 1.0) * 100.0,
         (tc / rc - 1.0) * 100.0
     );
+}
+
+/// The generated data, and a copy of `benches/peer/project` in a temporary folder that links to
+/// it; with the number of events.
+fn setup(learners: usize) -> (tempfile::TempDir, u64) {
+    ensure_duckdb();
+    let data = data(learners);
+    let events: u64 = std::fs::read_to_string(data.join("rows"))
+        .expect("rows")
+        .trim()
+        .parse()
+        .expect("row count");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer");
+    let work = tempfile::tempdir().expect("temp dir");
+    copy_tree(&root.join("project"), work.path());
+    std::fs::create_dir_all(work.path().join("data")).expect("data folder");
+    for file in ["events.parquet", "learners.parquet"] {
+        std::os::unix::fs::symlink(data.join(file), work.path().join("data").join(file)).expect("link data");
+    }
+    (work, events)
+}
+
+/// `--binaries label=path,label=path`: the same `tidemark build` by several binaries (builds of
+/// different Cargo profiles), one after another in turn for `runs` rounds so that the machine's
+/// drift touches each alike. DuckDB runs once, and every binary's first scorecard is checked
+/// against it.
+fn compare_binaries(list: &str, learners: usize, runs: usize) {
+    let binaries: Vec<(String, String)> = list
+        .split(',')
+        .map(|entry| {
+            let (label, path) = entry.split_once('=').unwrap_or((entry, entry));
+            assert!(Path::new(path).exists(), "--binaries: no tidemark binary at {path}");
+            (label.to_string(), path.to_string())
+        })
+        .collect();
+    let (work, events) = setup(learners);
+    let project = work.path();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer");
+    let script = root.join("duckdb_scorecard.py");
+    let sql = root.join("duckdb_scorecard.sql");
+    let d = measure(
+        project,
+        &[
+            &python(),
+            script.to_str().expect("utf-8 path"),
+            sql.to_str().expect("utf-8 path"),
+        ],
+    );
+    println!(
+        "peer benchmark, {} binaries: {events} events, {learners} learners; {runs} rounds; DuckDB once: {:.2}s",
+        binaries.len(),
+        d.wall
+    );
+    let mut measured: Vec<Vec<Measured>> = binaries.iter().map(|_| Vec::new()).collect();
+    for run in 1..=runs {
+        for ((label, path), runs_of) in binaries.iter().zip(&mut measured) {
+            let _ = std::fs::remove_dir_all(project.join("warehouse"));
+            let t = measure(project, &[path, "build", "--no-progress"]);
+            println!(
+                "round {run}: {label} {:.2}s (cpu {:.1}s, {:.2} GiB)",
+                t.wall, t.cpu, t.peak_gib
+            );
+            if run == 1 {
+                check_equal(project);
+            }
+            runs_of.push(t);
+        }
+    }
+    println!();
+    println!(
+        "| {events} events, tidemark build | wall (median of {runs}) | CPU (median) | peak RSS (max) | binary size |"
+    );
+    println!("|---|---|---|---|---|");
+    for ((label, path), runs_of) in binaries.iter().zip(&measured) {
+        let wall = median(&mut runs_of.iter().map(|m| m.wall).collect::<Vec<_>>());
+        let cpu = median(&mut runs_of.iter().map(|m| m.cpu).collect::<Vec<_>>());
+        let peak = runs_of.iter().map(|m| m.peak_gib).fold(0.0, f64::max);
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or_default() as f64 / 1e6;
+        println!("| {label} | {wall:.2} s | {cpu:.1} s | {peak:.2} GiB | {size:.1} MB |");
+    }
 }
 
 fn duckdb_version() -> String {

@@ -3,17 +3,25 @@
 //! Settings come from the target's `storage:` (endpoint, region, path style, plain HTTP,
 //! credentials, retries) on top of the provider's usual environment variables and instance
 //! credentials (`AmazonS3Builder::from_env` and its Google and Azure twins).
+//!
+//! Each provider is a Cargo feature (`s3`, `gcs`, `azure`, all on by default and in the wheel);
+//! a build without one names the feature when a target asks for its URLs.
 
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
+#[cfg(feature = "s3")]
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+#[cfg(feature = "azure")]
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+#[cfg(feature = "gcs")]
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::memory::InMemory;
 use object_store::path::Path as StorePath;
-use object_store::{BackoffConfig, ObjectStore, ObjectStoreScheme, RetryConfig};
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+use object_store::{BackoffConfig, RetryConfig};
+use object_store::{ObjectStore, ObjectStoreScheme};
 use url::Url;
 
 use super::MaterializeError;
@@ -48,38 +56,11 @@ pub fn open(location: &str, settings: &StorageSettings) -> Result<OpenedStore, M
     let prefix = StorePath::parse(path).map_err(|error| setup(format!("'{location}': {error}")))?;
     let base = Url::parse(&url[..url::Position::BeforePath])
         .map_err(|error| setup(format!("'{location}' has no bucket or container: {error}")))?;
-    let retry = retry_config(settings)?;
     let store: Arc<dyn ObjectStore> = match scheme {
         ObjectStoreScheme::Memory => Arc::new(InMemory::new()),
-        ObjectStoreScheme::AmazonS3 => {
-            let mut builder = AmazonS3Builder::from_env().with_url(location).with_retry(retry);
-            for (key, value) in s3_options(settings) {
-                let parsed = AmazonS3ConfigKey::from_str(&key)
-                    .map_err(|_| setup(format!("storage: '{key}' is not an S3 setting of object_store")))?;
-                builder = builder.with_config(parsed, value);
-            }
-            Arc::new(builder.build().map_err(|error| describe_build_error("S3", error))?)
-        }
-        ObjectStoreScheme::GoogleCloudStorage => {
-            let mut builder = GoogleCloudStorageBuilder::from_env()
-                .with_url(location)
-                .with_retry(retry);
-            for (key, value) in common_options(settings) {
-                let parsed = GoogleConfigKey::from_str(&key)
-                    .map_err(|_| setup(format!("storage: '{key}' is not a Google Cloud Storage setting")))?;
-                builder = builder.with_config(parsed, value);
-            }
-            Arc::new(builder.build().map_err(|error| describe_build_error("GCS", error))?)
-        }
-        ObjectStoreScheme::MicrosoftAzure => {
-            let mut builder = MicrosoftAzureBuilder::from_env().with_url(location).with_retry(retry);
-            for (key, value) in common_options(settings) {
-                let parsed = AzureConfigKey::from_str(&key)
-                    .map_err(|_| setup(format!("storage: '{key}' is not an Azure setting")))?;
-                builder = builder.with_config(parsed, value);
-            }
-            Arc::new(builder.build().map_err(|error| describe_build_error("Azure", error))?)
-        }
+        ObjectStoreScheme::AmazonS3 => s3(location, settings)?,
+        ObjectStoreScheme::GoogleCloudStorage => gcs(location, settings)?,
+        ObjectStoreScheme::MicrosoftAzure => azure(location, settings)?,
         ObjectStoreScheme::Local => {
             return Err(setup(format!("'{location}' is a local path; open it as a folder")));
         }
@@ -92,7 +73,76 @@ pub fn open(location: &str, settings: &StorageSettings) -> Result<OpenedStore, M
     Ok(OpenedStore { store, base, prefix })
 }
 
+#[cfg(feature = "s3")]
+fn s3(location: &str, settings: &StorageSettings) -> Result<Arc<dyn ObjectStore>, MaterializeError> {
+    let retry = retry_config(settings)?;
+    let mut builder = AmazonS3Builder::from_env().with_url(location).with_retry(retry);
+    for (key, value) in s3_options(settings) {
+        let parsed = AmazonS3ConfigKey::from_str(&key)
+            .map_err(|_| MaterializeError::Setup(format!("storage: '{key}' is not an S3 setting of object_store")))?;
+        builder = builder.with_config(parsed, value);
+    }
+    Ok(Arc::new(
+        builder.build().map_err(|error| describe_build_error("S3", error))?,
+    ))
+}
+
+#[cfg(feature = "gcs")]
+fn gcs(location: &str, settings: &StorageSettings) -> Result<Arc<dyn ObjectStore>, MaterializeError> {
+    let retry = retry_config(settings)?;
+    let mut builder = GoogleCloudStorageBuilder::from_env()
+        .with_url(location)
+        .with_retry(retry);
+    for (key, value) in common_options(settings) {
+        let parsed = GoogleConfigKey::from_str(&key)
+            .map_err(|_| MaterializeError::Setup(format!("storage: '{key}' is not a Google Cloud Storage setting")))?;
+        builder = builder.with_config(parsed, value);
+    }
+    Ok(Arc::new(
+        builder.build().map_err(|error| describe_build_error("GCS", error))?,
+    ))
+}
+
+#[cfg(feature = "azure")]
+fn azure(location: &str, settings: &StorageSettings) -> Result<Arc<dyn ObjectStore>, MaterializeError> {
+    let retry = retry_config(settings)?;
+    let mut builder = MicrosoftAzureBuilder::from_env().with_url(location).with_retry(retry);
+    for (key, value) in common_options(settings) {
+        let parsed = AzureConfigKey::from_str(&key)
+            .map_err(|_| MaterializeError::Setup(format!("storage: '{key}' is not an Azure setting")))?;
+        builder = builder.with_config(parsed, value);
+    }
+    Ok(Arc::new(
+        builder.build().map_err(|error| describe_build_error("Azure", error))?,
+    ))
+}
+
+/// A provider this binary was built without: the error names the Cargo feature that brings it.
+#[cfg(any(not(feature = "s3"), not(feature = "gcs"), not(feature = "azure")))]
+fn not_built(location: &str, provider: &str, feature: &str) -> MaterializeError {
+    MaterializeError::Setup(format!(
+        "'{location}': this tidemark was built without {provider} storage; build it with the `{feature}` \
+         Cargo feature (`cargo install --path . --features {feature}`; the default features and the wheel include it)"
+    ))
+}
+
+#[cfg(not(feature = "s3"))]
+fn s3(location: &str, _: &StorageSettings) -> Result<Arc<dyn ObjectStore>, MaterializeError> {
+    Err(not_built(location, "S3", "s3"))
+}
+
+#[cfg(not(feature = "gcs"))]
+fn gcs(location: &str, _: &StorageSettings) -> Result<Arc<dyn ObjectStore>, MaterializeError> {
+    Err(not_built(location, "Google Cloud", "gcs"))
+}
+
+#[cfg(not(feature = "azure"))]
+fn azure(location: &str, _: &StorageSettings) -> Result<Arc<dyn ObjectStore>, MaterializeError> {
+    Err(not_built(location, "Azure", "azure"))
+}
+
 /// Settings every provider understands: plain HTTP, connection timeout and raw options.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 fn common_options(settings: &StorageSettings) -> Vec<(String, String)> {
     let mut options = Vec::new();
     if let Some(allow) = settings.allow_http {
@@ -112,6 +162,7 @@ fn common_options(settings: &StorageSettings) -> Vec<(String, String)> {
     options
 }
 
+#[cfg(feature = "s3")]
 fn s3_options(settings: &StorageSettings) -> Vec<(String, String)> {
     let mut options = Vec::new();
     if let Some(endpoint) = &settings.endpoint {
@@ -136,11 +187,12 @@ fn s3_options(settings: &StorageSettings) -> Vec<(String, String)> {
     options
 }
 
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 fn retry_config(settings: &StorageSettings) -> Result<RetryConfig, MaterializeError> {
     let retry_timeout = match &settings.retry_timeout {
         Some(text) => crate::project::profiles::parse_duration(text)
             .map_err(|message| MaterializeError::Setup(format!("storage: retry_timeout: {message}")))?,
-        None => Duration::from_secs(180),
+        None => std::time::Duration::from_secs(180),
     };
     Ok(RetryConfig {
         backoff: BackoffConfig::default(),
@@ -150,6 +202,7 @@ fn retry_config(settings: &StorageSettings) -> Result<RetryConfig, MaterializeEr
 }
 
 /// Builder errors name the missing setting; they never contain a credential's value.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 fn describe_build_error(provider: &str, error: object_store::Error) -> MaterializeError {
     MaterializeError::Setup(format!("{provider} storage settings: {error}"))
 }
