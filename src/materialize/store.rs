@@ -12,11 +12,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 #[cfg(feature = "s3")]
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::AmazonS3Builder;
 #[cfg(feature = "azure")]
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::azure::MicrosoftAzureBuilder;
 #[cfg(feature = "gcs")]
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::memory::InMemory;
 use object_store::path::Path as StorePath;
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
@@ -75,13 +75,15 @@ pub fn open(location: &str, settings: &StorageSettings) -> Result<OpenedStore, M
 
 #[cfg(feature = "s3")]
 fn s3(location: &str, settings: &StorageSettings) -> Result<Arc<dyn ObjectStore>, MaterializeError> {
-    let retry = retry_config(settings)?;
-    let mut builder = AmazonS3Builder::from_env().with_url(location).with_retry(retry);
-    for (key, value) in s3_options(settings) {
-        let parsed = AmazonS3ConfigKey::from_str(&key)
-            .map_err(|_| MaterializeError::Setup(format!("storage: '{key}' is not an S3 setting of object_store")))?;
-        builder = builder.with_config(parsed, value);
-    }
+    let builder = AmazonS3Builder::from_env()
+        .with_url(location)
+        .with_retry(retry_config(settings)?);
+    let builder = configure(
+        builder,
+        s3_options(settings),
+        "an S3 setting of object_store",
+        AmazonS3Builder::with_config,
+    )?;
     Ok(Arc::new(
         builder.build().map_err(|error| describe_build_error("S3", error))?,
     ))
@@ -89,15 +91,15 @@ fn s3(location: &str, settings: &StorageSettings) -> Result<Arc<dyn ObjectStore>
 
 #[cfg(feature = "gcs")]
 fn gcs(location: &str, settings: &StorageSettings) -> Result<Arc<dyn ObjectStore>, MaterializeError> {
-    let retry = retry_config(settings)?;
-    let mut builder = GoogleCloudStorageBuilder::from_env()
+    let builder = GoogleCloudStorageBuilder::from_env()
         .with_url(location)
-        .with_retry(retry);
-    for (key, value) in common_options(settings) {
-        let parsed = GoogleConfigKey::from_str(&key)
-            .map_err(|_| MaterializeError::Setup(format!("storage: '{key}' is not a Google Cloud Storage setting")))?;
-        builder = builder.with_config(parsed, value);
-    }
+        .with_retry(retry_config(settings)?);
+    let builder = configure(
+        builder,
+        common_options(settings),
+        "a Google Cloud Storage setting",
+        GoogleCloudStorageBuilder::with_config,
+    )?;
     Ok(Arc::new(
         builder.build().map_err(|error| describe_build_error("GCS", error))?,
     ))
@@ -105,16 +107,35 @@ fn gcs(location: &str, settings: &StorageSettings) -> Result<Arc<dyn ObjectStore
 
 #[cfg(feature = "azure")]
 fn azure(location: &str, settings: &StorageSettings) -> Result<Arc<dyn ObjectStore>, MaterializeError> {
-    let retry = retry_config(settings)?;
-    let mut builder = MicrosoftAzureBuilder::from_env().with_url(location).with_retry(retry);
-    for (key, value) in common_options(settings) {
-        let parsed = AzureConfigKey::from_str(&key)
-            .map_err(|_| MaterializeError::Setup(format!("storage: '{key}' is not an Azure setting")))?;
-        builder = builder.with_config(parsed, value);
-    }
+    let builder = MicrosoftAzureBuilder::from_env()
+        .with_url(location)
+        .with_retry(retry_config(settings)?);
+    let builder = configure(
+        builder,
+        common_options(settings),
+        "an Azure setting",
+        MicrosoftAzureBuilder::with_config,
+    )?;
     Ok(Arc::new(
         builder.build().map_err(|error| describe_build_error("Azure", error))?,
     ))
+}
+
+/// Hands each `(key, value)` to a provider's builder as one of its config keys; a key the
+/// provider does not know is an error that names it.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+fn configure<Builder, Key: FromStr>(
+    mut builder: Builder,
+    options: Vec<(String, String)>,
+    kind: &str,
+    with_config: impl Fn(Builder, Key, String) -> Builder,
+) -> Result<Builder, MaterializeError> {
+    for (key, value) in options {
+        let parsed =
+            Key::from_str(&key).map_err(|_| MaterializeError::Setup(format!("storage: '{key}' is not {kind}")))?;
+        builder = with_config(builder, parsed, value);
+    }
+    Ok(builder)
 }
 
 /// A provider this binary was built without: the error names the Cargo feature that brings it.
