@@ -287,3 +287,25 @@ pub fn hint(message: &str) -> Option<&'static str> {
         .find(|(needles, _)| needles.iter().any(|needle| lower.contains(needle)))
         .map(|(_, hint)| *hint)
 }
+
+#[cfg(all(test, feature = "s3", feature = "gcs"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_option_the_provider_does_not_know_is_named() {
+        let settings: StorageSettings = serde_yaml::from_str("options: {no_such_key: '1'}").expect("settings");
+        for (url, kind) in [
+            ("s3://bucket/prefix", "an S3 setting of object_store"),
+            ("gs://bucket/prefix", "a Google Cloud Storage setting"),
+        ] {
+            let error = open(url, &settings).err().expect("an unknown key fails");
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("storage: 'no_such_key' is not {kind}")),
+                "{url}: {error}"
+            );
+        }
+    }
+}
