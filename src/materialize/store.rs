@@ -299,7 +299,7 @@ mod tests {
             ("s3://bucket/prefix", "an S3 setting of object_store"),
             ("gs://bucket/prefix", "a Google Cloud Storage setting"),
         ] {
-            let error = open(url, &settings).err().expect("an unknown key fails");
+            let error = open(url, &settings).expect_err("an unknown key fails");
             assert!(
                 error
                     .to_string()
